@@ -1,0 +1,197 @@
+//===- MoEOps.td - moe dialect operations ------------------*- tablegen -*-===//
+
+#ifndef LAER_DIALECT_MOE_IR_MOEOPS_TD
+#define LAER_DIALECT_MOE_IR_MOEOPS_TD
+
+include "laer/Dialect/MoE/IR/MoEDialect.td"
+include "laer/Dialect/MoE/IR/MoEAttrs.td"
+include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+// Element types are checked by the C++ verifiers so that the diagnostics name
+// the operand (`gate`, `w2`, ...) rather than an operand number.
+defvar MoE_Tensor = AnyRankedTensor;
+
+//===----------------------------------------------------------------------===//
+// moe.router
+//===----------------------------------------------------------------------===//
+
+def MoE_RouterOp : MoE_Op<"router", [Pure]> {
+  let summary = "top-k expert selection for every token";
+  let description = [{
+    Computes the router logits `input x gate` (`[T, H] x [H, E] -> [T, E]`),
+    turns them into scores with `score` (`softmax` over the experts, or an
+    element-wise `sigmoid`), and keeps for every token the `top_k` experts
+    with the highest scores, in decreasing order of score (ties go to the
+    lower expert index).
+
+    Results:
+    - `indices` `[T, top_k]`, integer: the chosen experts of each token;
+    - `weights` `[T, top_k]`, float: their scores, divided by their sum when
+      `renormalize` is set (so each token's weights add up to one);
+    - optionally `logits` `[T, E]`: the raw logits, for auxiliary
+      load-balancing or z-losses.
+
+    Example (Mixtral style: softmax, top-2, renormalised):
+
+    ```mlir
+    %idx, %w = moe.router %x, %gate top_k = 2 score<softmax> renormalize
+        : (tensor<16x64xf32>, tensor<64x8xf32>)
+        -> (tensor<16x2xi32>, tensor<16x2xf32>)
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$input, MoE_Tensor:$gate,
+                       I64Attr:$top_k,
+                       MoE_ScoreFunctionAttr:$score,
+                       UnitAttr:$renormalize);
+  let results = (outs MoE_Tensor:$indices, MoE_Tensor:$weights,
+                      Optional<MoE_Tensor>:$logits);
+  let assemblyFormat = [{
+    $input `,` $gate `top_k` `=` $top_k `score` `` $score
+    (`renormalize` $renormalize^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    int64_t getNumExperts();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// moe.dispatch
+//===----------------------------------------------------------------------===//
+
+def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
+  let summary = "group the (token, choice) rows by expert";
+  let description = [{
+    Builds the `T * k` rows `input[t]` for every token `t` and choice
+    `j < k`, sorted by expert `indices[t, j]` and, within one expert, by
+    `(t, j)` (a stable sort). `counts[e]` is the number of rows expert `e`
+    receives; rows of expert `e` start at `sum(counts[0..e))`. The number of
+    experts `E` is the static length of `counts`.
+
+    ```mlir
+    %rows, %counts = moe.dispatch %x, %idx
+        : (tensor<16x64xf32>, tensor<16x2xi32>)
+        -> (tensor<32x64xf32>, tensor<8xi64>)
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$input, MoE_Tensor:$indices);
+  let results = (outs MoE_Tensor:$rows, MoE_Tensor:$counts);
+  let assemblyFormat = [{
+    $input `,` $indices attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.experts
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertsOp : MoE_Op<"experts", [Pure]> {
+  let summary = "grouped gated feed-forward networks, one per expert";
+  let description = [{
+    Applies expert `e`'s gated FFN to its block of rows (the `counts[e]`
+    rows starting at `sum(counts[0..e))`):
+
+    `out = (act(rows x w1[e]) * (rows x w3[e])) x w2[e]`
+
+    with `w1`, `w3` of shape `[E, H, F]`, `w2` of shape `[E, F, H]` and
+    `act` given by `activation` (`silu` makes it the SwiGLU FFN of Mixtral,
+    Qwen and DeepSeek). The row counts must add up to the number of rows.
+
+    ```mlir
+    %y = moe.experts %rows, %counts, %w1, %w3, %w2 activation<silu>
+        : (tensor<32x64xf32>, tensor<8xi64>, tensor<8x64x128xf32>,
+           tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<32x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$rows, MoE_Tensor:$counts,
+                       MoE_Tensor:$w1, MoE_Tensor:$w3, MoE_Tensor:$w2,
+                       MoE_ActivationAttr:$activation);
+  let results = (outs MoE_Tensor:$output);
+  let assemblyFormat = [{
+    $rows `,` $counts `,` $w1 `,` $w3 `,` $w2 `activation` `` $activation
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+def MoE_CombineOp : MoE_Op<"combine", [Pure]> {
+  let summary = "weighted sum of every token's expert outputs";
+  let description = [{
+    Inverse of `moe.dispatch`: `rows` are the `T * k` expert outputs in the
+    expert-grouped order that `moe.dispatch` produced from the same
+    `indices`; the result is, for every token `t`,
+    `sum_j weights[t, j] * rows[pos(t, j)]`.
+
+    ```mlir
+    %out = moe.combine %y, %idx, %w
+        : (tensor<32x64xf32>, tensor<16x2xi32>, tensor<16x2xf32>)
+        -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$rows, MoE_Tensor:$indices,
+                       MoE_Tensor:$weights);
+  let results = (outs MoE_Tensor:$output);
+  let assemblyFormat = [{
+    $rows `,` $indices `,` $weights attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.layer
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+  let summary = "a whole Mixture-of-Experts block";
+  let description = [{
+    The MoE block as a model author writes it: router, routed experts and
+    weighted combine, plus optional always-active shared experts
+    (DeepSeek/Qwen style) whose output is added to the routed output.
+
+    Operands: `input` `[T, H]`, `gate` `[H, E]`, expert weights `w1`, `w3`
+    `[E, H, F]` and `w2` `[E, F, H]`; with `shared(...)`, the shared expert
+    weights `shared_w1`, `shared_w3` `[H, S]` and `shared_w2` `[S, H]` (all
+    three or none). Result: `[T, H]`.
+
+    `moe-decompose` rewrites it into `moe.router`, `moe.dispatch`,
+    `moe.experts` and `moe.combine`.
+
+    ```mlir
+    %y = moe.layer %x, %gate, %w1, %w3, %w2
+        top_k = 2 score<softmax> renormalize activation<silu>
+        : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+           tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$input, MoE_Tensor:$gate,
+                       MoE_Tensor:$w1, MoE_Tensor:$w3, MoE_Tensor:$w2,
+                       Optional<MoE_Tensor>:$shared_w1,
+                       Optional<MoE_Tensor>:$shared_w3,
+                       Optional<MoE_Tensor>:$shared_w2,
+                       I64Attr:$top_k,
+                       MoE_ScoreFunctionAttr:$score,
+                       UnitAttr:$renormalize,
+                       MoE_ActivationAttr:$activation);
+  let results = (outs MoE_Tensor:$output);
+  let assemblyFormat = [{
+    $input `,` $gate `,` $w1 `,` $w3 `,` $w2
+    (`shared` `(` $shared_w1^ `,` $shared_w3 `,` $shared_w2 `)`)?
+    `top_k` `=` $top_k `score` `` $score (`renormalize` $renormalize^)?
+    `activation` `` $activation
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    bool hasSharedExperts() { return getSharedW1() != nullptr; }
+  }];
+}
+
+#endif // LAER_DIALECT_MOE_IR_MOEOPS_TD

@@ -1,0 +1,294 @@
+//===- MoEOps.cpp - moe dialect operations and their verifiers -----------===//
+//
+// Every verifier names the operand and dimension at fault, because model IR
+// is usually generated and the author needs to find the bad value quickly.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/TypeUtilities.h"
+
+using namespace mlir;
+using namespace laer::moe;
+
+namespace {
+
+enum class ElementKind { Float, Integer };
+
+/// Shape and type checks shared by the verifiers. Each check emits its own
+/// diagnostic on the op and returns failure; dynamic dimensions are accepted
+/// wherever a static size is not required for the semantics.
+class OperandChecker {
+public:
+  explicit OperandChecker(Operation *op) : op(op) {}
+
+  /// `value` is a ranked tensor of `rank` with elements of `kind`.
+  LogicalResult tensor(Value value, StringRef name, int64_t rank,
+                       ElementKind kind) {
+    auto type = cast<RankedTensorType>(value.getType());
+    if (type.getRank() != rank)
+      return op->emitOpError() << "'" << name << "' must have rank " << rank
+                               << ", got " << type;
+    Type element = type.getElementType();
+    if (kind == ElementKind::Float && !isa<FloatType>(element))
+      return op->emitOpError() << "'" << name
+                               << "' must have floating-point elements, got "
+                               << type;
+    if (kind == ElementKind::Integer && !isa<IntegerType>(element))
+      return op->emitOpError()
+             << "'" << name << "' must have integer elements, got " << type;
+    return success();
+  }
+
+  /// Dimension `aDim` of `a` and `bDim` of `b` are the same size `symbol`.
+  LogicalResult sameDim(Value a, StringRef aName, unsigned aDim, Value b,
+                        StringRef bName, unsigned bDim, StringRef symbol) {
+    int64_t sizeA = dim(a, aDim), sizeB = dim(b, bDim);
+    if (ShapedType::isDynamic(sizeA) || ShapedType::isDynamic(sizeB) ||
+        sizeA == sizeB)
+      return success();
+    return op->emitOpError()
+           << symbol << " mismatch: '" << aName << "' dimension " << aDim
+           << " is " << sizeA << " but '" << bName << "' dimension " << bDim
+           << " is " << sizeB;
+  }
+
+  /// Dimension `d` of `value` equals `expected` (`what` says where the
+  /// expectation comes from). A dynamic size passes unless `requireStatic`.
+  LogicalResult dimIs(Value value, StringRef name, unsigned d,
+                      int64_t expected, StringRef what,
+                      bool requireStatic = false) {
+    int64_t size = dim(value, d);
+    if (ShapedType::isDynamic(size)) {
+      if (!requireStatic)
+        return success();
+      return op->emitOpError() << "'" << name << "' dimension " << d
+                               << " must be static (" << what << ")";
+    }
+    if (ShapedType::isDynamic(expected) || size == expected)
+      return success();
+    return op->emitOpError() << "'" << name << "' dimension " << d << " is "
+                             << size << " but must be " << expected << " ("
+                             << what << ")";
+  }
+
+  LogicalResult sameElementType(Value a, StringRef aName, Value b,
+                                StringRef bName) {
+    Type ta = getElementTypeOrSelf(a.getType());
+    Type tb = getElementTypeOrSelf(b.getType());
+    if (ta == tb)
+      return success();
+    return op->emitOpError() << "element type mismatch: '" << aName
+                             << "' has " << ta << " but '" << bName
+                             << "' has " << tb;
+  }
+
+  /// `top_k` lies in [1, numExperts].
+  LogicalResult topK(int64_t topK, int64_t numExperts) {
+    if (topK >= 1 && topK <= numExperts)
+      return success();
+    return op->emitOpError() << "top_k must be in [1, E = " << numExperts
+                             << "], got " << topK;
+  }
+
+  static int64_t dim(Value value, unsigned d) {
+    return cast<RankedTensorType>(value.getType()).getDimSize(d);
+  }
+
+private:
+  Operation *op;
+};
+
+/// T * k, or dynamic when either factor is.
+int64_t rowsFor(int64_t tokens, int64_t topK) {
+  if (ShapedType::isDynamic(tokens) || ShapedType::isDynamic(topK))
+    return ShapedType::kDynamic;
+  return tokens * topK;
+}
+
+/// Verifies a gated FFN weight triple: w1, w3 `[E, H, F]` and w2 `[E, F, H]`
+/// (with `expertDims` = 1 the leading E dimension is absent).
+LogicalResult verifyFfnWeights(OperandChecker &check, Value w1, Value w3,
+                               Value w2, StringRef n1, StringRef n3,
+                               StringRef n2, int64_t expertDims) {
+  int64_t rank = 2 + expertDims;
+  unsigned h = expertDims, f = expertDims + 1;
+  if (failed(check.tensor(w1, n1, rank, ElementKind::Float)) ||
+      failed(check.tensor(w3, n3, rank, ElementKind::Float)) ||
+      failed(check.tensor(w2, n2, rank, ElementKind::Float)) ||
+      failed(check.sameElementType(w1, n1, w3, n3)) ||
+      failed(check.sameElementType(w1, n1, w2, n2)))
+    return failure();
+  if (expertDims == 1 &&
+      (failed(check.sameDim(w1, n1, 0, w3, n3, 0, "E")) ||
+       failed(check.sameDim(w1, n1, 0, w2, n2, 0, "E"))))
+    return failure();
+  return success(succeeded(check.sameDim(w1, n1, h, w3, n3, h, "H")) &&
+                 succeeded(check.sameDim(w1, n1, f, w3, n3, f, "F")) &&
+                 succeeded(check.sameDim(w1, n1, f, w2, n2, h, "F")) &&
+                 succeeded(check.sameDim(w1, n1, h, w2, n2, f, "H")));
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// RouterOp
+//===----------------------------------------------------------------------===//
+
+int64_t RouterOp::getNumExperts() {
+  return OperandChecker::dim(getGate(), 1);
+}
+
+LogicalResult RouterOp::verify() {
+  OperandChecker check(*this);
+  Value input = getInput(), gate = getGate();
+  Value indices = getIndices(), weights = getWeights();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.tensor(gate, "gate", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 1, gate, "gate", 0, "H")) ||
+      failed(check.dimIs(gate, "gate", 1, ShapedType::kDynamic,
+                         "the number of experts E", /*requireStatic=*/true)) ||
+      failed(check.topK(getTopK(), getNumExperts())))
+    return failure();
+  int64_t k = getTopK();
+  if (failed(check.tensor(indices, "indices", 2, ElementKind::Integer)) ||
+      failed(check.sameDim(input, "input", 0, indices, "indices", 0, "T")) ||
+      failed(check.dimIs(indices, "indices", 1, k, "top_k")) ||
+      failed(check.tensor(weights, "weights", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 0, weights, "weights", 0, "T")) ||
+      failed(check.dimIs(weights, "weights", 1, k, "top_k")))
+    return failure();
+  if (Value logits = getLogits()) {
+    if (failed(check.tensor(logits, "logits", 2, ElementKind::Float)) ||
+        failed(check.sameDim(input, "input", 0, logits, "logits", 0, "T")) ||
+        failed(check.dimIs(logits, "logits", 1, getNumExperts(),
+                           "the number of experts E")))
+      return failure();
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DispatchOp::verify() {
+  OperandChecker check(*this);
+  Value input = getInput(), indices = getIndices();
+  Value rows = getRows(), counts = getCounts();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.tensor(indices, "indices", 2, ElementKind::Integer)) ||
+      failed(check.sameDim(input, "input", 0, indices, "indices", 0, "T")) ||
+      failed(check.tensor(rows, "rows", 2, ElementKind::Float)) ||
+      failed(check.sameElementType(input, "input", rows, "rows")) ||
+      failed(check.sameDim(input, "input", 1, rows, "rows", 1, "H")) ||
+      failed(check.dimIs(rows, "rows", 0,
+                         rowsFor(OperandChecker::dim(input, 0),
+                                 OperandChecker::dim(indices, 1)),
+                         "tokens * top_k")) ||
+      failed(check.tensor(counts, "counts", 1, ElementKind::Integer)) ||
+      failed(check.dimIs(counts, "counts", 0, ShapedType::kDynamic,
+                         "the number of experts E", /*requireStatic=*/true)))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertsOp::verify() {
+  OperandChecker check(*this);
+  Value rows = getRows(), counts = getCounts(), output = getOutput();
+  Value w1 = getW1(), w3 = getW3(), w2 = getW2();
+  if (failed(check.tensor(rows, "rows", 2, ElementKind::Float)) ||
+      failed(check.tensor(counts, "counts", 1, ElementKind::Integer)) ||
+      failed(check.dimIs(counts, "counts", 0, ShapedType::kDynamic,
+                         "the number of experts E", /*requireStatic=*/true)) ||
+      failed(verifyFfnWeights(check, w1, w3, w2, "w1", "w3", "w2",
+                              /*expertDims=*/1)) ||
+      failed(check.sameDim(counts, "counts", 0, w1, "w1", 0, "E")) ||
+      failed(check.sameDim(rows, "rows", 1, w1, "w1", 1, "H")) ||
+      failed(check.sameElementType(rows, "rows", w1, "w1")) ||
+      failed(check.tensor(output, "output", 2, ElementKind::Float)) ||
+      failed(check.sameElementType(rows, "rows", output, "output")) ||
+      failed(check.sameDim(rows, "rows", 0, output, "output", 0, "rows")) ||
+      failed(check.sameDim(rows, "rows", 1, output, "output", 1, "H")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CombineOp::verify() {
+  OperandChecker check(*this);
+  Value rows = getRows(), indices = getIndices(), weights = getWeights();
+  Value output = getOutput();
+  if (failed(check.tensor(rows, "rows", 2, ElementKind::Float)) ||
+      failed(check.tensor(indices, "indices", 2, ElementKind::Integer)) ||
+      failed(check.tensor(weights, "weights", 2, ElementKind::Float)) ||
+      failed(check.sameDim(indices, "indices", 0, weights, "weights", 0,
+                           "T")) ||
+      failed(check.sameDim(indices, "indices", 1, weights, "weights", 1,
+                           "top_k")) ||
+      failed(check.dimIs(rows, "rows", 0,
+                         rowsFor(OperandChecker::dim(indices, 0),
+                                 OperandChecker::dim(indices, 1)),
+                         "tokens * top_k")) ||
+      failed(check.tensor(output, "output", 2, ElementKind::Float)) ||
+      failed(check.sameElementType(rows, "rows", output, "output")) ||
+      failed(check.sameDim(indices, "indices", 0, output, "output", 0, "T")) ||
+      failed(check.sameDim(rows, "rows", 1, output, "output", 1, "H")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LayerOp::verify() {
+  OperandChecker check(*this);
+  Value input = getInput(), gate = getGate(), output = getOutput();
+  Value w1 = getW1(), w3 = getW3(), w2 = getW2();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.tensor(gate, "gate", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 1, gate, "gate", 0, "H")) ||
+      failed(check.dimIs(gate, "gate", 1, ShapedType::kDynamic,
+                         "the number of experts E", /*requireStatic=*/true)) ||
+      failed(check.topK(getTopK(), OperandChecker::dim(gate, 1))) ||
+      failed(verifyFfnWeights(check, w1, w3, w2, "w1", "w3", "w2",
+                              /*expertDims=*/1)) ||
+      failed(check.sameDim(gate, "gate", 1, w1, "w1", 0, "E")) ||
+      failed(check.sameDim(input, "input", 1, w1, "w1", 1, "H")) ||
+      failed(check.sameElementType(input, "input", w1, "w1")) ||
+      failed(check.tensor(output, "output", 2, ElementKind::Float)) ||
+      failed(check.sameElementType(input, "input", output, "output")) ||
+      failed(check.sameDim(input, "input", 0, output, "output", 0, "T")) ||
+      failed(check.sameDim(input, "input", 1, output, "output", 1, "H")))
+    return failure();
+
+  Value s1 = getSharedW1(), s3 = getSharedW3(), s2 = getSharedW2();
+  int numShared = (s1 ? 1 : 0) + (s3 ? 1 : 0) + (s2 ? 1 : 0);
+  if (numShared == 0)
+    return success();
+  if (numShared != 3)
+    return emitOpError() << "shared experts need all three weights "
+                            "(shared_w1, shared_w3, shared_w2), got "
+                         << numShared;
+  if (failed(verifyFfnWeights(check, s1, s3, s2, "shared_w1", "shared_w3",
+                              "shared_w2", /*expertDims=*/0)) ||
+      failed(check.sameDim(input, "input", 1, s1, "shared_w1", 0, "H")) ||
+      failed(check.sameElementType(input, "input", s1, "shared_w1")))
+    return failure();
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "laer/Dialect/MoE/IR/MoEOps.cpp.inc"

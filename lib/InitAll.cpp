@@ -1,0 +1,25 @@
+//===- InitAll.cpp - register laer dialects and passes --------------------===//
+
+#include "laer/InitAll.h"
+
+#include "laer/Dialect/MoE/IR/MoEDialect.h"
+#include "laer/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/DialectRegistry.h"
+
+void laer::registerAllDialects(mlir::DialectRegistry &registry) {
+  registry.insert<laer::moe::MoEDialect, mlir::arith::ArithDialect,
+                  mlir::bufferization::BufferizationDialect,
+                  mlir::func::FuncDialect, mlir::linalg::LinalgDialect,
+                  mlir::memref::MemRefDialect, mlir::scf::SCFDialect,
+                  mlir::tensor::TensorDialect>();
+}
+
+void laer::registerAllPasses() { laer::moe::registerMoEPasses(); }
