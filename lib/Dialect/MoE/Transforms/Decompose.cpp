@@ -86,12 +86,11 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
 
     if (layer.hasSharedExperts()) {
       Value counts = buildAllTokensCount(rewriter, loc, input);
-      auto shared = ExpertsOp::create(
-          rewriter, loc, inputType, input, counts,
-          buildSingleExpertWeight(rewriter, loc, layer.getSharedW1()),
-          buildSingleExpertWeight(rewriter, loc, layer.getSharedW3()),
-          buildSingleExpertWeight(rewriter, loc, layer.getSharedW2()),
-          layer.getActivation());
+      Value w1 = buildSingleExpertWeight(rewriter, loc, layer.getSharedW1());
+      Value w3 = buildSingleExpertWeight(rewriter, loc, layer.getSharedW3());
+      Value w2 = buildSingleExpertWeight(rewriter, loc, layer.getSharedW2());
+      auto shared = ExpertsOp::create(rewriter, loc, inputType, input, counts,
+                                      w1, w3, w2, layer.getActivation());
       output = arith::AddFOp::create(rewriter, loc, output, shared.getOutput());
     }
     rewriter.replaceOp(layer, output);

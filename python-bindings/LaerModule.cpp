@@ -1,0 +1,57 @@
+//===- LaerModule.cpp - the laer Python extension -------------------------===//
+//
+// Thin wrappers only: the logic lives in LAERDriver and laer_runtime.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/Driver/RunPipeline.h"
+#include "laer/runtime/DeviceInfo.h"
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+namespace py = pybind11;
+
+namespace {
+/// Raised (as laer.CompileError) when IR fails to parse, verify or compile.
+struct CompileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+} // namespace
+
+PYBIND11_MODULE(_laer, m) {
+  m.doc() = "laer: MoE compiler (MLIR) and FSEP runtime";
+
+  py::register_exception<CompileError>(m, "CompileError",
+                                      PyExc_RuntimeError);
+
+  m.def(
+      "run_pipeline",
+      [](const std::string &ir, const std::string &pipeline,
+         const std::string &source_name, bool generic) {
+        laer::PipelineResult result;
+        {
+          py::gil_scoped_release release;
+          result = laer::runPipeline(ir, pipeline, source_name, generic);
+        }
+        if (!result.ok)
+          throw CompileError(result.diagnostics);
+        return result.ir;
+      },
+      py::arg("ir"), py::arg("pipeline") = "",
+      py::arg("source_name") = "<python>", py::arg("generic") = false,
+      "Parse and verify `ir`, run the pass pipeline (e.g. 'moe-decompose'), "
+      "return the printed result. Raises CompileError with the located "
+      "diagnostics on failure.");
+
+  py::class_<laer::rt::GpuInfo>(m, "GpuInfo")
+      .def_readonly("ordinal", &laer::rt::GpuInfo::ordinal)
+      .def_readonly("name", &laer::rt::GpuInfo::name)
+      .def_readonly("compute_major", &laer::rt::GpuInfo::computeMajor)
+      .def_readonly("compute_minor", &laer::rt::GpuInfo::computeMinor)
+      .def_readonly("memory_bytes", &laer::rt::GpuInfo::memoryBytes)
+      .def_readonly("multiprocessors", &laer::rt::GpuInfo::multiprocessors);
+  m.def("built_with_cuda", &laer::rt::builtWithCuda);
+  m.def("gpus", &laer::rt::listGpus);
+  m.def("describe_devices", &laer::rt::describeDevices);
+}

@@ -1,0 +1,99 @@
+// RUN: laer-opt %s -split-input-file -verify-diagnostics
+
+func.func @gate_experts(%x: tensor<16x64xf32>, %g: tensor<64x4xf32>,
+                        %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                        %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op E mismatch: 'gate' dimension 1 is 4 but 'w1' dimension 0 is 8}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2
+      top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<16x64xf32>, tensor<64x4xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_hidden(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                         %w1: tensor<8x32x128xf32>, %w3: tensor<8x32x128xf32>,
+                         %w2: tensor<8x128x32xf32>) {
+  // expected-error @+1 {{H mismatch: 'input' dimension 1 is 64 but 'w1' dimension 1 is 32}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2
+      top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x32x128xf32>,
+         tensor<8x32x128xf32>, tensor<8x128x32xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @top_k_zero(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                      %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                      %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{top_k must be in [1, E = 8], got 0}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2
+      top_k = 0 score<softmax> activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @output_shape(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                        %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                        %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{H mismatch: 'input' dimension 1 is 64 but 'output' dimension 1 is 128}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2
+      top_k = 2 score<softmax> activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x128xf32>
+  return
+}
+
+// -----
+
+// The custom syntax always takes all three shared weights; the generic form
+// can omit some, which the verifier rejects.
+func.func @partial_shared(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
+                          %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
+                          %w2: tensor<4x16x8xf32>, %s1: tensor<8x16xf32>) {
+  // expected-error @+1 {{shared experts need all three weights (shared_w1, shared_w3, shared_w2), got 1}}
+  %y = "moe.layer"(%x, %g, %w1, %w3, %w2, %s1)
+      <{top_k = 1 : i64, score = #moe.score_function<softmax>,
+        activation = #moe.activation<silu>,
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0>}>
+      : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
+         tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<8x16xf32>)
+      -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @shared_w2_shape(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
+                           %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
+                           %w2: tensor<4x16x8xf32>, %s1: tensor<8x32xf32>,
+                           %s3: tensor<8x32xf32>, %s2: tensor<16x8xf32>) {
+  // expected-error @+1 {{F mismatch: 'shared_w1' dimension 1 is 32 but 'shared_w2' dimension 0 is 16}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2)
+      top_k = 1 score<softmax> activation<silu>
+      : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
+         tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<8x32xf32>,
+         tensor<8x32xf32>, tensor<16x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @shared_hidden(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
+                         %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
+                         %w2: tensor<4x16x8xf32>, %s1: tensor<16x32xf32>,
+                         %s3: tensor<16x32xf32>, %s2: tensor<32x16xf32>) {
+  // expected-error @+1 {{H mismatch: 'input' dimension 1 is 8 but 'shared_w1' dimension 0 is 16}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2)
+      top_k = 1 score<softmax> activation<silu>
+      : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
+         tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<16x32xf32>,
+         tensor<16x32xf32>, tensor<32x16xf32>) -> tensor<4x8xf32>
+  return
+}
