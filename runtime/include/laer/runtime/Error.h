@@ -1,0 +1,67 @@
+//===- Error.h - runtime errors that say where they happened ---*- C++ -*-===//
+
+#ifndef LAER_RUNTIME_ERROR_H
+#define LAER_RUNTIME_ERROR_H
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace laer::rt {
+
+/// Where in a distributed run an error was detected. -1 means "not known"
+/// or "not applicable" and is left out of the message.
+struct ErrorContext {
+  int rank = -1;
+  int layer = -1;
+  long step = -1;
+};
+
+/// Every error the runtime raises: bad plans, bad shapes, failed or timed
+/// out collectives. The message starts with the context, e.g.
+/// "rank 2, layer 0, step 5: expert 3 receives 17 tokens but has no replica".
+class RuntimeError : public std::runtime_error {
+public:
+  RuntimeError(const ErrorContext &context, const std::string &message)
+      : std::runtime_error(format(context, message)), context_(context) {}
+
+  const ErrorContext &context() const { return context_; }
+
+  static std::string format(const ErrorContext &context,
+                            const std::string &message) {
+    std::ostringstream out;
+    const char *separator = "";
+    if (context.rank >= 0) {
+      out << "rank " << context.rank;
+      separator = ", ";
+    }
+    if (context.layer >= 0) {
+      out << separator << "layer " << context.layer;
+      separator = ", ";
+    }
+    if (context.step >= 0) {
+      out << separator << "step " << context.step;
+      separator = ", ";
+    }
+    if (*separator)
+      out << ": ";
+    out << message;
+    return out.str();
+  }
+
+private:
+  ErrorContext context_;
+};
+
+/// Builds a message from streamable parts and throws it as a RuntimeError.
+template <typename... Parts>
+[[noreturn]] void fail(const ErrorContext &context, Parts &&...parts) {
+  std::ostringstream out;
+  (out << ... << std::forward<Parts>(parts));
+  throw RuntimeError(context, out.str());
+}
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_ERROR_H

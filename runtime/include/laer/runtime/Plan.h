@@ -1,0 +1,123 @@
+//===- Plan.h - expert layout and token routing of one MoE layer -*- C++ -*-===//
+//
+// A plan says, for one MoE layer and one step, which experts each rank
+// computes (the layout: C slots per rank, an expert may sit in several
+// slots on different ranks = replicas) and how the tokens each source rank
+// routes to an expert are split among that expert's replicas (the routing).
+// FSEP makes any plan valid at no cost in persistent state: the planner may
+// change it every step.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_PLAN_H
+#define LAER_RUNTIME_PLAN_H
+
+#include "laer/runtime/Error.h"
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace laer::rt {
+
+/// One copy of an expert in one slot of one rank.
+struct Replica {
+  int expert;
+  int rank;
+  int slot;
+};
+
+class Layout {
+public:
+  /// Marks a slot that computes nothing this step.
+  static constexpr int kEmpty = -1;
+
+  Layout() = default;
+  /// `slots[rank * slotsPerRank + slot]` is an expert id or kEmpty. Throws
+  /// RuntimeError (with `context`) when an id is out of range or an expert
+  /// sits twice on one rank.
+  Layout(int numRanks, int slotsPerRank, int numExperts,
+         std::vector<int> slots, const ErrorContext &context = {});
+
+  /// Slot (r, c) holds expert (r * C + c) mod E: every expert gets
+  /// floor or ceil(N*C/E) replicas spread over the ranks. Needs N*C >= E.
+  static Layout roundRobin(int numRanks, int slotsPerRank, int numExperts,
+                           const ErrorContext &context = {});
+
+  int numRanks() const { return numRanks_; }
+  int slotsPerRank() const { return slotsPerRank_; }
+  int numExperts() const { return numExperts_; }
+  int expertAt(int rank, int slot) const {
+    return slots_[rank * slotsPerRank_ + slot];
+  }
+  const std::vector<int> &slots() const { return slots_; }
+
+  /// Every replica, ordered by expert, then rank.
+  const std::vector<Replica> &replicas() const { return replicas_; }
+  /// Indices into replicas() of the copies of `expert` (rank order).
+  std::span<const int> replicasOf(int expert) const;
+  /// Index into replicas() of slot (rank, slot), or -1 if it is empty.
+  int replicaAt(int rank, int slot) const {
+    return replicaOfSlot_[rank * slotsPerRank_ + slot];
+  }
+  /// Number of non-empty slots of `rank`.
+  int usedSlots(int rank) const;
+
+private:
+  int numRanks_ = 0, slotsPerRank_ = 0, numExperts_ = 0;
+  std::vector<int> slots_;
+  std::vector<Replica> replicas_;
+  std::vector<int> replicaOfSlot_;
+  std::vector<int> replicaOrder_;  // replicas_ indices grouped by expert
+  std::vector<int> expertBegin_;   // E + 1 offsets into replicaOrder_
+};
+
+/// Token counts per (source rank, replica): how many of the source's
+/// (token, choice) pairs for the replica's expert go to that replica.
+class Routing {
+public:
+  Routing() = default;
+  Routing(int numRanks, int numReplicas)
+      : numRanks_(numRanks), numReplicas_(numReplicas),
+        tokens_(static_cast<std::size_t>(numRanks) * numReplicas, 0) {}
+
+  /// Splits every (source, expert) count evenly over the expert's replicas,
+  /// the remainder going to replicas in rotation starting at the source.
+  static Routing evenSplit(const Layout &layout,
+                           std::span<const std::int64_t> counts);
+
+  int numRanks() const { return numRanks_; }
+  int numReplicas() const { return numReplicas_; }
+  std::int64_t &at(int source, int replica) {
+    return tokens_[static_cast<std::size_t>(source) * numReplicas_ + replica];
+  }
+  std::int64_t at(int source, int replica) const {
+    return tokens_[static_cast<std::size_t>(source) * numReplicas_ + replica];
+  }
+  const std::vector<std::int64_t> &tokens() const { return tokens_; }
+
+private:
+  int numRanks_ = 0, numReplicas_ = 0;
+  std::vector<std::int64_t> tokens_;
+};
+
+struct Plan {
+  Layout layout;
+  Routing routing;
+};
+
+/// Checks `plan` against the load it must serve: `counts[source * E + e]`
+/// pairs that each source rank routes to expert e. Every expert with tokens
+/// needs a replica, the routing must move exactly the counted tokens, and
+/// no count may be negative. Throws RuntimeError naming `context`'s rank,
+/// layer and step and the offending value.
+void validatePlan(const Plan &plan, std::span<const std::int64_t> counts,
+                  const ErrorContext &context);
+
+/// A hash of the plan, equal on every rank iff the plans are equal; used to
+/// check that all ranks agree before any data moves.
+std::uint64_t fingerprint(const Plan &plan);
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_PLAN_H

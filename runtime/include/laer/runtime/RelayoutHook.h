@@ -1,0 +1,49 @@
+//===- RelayoutHook.h - where the planner enters a step ---------*- C++ -*-===//
+//
+// Before each MoE layer runs, the runtime all-gathers the router's token
+// counts and asks the hook for the layer's plan. Every rank calls the hook
+// with identical inputs; hooks must be deterministic functions of them
+// (no clocks, no unseeded randomness). The runtime checks that all ranks
+// obtained the same plan before any data moves, and fails otherwise.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_RELAYOUTHOOK_H
+#define LAER_RUNTIME_RELAYOUTHOOK_H
+
+#include "laer/runtime/Plan.h"
+
+#include <span>
+#include <string>
+
+namespace laer::rt {
+
+struct PlanRequest {
+  int layer = 0;
+  long step = 0;
+  int numRanks = 1;
+  int slotsPerRank = 1;
+  int numExperts = 1;
+  /// `counts[source * numExperts + e]`: (token, choice) pairs each source
+  /// rank routes to expert e this step.
+  std::span<const std::int64_t> counts;
+};
+
+class RelayoutHook {
+public:
+  virtual ~RelayoutHook() = default;
+  virtual std::string name() const = 0;
+  virtual Plan plan(const PlanRequest &request) = 0;
+};
+
+/// The FSDP+EP baseline: a fixed round-robin layout, tokens split evenly
+/// over an expert's replicas.
+class StaticRoundRobinHook : public RelayoutHook {
+public:
+  std::string name() const override { return "static"; }
+  Plan plan(const PlanRequest &request) override;
+};
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_RELAYOUTHOOK_H

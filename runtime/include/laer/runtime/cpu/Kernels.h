@@ -1,0 +1,74 @@
+//===- Kernels.h - CPU kernels of an MoE layer ------------------*- C++ -*-===//
+//
+// float32, row-major, single-threaded per call (ranks are the parallelism).
+// GEMMs go to OpenBLAS; the element-wise parts are plain loops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_CPU_KERNELS_H
+#define LAER_RUNTIME_CPU_KERNELS_H
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace laer::rt {
+
+enum class ScoreFunction { Softmax, Sigmoid };
+enum class Activation { Silu, Gelu, Relu };
+
+namespace cpu {
+
+/// C[m, n] = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm).
+void gemm(bool transA, bool transB, std::int64_t m, std::int64_t n,
+          std::int64_t k, float alpha, const float *a, const float *b,
+          float beta, float *c);
+
+struct RouterOutput {
+  std::vector<std::int32_t> indices; // [T, k], best first
+  std::vector<float> weights;        // [T, k]
+  std::vector<float> scores;         // [T, E], kept for backward
+};
+
+/// logits = x [T, H] * gate [H, E]; scores by `score`; top-k per token
+/// (ties to the lower expert); weights renormalised to sum to one when
+/// `renormalize`.
+RouterOutput routerForward(std::span<const float> x,
+                           std::span<const float> gate, std::int64_t tokens,
+                           std::int64_t hidden, int numExperts, int topK,
+                           ScoreFunction score, bool renormalize);
+
+/// Gradient of the router given d(weights) [T, k]: accumulates into
+/// `dx` [T, H] and `dGate` [H, E].
+void routerBackward(std::span<const float> x, std::span<const float> gate,
+                    const RouterOutput &saved,
+                    std::span<const float> dWeights, std::int64_t tokens,
+                    std::int64_t hidden, int numExperts, int topK,
+                    ScoreFunction score, bool renormalize,
+                    std::span<float> dx, std::span<float> dGate);
+
+/// What the expert forward keeps for backward.
+struct SwiGluSaved {
+  std::vector<float> gateProj; // x * w1 [n, F]
+  std::vector<float> upProj;   // x * w3 [n, F]
+};
+
+/// y [n, H] = (act(x w1) * (x w3)) w2 for one expert whose flattened
+/// weights are `weights` = w1 [H, F] | w3 [H, F] | w2 [F, H].
+void swigluForward(std::span<const float> x, std::span<const float> weights,
+                   std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
+                   Activation activation, std::span<float> y,
+                   SwiGluSaved &saved);
+
+/// Gradients of swigluForward: `dx` [n, H] is overwritten, `dWeights`
+/// (flattened like `weights`) is overwritten.
+void swigluBackward(std::span<const float> x, std::span<const float> weights,
+                    const SwiGluSaved &saved, std::span<const float> dy,
+                    std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
+                    Activation activation, std::span<float> dx,
+                    std::span<float> dWeights);
+
+} // namespace cpu
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_CPU_KERNELS_H

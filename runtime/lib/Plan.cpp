@@ -1,0 +1,181 @@
+//===- Plan.cpp - expert layout and token routing -------------------------===//
+
+#include "laer/runtime/Plan.h"
+
+#include <algorithm>
+#include <numeric>
+
+using namespace laer::rt;
+
+Layout::Layout(int numRanks, int slotsPerRank, int numExperts,
+               std::vector<int> slots, const ErrorContext &context)
+    : numRanks_(numRanks), slotsPerRank_(slotsPerRank),
+      numExperts_(numExperts), slots_(std::move(slots)) {
+  if (numRanks < 1 || slotsPerRank < 1 || numExperts < 1)
+    fail(context, "layout needs N >= 1 ranks, C >= 1 slots and E >= 1 "
+                  "experts, got N = ",
+         numRanks, ", C = ", slotsPerRank, ", E = ", numExperts);
+  std::size_t expected = static_cast<std::size_t>(numRanks) * slotsPerRank;
+  if (slots_.size() != expected)
+    fail(context, "layout has ", slots_.size(), " slots but N * C = ",
+         expected);
+  replicaOfSlot_.assign(expected, -1);
+  std::vector<int> perExpert(numExperts, 0);
+  for (int rank = 0; rank < numRanks; ++rank) {
+    for (int slot = 0; slot < slotsPerRank; ++slot) {
+      int expert = expertAt(rank, slot);
+      if (expert == kEmpty)
+        continue;
+      if (expert < 0 || expert >= numExperts)
+        fail(context, "layout slot ", slot, " of rank ", rank,
+             " holds expert ", expert, ", outside [0, ", numExperts, ")");
+      for (int other = 0; other < slot; ++other)
+        if (expertAt(rank, other) == expert)
+          fail(context, "layout puts expert ", expert, " twice on rank ",
+               rank, " (slots ", other, " and ", slot, ")");
+      ++perExpert[expert];
+    }
+  }
+  // Replicas ordered by expert, then rank: the order every rank uses to
+  // walk routings, so it must not depend on anything but the slots.
+  expertBegin_.assign(numExperts + 1, 0);
+  for (int e = 0; e < numExperts; ++e)
+    expertBegin_[e + 1] = expertBegin_[e] + perExpert[e];
+  std::vector<int> next(expertBegin_.begin(), expertBegin_.end() - 1);
+  replicas_.resize(expertBegin_[numExperts]);
+  for (int rank = 0; rank < numRanks; ++rank)
+    for (int slot = 0; slot < slotsPerRank; ++slot)
+      if (int expert = expertAt(rank, slot); expert != kEmpty)
+        replicas_[next[expert]++] = Replica{expert, rank, slot};
+  for (int index = 0; index < static_cast<int>(replicas_.size()); ++index) {
+    const Replica &replica = replicas_[index];
+    replicaOfSlot_[replica.rank * slotsPerRank + replica.slot] = index;
+  }
+  replicaOrder_.resize(replicas_.size());
+  std::iota(replicaOrder_.begin(), replicaOrder_.end(), 0);
+}
+
+Layout Layout::roundRobin(int numRanks, int slotsPerRank, int numExperts,
+                          const ErrorContext &context) {
+  if (static_cast<long>(numRanks) * slotsPerRank < numExperts)
+    fail(context, "round-robin layout needs N * C >= E, got N = ", numRanks,
+         ", C = ", slotsPerRank, ", E = ", numExperts);
+  std::vector<int> slots(static_cast<std::size_t>(numRanks) * slotsPerRank);
+  for (std::size_t i = 0; i < slots.size(); ++i)
+    slots[i] = static_cast<int>(i % numExperts);
+  // With C > E / N a rank could receive the same expert twice; then its
+  // duplicate slots stay empty.
+  for (int rank = 0; rank < numRanks; ++rank)
+    for (int slot = 0; slot < slotsPerRank; ++slot)
+      for (int other = 0; other < slot; ++other)
+        if (slots[rank * slotsPerRank + other] ==
+            slots[rank * slotsPerRank + slot])
+          slots[rank * slotsPerRank + slot] = kEmpty;
+  return Layout(numRanks, slotsPerRank, numExperts, std::move(slots),
+                context);
+}
+
+std::span<const int> Layout::replicasOf(int expert) const {
+  return std::span<const int>(replicaOrder_)
+      .subspan(expertBegin_[expert],
+               expertBegin_[expert + 1] - expertBegin_[expert]);
+}
+
+int Layout::usedSlots(int rank) const {
+  int used = 0;
+  for (int slot = 0; slot < slotsPerRank_; ++slot)
+    used += expertAt(rank, slot) != kEmpty;
+  return used;
+}
+
+Routing Routing::evenSplit(const Layout &layout,
+                           std::span<const std::int64_t> counts) {
+  int numRanks = layout.numRanks(), numExperts = layout.numExperts();
+  Routing routing(numRanks,
+                  static_cast<int>(layout.replicas().size()));
+  for (int source = 0; source < numRanks; ++source) {
+    for (int expert = 0; expert < numExperts; ++expert) {
+      std::span<const int> replicas = layout.replicasOf(expert);
+      std::int64_t count =
+          counts[static_cast<std::size_t>(source) * numExperts + expert];
+      if (replicas.empty())
+        continue;
+      auto copies = static_cast<std::int64_t>(replicas.size());
+      for (std::int64_t i = 0; i < copies; ++i) {
+        std::int64_t share = count / copies +
+                             ((i - source % copies + copies) % copies <
+                              count % copies);
+        routing.at(source, replicas[i]) = share;
+      }
+    }
+  }
+  return routing;
+}
+
+void laer::rt::validatePlan(const Plan &plan,
+                            std::span<const std::int64_t> counts,
+                            const ErrorContext &context) {
+  const Layout &layout = plan.layout;
+  const Routing &routing = plan.routing;
+  int numRanks = layout.numRanks(), numExperts = layout.numExperts();
+  std::size_t expected = static_cast<std::size_t>(numRanks) * numExperts;
+  if (counts.size() != expected)
+    fail(context, "load counts have ", counts.size(),
+         " entries but N * E = ", expected);
+  auto replicaCount = static_cast<int>(layout.replicas().size());
+  if (routing.numRanks() != numRanks || routing.numReplicas() != replicaCount)
+    fail(context, "routing is for ", routing.numRanks(), " ranks and ",
+         routing.numReplicas(), " replicas but the layout has ", numRanks,
+         " ranks and ", replicaCount, " replicas");
+  for (int expert = 0; expert < numExperts; ++expert) {
+    std::int64_t total = 0;
+    for (int source = 0; source < numRanks; ++source) {
+      std::int64_t count =
+          counts[static_cast<std::size_t>(source) * numExperts + expert];
+      if (count < 0)
+        fail(context, "source rank ", source, " routes ", count,
+             " tokens to expert ", expert);
+      total += count;
+    }
+    std::span<const int> replicas = layout.replicasOf(expert);
+    if (total > 0 && replicas.empty())
+      fail(context, "expert ", expert, " receives ", total,
+           " tokens but the layout gives it no replica");
+    for (int source = 0; source < numRanks; ++source) {
+      std::int64_t routed = 0;
+      for (int replica : replicas) {
+        std::int64_t share = routing.at(source, replica);
+        if (share < 0)
+          fail(context, "routing sends ", share, " tokens of source rank ",
+               source, " to replica of expert ", expert, " on rank ",
+               layout.replicas()[replica].rank);
+        routed += share;
+      }
+      std::int64_t count =
+          counts[static_cast<std::size_t>(source) * numExperts + expert];
+      if (routed != count)
+        fail(context, "routing sends ", routed, " tokens of source rank ",
+             source, " to the replicas of expert ", expert, " but rank ",
+             source, " routes ", count, " tokens to it");
+    }
+  }
+}
+
+std::uint64_t laer::rt::fingerprint(const Plan &plan) {
+  // FNV-1a over the dimensions, the slots and the routing.
+  std::uint64_t hash = 1469598103934665603ull;
+  auto mix = [&](std::int64_t value) {
+    for (int byte = 0; byte < 8; ++byte) {
+      hash ^= static_cast<std::uint64_t>(value >> (8 * byte)) & 0xff;
+      hash *= 1099511628211ull;
+    }
+  };
+  mix(plan.layout.numRanks());
+  mix(plan.layout.slotsPerRank());
+  mix(plan.layout.numExperts());
+  for (int expert : plan.layout.slots())
+    mix(expert);
+  for (std::int64_t tokens : plan.routing.tokens())
+    mix(tokens);
+  return hash;
+}

@@ -1,0 +1,78 @@
+//===- Communicator.cpp - backend-independent communicator helpers --------===//
+
+#include "laer/runtime/Communicator.h"
+
+#include <numeric>
+
+using namespace laer::rt;
+
+std::size_t laer::rt::sizeOf(DataType type) {
+  switch (type) {
+  case DataType::Float32:
+  case DataType::Int32:
+    return 4;
+  case DataType::Float64:
+  case DataType::Int64:
+    return 8;
+  case DataType::Byte:
+    return 1;
+  }
+  return 1;
+}
+
+const char *laer::rt::nameOf(DataType type) {
+  switch (type) {
+  case DataType::Float32:
+    return "float32";
+  case DataType::Float64:
+    return "float64";
+  case DataType::Int32:
+    return "int32";
+  case DataType::Int64:
+    return "int64";
+  case DataType::Byte:
+    return "byte";
+  }
+  return "?";
+}
+
+AllToAllSizes AllToAllSizes::packed(std::vector<std::int64_t> sendCounts,
+                                    std::vector<std::int64_t> recvCounts) {
+  AllToAllSizes sizes;
+  sizes.sendOffsets.resize(sendCounts.size());
+  sizes.recvOffsets.resize(recvCounts.size());
+  std::exclusive_scan(sendCounts.begin(), sendCounts.end(),
+                      sizes.sendOffsets.begin(), std::int64_t{0});
+  std::exclusive_scan(recvCounts.begin(), recvCounts.end(),
+                      sizes.recvOffsets.begin(), std::int64_t{0});
+  sizes.sendCounts = std::move(sendCounts);
+  sizes.recvCounts = std::move(recvCounts);
+  return sizes;
+}
+
+std::int64_t AllToAllSizes::totalSend() const {
+  return std::accumulate(sendCounts.begin(), sendCounts.end(),
+                         std::int64_t{0});
+}
+
+std::int64_t AllToAllSizes::totalRecv() const {
+  return std::accumulate(recvCounts.begin(), recvCounts.end(),
+                         std::int64_t{0});
+}
+
+void Communicator::checkSpan(std::size_t elements,
+                             const std::vector<std::int64_t> &counts,
+                             const std::vector<std::int64_t> &offsets,
+                             const char *what) const {
+  auto ranks = static_cast<std::size_t>(size());
+  if (counts.size() != ranks || offsets.size() != ranks)
+    fail(errorContext(), "all-to-all ", what, " sizes have ", counts.size(),
+         " counts and ", offsets.size(), " offsets for ", ranks, " ranks");
+  for (std::size_t peer = 0; peer < ranks; ++peer) {
+    if (counts[peer] < 0 || offsets[peer] < 0 ||
+        static_cast<std::size_t>(offsets[peer] + counts[peer]) > elements)
+      fail(errorContext(), "all-to-all ", what, " range for rank ", peer,
+           " (offset ", offsets[peer], ", count ", counts[peer],
+           ") is outside the ", elements, "-element buffer");
+  }
+}
