@@ -13,7 +13,7 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.laer_obj_root, "test")
 
 # Unit tests and their inputs live beside the lit tests but are run by ctest.
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "python"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "python", "integration"]
 
 config.substitutions.append(("%laer_src_root", config.laer_src_root))
 

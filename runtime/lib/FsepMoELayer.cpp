@@ -112,7 +112,13 @@ Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
 
   PlanRequest request{layer_,        step_, comm_.size(),
                       config_.slotsPerRank, numExperts, counts_};
-  Plan plan = hook.plan(request);
+  Plan plan;
+  try {
+    plan = hook.plan(request);
+  } catch (const RuntimeError &error) {
+    // Hooks do not know the rank; say where the failure happened.
+    fail(context(), "relayout hook '", hook.name(), "': ", error.message());
+  }
   if (plan.layout.numRanks() != comm_.size() ||
       plan.layout.slotsPerRank() != config_.slotsPerRank ||
       plan.layout.numExperts() != numExperts)

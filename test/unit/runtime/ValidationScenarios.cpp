@@ -5,6 +5,8 @@
 
 #include "laer/runtime/FsepMoELayer.h"
 
+#include <algorithm>
+
 using namespace laer;
 using namespace laer::rt;
 using namespace laer::test;
@@ -56,7 +58,7 @@ std::string laer::test::runBadInput(Communicator &comm, BadInput kind) {
   config.shape = {8, 12};
   config.numExperts = 4;
   config.topK = 2;
-  config.slotsPerRank = 2;
+  config.slotsPerRank = std::max(2, (4 + comm.size() - 1) / comm.size());
   FsepMoELayer layer(comm, config, /*layerIndex=*/3);
   layer.initialize(/*seed=*/5, 0.2f, 0.5f);
   try {

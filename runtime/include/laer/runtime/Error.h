@@ -24,9 +24,12 @@ struct ErrorContext {
 class RuntimeError : public std::runtime_error {
 public:
   RuntimeError(const ErrorContext &context, const std::string &message)
-      : std::runtime_error(format(context, message)), context_(context) {}
+      : std::runtime_error(format(context, message)), context_(context),
+        message_(message) {}
 
   const ErrorContext &context() const { return context_; }
+  /// The message without the context prefix.
+  const std::string &message() const { return message_; }
 
   static std::string format(const ErrorContext &context,
                             const std::string &message) {
@@ -52,6 +55,7 @@ public:
 
 private:
   ErrorContext context_;
+  std::string message_;
 };
 
 /// Builds a message from streamable parts and throws it as a RuntimeError.

@@ -46,6 +46,11 @@ public:
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
+  // The typed conveniences of the base class stay visible.
+  using Communicator::allGather;
+  using Communicator::allReduceSum;
+  using Communicator::broadcast;
+
   std::unique_ptr<CommHandle> startAllToAllV(const void *send, void *recv,
                                              const AllToAllSizes &sizes,
                                              DataType type) override;
