@@ -58,6 +58,7 @@ void FsepMoELayer::zeroGrads() {
 }
 
 void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
+  ScopedPhase phase(times_, Phase::Optimizer);
   adamwStep(experts_.allParams(), experts_.allGrads(),
             experts_.firstMoments(), experts_.secondMoments(), config, step);
   adamwStep(gate_, gateGrad_, gateM_, gateV_, config, step);

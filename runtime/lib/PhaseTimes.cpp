@@ -20,6 +20,8 @@ const char *laer::rt::nameOf(Phase phase) {
     return "combine";
   case Phase::GradAllToAll:
     return "grad-a2a";
+  case Phase::Optimizer:
+    return "optimizer";
   case Phase::Count:
     break;
   }

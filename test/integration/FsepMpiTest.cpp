@@ -43,8 +43,9 @@ TEST(Mpi, FsepMatchesReference) {
       EXPECT_LT(checks[step].dGate, kTolerance) << "step " << step;
       EXPECT_LT(checks[step].dExperts, kTolerance) << "step " << step;
     }
-    if (scenario.planner == PlannerKind::HotExpert)
+    if (scenario.planner == PlannerKind::HotExpert) {
       EXPECT_EQ(checks[0].maxReplicas, world->size());
+    }
   }
 }
 

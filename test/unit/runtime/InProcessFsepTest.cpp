@@ -57,11 +57,14 @@ TEST_P(InProcessRanks, FsepMatchesReference) {
       }
     }
     const std::vector<StepCheck> &first = checks[0];
-    if (scenario.planner == PlannerKind::HotExpert)
+    if (scenario.planner == PlannerKind::HotExpert) {
       EXPECT_EQ(first[0].maxReplicas, ranks);
-    if (scenario.starveLastExpert)
-      for (const StepCheck &check : first)
+    }
+    if (scenario.starveLastExpert) {
+      for (const StepCheck &check : first) {
         EXPECT_EQ(check.starvedExpertTokens, 0);
+      }
+    }
     if (scenario.planner == PlannerKind::Random && scenario.steps > 1 &&
         ranks > 1) {
       bool changed = false;
@@ -102,6 +105,33 @@ TEST(InProcessFsep, AdamWOnFourRanksEqualsOneRank) {
     return trainScenario(comm, untrained, adamw);
   });
   EXPECT_GT(relativeError(initial[0], reference), 1e-3);
+}
+
+TEST(InProcessFsep, ExpertMemoryIsOneNthPlusTheRestoredWorkingSet) {
+  // 3 * 16 * 23 = 1104 parameters per expert: 276 per shard on 4 ranks.
+  MoELayerConfig config;
+  config.shape = {16, 23};
+  config.numExperts = 8;
+  config.topK = 2;
+  config.slotsPerRank = 2;
+  constexpr int ranks = 4;
+  std::vector<std::int64_t> held(ranks), restored(ranks);
+  InProcessGroup::run(ranks, [&](Communicator &comm) {
+    FsepMoELayer layer(comm, config, 0);
+    layer.initialize(1, 0.1f, 0.5f);
+    std::vector<float> x(12 * 16, 0.25f);
+    StaticRoundRobinHook hook;
+    layer.forward(x, 0, hook);
+    held[comm.rank()] = layer.experts().bytesHeld();
+    restored[comm.rank()] = layer.restoredBytes();
+  });
+  // Parameters, gradients and two AdamW moments: 4 floats per element.
+  std::int64_t fullState = 4 * 8 * 1104 * sizeof(float);
+  for (int rank = 0; rank < ranks; ++rank) {
+    EXPECT_EQ(held[rank], fullState / ranks) << rank;
+    // Two restored experts (C = 2), full weights only.
+    EXPECT_EQ(restored[rank], 2 * 1104 * std::int64_t(sizeof(float))) << rank;
+  }
 }
 
 struct BadInputCase {

@@ -16,6 +16,7 @@ enum class Phase {
   Compute,      // expert FFNs, forward and backward
   Combine,      // all-to-all back + weighted sum (and dx in bwd)
   GradAllToAll, // weight-gradient all-to-all and replica sum at owners
+  Optimizer,    // AdamW on the shards and the replicated gate
   Count
 };
 
