@@ -196,6 +196,10 @@ void FsepMoELayer::dispatchTokens() {
   std::int64_t hidden = config_.shape.hidden;
   auto replicaCount = layout.replicas().size();
 
+  // My row of the routing, dense: what I send to each replica.
+  std::vector<std::int64_t> toReplica(replicaCount, 0);
+  for (const Routing::Entry &entry : routing.row(me))
+    toReplica[entry.replica] = entry.tokens;
   // Where each of my replica blocks starts in the send buffer.
   std::vector<std::int64_t> blockStart(replicaCount, 0);
   std::vector<std::int64_t> sendRows(ranks, 0), recvRows(ranks, 0);
@@ -206,8 +210,8 @@ void FsepMoELayer::dispatchTokens() {
       if (replica < 0)
         continue;
       blockStart[replica] = row;
-      row += routing.at(me, replica);
-      sendRows[peer] += routing.at(me, replica);
+      row += toReplica[replica];
+      sendRows[peer] += toReplica[replica];
     }
   }
   std::int64_t totalSend = row;
@@ -221,8 +225,7 @@ void FsepMoELayer::dispatchTokens() {
     int expert = router_.indices[pair];
     std::span<const int> replicas = layout.replicasOf(expert);
     std::size_t &c = cursor[expert];
-    while (c < replicas.size() && filled[replicas[c]] ==
-                                      routing.at(me, replicas[c]))
+    while (c < replicas.size() && filled[replicas[c]] == toReplica[replicas[c]])
       ++c;
     // validatePlan guarantees the shares add up to the pairs counted.
     int replica = replicas[c];

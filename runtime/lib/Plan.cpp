@@ -88,24 +88,56 @@ int Layout::usedSlots(int rank) const {
   return used;
 }
 
+std::int64_t Routing::at(int source, int replica) const {
+  const std::vector<Entry> &row = rows_[source];
+  auto it = std::lower_bound(
+      row.begin(), row.end(), replica,
+      [](const Entry &entry, int r) { return entry.replica < r; });
+  return it != row.end() && it->replica == replica ? it->tokens : 0;
+}
+
+void Routing::set(int source, int replica, std::int64_t tokens) {
+  std::vector<Entry> &row = rows_[source];
+  auto it = std::lower_bound(
+      row.begin(), row.end(), replica,
+      [](const Entry &entry, int r) { return entry.replica < r; });
+  if (it != row.end() && it->replica == replica) {
+    if (tokens == 0)
+      row.erase(it);
+    else
+      it->tokens = tokens;
+  } else if (tokens != 0) {
+    row.insert(it, Entry{replica, tokens});
+  }
+}
+
+std::int64_t Routing::entries() const {
+  std::int64_t total = 0;
+  for (const std::vector<Entry> &row : rows_)
+    total += static_cast<std::int64_t>(row.size());
+  return total;
+}
+
 Routing Routing::evenSplit(const Layout &layout,
                            std::span<const std::int64_t> counts) {
   int numRanks = layout.numRanks(), numExperts = layout.numExperts();
-  Routing routing(numRanks,
-                  static_cast<int>(layout.replicas().size()));
+  Routing routing(numRanks, static_cast<int>(layout.replicas().size()));
   for (int source = 0; source < numRanks; ++source) {
+    // Replica indices grow with the expert, so appending keeps rows sorted.
+    std::vector<Entry> &row = routing.rows_[source];
     for (int expert = 0; expert < numExperts; ++expert) {
       std::span<const int> replicas = layout.replicasOf(expert);
       std::int64_t count =
           counts[static_cast<std::size_t>(source) * numExperts + expert];
-      if (replicas.empty())
+      if (replicas.empty() || count == 0)
         continue;
       auto copies = static_cast<std::int64_t>(replicas.size());
       for (std::int64_t i = 0; i < copies; ++i) {
         std::int64_t share = count / copies +
                              ((i - source % copies + copies) % copies <
                               count % copies);
-        routing.at(source, replicas[i]) = share;
+        if (share != 0)
+          row.push_back(Entry{replicas[i], share});
       }
     }
   }
@@ -127,36 +159,43 @@ void laer::rt::validatePlan(const Plan &plan,
     fail(context, "routing is for ", routing.numRanks(), " ranks and ",
          routing.numReplicas(), " replicas but the layout has ", numRanks,
          " ranks and ", replicaCount, " replicas");
-  for (int expert = 0; expert < numExperts; ++expert) {
-    std::int64_t total = 0;
-    for (int source = 0; source < numRanks; ++source) {
+  std::vector<std::int64_t> total(numExperts, 0);
+  for (int source = 0; source < numRanks; ++source) {
+    for (int expert = 0; expert < numExperts; ++expert) {
       std::int64_t count =
           counts[static_cast<std::size_t>(source) * numExperts + expert];
       if (count < 0)
         fail(context, "source rank ", source, " routes ", count,
              " tokens to expert ", expert);
-      total += count;
+      total[expert] += count;
     }
-    std::span<const int> replicas = layout.replicasOf(expert);
-    if (total > 0 && replicas.empty())
-      fail(context, "expert ", expert, " receives ", total,
+  }
+  for (int expert = 0; expert < numExperts; ++expert)
+    if (total[expert] > 0 && layout.replicasOf(expert).empty())
+      fail(context, "expert ", expert, " receives ", total[expert],
            " tokens but the layout gives it no replica");
-    for (int source = 0; source < numRanks; ++source) {
-      std::int64_t routed = 0;
-      for (int replica : replicas) {
-        std::int64_t share = routing.at(source, replica);
-        if (share < 0)
-          fail(context, "routing sends ", share, " tokens of source rank ",
-               source, " to replica of expert ", expert, " on rank ",
-               layout.replicas()[replica].rank);
-        routed += share;
-      }
+  std::vector<std::int64_t> routed(numExperts);
+  for (int source = 0; source < numRanks; ++source) {
+    std::fill(routed.begin(), routed.end(), 0);
+    for (const Routing::Entry &entry : routing.row(source)) {
+      if (entry.replica < 0 || entry.replica >= replicaCount)
+        fail(context, "routing of source rank ", source, " names replica ",
+             entry.replica, ", outside [0, ", replicaCount, ")");
+      const Replica &replica = layout.replicas()[entry.replica];
+      if (entry.tokens < 0)
+        fail(context, "routing sends ", entry.tokens,
+             " tokens of source rank ", source, " to replica of expert ",
+             replica.expert, " on rank ", replica.rank);
+      routed[replica.expert] += entry.tokens;
+    }
+    for (int expert = 0; expert < numExperts; ++expert) {
       std::int64_t count =
           counts[static_cast<std::size_t>(source) * numExperts + expert];
-      if (routed != count)
-        fail(context, "routing sends ", routed, " tokens of source rank ",
-             source, " to the replicas of expert ", expert, " but rank ",
-             source, " routes ", count, " tokens to it");
+      if (routed[expert] != count)
+        fail(context, "routing sends ", routed[expert],
+             " tokens of source rank ", source, " to the replicas of expert ",
+             expert, " but rank ", source, " routes ", count,
+             " tokens to it");
     }
   }
 }
@@ -175,7 +214,12 @@ std::uint64_t laer::rt::fingerprint(const Plan &plan) {
   mix(plan.layout.numExperts());
   for (int expert : plan.layout.slots())
     mix(expert);
-  for (std::int64_t tokens : plan.routing.tokens())
-    mix(tokens);
+  for (int source = 0; source < plan.routing.numRanks(); ++source) {
+    mix(-source - 1); // row separator
+    for (const Routing::Entry &entry : plan.routing.row(source)) {
+      mix(entry.replica);
+      mix(entry.tokens);
+    }
+  }
   return hash;
 }

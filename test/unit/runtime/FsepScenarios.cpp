@@ -93,7 +93,7 @@ public:
                                           rng() % (count + 1)));
         std::sort(cuts.begin(), cuts.end());
         for (std::size_t i = 0; i < replicas.size(); ++i)
-          routing.at(source, replicas[i]) = cuts[i + 1] - cuts[i];
+          routing.set(source, replicas[i], cuts[i + 1] - cuts[i]);
       }
     }
     return Plan{std::move(layout), std::move(routing)};

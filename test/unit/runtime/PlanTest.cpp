@@ -80,7 +80,7 @@ TEST(ValidatePlan, NamesTheRoutingThatDoesNotAddUp) {
   Layout layout(2, 1, 2, {0, 1});
   std::vector<std::int64_t> counts = {3, 1, 2, 4};
   Plan plan{layout, Routing::evenSplit(layout, counts)};
-  plan.routing.at(1, layout.replicasOf(1)[0]) = 5;
+  plan.routing.set(1, layout.replicasOf(1)[0], 5);
   EXPECT_EQ(errorOf([&] { validatePlan(plan, counts, {1, 0, -1}); }),
             "rank 1, layer 0: routing sends 5 tokens of source rank 1 to the "
             "replicas of expert 1 but rank 1 routes 4 tokens to it");
@@ -90,7 +90,7 @@ TEST(ValidatePlan, RejectsNegativeShares) {
   Layout layout(1, 2, 1, {0, Layout::kEmpty});
   std::vector<std::int64_t> counts = {0};
   Plan plan{layout, Routing(1, 1)};
-  plan.routing.at(0, 0) = -1;
+  plan.routing.set(0, 0, -1);
   EXPECT_NE(errorOf([&] { validatePlan(plan, counts, {}); })
                 .find("routing sends -1 tokens"),
             std::string::npos);
@@ -104,7 +104,7 @@ TEST(Fingerprint, DistinguishesLayoutsAndRoutings) {
   EXPECT_NE(fingerprint(pa), fingerprint(pb));
   Plan pc = pa;
   EXPECT_EQ(fingerprint(pa), fingerprint(pc));
-  pc.routing.at(0, 0) += 1;
+  pc.routing.add(0, 0, 1);
   EXPECT_NE(fingerprint(pa), fingerprint(pc));
 }
 

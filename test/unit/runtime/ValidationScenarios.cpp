@@ -32,7 +32,7 @@ public:
       plan.routing = Routing::evenSplit(plan.layout, request.counts);
       break;
     case BadInput::RoutingDoesNotAddUp:
-      plan.routing.at(N - 1, plan.layout.replicasOf(1)[0]) += 1;
+      plan.routing.add(N - 1, plan.layout.replicasOf(1)[0], 1);
       break;
     case BadInput::RankDependentPlan:
       if (rank_ == N - 1 && N > 1)

@@ -74,31 +74,39 @@ private:
 
 /// Token counts per (source rank, replica): how many of the source's
 /// (token, choice) pairs for the replica's expert go to that replica.
+/// Sparse, one sorted row per source: at scale (N = 1024 ranks, 16k
+/// replicas) a source only talks to a few replicas of each expert.
 class Routing {
 public:
+  struct Entry {
+    int replica;
+    std::int64_t tokens;
+  };
+
   Routing() = default;
   Routing(int numRanks, int numReplicas)
-      : numRanks_(numRanks), numReplicas_(numReplicas),
-        tokens_(static_cast<std::size_t>(numRanks) * numReplicas, 0) {}
+      : numReplicas_(numReplicas), rows_(numRanks) {}
 
   /// Splits every (source, expert) count evenly over the expert's replicas,
   /// the remainder going to replicas in rotation starting at the source.
   static Routing evenSplit(const Layout &layout,
                            std::span<const std::int64_t> counts);
 
-  int numRanks() const { return numRanks_; }
+  int numRanks() const { return static_cast<int>(rows_.size()); }
   int numReplicas() const { return numReplicas_; }
-  std::int64_t &at(int source, int replica) {
-    return tokens_[static_cast<std::size_t>(source) * numReplicas_ + replica];
+  /// Tokens `source` sends to `replica` (0 when there is no entry).
+  std::int64_t at(int source, int replica) const;
+  void set(int source, int replica, std::int64_t tokens);
+  void add(int source, int replica, std::int64_t tokens) {
+    set(source, replica, at(source, replica) + tokens);
   }
-  std::int64_t at(int source, int replica) const {
-    return tokens_[static_cast<std::size_t>(source) * numReplicas_ + replica];
-  }
-  const std::vector<std::int64_t> &tokens() const { return tokens_; }
+  /// The non-zero entries of `source`, by increasing replica.
+  std::span<const Entry> row(int source) const { return rows_[source]; }
+  std::int64_t entries() const;
 
 private:
-  int numRanks_ = 0, numReplicas_ = 0;
-  std::vector<std::int64_t> tokens_;
+  int numReplicas_ = 0;
+  std::vector<std::vector<Entry>> rows_;
 };
 
 struct Plan {
