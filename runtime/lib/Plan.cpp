@@ -111,6 +111,26 @@ void Routing::set(int source, int replica, std::int64_t tokens) {
   }
 }
 
+Routing Routing::fromRows(int numReplicas,
+                          std::vector<std::vector<Entry>> rows) {
+  Routing routing(static_cast<int>(rows.size()), numReplicas);
+  for (std::size_t source = 0; source < rows.size(); ++source) {
+    std::vector<Entry> &row = rows[source];
+    std::sort(row.begin(), row.end(), [](const Entry &a, const Entry &b) {
+      return a.replica < b.replica;
+    });
+    std::vector<Entry> &out = routing.rows_[source];
+    for (const Entry &entry : row) {
+      if (!out.empty() && out.back().replica == entry.replica)
+        out.back().tokens += entry.tokens;
+      else
+        out.push_back(entry);
+    }
+    std::erase_if(out, [](const Entry &entry) { return entry.tokens == 0; });
+  }
+  return routing;
+}
+
 std::int64_t Routing::entries() const {
   std::int64_t total = 0;
   for (const std::vector<Entry> &row : rows_)

@@ -91,6 +91,10 @@ public:
   /// the remainder going to replicas in rotation starting at the source.
   static Routing evenSplit(const Layout &layout,
                            std::span<const std::int64_t> counts);
+  /// From unsorted rows (one per source); entries for the same replica are
+  /// summed and zero entries dropped.
+  static Routing fromRows(int numReplicas,
+                          std::vector<std::vector<Entry>> rows);
 
   int numRanks() const { return static_cast<int>(rows_.size()); }
   int numReplicas() const { return numReplicas_; }

@@ -1,0 +1,51 @@
+//===- PlanBuilding.h - pieces the planners share ---------------*- C++ -*-===//
+
+#ifndef LAER_PLANNER_PLANBUILDING_H
+#define LAER_PLANNER_PLANBUILDING_H
+
+#include "laer/planner/Planner.h"
+
+#include <vector>
+
+namespace laer::planner::detail {
+
+/// Total tokens per expert over all sources.
+std::vector<std::int64_t> expertLoads(std::span<const std::int64_t> counts,
+                                      int numRanks, int numExperts);
+
+/// Fails (with a message naming N, C and E) unless N * C >= E.
+void requireEnoughSlots(const PlannerInput &input, const char *planner);
+
+/// "even" candidate: N*C/E replicas each, the remainder to the most loaded
+/// experts; never more than N replicas (one per rank).
+std::vector<int> evenReplicaCounts(std::span<const std::int64_t> loads,
+                                   int numRanks, int slotsPerRank);
+
+/// Priority-queue candidate: one replica per loaded expert, then `step`
+/// more at a time to the expert with the highest load per replica, until
+/// the slots run out.
+std::vector<int> priorityReplicaCounts(std::span<const std::int64_t> loads,
+                                       int numRanks, int slotsPerRank,
+                                       int step);
+
+/// `layout` slots from per-rank expert lists.
+rt::Layout layoutFromRanks(const std::vector<std::vector<int>> &perRank,
+                           int slotsPerRank, int numExperts);
+
+/// Each source splits an expert's tokens evenly over the replicas in its
+/// own node, or over all replicas when its node has none.
+rt::Routing routeEvenPreferNode(const rt::Layout &layout,
+                                std::span<const std::int64_t> counts,
+                                const ClusterSpec &cluster);
+
+/// Every replica of an expert gets the same share of its tokens (within
+/// one token); shares are filled from the replica's own rank first, then
+/// its node, then other nodes, so balance costs as little traffic as
+/// possible.
+rt::Routing routeBalanced(const rt::Layout &layout,
+                          std::span<const std::int64_t> counts,
+                          const ClusterSpec &cluster);
+
+} // namespace laer::planner::detail
+
+#endif // LAER_PLANNER_PLANBUILDING_H
