@@ -89,53 +89,80 @@ int Layout::usedSlots(int rank) const {
 }
 
 std::int64_t Routing::at(int source, int replica) const {
-  const std::vector<Entry> &row = rows_[source];
+  std::span<const Entry> entries = row(source);
   auto it = std::lower_bound(
-      row.begin(), row.end(), replica,
+      entries.begin(), entries.end(), replica,
       [](const Entry &entry, int r) { return entry.replica < r; });
-  return it != row.end() && it->replica == replica ? it->tokens : 0;
+  return it != entries.end() && it->replica == replica ? it->tokens : 0;
 }
 
 void Routing::set(int source, int replica, std::int64_t tokens) {
-  std::vector<Entry> &row = rows_[source];
+  auto begin = entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source]);
+  auto end = entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source + 1]);
   auto it = std::lower_bound(
-      row.begin(), row.end(), replica,
+      begin, end, replica,
       [](const Entry &entry, int r) { return entry.replica < r; });
-  if (it != row.end() && it->replica == replica) {
-    if (tokens == 0)
-      row.erase(it);
-    else
+  std::ptrdiff_t shift = 0;
+  if (it != end && it->replica == replica) {
+    if (tokens != 0) {
       it->tokens = tokens;
-  } else if (tokens != 0) {
-    row.insert(it, Entry{replica, tokens});
+      return;
+    }
+    entries_.erase(it);
+    shift = -1;
+  } else {
+    if (tokens == 0)
+      return;
+    entries_.insert(it, Entry{replica, tokens});
+    shift = 1;
   }
+  for (std::size_t r = source + 1; r < rowStart_.size(); ++r)
+    rowStart_[r] += shift;
 }
 
-Routing Routing::fromRows(int numReplicas,
-                          std::vector<std::vector<Entry>> rows) {
-  Routing routing(static_cast<int>(rows.size()), numReplicas);
-  for (std::size_t source = 0; source < rows.size(); ++source) {
-    std::vector<Entry> &row = rows[source];
-    std::sort(row.begin(), row.end(), [](const Entry &a, const Entry &b) {
+Routing Routing::fromTriplets(int numRanks, int numReplicas,
+                              std::span<const Triplet> triplets) {
+  Routing routing(numRanks, numReplicas);
+  // Counting sort by source, then each row by replica.
+  for (const Triplet &t : triplets)
+    ++routing.rowStart_[t.source + 1];
+  for (int source = 0; source < numRanks; ++source)
+    routing.rowStart_[source + 1] += routing.rowStart_[source];
+  std::vector<Entry> entries(triplets.size());
+  std::vector<std::size_t> next(routing.rowStart_.begin(),
+                                routing.rowStart_.end() - 1);
+  for (const Triplet &t : triplets)
+    entries[next[t.source]++] = Entry{t.replica, t.tokens};
+  routing.entries_.reserve(entries.size());
+  std::vector<std::size_t> starts(numRanks + 1, 0);
+  for (int source = 0; source < numRanks; ++source) {
+    auto begin = entries.begin() +
+                 static_cast<std::ptrdiff_t>(routing.rowStart_[source]);
+    auto end = entries.begin() +
+               static_cast<std::ptrdiff_t>(routing.rowStart_[source + 1]);
+    std::sort(begin, end, [](const Entry &a, const Entry &b) {
       return a.replica < b.replica;
     });
-    std::vector<Entry> &out = routing.rows_[source];
-    for (const Entry &entry : row) {
-      if (!out.empty() && out.back().replica == entry.replica)
-        out.back().tokens += entry.tokens;
+    starts[source] = routing.entries_.size();
+    std::size_t rowBegin = routing.entries_.size();
+    for (auto it = begin; it != end; ++it) {
+      if (routing.entries_.size() > rowBegin &&
+          routing.entries_.back().replica == it->replica)
+        routing.entries_.back().tokens += it->tokens;
       else
-        out.push_back(entry);
+        routing.entries_.push_back(*it);
     }
-    std::erase_if(out, [](const Entry &entry) { return entry.tokens == 0; });
+    // Drop zero entries of this row.
+    auto rowStart = routing.entries_.begin() +
+                    static_cast<std::ptrdiff_t>(rowBegin);
+    routing.entries_.erase(
+        std::remove_if(rowStart, routing.entries_.end(),
+                       [](const Entry &entry) { return entry.tokens == 0; }),
+        routing.entries_.end());
   }
+  starts[numRanks] = routing.entries_.size();
+  routing.rowStart_ = std::move(starts);
   return routing;
-}
-
-std::int64_t Routing::entries() const {
-  std::int64_t total = 0;
-  for (const std::vector<Entry> &row : rows_)
-    total += static_cast<std::int64_t>(row.size());
-  return total;
 }
 
 Routing Routing::evenSplit(const Layout &layout,
@@ -144,7 +171,6 @@ Routing Routing::evenSplit(const Layout &layout,
   Routing routing(numRanks, static_cast<int>(layout.replicas().size()));
   for (int source = 0; source < numRanks; ++source) {
     // Replica indices grow with the expert, so appending keeps rows sorted.
-    std::vector<Entry> &row = routing.rows_[source];
     for (int expert = 0; expert < numExperts; ++expert) {
       std::span<const int> replicas = layout.replicasOf(expert);
       std::int64_t count =
@@ -157,9 +183,10 @@ Routing Routing::evenSplit(const Layout &layout,
                              ((i - source % copies + copies) % copies <
                               count % copies);
         if (share != 0)
-          row.push_back(Entry{replicas[i], share});
+          routing.entries_.push_back(Entry{replicas[i], share});
       }
     }
+    routing.rowStart_[source + 1] = routing.entries_.size();
   }
   return routing;
 }

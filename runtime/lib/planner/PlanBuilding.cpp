@@ -116,43 +116,47 @@ detail::layoutFromRanks(const std::vector<std::vector<int>> &perRank,
 /// Each source splits an expert's tokens evenly over the replicas in its
 /// own node, or over all replicas when its node has none.
 rt::Routing detail::routeEvenPreferNode(const rt::Layout &layout,
-                                std::span<const std::int64_t> counts,
-                                const ClusterSpec &cluster) {
-  int N = layout.numRanks(), E = layout.numExperts();
-  std::vector<std::vector<rt::Routing::Entry>> rows(N);
-  std::vector<int> local;
+                                        std::span<const std::int64_t> counts,
+                                        const ClusterSpec &cluster) {
+  int N = layout.numRanks(), E = layout.numExperts(), M = cluster.numNodes();
+  // Replicas of each expert per node, bucketed once: O(N * C).
+  std::vector<std::vector<int>> local(static_cast<std::size_t>(M) * E);
+  for (int index = 0; index < static_cast<int>(layout.replicas().size());
+       ++index) {
+    const rt::Replica &replica = layout.replicas()[index];
+    local[cluster.nodeOf(replica.rank) * E + replica.expert].push_back(index);
+  }
+  std::vector<rt::Routing::Triplet> triplets;
+  triplets.reserve(static_cast<std::size_t>(N) * E * 2);
   for (int source = 0; source < N; ++source) {
     for (int e = 0; e < E; ++e) {
       std::int64_t count = counts[static_cast<std::size_t>(source) * E + e];
       std::span<const int> replicas = layout.replicasOf(e);
       if (count == 0 || replicas.empty())
         continue;
-      local.clear();
-      for (int replica : replicas)
-        if (cluster.nodeOf(layout.replicas()[replica].rank) ==
-            cluster.nodeOf(source))
-          local.push_back(replica);
+      const std::vector<int> &inNode = local[cluster.nodeOf(source) * E + e];
       std::span<const int> targets =
-          local.empty() ? replicas : std::span<const int>(local);
+          inNode.empty() ? replicas : std::span<const int>(inNode);
       auto n = static_cast<std::int64_t>(targets.size());
       for (std::int64_t i = 0; i < n; ++i) {
         std::int64_t share =
             count / n + ((i - source % n + n) % n < count % n);
-        rows[source].push_back({targets[i], share});
+        if (share > 0)
+          triplets.push_back({source, targets[i], share});
       }
     }
   }
-  return rt::Routing::fromRows(static_cast<int>(layout.replicas().size()),
-                               std::move(rows));
+  return rt::Routing::fromTriplets(
+      N, static_cast<int>(layout.replicas().size()), triplets);
 }
-
 
 rt::Routing detail::routeBalanced(const rt::Layout &layout,
                                   std::span<const std::int64_t> counts,
                                   const ClusterSpec &cluster) {
   int N = layout.numRanks(), E = layout.numExperts();
   const auto &replicas = layout.replicas();
-  std::vector<std::vector<rt::Routing::Entry>> rows(N);
+  std::vector<rt::Routing::Triplet> triplets;
+  triplets.reserve(static_cast<std::size_t>(N) * E * 2);
   std::vector<std::int64_t> demand(N), capacity;
   for (int e = 0; e < E; ++e) {
     std::span<const int> copies = layout.replicasOf(e);
@@ -168,7 +172,7 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
     for (std::int64_t i = 0; i < total % R; ++i)
       ++capacity[i];
     auto send = [&](int source, std::size_t copy, std::int64_t tokens) {
-      rows[source].push_back({copies[copy], tokens});
+      triplets.push_back({source, copies[copy], tokens});
       demand[source] -= tokens;
       capacity[copy] -= tokens;
     };
@@ -214,6 +218,6 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
       }
     }
   }
-  return rt::Routing::fromRows(static_cast<int>(replicas.size()),
-                               std::move(rows));
+  return rt::Routing::fromTriplets(N, static_cast<int>(replicas.size()),
+                                   triplets);
 }

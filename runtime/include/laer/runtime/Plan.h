@@ -74,43 +74,55 @@ private:
 
 /// Token counts per (source rank, replica): how many of the source's
 /// (token, choice) pairs for the replica's expert go to that replica.
-/// Sparse, one sorted row per source: at scale (N = 1024 ranks, 16k
-/// replicas) a source only talks to a few replicas of each expert.
+/// Sparse rows (compressed sparse row storage): at scale (N = 1024 ranks,
+/// 16k replicas) a source only talks to a few replicas of each expert.
 class Routing {
 public:
   struct Entry {
     int replica;
     std::int64_t tokens;
   };
+  struct Triplet {
+    int source;
+    int replica;
+    std::int64_t tokens;
+  };
 
   Routing() = default;
   Routing(int numRanks, int numReplicas)
-      : numReplicas_(numReplicas), rows_(numRanks) {}
+      : numReplicas_(numReplicas), rowStart_(numRanks + 1, 0) {}
 
   /// Splits every (source, expert) count evenly over the expert's replicas,
   /// the remainder going to replicas in rotation starting at the source.
   static Routing evenSplit(const Layout &layout,
                            std::span<const std::int64_t> counts);
-  /// From unsorted rows (one per source); entries for the same replica are
-  /// summed and zero entries dropped.
-  static Routing fromRows(int numReplicas,
-                          std::vector<std::vector<Entry>> rows);
+  /// From unordered (source, replica, tokens) triplets; entries for the
+  /// same (source, replica) are summed, zero entries dropped.
+  static Routing fromTriplets(int numRanks, int numReplicas,
+                              std::span<const Triplet> triplets);
 
-  int numRanks() const { return static_cast<int>(rows_.size()); }
+  int numRanks() const { return static_cast<int>(rowStart_.size()) - 1; }
   int numReplicas() const { return numReplicas_; }
   /// Tokens `source` sends to `replica` (0 when there is no entry).
   std::int64_t at(int source, int replica) const;
+  /// Sets one entry; O(entries), meant for tests and hand-made plans.
   void set(int source, int replica, std::int64_t tokens);
   void add(int source, int replica, std::int64_t tokens) {
     set(source, replica, at(source, replica) + tokens);
   }
   /// The non-zero entries of `source`, by increasing replica.
-  std::span<const Entry> row(int source) const { return rows_[source]; }
-  std::int64_t entries() const;
+  std::span<const Entry> row(int source) const {
+    return std::span<const Entry>(entries_).subspan(
+        rowStart_[source], rowStart_[source + 1] - rowStart_[source]);
+  }
+  std::int64_t entries() const {
+    return static_cast<std::int64_t>(entries_.size());
+  }
 
 private:
   int numReplicas_ = 0;
-  std::vector<std::vector<Entry>> rows_;
+  std::vector<std::size_t> rowStart_;
+  std::vector<Entry> entries_;
 };
 
 struct Plan {
