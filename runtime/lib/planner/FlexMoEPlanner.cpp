@@ -16,26 +16,31 @@ rt::Plan FlexMoEPlanner::plan(const PlannerInput &input) {
       input.layoutLoad.empty() ? input.counts : input.layoutLoad;
   std::vector<std::int64_t> loads = detail::expertLoads(load, N, E);
 
-  rt::Layout layout = rt::Layout::roundRobin(N, C, E);
-  std::vector<int> slots = layout.slots();
-  auto maxRankLoad = [&](const rt::Layout &candidate) {
-    rt::Plan plan{candidate, rt::Routing::evenSplit(candidate, load)};
-    std::vector<std::int64_t> tokens = rankTokens(plan);
-    return *std::max_element(tokens.begin(), tokens.end());
+  rt::Layout start = rt::Layout::roundRobin(N, C, E);
+  std::vector<int> slots = start.slots();
+  std::vector<int> replicas(E, 0);
+  for (int expert : slots)
+    if (expert != rt::Layout::kEmpty)
+      ++replicas[expert];
+  // Rank load under an even split: the sum of its experts' load per
+  // replica. O(N * C) per evaluation, no routing built inside the loop.
+  auto rankLoads = [&](const std::vector<int> &layoutSlots,
+                       const std::vector<int> &copies) {
+    std::vector<double> perRank(N, 0.0);
+    for (int rank = 0; rank < N; ++rank)
+      for (int c = 0; c < C; ++c)
+        if (int e = layoutSlots[rank * C + c]; e != rt::Layout::kEmpty)
+          perRank[rank] += double(loads[e]) / copies[e];
+    return perRank;
   };
-  std::int64_t best = maxRankLoad(layout);
+  std::vector<double> current = rankLoads(slots, replicas);
+  double best = *std::max_element(current.begin(), current.end());
   // Bounded number of moves, one replica each.
   for (int round = 0; round < 2 * N; ++round) {
-    std::vector<int> replicas(E, 0);
-    for (int expert : slots)
-      if (expert != rt::Layout::kEmpty)
-        ++replicas[expert];
     int hot = 0;
     for (int e = 1; e < E; ++e)
       if (loads[e] * replicas[hot] > loads[hot] * replicas[e])
         hot = e;
-    rt::Plan current{layout, rt::Routing::evenSplit(layout, load)};
-    std::vector<std::int64_t> tokens = rankTokens(current);
     // The slot a rank can give up: an empty one, else the one whose expert
     // has a spare replica and the lowest load per replica; -1 if none or if
     // the rank already holds the hot expert.
@@ -60,7 +65,7 @@ rt::Plan FlexMoEPlanner::plan(const PlannerInput &input) {
     int coldRank = -1, coldSlot = -1;
     for (int rank = 0; rank < N; ++rank) {
       int spare = spareSlot(rank);
-      if (spare >= 0 && (coldRank < 0 || tokens[rank] < tokens[coldRank])) {
+      if (spare >= 0 && (coldRank < 0 || current[rank] < current[coldRank])) {
         coldRank = rank;
         coldSlot = spare;
       }
@@ -68,15 +73,21 @@ rt::Plan FlexMoEPlanner::plan(const PlannerInput &input) {
     if (coldRank < 0)
       break;
     std::vector<int> next = slots;
+    std::vector<int> nextReplicas = replicas;
+    if (int old = next[coldRank * C + coldSlot]; old != rt::Layout::kEmpty)
+      --nextReplicas[old];
     next[coldRank * C + coldSlot] = hot;
-    rt::Layout candidate(N, C, E, next);
-    std::int64_t cost = maxRankLoad(candidate);
+    ++nextReplicas[hot];
+    std::vector<double> loadsAfter = rankLoads(next, nextReplicas);
+    double cost = *std::max_element(loadsAfter.begin(), loadsAfter.end());
     if (cost >= best)
       break;
     best = cost;
     slots = std::move(next);
-    layout = std::move(candidate);
+    replicas = std::move(nextReplicas);
+    current = std::move(loadsAfter);
   }
+  rt::Layout layout(N, C, E, slots);
   rt::Routing routing = rt::Routing::evenSplit(layout, input.counts);
   return rt::Plan{std::move(layout), std::move(routing)};
 }
