@@ -1,0 +1,125 @@
+//===- SimulatorTest.cpp - laer-sim's library -----------------------------===//
+
+#include "laer/runtime/Error.h"
+#include "laer/sim/Simulator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace laer;
+using namespace laer::sim;
+
+namespace {
+
+const std::string kFixtures = LAER_SIM_FIXTURES;
+
+std::string errorOf(const std::function<void()> &body) {
+  try {
+    body();
+  } catch (const rt::RuntimeError &error) {
+    return error.what();
+  }
+  return "";
+}
+
+SimOptions smallCluster(double skew) {
+  SimOptions options;
+  options.cluster.numRanks = 8;
+  options.cluster.gpusPerNode = 4;
+  options.sequencesPerIteration = 16;
+  options.sequenceLength = 2048;
+  options.iterations = 4;
+  options.warmup = 1;
+  options.trace.skew = skew;
+  return options;
+}
+
+TEST(Simulator, ReadsModelConfigs) {
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  EXPECT_EQ(model.name, "tiny-e8k2");
+  EXPECT_EQ(model.hidden, 512);
+  EXPECT_EQ(model.numExperts, 8);
+  EXPECT_EQ(model.topK, 2);
+  EXPECT_EQ(model.kvHeads, 2);
+  std::string path = ::testing::TempDir() + "/broken.json";
+  std::ofstream(path) << R"({"hidden_size": 4})";
+  EXPECT_NE(errorOf([&] { ModelShape::fromJsonFile(path); })
+                .find("lacks 'intermediate_size'"),
+            std::string::npos);
+}
+
+TEST(Simulator, AdaptivePlacementBeatsStaticUnderSkew) {
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  auto results = simulate(model, smallCluster(1.5),
+                          {"megatron", "static", "flexmoe", "laer", "laer+"});
+  ASSERT_EQ(results.size(), 5u);
+  for (const MethodResult &r : results) {
+    EXPECT_GT(r.iterationSeconds, 0) << r.method;
+    EXPECT_NEAR(r.iterationSeconds, r.moeSeconds + r.denseSeconds,
+                1e-9 * r.iterationSeconds)
+        << r.method;
+    EXPECT_GE(r.maxOverMeanTokens, 1.0) << r.method;
+  }
+  const MethodResult &fixed = results[1], &plus = results[4];
+  EXPECT_LT(plus.iterationSeconds, fixed.iterationSeconds);
+  EXPECT_LT(plus.maxOverMeanTokens, fixed.maxOverMeanTokens);
+  // The dense part does not depend on the placement method.
+  EXPECT_DOUBLE_EQ(plus.denseSeconds, fixed.denseSeconds);
+}
+
+TEST(Simulator, UniformRoutingLeavesLittleToGain) {
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  SimOptions options = smallCluster(0.0);
+  options.trace.rankJitter = 0.0;
+  options.trace.drift = 0.0;
+  auto results = simulate(model, options, {"static", "laer+"});
+  EXPECT_LT(results[0].maxOverMeanTokens, 1.2);
+  EXPECT_LT(results[0].iterationSeconds / results[1].iterationSeconds, 1.15);
+}
+
+TEST(Simulator, ReplaysCountsFromCsv) {
+  // 8 ranks, 8 experts: every rank sends all its tokens to expert 3.
+  std::string path = ::testing::TempDir() + "/counts.csv";
+  {
+    std::ofstream csv(path);
+    csv << "step,layer,rank,e0,e1,e2,e3,e4,e5,e6,e7\n";
+    for (int rank = 0; rank < 8; ++rank)
+      csv << "0,0," << rank << ",0,0,0,4096,0,0,0,0\n";
+  }
+  CountsTrace trace = CountsTrace::fromCsv(path, 8, 8);
+  EXPECT_EQ(trace.steps(), 1);
+  EXPECT_EQ(trace.at(5, 2)[3 * 8 + 3], 4096); // replayed cyclically
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  auto results = simulate(model, smallCluster(1.0), {"static", "laer+"},
+                          &trace);
+  // Static, C = 2 on 8 ranks: expert 3 has 2 replicas, so 2 of 8 ranks
+  // compute every token.
+  EXPECT_NEAR(results[0].maxOverMeanTokens, 4.0, 1e-9);
+  EXPECT_LT(results[1].maxOverMeanTokens, 1.05);
+
+  std::ofstream(path) << "0,0,9,1,1,1,1,1,1,1,1\n";
+  EXPECT_NE(errorOf([&] { CountsTrace::fromCsv(path, 8, 8); })
+                .find(":1: step 0, layer 0, rank 9 out of range (8 ranks)"),
+            std::string::npos);
+  std::ofstream(path) << "0,0,1,1,1\n";
+  EXPECT_NE(errorOf([&] { CountsTrace::fromCsv(path, 8, 8); })
+                .find("expected step,layer,rank and 8 counts, got 5 fields"),
+            std::string::npos);
+}
+
+TEST(Simulator, PublishedTimesOfThePaper) {
+  const char *dir = "/work/shared/data/laer-ae";
+  std::string csv = std::string(dir) + "/e2e_analysis_backup.csv";
+  if (!std::filesystem::exists(csv))
+    GTEST_SKIP() << "the paper's figures are not at " << dir;
+  auto times = readPublishedTimes(csv, "wikitext");
+  ASSERT_TRUE(times.count("laer/mixtral-8x7b-e8k2"));
+  EXPECT_NEAR(times["laer/mixtral-8x7b-e8k2"], 26325.37, 0.01);
+  EXPECT_NEAR(times["static/mixtral-8x7b-e8k2"], 35661.15, 0.01);
+  EXPECT_TRUE(times.count("megatron/qwen-8x7b-e16k4"));
+}
+
+} // namespace
