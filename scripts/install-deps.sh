@@ -11,7 +11,7 @@ packages=(
   # runtime: MPI for CPU ranks, OpenBLAS for CPU GEMMs
   libopenmpi-dev openmpi-bin libopenblas-dev
   # tests and Python bindings
-  libgtest-dev libbenchmark-dev nlohmann-json3-dev
+  libgtest-dev libbenchmark-dev nlohmann-json3-dev libglpk-dev
   python3 python3-dev pybind11-dev python3-numpy python3-pytest
 )
 

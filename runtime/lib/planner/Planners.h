@@ -42,9 +42,10 @@ public:
   rt::Plan plan(const PlannerInput &input) override;
 };
 
-/// Exhaustive search over layouts for tiny instances (N <= 4, E <= 8,
-/// C <= 2), each layout with the routing of LaerPlusPlanner; the reference
-/// the heuristics' optimality gap is measured against.
+/// Exhaustive search for tiny instances (N <= 4, E <= 8, C <= 2): every
+/// layout, each with its optimal routing from a linear program (GLPK); the
+/// reference the heuristics' optimality gap is measured against. See
+/// laer/planner/Exact.h.
 class ExactPlanner : public Planner {
 public:
   std::string name() const override { return "exact"; }
