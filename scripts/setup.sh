@@ -28,10 +28,17 @@ if [ "$mode" = test ]; then
   exit 0
 fi
 
-# Main job. For now: compile the example model IR down to the four MoE
-# stages, printing the IR before and after.
+# Main job: compile the example model IR down to the four MoE stages, then
+# run one FSEP MoE layer on 4 CPU ranks under skewed routing, first with
+# the static layout, then with the laer+ planner re-laying experts every
+# step, and compare the load balance and step time.
 example="$root/examples/tiny_moe_model.mlir"
-echo "== $example (as parsed and verified)"
-"$build/bin/laer-opt" "$example"
-echo "== after --moe-decompose"
+echo "== $example, after --moe-decompose"
 "$build/bin/laer-opt" "$example" --moe-decompose
+root_flag=$([ "$(id -u)" = 0 ] && echo --allow-run-as-root || true)
+for planner in static laer+; do
+  echo "== FSEP MoE layer on 4 CPU ranks, skewed routing, planner $planner"
+  OPENBLAS_NUM_THREADS=1 timeout 600 mpirun $root_flag --oversubscribe \
+    --bind-to none -np 4 "$build/bench/runtime/laer-fsep-layer-bench" \
+    --skew 3 --steps 10 --warmup 2 --planner "$planner"
+done

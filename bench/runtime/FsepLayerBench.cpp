@@ -2,7 +2,7 @@
 //
 //   mpirun -np N laer-fsep-layer-bench [--tokens T] [--hidden H] [--ffn F]
 //       [--experts E] [--topk k] [--slots C] [--steps S] [--warmup W]
-//       [--skew z]
+//       [--skew z] [--planner static|flexmoe|laer|laer+]
 //
 // Runs S timed steps (forward + backward + AdamW) of one layer after W
 // warm-up steps, on fresh random tokens each step. Per phase it reports the
@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "laer/planner/Planner.h"
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/MpiCommunicator.h"
 
@@ -36,6 +37,7 @@ struct Options {
   int steps = 10;
   int warmup = 2;
   float skew = 0.0f; // gate bias towards low-numbered experts
+  std::string planner = "static";
 };
 
 Options parse(int argc, char **argv) {
@@ -43,7 +45,9 @@ Options parse(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     double value = std::atof(argv[i + 1]);
-    if (flag == "--tokens")
+    if (flag == "--planner")
+      options.planner = argv[i + 1];
+    else if (flag == "--tokens")
       options.tokens = static_cast<std::int64_t>(value);
     else if (flag == "--hidden")
       options.hidden = static_cast<std::int64_t>(value);
@@ -88,7 +92,23 @@ int main(int argc, char **argv) {
     // first experts, as skewed real routing does.
     for (int e = 0; e < options.experts; ++e)
       layer.gate()[e] += options.skew * (1.0f - 2.0f * e / options.experts);
-    StaticRoundRobinHook hook;
+    // The planner sees this machine: one node of CPU ranks, fp32, no
+    // activation checkpointing.
+    laer::planner::ClusterSpec cluster;
+    cluster.numRanks = ranks;
+    cluster.gpusPerNode = ranks;
+    cluster.intraNodeBandwidth = 5e9;
+    cluster.interNodeBandwidth = 5e9;
+    cluster.flopsPerSecond = 50e9;
+    cluster.computeEfficiency = 1.0;
+    laer::planner::LayerSpec layerSpec;
+    layerSpec.hidden = options.hidden;
+    layerSpec.ffn = options.ffn;
+    layerSpec.topK = options.topK;
+    layerSpec.bytesPerElement = 4;
+    layerSpec.recompute = false;
+    laer::planner::PlannerHook hook(laer::planner::makePlanner(options.planner),
+                                    cluster, layerSpec);
     AdamWConfig adamw;
 
     std::size_t size = static_cast<std::size_t>(options.tokens * options.hidden);
@@ -142,10 +162,11 @@ int main(int argc, char **argv) {
       for (std::int64_t r : rows)
         meanRows += double(r) / ranks;
       std::printf("ranks=%d tokens/rank=%lld H=%lld F=%lld E=%d k=%d C=%d "
-                  "skew=%.2f steps=%d\n",
+                  "skew=%.2f planner=%s steps=%d\n",
                   ranks, (long long)options.tokens, (long long)options.hidden,
                   (long long)options.ffn, options.experts, options.topK,
-                  config.slotsPerRank, options.skew, options.steps);
+                  config.slotsPerRank, options.skew, options.planner.c_str(),
+                  options.steps);
       std::printf("%-10s %10s\n", "phase", "ms/step");
       for (int p = 0; p < phases; ++p) {
         double worst = 0;
