@@ -6,102 +6,18 @@
 //===----------------------------------------------------------------------===//
 
 #include "laer/Dialect/MoE/IR/MoEOps.h"
+#include "laer/Dialect/Utils/OperandChecker.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpImplementation.h"
-#include "mlir/IR/TypeUtilities.h"
 
 using namespace mlir;
 using namespace laer::moe;
+using laer::ElementKind;
+using laer::OperandChecker;
 
 namespace {
-
-enum class ElementKind { Float, Integer };
-
-/// Shape and type checks shared by the verifiers. Each check emits its own
-/// diagnostic on the op and returns failure; dynamic dimensions are accepted
-/// wherever a static size is not required for the semantics.
-class OperandChecker {
-public:
-  explicit OperandChecker(Operation *op) : op(op) {}
-
-  /// `value` is a ranked tensor of `rank` with elements of `kind`.
-  LogicalResult tensor(Value value, StringRef name, int64_t rank,
-                       ElementKind kind) {
-    auto type = cast<RankedTensorType>(value.getType());
-    if (type.getRank() != rank)
-      return op->emitOpError() << "'" << name << "' must have rank " << rank
-                               << ", got " << type;
-    Type element = type.getElementType();
-    if (kind == ElementKind::Float && !isa<FloatType>(element))
-      return op->emitOpError() << "'" << name
-                               << "' must have floating-point elements, got "
-                               << type;
-    if (kind == ElementKind::Integer && !isa<IntegerType>(element))
-      return op->emitOpError()
-             << "'" << name << "' must have integer elements, got " << type;
-    return success();
-  }
-
-  /// Dimension `aDim` of `a` and `bDim` of `b` are the same size `symbol`.
-  LogicalResult sameDim(Value a, StringRef aName, unsigned aDim, Value b,
-                        StringRef bName, unsigned bDim, StringRef symbol) {
-    int64_t sizeA = dim(a, aDim), sizeB = dim(b, bDim);
-    if (ShapedType::isDynamic(sizeA) || ShapedType::isDynamic(sizeB) ||
-        sizeA == sizeB)
-      return success();
-    return op->emitOpError()
-           << symbol << " mismatch: '" << aName << "' dimension " << aDim
-           << " is " << sizeA << " but '" << bName << "' dimension " << bDim
-           << " is " << sizeB;
-  }
-
-  /// Dimension `d` of `value` equals `expected` (`what` says where the
-  /// expectation comes from). A dynamic size passes unless `requireStatic`.
-  LogicalResult dimIs(Value value, StringRef name, unsigned d,
-                      int64_t expected, StringRef what,
-                      bool requireStatic = false) {
-    int64_t size = dim(value, d);
-    if (ShapedType::isDynamic(size)) {
-      if (!requireStatic)
-        return success();
-      return op->emitOpError() << "'" << name << "' dimension " << d
-                               << " must be static (" << what << ")";
-    }
-    if (ShapedType::isDynamic(expected) || size == expected)
-      return success();
-    return op->emitOpError() << "'" << name << "' dimension " << d << " is "
-                             << size << " but must be " << expected << " ("
-                             << what << ")";
-  }
-
-  LogicalResult sameElementType(Value a, StringRef aName, Value b,
-                                StringRef bName) {
-    Type ta = getElementTypeOrSelf(a.getType());
-    Type tb = getElementTypeOrSelf(b.getType());
-    if (ta == tb)
-      return success();
-    return op->emitOpError() << "element type mismatch: '" << aName
-                             << "' has " << ta << " but '" << bName
-                             << "' has " << tb;
-  }
-
-  /// `top_k` lies in [1, numExperts].
-  LogicalResult topK(int64_t topK, int64_t numExperts) {
-    if (topK >= 1 && topK <= numExperts)
-      return success();
-    return op->emitOpError() << "top_k must be in [1, E = " << numExperts
-                             << "], got " << topK;
-  }
-
-  static int64_t dim(Value value, unsigned d) {
-    return cast<RankedTensorType>(value.getType()).getDimSize(d);
-  }
-
-private:
-  Operation *op;
-};
 
 /// T * k, or dynamic when either factor is.
 int64_t rowsFor(int64_t tokens, int64_t topK) {
