@@ -2,6 +2,7 @@
 
 #include "laer/InitAll.h"
 
+#include "laer/Dialect/FSEP/IR/FSEPDialect.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
 
@@ -15,7 +16,8 @@
 #include "mlir/IR/DialectRegistry.h"
 
 void laer::registerAllDialects(mlir::DialectRegistry &registry) {
-  registry.insert<laer::moe::MoEDialect, mlir::arith::ArithDialect,
+  registry.insert<laer::moe::MoEDialect, laer::fsep::FSEPDialect,
+                  mlir::arith::ArithDialect,
                   mlir::bufferization::BufferizationDialect,
                   mlir::func::FuncDialect, mlir::linalg::LinalgDialect,
                   mlir::memref::MemRefDialect, mlir::scf::SCFDialect,

@@ -1,0 +1,64 @@
+//===- FSEPDialect.cpp - fsep dialect and its types -----------------------===//
+
+#include "laer/Dialect/FSEP/IR/FSEPDialect.h"
+#include "laer/Dialect/FSEP/IR/FSEPOps.h"
+#include "laer/Dialect/FSEP/IR/FSEPTypes.h"
+#include "laer/Dialect/MoE/IR/MoEDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace laer::fsep;
+
+#include "laer/Dialect/FSEP/IR/FSEPOpsDialect.cpp.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "laer/Dialect/FSEP/IR/FSEPOpsTypes.cpp.inc"
+
+void FSEPDialect::initialize() {
+  // Expert ops carry `#moe.activation` attributes.
+  getContext()->getOrLoadDialect<laer::moe::MoEDialect>();
+  addTypes<
+#define GET_TYPEDEF_LIST
+#include "laer/Dialect/FSEP/IR/FSEPOpsTypes.cpp.inc"
+      >();
+  addOperations<
+#define GET_OP_LIST
+#include "laer/Dialect/FSEP/IR/FSEPOps.cpp.inc"
+      >();
+}
+
+LogicalResult
+ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
+                    int64_t experts, int64_t hidden, int64_t ffn,
+                    Type element, int64_t shards, int64_t shard) {
+  if (experts < 1 || hidden < 1 || ffn < 1 || shards < 1)
+    return emitError() << "experts, hidden, ffn and shards must be >= 1, got "
+                       << experts << ", " << hidden << ", " << ffn << ", "
+                       << shards;
+  if (!isa<FloatType>(element))
+    return emitError() << "expert weights must be floating point, got "
+                       << element;
+  int64_t total = 3 * hidden * ffn;
+  int64_t expected = (total + shards - 1) / shards;
+  if (shard != expected)
+    return emitError() << "shard of " << shard
+                       << " elements does not cut 3 * hidden * ffn = "
+                       << total << " into " << shards
+                       << " equal pieces; expected " << expected;
+  return success();
+}
+
+LogicalResult PlanType::verify(function_ref<InFlightDiagnostic()> emitError,
+                               int64_t experts, int64_t ranks,
+                               int64_t slots) {
+  if (experts < 1 || ranks < 1 || slots < 1)
+    return emitError() << "experts, ranks and slots must be >= 1, got "
+                       << experts << ", " << ranks << ", " << slots;
+  if (ranks * slots < experts)
+    return emitError() << "ranks * slots = " << ranks * slots
+                       << " cannot hold " << experts << " experts";
+  return success();
+}
