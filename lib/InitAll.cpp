@@ -2,6 +2,7 @@
 
 #include "laer/InitAll.h"
 
+#include "laer/Conversion/Passes.h"
 #include "laer/Dialect/FSEP/IR/FSEPDialect.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
@@ -24,4 +25,7 @@ void laer::registerAllDialects(mlir::DialectRegistry &registry) {
                   mlir::tensor::TensorDialect>();
 }
 
-void laer::registerAllPasses() { laer::moe::registerMoEPasses(); }
+void laer::registerAllPasses() {
+  laer::moe::registerMoEPasses();
+  laer::registerConversionPasses();
+}
