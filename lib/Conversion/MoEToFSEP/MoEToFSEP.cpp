@@ -143,7 +143,9 @@ struct ConvertMoEToFSEPPass
     auto slotW13 = RankedTensorType::get({slotsPerDevice, hidden, ffn}, element);
     auto slotW2 = RankedTensorType::get({slotsPerDevice, ffn, hidden}, element);
 
-    Value counts = fsep::LocalCountsOp::create(b, loc, countsType, indices);
+    Value counts;
+    if (stepPlans)
+      counts = fsep::LocalCountsOp::create(b, loc, countsType, indices);
     Value plan = fsep::RelayoutOp::create(b, loc, planType, counts,
                                           b.getI64IntegerAttr(layerIndex));
     auto restore = fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2,

@@ -1,4 +1,5 @@
 // RUN: laer-opt %s --moe-decompose --convert-moe-to-fsep="num-devices=4 slots-per-device=2" | FileCheck %s
+// RUN: laer-opt %s --moe-decompose --convert-moe-to-fsep="num-devices=4 slots-per-device=2 step-plans=true" | FileCheck %s --check-prefix=STEP
 
 // The three expert weights become one bank argument of this rank's shards;
 // the layer becomes counts -> relayout -> restore -> dispatch -> compute ->
@@ -7,8 +8,8 @@
 // CHECK-LABEL: func.func @moe_block
 // CHECK-SAME: (%[[X:[^:]*]]: tensor<16x64xf32>, %[[G:[^:]*]]: tensor<64x8xf32>, %[[BANK:[^:]*]]: !fsep.experts<experts = 8, hidden = 64, ffn = 128, element = f32, shards = 4, shard = 6144> {fsep.layer = 0 : i64})
 // CHECK: %[[IDX:.*]], %[[WTS:.*]] = moe.router %[[X]], %[[G]]
-// CHECK: %[[COUNTS:.*]] = fsep.local_counts %[[IDX]] : tensor<16x2xi32> -> tensor<8xi64>
-// CHECK: %[[PLAN:.*]] = fsep.relayout %[[COUNTS]] layer = 0 : tensor<8xi64> -> !fsep.plan<experts = 8, ranks = 4, slots = 2>
+// CHECK-NOT: fsep.local_counts
+// CHECK: %[[PLAN:.*]] = fsep.relayout layer = 0 : !fsep.plan<experts = 8, ranks = 4, slots = 2>
 // CHECK: %[[W1:.*]], %[[W3:.*]], %[[W2:.*]] = fsep.restore %[[BANK]], %[[PLAN]] : {{.*}} -> tensor<2x64x128xf32>, tensor<2x64x128xf32>, tensor<2x128x64xf32>
 // CHECK: %[[ROWS:.*]], %[[SLOTS:.*]] = fsep.dispatch %[[X]], %[[IDX]], %[[PLAN]] : {{.*}} -> tensor<?x64xf32>, tensor<2xi64>
 // CHECK: %[[Y:.*]] = fsep.expert_compute %[[ROWS]], %[[SLOTS]], %[[W1]], %[[W3]], %[[W2]] activation<silu>
@@ -24,3 +25,8 @@ func.func @moe_block(%x: tensor<16x64xf32>, %gate: tensor<64x8xf32>,
          tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> tensor<16x64xf32>
   return %y : tensor<16x64xf32>
 }
+
+// With step-plans the layout follows this step's counts.
+// STEP: %[[IDX:.*]], %{{.*}} = moe.router
+// STEP: %[[COUNTS:.*]] = fsep.local_counts %[[IDX]] : tensor<16x2xi32> -> tensor<8xi64>
+// STEP: fsep.relayout layer = 0 counts(%[[COUNTS]] : tensor<8xi64>) : !fsep.plan<experts = 8, ranks = 4, slots = 2>

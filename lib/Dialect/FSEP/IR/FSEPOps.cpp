@@ -151,9 +151,11 @@ LogicalResult RelayoutOp::verify() {
   OperandChecker check(*this);
   if (getLayer() < 0)
     return emitOpError() << "layer must be >= 0, got " << getLayer();
-  if (failed(check.tensor(getCounts(), "counts", 1, ElementKind::Integer)) ||
-      failed(check.dimIs(getCounts(), "counts", 0, getPlan().getType().getExperts(),
-                         "the plan's experts", /*requireStatic=*/true)))
+  Value counts = getCounts();
+  if (counts &&
+      (failed(check.tensor(counts, "counts", 1, ElementKind::Integer)) ||
+       failed(check.dimIs(counts, "counts", 0, getPlan().getType().getExperts(),
+                          "the plan's experts", /*requireStatic=*/true))))
     return failure();
   return success();
 }

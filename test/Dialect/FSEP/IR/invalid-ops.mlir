@@ -5,7 +5,7 @@
 
 func.func @relayout_counts(%c: tensor<4xi64>) {
   // expected-error @+1 {{'counts' dimension 0 is 4 but must be 8 (the plan's experts)}}
-  %p = fsep.relayout %c layer = 0 : tensor<4xi64> -> !plan
+  %p = fsep.relayout layer = 0 counts(%c : tensor<4xi64>) : !plan
   return
 }
 

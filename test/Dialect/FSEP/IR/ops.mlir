@@ -15,8 +15,10 @@ func.func @layer_step(%bank: !bank, %x: tensor<?x64xf32>,
         tensor<?x2xf32>) {
   // CHECK: %[[COUNTS:.*]] = fsep.local_counts %{{.*}} : tensor<?x2xi32> -> tensor<8xi64>
   %counts = fsep.local_counts %idx : tensor<?x2xi32> -> tensor<8xi64>
-  // CHECK: %[[PLAN:.*]] = fsep.relayout %[[COUNTS]] layer = 3 : tensor<8xi64> -> !fsep.plan<experts = 8, ranks = 4, slots = 2>
-  %plan = fsep.relayout %counts layer = 3 : tensor<8xi64> -> !plan
+  // CHECK: %[[PLAN:.*]] = fsep.relayout layer = 3 counts(%[[COUNTS]] : tensor<8xi64>) : !fsep.plan<experts = 8, ranks = 4, slots = 2>
+  %plan = fsep.relayout layer = 3 counts(%counts : tensor<8xi64>) : !plan
+  // CHECK: fsep.relayout layer = 4 : !fsep.plan<experts = 8, ranks = 4, slots = 2>
+  %history = fsep.relayout layer = 4 : !plan
   // CHECK: fsep.restore %{{.*}}, %[[PLAN]] : !fsep.experts<experts = 8, hidden = 64, ffn = 128, element = f32, shards = 4, shard = 6144>, !fsep.plan<experts = 8, ranks = 4, slots = 2> -> tensor<2x64x128xf32>, tensor<2x64x128xf32>, tensor<2x128x64xf32>
   %w1, %w3, %w2 = fsep.restore %bank, %plan : !bank, !plan
       -> tensor<2x64x128xf32>, tensor<2x64x128xf32>, tensor<2x128x64xf32>

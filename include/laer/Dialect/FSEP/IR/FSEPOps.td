@@ -43,20 +43,29 @@ def FSEP_LocalCountsOp : FSEP_Op<"local_counts", [Pure]> {
 def FSEP_RelayoutOp : FSEP_Op<"relayout"> {
   let summary = "the relayout hook: the planner's plan for one layer";
   let description = [{
-    All-gathers every rank's `counts` and asks the runtime's planner for the
-    plan of layer `layer` this step. Every rank obtains the same plan (the
-    runtime checks it). The plan fixes which experts this rank restores and
-    how tokens move.
+    Asks the runtime's planner for the plan of layer `layer` this step.
+    Every rank obtains the same plan (the runtime checks it).
+
+    Without operands the layout is planned from the load history of the
+    layer (the previous steps' counts, which the runtime keeps), so the plan
+    is known at the start of the step and the layer's restore can be
+    prefetched while earlier layers compute; how each source's tokens split
+    among replicas is still decided from this step's counts, at dispatch.
+    With `counts` (this rank's `fsep.local_counts` of this step) the layout
+    too follows this step's load, and nothing of the layer can start before
+    its router has run.
 
     ```mlir
-    %plan = fsep.relayout %counts layer = 0
-        : tensor<8xi64> -> !fsep.plan<experts = 8, ranks = 4, slots = 2>
+    %plan = fsep.relayout layer = 0 : !fsep.plan<experts = 8, ranks = 4, slots = 2>
+    %plan = fsep.relayout layer = 0 counts(%counts : tensor<8xi64>)
+        : !fsep.plan<experts = 8, ranks = 4, slots = 2>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$counts, I64Attr:$layer);
+  let arguments = (ins Optional<AnyRankedTensor>:$counts, I64Attr:$layer);
   let results = (outs FSEP_PlanType:$plan);
   let assemblyFormat = [{
-    $counts `layer` `=` $layer attr-dict `:` type($counts) `->` qualified(type($plan))
+    `layer` `=` $layer (`counts` `(` $counts^ `:` type($counts) `)`)?
+    attr-dict `:` qualified(type($plan))
   }];
   let hasVerifier = 1;
 }
