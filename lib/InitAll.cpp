@@ -4,8 +4,10 @@
 
 #include "laer/Conversion/Passes.h"
 #include "laer/Dialect/FSEP/IR/FSEPDialect.h"
+#include "laer/Dialect/FSEP/Transforms/Passes.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
+#include "laer/Pipelines/FSEPPipeline.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -28,4 +30,6 @@ void laer::registerAllDialects(mlir::DialectRegistry &registry) {
 void laer::registerAllPasses() {
   laer::moe::registerMoEPasses();
   laer::registerConversionPasses();
+  laer::fsep::registerFSEPPasses();
+  laer::registerFSEPPipeline();
 }
