@@ -7,8 +7,8 @@
 // every transfer of the routed layers is explicit and the result verifies.
 // CHECK-NOT: moe.layer
 // CHECK-NOT: moe.dispatch
-// CHECK: fsep.restore {{.*}} -> !fsep.async
-// CHECK: fsep.dispatch {{.*}} {chunk = 0 : i64, chunks = 2 : i64}
+// CHECK: fsep.restore {{.*}} {fsep.stream = "params"} {{.*}} -> !fsep.async
+// CHECK: fsep.dispatch {{.*}} {chunk = 0 : i64, chunks = 2 : i64, fsep.stream = "tokens"}
 // CHECK: fsep.combine
 // CHECK: return
 

@@ -30,6 +30,24 @@ void FSEPDialect::initialize() {
       >();
 }
 
+LogicalResult FSEPDialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attribute) {
+  if (attribute.getName() != "fsep.stream")
+    return op->emitError() << "unknown fsep attribute '"
+                           << attribute.getName() << "'";
+  auto stream = dyn_cast<StringAttr>(attribute.getValue());
+  if (!stream || (stream.getValue() != "params" &&
+                  stream.getValue() != "tokens"))
+    return op->emitError()
+           << "'fsep.stream' must be \"params\" or \"tokens\", got "
+           << attribute.getValue();
+  if (!isa<RestoreOp, DispatchOp, CombineOp, CombineBackwardOp,
+           DispatchBackwardOp, GradReduceOp>(op))
+    return op->emitError() << "'fsep.stream' belongs on fsep transfers, not on '"
+                           << op->getName() << "'";
+  return success();
+}
+
 LogicalResult
 ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
                     int64_t experts, int64_t hidden, int64_t ffn,

@@ -27,6 +27,10 @@ Operation *inBlock(Block *block, Operation *op) {
 void makeAsync(Operation *transfer) {
   Block *block = transfer->getBlock();
   OpBuilder b(transfer->getContext());
+  // Parameter traffic gets a stream of its own beside the token traffic.
+  bool parameters = isa<RestoreOp, GradReduceOp>(transfer);
+  transfer->setAttr("fsep.stream",
+                    b.getStringAttr(parameters ? "params" : "tokens"));
   for (OpResult result : transfer->getResults()) {
     if (isa<AsyncType>(result.getType()))
       continue;

@@ -52,3 +52,26 @@ func.func @overwrite_after_wait(%x: tensor<?x64xf32>, %i: tensor<?x2xi32>,
   %cleared = linalg.fill ins(%zero : f32) outs(%x : tensor<?x64xf32>) -> tensor<?x64xf32>
   return %cleared : tensor<?x64xf32>
 }
+
+// -----
+
+!plan = !fsep.plan<experts = 8, ranks = 4, slots = 2>
+
+func.func @unknown_stream(%x: tensor<?x64xf32>, %i: tensor<?x2xi32>, %p: !plan) {
+  // expected-error @+1 {{'fsep.stream' must be "params" or "tokens", got "weights"}}
+  %r, %c = fsep.dispatch %x, %i, %p {fsep.stream = "weights"}
+      : tensor<?x64xf32>, tensor<?x2xi32>, !plan -> tensor<?x64xf32>, tensor<2xi64>
+  return
+}
+
+// -----
+
+func.func @stream_on_compute(%r: tensor<?x64xf32>, %c: tensor<2xi64>,
+                             %w1: tensor<2x64x128xf32>, %w3: tensor<2x64x128xf32>,
+                             %w2: tensor<2x128x64xf32>) {
+  // expected-error @+1 {{'fsep.stream' belongs on fsep transfers, not on 'fsep.expert_compute'}}
+  %y = fsep.expert_compute %r, %c, %w1, %w3, %w2 activation<silu> {fsep.stream = "tokens"}
+      : tensor<?x64xf32>, tensor<2xi64>, tensor<2x64x128xf32>,
+        tensor<2x64x128xf32>, tensor<2x128x64xf32> -> tensor<?x64xf32>
+  return
+}

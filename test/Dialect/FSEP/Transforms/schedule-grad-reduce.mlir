@@ -8,7 +8,7 @@
 // for only at the end, so it overlaps the other layer's backward compute.
 // CHECK-LABEL: func.func @backward
 // CHECK: fsep.expert_compute_backward
-// CHECK-NEXT: %[[G1:.*]] = fsep.grad_reduce {{.*}} -> !fsep.async<tensor<8x6144xf32>>
+// CHECK-NEXT: %[[G1:.*]] = fsep.grad_reduce {{.*}} {fsep.stream = "params"} {{.*}} -> !fsep.async<tensor<8x6144xf32>>
 // CHECK-NEXT: fsep.expert_compute_backward
 // CHECK-NEXT: %[[G0:.*]] = fsep.grad_reduce {{.*}} -> !fsep.async<tensor<8x6144xf32>>
 // CHECK-NEXT: %[[V1:.*]] = fsep.wait %[[G1]]

@@ -33,6 +33,7 @@ def FSEP_Dialect : Dialect {
     (`laerrt_*` calls) gives them buffers.
   }];
   let useDefaultTypePrinterParser = 1;
+  let hasOperationAttrVerify = 1;
 }
 
 class FSEP_Op<string mnemonic, list<Trait> traits = []>

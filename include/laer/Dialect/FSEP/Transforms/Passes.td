@@ -24,6 +24,11 @@ def FSEPSchedule : Pass<"fsep-schedule", "::mlir::func::FuncOp"> {
       asynchronous and is waited for only before its first use, or at the
       end of the function, so it overlaps the backward of earlier layers.
 
+    - **streams**: every asynchronous transfer gets `fsep.stream = "params"`
+      (restores and gradient reductions) or `fsep.stream = "tokens"`
+      (dispatches and combines), so parameter traffic runs beside token
+      traffic (on the GPU: its own stream and NCCL communicator).
+
     Every wait sits before the first use of the value it yields; the fsep
     verifier checks that no value is used before its wait and that no
     tensor is updated in place while a transfer still reads it.
