@@ -111,8 +111,15 @@ Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
     ++local[expert];
   counts_ = comm_.allGather(std::span<const std::int64_t>(local));
 
-  PlanRequest request{layer_,        step_, comm_.size(),
-                      config_.slotsPerRank, numExperts, counts_};
+  std::vector<std::int64_t> history;
+  if (!history_.empty()) {
+    history.assign(counts_.size(), 0);
+    for (const std::vector<std::int64_t> &past : history_)
+      for (std::size_t i = 0; i < past.size(); ++i)
+        history[i] += past[i];
+  }
+  PlanRequest request{layer_,      step_,      comm_.size(),
+                      config_.slotsPerRank, numExperts, counts_, history};
   Plan plan;
   try {
     plan = hook.plan(request);
@@ -128,6 +135,11 @@ Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
          ", E = ", plan.layout.numExperts(), " but the layer runs N = ",
          comm_.size(), ", C = ", config_.slotsPerRank, ", E = ", numExperts);
   validatePlan(plan, counts_, context());
+  if (config_.historyWindow > 0) {
+    history_.push_back(counts_);
+    if (static_cast<int>(history_.size()) > config_.historyWindow)
+      history_.pop_front();
+  }
 
   // Agreement: a rank that computed another plan would deadlock or corrupt
   // the exchanges below, so compare before any data moves.

@@ -35,5 +35,6 @@ rt::Plan PlannerHook::plan(const rt::PlanRequest &request) {
   LayerSpec layer = layer_;
   layer.numExperts = request.numExperts;
   layer.slotsPerRank = request.slotsPerRank;
-  return planner_->plan(PlannerInput{cluster, layer, request.counts, {}});
+  return planner_->plan(
+      PlannerInput{cluster, layer, request.counts, request.history});
 }

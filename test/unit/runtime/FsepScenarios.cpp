@@ -3,6 +3,8 @@
 #include "FsepScenarios.h"
 #include "ReferenceMoE.h"
 
+#include "laer/planner/Planner.h"
+
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -198,6 +200,13 @@ std::unique_ptr<RelayoutHook> laer::test::makeHook(const Scenario &scenario) {
                                             scenario.dropUnloaded);
   case PlannerKind::HotExpert:
     return std::make_unique<HotExpertHook>();
+  case PlannerKind::LaerPlus: {
+    planner::LayerSpec layer;
+    layer.hidden = scenario.config.shape.hidden;
+    layer.ffn = scenario.config.shape.ffn;
+    return std::make_unique<planner::PlannerHook>(
+        planner::makePlanner("laer+"), planner::ClusterSpec{}, layer);
+  }
   }
   return nullptr;
 }
@@ -290,6 +299,10 @@ std::vector<Scenario> laer::test::standardScenarios() {
   sigmoid.config.renormalize = false;
   sigmoid.config.activation = Activation::Gelu;
   scenarios.push_back(sigmoid);
+  Scenario planned{"laer_plus_planner_with_history", config(16, 24, 8, 2, 3),
+                   48, 3, PlannerKind::LaerPlus, 13};
+  planned.config.historyWindow = 2;
+  scenarios.push_back(planned);
   Scenario starved{"expert_with_zero_tokens", config(10, 13, 8, 2, 2), 48, 2,
                    PlannerKind::Random, 3};
   starved.starveLastExpert = true;

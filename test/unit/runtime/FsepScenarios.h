@@ -21,6 +21,7 @@ enum class PlannerKind {
   Static,     // round-robin layout, even split
   Random,     // random layout and random uneven split, new every step
   HotExpert,  // expert 0 replicated on every rank, the rest round-robin
+  LaerPlus,   // the laer+ planner at the relayout hook
 };
 
 struct Scenario {

@@ -134,6 +134,46 @@ TEST(InProcessFsep, ExpertMemoryIsOneNthPlusTheRestoredWorkingSet) {
   }
 }
 
+TEST(InProcessFsep, RelayoutHookSeesTheLoadHistory) {
+  // A hook that records what it is given and plans round-robin.
+  struct Recorder : StaticRoundRobinHook {
+    std::vector<std::vector<std::int64_t>> counts, history;
+    Plan plan(const PlanRequest &request) override {
+      counts.emplace_back(request.counts.begin(), request.counts.end());
+      history.emplace_back(request.history.begin(), request.history.end());
+      return StaticRoundRobinHook::plan(request);
+    }
+  };
+  MoELayerConfig config;
+  config.shape = {8, 12};
+  config.numExperts = 4;
+  config.topK = 2;
+  config.slotsPerRank = 2;
+  config.historyWindow = 2;
+  Recorder recorders[2];
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    FsepMoELayer layer(comm, config, 0);
+    layer.initialize(3, 0.2f, 0.5f);
+    for (long step = 0; step < 4; ++step) {
+      std::vector<float> x(10 * 8);
+      for (std::size_t i = 0; i < x.size(); ++i)
+        x[i] = 2.0f * uniformAt(step, comm.rank(), i) - 1.0f;
+      layer.forward(x, step, recorders[comm.rank()]);
+    }
+  });
+  for (const Recorder &recorder : recorders) {
+    ASSERT_EQ(recorder.counts.size(), 4u);
+    EXPECT_TRUE(recorder.history[0].empty());
+    EXPECT_EQ(recorder.history[1], recorder.counts[0]);
+    for (int step = 2; step < 4; ++step)
+      for (std::size_t i = 0; i < recorder.counts[0].size(); ++i)
+        EXPECT_EQ(recorder.history[step][i],
+                  recorder.counts[step - 1][i] + recorder.counts[step - 2][i])
+            << "step " << step << " entry " << i;
+  }
+  EXPECT_EQ(recorders[0].history, recorders[1].history);
+}
+
 struct BadInputCase {
   BadInput kind;
   std::vector<std::string> fragments;

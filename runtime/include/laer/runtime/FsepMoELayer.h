@@ -28,6 +28,7 @@
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <vector>
@@ -43,6 +44,8 @@ struct MoELayerConfig {
   ScoreFunction score = ScoreFunction::Softmax;
   bool renormalize = true;
   Activation activation = Activation::Silu;
+  /// Steps of load history handed to the relayout hook (0: none).
+  int historyWindow = 0;
 };
 
 class FsepMoELayer {
@@ -115,6 +118,7 @@ private:
   std::vector<float> input_;
   cpu::RouterOutput router_;
   std::vector<std::int64_t> counts_;
+  std::deque<std::vector<std::int64_t>> history_; // oldest first
   Plan plan_;
   /// Row of each (token, choice) pair in the dispatch send buffer.
   std::vector<std::int64_t> pairRow_;

@@ -25,8 +25,14 @@ struct PlanRequest {
   int slotsPerRank = 1;
   int numExperts = 1;
   /// `counts[source * numExperts + e]`: (token, choice) pairs each source
-  /// rank routes to expert e this step.
+  /// rank routes to expert e this step. The routing must move exactly these.
   std::span<const std::int64_t> counts;
+  /// The same counts summed over the layer's last steps (the layer's
+  /// history window; empty when it is 0 or on the first step). Planners
+  /// lay experts out for it and route this step's `counts`, the way a
+  /// compiled program that prefetches restores needs: its layout is fixed
+  /// before the layer's router runs.
+  std::span<const std::int64_t> history;
 };
 
 class RelayoutHook {
