@@ -12,9 +12,7 @@ rt::Plan FlexMoEPlanner::plan(const PlannerInput &input) {
   detail::requireEnoughSlots(input, "flexmoe");
   int N = input.cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
-  std::span<const std::int64_t> load =
-      input.layoutLoad.empty() ? input.counts : input.layoutLoad;
-  std::vector<std::int64_t> loads = detail::expertLoads(load, N, E);
+  std::vector<std::int64_t> loads = detail::layoutLoads(input);
 
   rt::Layout start = rt::Layout::roundRobin(N, C, E);
   std::vector<int> slots = start.slots();

@@ -71,9 +71,8 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
   const ClusterSpec &cluster = input.cluster;
   int N = cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
-  std::span<const std::int64_t> load =
-      input.layoutLoad.empty() ? input.counts : input.layoutLoad;
-  std::vector<std::int64_t> loads = detail::expertLoads(load, N, E);
+  std::vector<std::int64_t> loads = detail::layoutLoads(input);
+  std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
 
   std::vector<std::vector<int>> candidates = {
       detail::evenReplicaCounts(loads, N, C),
@@ -85,11 +84,7 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
     rt::Layout layout = placeLpt(replicaCounts, loads, cluster, C);
     // An expert with tokens but no copy (possible with zero-load history):
     // the candidate cannot serve this step.
-    bool servesAll = true;
-    std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
-    for (int e = 0; e < E; ++e)
-      servesAll &= now[e] == 0 || !layout.replicasOf(e).empty();
-    if (!servesAll)
+    if (!detail::servesAll(layout, now))
       continue;
     rt::Routing routing =
         detail::routeEvenPreferNode(layout, input.counts, cluster);

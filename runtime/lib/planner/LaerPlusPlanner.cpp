@@ -153,7 +153,7 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
       E = input.layer.numExperts;
   std::span<const std::int64_t> load =
       input.layoutLoad.empty() ? input.counts : input.layoutLoad;
-  std::vector<std::int64_t> loads = detail::expertLoads(load, N, E);
+  std::vector<std::int64_t> loads = detail::layoutLoads(input);
   std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
   // An expert that has tokens now must get a replica even if the layout
   // load says it is idle.
@@ -169,9 +169,8 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
   rt::Plan best;
   double bestCost = std::numeric_limits<double>::infinity();
   auto consider = [&](rt::Plan plan) {
-    for (int e = 0; e < E; ++e)
-      if (now[e] > 0 && plan.layout.replicasOf(e).empty())
-        return;
+    if (!detail::servesAll(plan.layout, now))
+      return;
     double cost =
         evaluate(plan, input.counts, cluster, input.layer).criticalPath;
     if (cost < bestCost) {

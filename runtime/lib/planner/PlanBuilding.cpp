@@ -19,6 +19,20 @@ detail::expertLoads(std::span<const std::int64_t> counts, int numRanks,
   return loads;
 }
 
+std::vector<std::int64_t> detail::layoutLoads(const PlannerInput &input) {
+  return expertLoads(input.layoutLoad.empty() ? input.counts
+                                              : input.layoutLoad,
+                     input.cluster.numRanks, input.layer.numExperts);
+}
+
+bool detail::servesAll(const rt::Layout &layout,
+                       std::span<const std::int64_t> loads) {
+  for (int e = 0; e < layout.numExperts(); ++e)
+    if (loads[e] > 0 && layout.replicasOf(e).empty())
+      return false;
+  return true;
+}
+
 void detail::requireEnoughSlots(const PlannerInput &input,
                                 const char *planner) {
   const ClusterSpec &cluster = input.cluster;

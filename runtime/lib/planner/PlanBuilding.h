@@ -13,6 +13,13 @@ namespace laer::planner::detail {
 std::vector<std::int64_t> expertLoads(std::span<const std::int64_t> counts,
                                       int numRanks, int numExperts);
 
+/// Total tokens per expert of the load the layout is planned for: the
+/// history when the input has one, else this step's counts.
+std::vector<std::int64_t> layoutLoads(const PlannerInput &input);
+
+/// True when every expert with tokens in `loads` has a replica in `layout`.
+bool servesAll(const rt::Layout &layout, std::span<const std::int64_t> loads);
+
 /// Fails (with a message naming N, C and E) unless N * C >= E.
 void requireEnoughSlots(const PlannerInput &input, const char *planner);
 
