@@ -111,8 +111,8 @@ TEST(Simulator, ReplaysCountsFromCsv) {
 }
 
 TEST(Simulator, PublishedTimesOfThePaper) {
-  const char *dir = "/work/shared/data/laer-ae";
-  std::string csv = std::string(dir) + "/e2e_analysis_backup.csv";
+  const std::string dir = LAER_SHARED_DATA;
+  std::string csv = dir + "/e2e_analysis_backup.csv";
   if (!std::filesystem::exists(csv))
     GTEST_SKIP() << "the paper's figures are not at " << dir;
   auto times = readPublishedTimes(csv, "wikitext");
