@@ -41,7 +41,7 @@ void planOnce(benchmark::State &state, const char *name) {
     benchmark::DoNotOptimize(plan);
     state.PauseTiming();
     criticalPath =
-        evaluate(plan, counts, input.cluster, input.layer).criticalPath;
+        evaluate(plan, input.cluster, input.layer).criticalPath;
     state.ResumeTiming();
   }
   state.counters["critical_path_ms"] = 1e3 * criticalPath;

@@ -17,11 +17,8 @@ std::vector<std::int64_t> planner::rankTokens(const rt::Plan &plan) {
   return tokens;
 }
 
-StepCost planner::evaluate(const rt::Plan &plan,
-                           std::span<const std::int64_t> counts,
-                           const ClusterSpec &cluster,
+StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                            const LayerSpec &layer) {
-  (void)counts; // the routing already carries every token
   int N = plan.layout.numRanks();
   StepCost cost;
   cost.rankTokens = rankTokens(plan);

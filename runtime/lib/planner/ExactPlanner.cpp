@@ -242,7 +242,7 @@ ExactSolution planner::solveExact(const PlannerInput &input) {
         detail::routeBalanced(bestLayout, input.counts, input.cluster)}) {
     rt::Plan plan{bestLayout, std::move(routing)};
     double cost =
-        evaluate(plan, input.counts, input.cluster, input.layer).criticalPath;
+        evaluate(plan, input.cluster, input.layer).criticalPath;
     if (cost < best.planCost) {
       best.planCost = cost;
       best.plan = std::move(plan);

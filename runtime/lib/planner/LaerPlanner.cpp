@@ -89,7 +89,7 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
     rt::Routing routing =
         detail::routeEvenPreferNode(layout, input.counts, cluster);
     rt::Plan plan{std::move(layout), std::move(routing)};
-    double cost = evaluate(plan, input.counts, cluster, input.layer)
+    double cost = evaluate(plan, cluster, input.layer)
                       .laerObjective;
     if (cost < bestCost) {
       bestCost = cost;

@@ -172,7 +172,7 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
     if (!detail::servesAll(plan.layout, now))
       return;
     double cost =
-        evaluate(plan, input.counts, cluster, input.layer).criticalPath;
+        evaluate(plan, cluster, input.layer).criticalPath;
     if (cost < bestCost) {
       bestCost = cost;
       best = std::move(plan);

@@ -198,7 +198,7 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
           plannerSeconds += std::chrono::duration<double>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();
-          StepCost cost = evaluate(plan, counts, cluster, layer);
+          StepCost cost = evaluate(plan, cluster, layer);
           // Megatron keeps whole experts: no restore, no gradient
           // all-to-all; its replicas all-reduce gradients once per
           // iteration instead (below).

@@ -101,12 +101,12 @@ TEST(Planners, HotExpertGetsReplicasFromTheAdaptivePlanners) {
   for (int source = 0; source < N; ++source)
     counts[source * E + 7] = 1000;
   PlannerInput input = makeInput(N, G, E, C, counts);
-  auto stat = evaluate(makePlanner("static")->plan(input), counts,
+  auto stat = evaluate(makePlanner("static")->plan(input),
                        input.cluster, input.layer);
   for (const char *name : {"flexmoe", "laer", "laer+"}) {
     rt::Plan plan = makePlanner(name)->plan(input);
     EXPECT_GT(plan.layout.replicasOf(7).size(), 2u) << name;
-    auto cost = evaluate(plan, counts, input.cluster, input.layer);
+    auto cost = evaluate(plan, input.cluster, input.layer);
     EXPECT_LT(cost.maxOverMeanTokens, stat.maxOverMeanTokens) << name;
   }
 }
@@ -144,10 +144,10 @@ TEST(Planners, LaerPlusBeatsLaerOnTheCriticalPath) {
           skewedCounts(rng, N, E, 2 * 4096, skew);
       PlannerInput input = makeInput(N, 8, E, C, counts);
       input.layer.topK = E == 8 ? 2 : 4;
-      double laer = evaluate(makePlanner("laer")->plan(input), counts,
+      double laer = evaluate(makePlanner("laer")->plan(input),
                              input.cluster, input.layer)
                         .criticalPath;
-      double plus = evaluate(makePlanner("laer+")->plan(input), counts,
+      double plus = evaluate(makePlanner("laer+")->plan(input),
                              input.cluster, input.layer)
                         .criticalPath;
       sumRatio += plus / laer;
@@ -189,7 +189,7 @@ TEST(Planners, OptimalityGapAgainstExhaustiveSearch) {
       EXPECT_EQ(checkPlan(exact.plan, input), "");
       const char *names[] = {"static", "flexmoe", "laer", "laer+", "exact"};
       for (int p = 0; p < 5; ++p) {
-        double cost = evaluate(makePlanner(names[p])->plan(input), counts,
+        double cost = evaluate(makePlanner(names[p])->plan(input),
                                input.cluster, input.layer)
                           .criticalPath;
         double gap = cost / exact.lowerBound - 1.0;

@@ -73,9 +73,9 @@ struct StepCost {
   std::int64_t interNodeBytes = 0;
 };
 
-/// Cost of `plan` for the load `counts[source * E + e]`.
-StepCost evaluate(const rt::Plan &plan, std::span<const std::int64_t> counts,
-                  const ClusterSpec &cluster, const LayerSpec &layer);
+/// Cost of `plan` (its routing carries the load).
+StepCost evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
+                  const LayerSpec &layer);
 
 /// Compute loads only (tokens per rank), cheaper than a full evaluation.
 std::vector<std::int64_t> rankTokens(const rt::Plan &plan);
