@@ -3,6 +3,7 @@
 #include "laer/InitAll.h"
 
 #include "laer/Conversion/Passes.h"
+#include "laer/Dialect/Dense/IR/DenseDialect.h"
 #include "laer/Dialect/FSEP/IR/FSEPDialect.h"
 #include "laer/Dialect/FSEP/Transforms/Passes.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
@@ -20,6 +21,7 @@
 
 void laer::registerAllDialects(mlir::DialectRegistry &registry) {
   registry.insert<laer::moe::MoEDialect, laer::fsep::FSEPDialect,
+                  laer::dense::DenseDialect,
                   mlir::arith::ArithDialect,
                   mlir::bufferization::BufferizationDialect,
                   mlir::func::FuncDialect, mlir::linalg::LinalgDialect,

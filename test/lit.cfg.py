@@ -16,6 +16,9 @@ config.test_exec_root = os.path.join(config.laer_obj_root, "test")
 config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "python", "integration"]
 
 config.substitutions.append(("%laer_src_root", config.laer_src_root))
+# lit runs under the Python that has Debian's packages; scripts use it too.
+import sys
+config.substitutions.append(("%python", sys.executable))
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)

@@ -14,7 +14,7 @@ class DialectRegistry;
 
 namespace laer {
 
-/// Adds the laer dialects and the upstream dialects a model IR uses (func,
+/// Adds the laer dialects (moe, fsep, dense) and the upstream dialects a model IR uses (func,
 /// arith, tensor, linalg, scf, memref, bufferization) to `registry`.
 void registerAllDialects(mlir::DialectRegistry &registry);
 

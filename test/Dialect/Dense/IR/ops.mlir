@@ -1,0 +1,23 @@
+// RUN: laer-opt %s | FileCheck %s
+// RUN: laer-opt %s | laer-opt | FileCheck %s
+// RUN: laer-opt %s -mlir-print-op-generic | laer-opt | FileCheck %s
+
+// CHECK-LABEL: func.func @block
+func.func @block(%table: tensor<256x64xf32>, %ids: tensor<?xi32>,
+                 %norm: tensor<64xf32>, %wq: tensor<64x64xf32>,
+                 %wk: tensor<64x32xf32>, %wv: tensor<64x32xf32>,
+                 %wo: tensor<64x64xf32>, %head: tensor<64x256xf32>,
+                 %targets: tensor<?xi32>) -> tensor<f32> {
+  // CHECK: dense.embedding %{{.*}}, %{{.*}} : tensor<256x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  %h = dense.embedding %table, %ids : tensor<256x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  // CHECK: dense.rms_norm %{{.*}}, %{{.*}} epsilon = 1.000000e-05 : tensor<?x64xf32>, tensor<64xf32> -> tensor<?x64xf32>
+  %n = dense.rms_norm %h, %norm epsilon = 1.0e-05 : tensor<?x64xf32>, tensor<64xf32> -> tensor<?x64xf32>
+  // CHECK: dense.attention {{.*}} heads = 4 kv_heads = 2 sequence_length = 32 rope_theta = 1.000000e+04 : tensor<?x64xf32>, tensor<64x64xf32>, tensor<64x32xf32>, tensor<64x32xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
+  %a = dense.attention %n, %wq, %wk, %wv, %wo heads = 4 kv_heads = 2 sequence_length = 32 rope_theta = 1.0e+04
+      : tensor<?x64xf32>, tensor<64x64xf32>, tensor<64x32xf32>, tensor<64x32xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
+  // CHECK: dense.linear %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<64x256xf32> -> tensor<?x256xf32>
+  %logits = dense.linear %a, %head : tensor<?x64xf32>, tensor<64x256xf32> -> tensor<?x256xf32>
+  // CHECK: dense.cross_entropy %{{.*}}, %{{.*}} : tensor<?x256xf32>, tensor<?xi32> -> tensor<f32>
+  %loss = dense.cross_entropy %logits, %targets : tensor<?x256xf32>, tensor<?xi32> -> tensor<f32>
+  return %loss : tensor<f32>
+}
