@@ -28,17 +28,18 @@ if [ "$mode" = test ]; then
   exit 0
 fi
 
-# Main job: compile the example model IR down to the four MoE stages, then
-# run one FSEP MoE layer on 4 CPU ranks under skewed routing, first with
-# the static layout, then with the laer+ planner re-laying experts every
-# step, and compare the load balance and step time.
-example="$root/examples/tiny_moe_model.mlir"
-echo "== $example, after --moe-decompose"
-"$build/bin/laer-opt" "$example" --moe-decompose
+# Main job: compile the example MoE language model IR through the FSEP
+# pipeline, then train that model on 4 CPU ranks on real text (the Python
+# standard library's sources) with the laer+ planner re-laying experts
+# every step, printing the loss falling and the per-layer load balance.
+example="$root/examples/tiny_moe_lm.mlir"
+echo "== $example through laer-fsep-pipeline (4 ranks, 3 slots, 2 chunks)"
+"$build/bin/laer-opt" "$example" \
+  --laer-fsep-pipeline="num-devices=4 slots-per-device=3 chunks=2" | head -60
+echo "   ..."
+stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 root_flag=$([ "$(id -u)" = 0 ] && echo --allow-run-as-root || true)
-for planner in static laer+; do
-  echo "== FSEP MoE layer on 4 CPU ranks, skewed routing, planner $planner"
-  OPENBLAS_NUM_THREADS=1 timeout 600 mpirun $root_flag --oversubscribe \
-    --bind-to none -np 4 "$build/bench/runtime/laer-fsep-layer-bench" \
-    --skew 3 --steps 10 --warmup 2 --planner "$planner"
-done
+echo "== training on 4 CPU ranks, text from $stdlib"
+OPENBLAS_NUM_THREADS=1 timeout 900 mpirun $root_flag --oversubscribe \
+  --bind-to none -np 4 "$build/bin/laer-train" --data "$stdlib" \
+  --steps 300 --log-every 25 --planner laer+

@@ -1,0 +1,196 @@
+//===- MoELanguageModel.cpp - a MoE transformer LM on the runtime ---------===//
+
+#include "laer/runtime/model/MoELanguageModel.h"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace laer::rt;
+using namespace laer::rt::cpu;
+
+MoELanguageModel::MoELanguageModel(Communicator &comm,
+                                   const LanguageModelConfig &config,
+                                   std::uint64_t seed)
+    : comm_(comm), config_(config) {
+  std::int64_t H = config.hidden, V = config.vocab;
+  attention_.hidden = H;
+  attention_.heads = config.heads;
+  attention_.kvHeads = config.kvHeads;
+  attention_.sequenceLength = config.sequence;
+  attention_.ropeTheta = config.ropeTheta;
+  std::int64_t kv = attention_.kvWidth();
+
+  // Dense parameters in one buffer; norms start at one, matrices uniform
+  // with a 1/sqrt(fan-in) scale, all from the seed (same on every rank).
+  struct Block {
+    std::size_t offset, size;
+    std::int64_t fanIn; // 0 for a norm weight
+  };
+  std::vector<Block> blocks;
+  std::size_t offset = 0;
+  auto take = [&](std::size_t size, std::int64_t fanIn) {
+    blocks.push_back({offset, size, fanIn});
+    offset += size;
+    return blocks.back().offset;
+  };
+  embed_ = take(V * H, H);
+  for (int l = 0; l < config.layers; ++l) {
+    LayerOffsets layer;
+    layer.norm1 = take(H, 0);
+    layer.wq = take(H * H, H);
+    layer.wk = take(H * kv, H);
+    layer.wv = take(H * kv, H);
+    layer.wo = take(H * H, H);
+    layer.norm2 = take(H, 0);
+    layers_.push_back(layer);
+  }
+  finalNorm_ = take(H, 0);
+  head_ = take(H * V, H);
+  dense_.assign(offset, 0.0f);
+  for (const Block &block : blocks) {
+    double scale = block.fanIn ? 1.0 / std::sqrt(double(block.fanIn)) : 0.0;
+    for (std::size_t i = block.offset; i < block.offset + block.size; ++i)
+      dense_[i] = block.fanIn ? static_cast<float>(
+                                    scale * (2.0 * uniformAt(seed, 1ull << 44,
+                                                             i) - 1.0))
+                              : 1.0f;
+  }
+  denseGrad_.assign(offset, 0.0f);
+  denseM_.assign(offset, 0.0f);
+  denseV_.assign(offset, 0.0f);
+
+  MoELayerConfig moe;
+  moe.shape = {H, config.ffn};
+  moe.numExperts = config.experts;
+  moe.topK = config.topK;
+  moe.slotsPerRank = config.slotsPerRank > 0
+                         ? config.slotsPerRank
+                         : (config.experts + comm.size() - 1) / comm.size();
+  moe.historyWindow = config.historyWindow;
+  for (int l = 0; l < config.layers; ++l) {
+    moe_.push_back(std::make_unique<FsepMoELayer>(comm, moe, l));
+    moe_.back()->initialize(seed + 1000 + l,
+                            static_cast<float>(1.0 / std::sqrt(double(H))),
+                            0.5f);
+  }
+}
+
+StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
+                                       std::span<const std::int32_t> targets,
+                                       long step, RelayoutHook &hook,
+                                       const AdamWConfig &adamw) {
+  std::int64_t H = config_.hidden, V = config_.vocab;
+  std::int64_t T = static_cast<std::int64_t>(ids.size());
+  std::int64_t kv = attention_.kvWidth();
+  if (targets.size() != ids.size() || T % config_.sequence != 0)
+    fail({comm_.rank(), -1, step}, "training batch has ", ids.size(),
+         " ids and ", targets.size(), " targets; both must be whole "
+         "sequences of ", config_.sequence);
+  attention_.tokens = T;
+  std::fill(denseGrad_.begin(), denseGrad_.end(), 0.0f);
+  for (auto &moe : moe_)
+    moe->zeroGrads();
+
+  // Forward, keeping what backward needs.
+  struct Saved {
+    std::vector<float> x, n1, r, n2, invRms1, invRms2;
+    AttentionSaved<float> attention;
+  };
+  std::vector<Saved> saved(config_.layers);
+  std::vector<float> x(T * H);
+  embeddingForward<float>(param(embed_, V * H), ids, V, H, x);
+  StepResult result;
+  for (int l = 0; l < config_.layers; ++l) {
+    const LayerOffsets &o = layers_[l];
+    Saved &s = saved[l];
+    s.x = x;
+    s.n1.resize(T * H);
+    s.invRms1.resize(T);
+    rmsNormForward<float>(s.x, param(o.norm1, H), T, H, 1e-5, s.n1,
+                          s.invRms1);
+    std::vector<float> a(T * H);
+    attentionForward<float>(s.n1, param(o.wq, H * H), param(o.wk, H * kv),
+                            param(o.wv, H * kv), param(o.wo, H * H),
+                            attention_, a, s.attention);
+    s.r.resize(T * H);
+    for (std::int64_t i = 0; i < T * H; ++i)
+      s.r[i] = s.x[i] + a[i];
+    s.n2.resize(T * H);
+    s.invRms2.resize(T);
+    rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
+                          s.invRms2);
+    std::vector<float> m = moe_[l]->forward(s.n2, step, hook);
+    for (std::int64_t i = 0; i < T * H; ++i)
+      x[i] = s.r[i] + m[i];
+    // Load balance of the layer this step: expert rows per rank.
+    const Plan &plan = moe_[l]->lastPlan();
+    std::vector<double> rows(comm_.size(), 0.0);
+    for (int source = 0; source < plan.routing.numRanks(); ++source)
+      for (const Routing::Entry &entry : plan.routing.row(source))
+        rows[plan.layout.replicas()[entry.replica].rank] += entry.tokens;
+    double total = 0, max = 0;
+    for (double r : rows) {
+      total += r;
+      max = std::max(max, r);
+    }
+    result.maxOverMean.push_back(total > 0 ? max * comm_.size() / total : 1.0);
+  }
+  std::vector<float> nf(T * H), invRmsF(T), logits(T * V), probs(T * V);
+  rmsNormForward<float>(x, param(finalNorm_, H), T, H, 1e-5, nf, invRmsF);
+  gemmT<float>(false, false, T, V, H, 1, nf.data(), param(head_, H * V).data(),
+               0, logits.data());
+  double loss = crossEntropyForward<float>(logits, targets, T, V, probs);
+  comm_.allReduceSum(std::span<double>(&loss, 1));
+  result.loss = loss / comm_.size();
+
+  // Backward of the mean over all ranks' tokens: each rank's mean enters
+  // with weight 1/N, so summed gradients need no further scaling.
+  std::vector<float> dLogits(T * V), dnf(T * H), dx(T * H);
+  crossEntropyBackward<float>(probs, targets, T, V,
+                              1.0f / static_cast<float>(comm_.size()),
+                              dLogits);
+  gemmT<float>(true, false, H, V, T, 1, nf.data(), dLogits.data(), 1,
+               grad(head_, H * V).data());
+  gemmT<float>(false, true, T, H, V, 1, dLogits.data(),
+               param(head_, H * V).data(), 0, dnf.data());
+  rmsNormBackward<float>(x, param(finalNorm_, H), invRmsF, dnf, T, H, dx,
+                         grad(finalNorm_, H));
+  for (int l = config_.layers - 1; l >= 0; --l) {
+    const LayerOffsets &o = layers_[l];
+    Saved &s = saved[l];
+    std::vector<float> dn2 = moe_[l]->backward(dx);
+    std::vector<float> dr(T * H);
+    rmsNormBackward<float>(s.r, param(o.norm2, H), s.invRms2, dn2, T, H, dr,
+                           grad(o.norm2, H));
+    for (std::int64_t i = 0; i < T * H; ++i)
+      dr[i] += dx[i];
+    std::vector<float> dn1(T * H);
+    attentionBackward<float>(s.n1, param(o.wq, H * H), param(o.wk, H * kv),
+                             param(o.wv, H * kv), param(o.wo, H * H),
+                             attention_, s.attention, dr, dn1,
+                             grad(o.wq, H * H), grad(o.wk, H * kv),
+                             grad(o.wv, H * kv), grad(o.wo, H * H));
+    rmsNormBackward<float>(s.x, param(o.norm1, H), s.invRms1, dn1, T, H, dx,
+                           grad(o.norm1, H));
+    for (std::int64_t i = 0; i < T * H; ++i)
+      dx[i] += dr[i];
+  }
+  embeddingBackward<float>(ids, dx, V, H, grad(embed_, V * H));
+
+  // Replicated dense parameters: sum the gradients, step identically.
+  comm_.allReduceSum(std::span<float>(denseGrad_));
+  adamwStep(dense_, denseGrad_, denseM_, denseV_, adamw, step + 1);
+  for (auto &moe : moe_)
+    moe->applyAdamW(adamw, step + 1);
+  return result;
+}
+
+std::vector<float> MoELanguageModel::gatherParameters() {
+  std::vector<float> all = dense_;
+  for (auto &moe : moe_) {
+    std::vector<float> experts = moe->experts().gatherFullParams(comm_);
+    all.insert(all.end(), experts.begin(), experts.end());
+    all.insert(all.end(), moe->gate().begin(), moe->gate().end());
+  }
+  return all;
+}

@@ -1,0 +1,112 @@
+//===- LanguageModelTest.cpp - training the MoE LM on N ranks -------------===//
+
+#include "laer/planner/Planner.h"
+#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/model/MoELanguageModel.h"
+#include "laer/runtime/model/TextData.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using namespace laer;
+using namespace laer::rt;
+
+namespace {
+
+LanguageModelConfig tinyConfig() {
+  LanguageModelConfig config;
+  config.hidden = 32;
+  config.ffn = 64;
+  config.experts = 8;
+  config.topK = 2;
+  config.layers = 2;
+  config.heads = 4;
+  config.kvHeads = 2;
+  config.sequence = 16;
+  config.historyWindow = 2;
+  return config;
+}
+
+/// Real text that is always there: this project's own runtime sources.
+TextData sourceText() {
+  return TextData::fromPaths({LAER_SOURCE_DIR "/runtime"}, ".cpp", 1 << 20);
+}
+
+/// Trains `steps` steps on `ranks` threads with laer+ re-planning every
+/// step; returns the losses and the final parameters.
+std::pair<std::vector<double>, std::vector<float>>
+train(int ranks, int steps, float learningRate) {
+  TextData data = sourceText();
+  std::vector<double> losses(steps);
+  std::vector<float> params;
+  InProcessGroup::run(ranks, [&](Communicator &comm) {
+    LanguageModelConfig config = tinyConfig();
+    MoELanguageModel model(comm, config, /*seed=*/5);
+    planner::LayerSpec layer;
+    layer.hidden = config.hidden;
+    layer.ffn = config.ffn;
+    planner::PlannerHook hook(planner::makePlanner("laer+"),
+                              planner::ClusterSpec{}, layer);
+    AdamWConfig adamw;
+    adamw.learningRate = learningRate;
+    std::vector<std::int32_t> ids, targets;
+    for (int step = 0; step < steps; ++step) {
+      data.batch(step, 11, /*batch=*/8, config.sequence, comm.rank(),
+                 comm.size(), ids, targets);
+      StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+      if (comm.rank() == 0)
+        losses[step] = result.loss;
+    }
+    std::vector<float> all = model.gatherParameters();
+    if (comm.rank() == 0)
+      params = std::move(all);
+  });
+  return {losses, params};
+}
+
+TEST(LanguageModel, FourRanksTrainLikeOneRank) {
+  auto [one, oneParams] = train(1, 6, 1e-3f);
+  auto [four, fourParams] = train(4, 6, 1e-3f);
+  for (std::size_t step = 0; step < one.size(); ++step)
+    EXPECT_NEAR(four[step], one[step], 1e-4 * std::abs(one[step]))
+        << "step " << step;
+  ASSERT_EQ(oneParams.size(), fourParams.size());
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < oneParams.size(); ++i) {
+    diff += std::pow(double(fourParams[i]) - oneParams[i], 2);
+    norm += std::pow(double(oneParams[i]), 2);
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-4);
+}
+
+TEST(LanguageModel, LossFallsOnRealText) {
+  auto [losses, params] = train(2, 60, 3e-3f);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) {
+    first += losses[i] / 10;
+    last += losses[losses.size() - 10 + i] / 10;
+  }
+  // A byte-level model starts near log(256) = 5.5.
+  EXPECT_NEAR(losses[0], std::log(256.0), 0.5);
+  EXPECT_LT(last, first * 0.8) << "first 10 steps " << first << ", last 10 "
+                               << last;
+}
+
+TEST(LanguageModel, BatchOfPartialSequencesIsAClearError) {
+  InProcessGroup::run(1, [](Communicator &comm) {
+    MoELanguageModel model(comm, tinyConfig(), 1);
+    StaticRoundRobinHook hook;
+    std::vector<std::int32_t> ids(20, 1), targets(20, 2);
+    try {
+      model.trainStep(ids, targets, 3, hook, {});
+      ADD_FAILURE() << "no error";
+    } catch (const RuntimeError &error) {
+      EXPECT_STREQ(error.what(),
+                   "rank 0, step 3: training batch has 20 ids and 20 "
+                   "targets; both must be whole sequences of 16");
+    }
+  });
+}
+
+} // namespace

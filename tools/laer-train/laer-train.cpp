@@ -1,0 +1,157 @@
+//===- laer-train.cpp - train the MoE LM on CPU ranks ---------------------===//
+//
+//   mpirun -np N laer-train --data DIR_OR_FILE [options]
+//
+// Trains the runtime's MoE transformer LM (the model of
+// examples/make_model_ir.py tiny) on byte-level text with FSEP experts and
+// a planner re-laying experts every step; prints the loss, tokens/s and the
+// per-layer max/mean expert load. A thin driver over laer::rt.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/planner/Planner.h"
+#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/model/MoELanguageModel.h"
+#include "laer/runtime/model/TextData.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+using namespace laer;
+using namespace laer::rt;
+
+namespace {
+
+const char *kUsage = R"(usage: mpirun -np N laer-train --data PATH [options]
+
+  --data PATH        text file or directory (repeatable)
+  --suffix S         file suffix to read in directories (default .py)
+  --max-bytes B      corpus size cap (default 4000000)
+  --steps S          training steps (default 200)
+  --batch B          sequences per global batch (default 16)
+  --sequence L       tokens per sequence (default 64)
+  --lr X             AdamW learning rate (default 0.003)
+  --planner P        static | flexmoe | laer | laer+ (default laer+)
+  --history W        steps of load history for the layout (default 2)
+  --slots C          experts each rank computes (default ceil(E/N) + 1,
+                     so hot experts can have replicas)
+  --seed S           initialisation and data seed (default 1)
+  --log-every K      print every K steps (default 10)
+)";
+
+struct Options {
+  std::vector<std::string> data;
+  std::string suffix = ".py", planner = "laer+";
+  long maxBytes = 4000000, steps = 200, logEvery = 10;
+  int batch = 16, sequence = 64, history = 2, slots = 0;
+  float lr = 3e-3f;
+  std::uint64_t seed = 1;
+};
+
+Options parse(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc)
+      fail({}, "option ", flag, " needs a value (see --help)");
+    std::string value = argv[++i];
+    if (flag == "--data")
+      o.data.push_back(value);
+    else if (flag == "--suffix")
+      o.suffix = value;
+    else if (flag == "--max-bytes")
+      o.maxBytes = std::stol(value);
+    else if (flag == "--steps")
+      o.steps = std::stol(value);
+    else if (flag == "--batch")
+      o.batch = std::stoi(value);
+    else if (flag == "--sequence")
+      o.sequence = std::stoi(value);
+    else if (flag == "--lr")
+      o.lr = std::stof(value);
+    else if (flag == "--planner")
+      o.planner = value;
+    else if (flag == "--history")
+      o.history = std::stoi(value);
+    else if (flag == "--slots")
+      o.slots = std::stoi(value);
+    else if (flag == "--seed")
+      o.seed = std::stoull(value);
+    else if (flag == "--log-every")
+      o.logEvery = std::stol(value);
+    else
+      fail({}, "unknown option ", flag, " (see --help)");
+  }
+  if (o.data.empty())
+    fail({}, "--data is required (see --help)");
+  return o;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  MpiRuntime mpi(&argc, &argv);
+  try {
+    Options options = parse(argc, argv);
+    MpiCommunicator comm;
+    TextData data = TextData::fromPaths(options.data, options.suffix,
+                                        options.maxBytes);
+    LanguageModelConfig config;
+    config.sequence = options.sequence;
+    config.historyWindow = options.history;
+    config.slotsPerRank =
+        options.slots > 0
+            ? options.slots
+            : (config.experts + comm.size() - 1) / comm.size() + 1;
+    MoELanguageModel model(comm, config, options.seed);
+    planner::ClusterSpec cluster;
+    cluster.numRanks = comm.size();
+    cluster.gpusPerNode = comm.size();
+    planner::LayerSpec layer;
+    layer.hidden = config.hidden;
+    layer.ffn = config.ffn;
+    planner::PlannerHook hook(planner::makePlanner(options.planner), cluster,
+                              layer);
+    AdamWConfig adamw;
+    adamw.learningRate = options.lr;
+    adamw.weightDecay = 0.01f;
+    if (comm.rank() == 0)
+      std::printf("laer-train: %d ranks, %lld bytes of text, planner %s, "
+                  "%d layers x %d experts (top-%d), %d slots per rank, "
+                  "batch %d x %d tokens\n",
+                  comm.size(), static_cast<long long>(data.size()),
+                  options.planner.c_str(), config.layers, config.experts,
+                  config.topK, config.slotsPerRank, options.batch,
+                  options.sequence);
+    std::vector<std::int32_t> ids, targets;
+    auto start = std::chrono::steady_clock::now();
+    long tokens = 0;
+    for (long step = 0; step < options.steps; ++step) {
+      data.batch(step, options.seed, options.batch, options.sequence,
+                 comm.rank(), comm.size(), ids, targets);
+      StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+      tokens += static_cast<long>(options.batch) * options.sequence;
+      if (comm.rank() == 0 &&
+          (step % options.logEvery == 0 || step + 1 == options.steps)) {
+        double seconds = std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+        std::printf("step %4ld  loss %.4f  %7.0f tokens/s  max/mean load",
+                    step, result.loss, tokens / seconds);
+        for (double balance : result.maxOverMean)
+          std::printf(" %.2f", balance);
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+    }
+  } catch (const std::exception &error) {
+    MpiRuntime::abortJob(error.what());
+  }
+  return 0;
+}
