@@ -8,7 +8,9 @@
 #include "laer/Dialect/FSEP/Transforms/Passes.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
+#include "laer/Interfaces/GradientOpInterface.h"
 #include "laer/Pipelines/FSEPPipeline.h"
+#include "laer/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -27,6 +29,7 @@ void laer::registerAllDialects(mlir::DialectRegistry &registry) {
                   mlir::func::FuncDialect, mlir::linalg::LinalgDialect,
                   mlir::memref::MemRefDialect, mlir::scf::SCFDialect,
                   mlir::tensor::TensorDialect>();
+  laer::registerUpstreamGradientModels(registry);
 }
 
 void laer::registerAllPasses() {
@@ -34,4 +37,5 @@ void laer::registerAllPasses() {
   laer::registerConversionPasses();
   laer::fsep::registerFSEPPasses();
   laer::registerFSEPPipeline();
+  laer::registerTransformsPasses();
 }

@@ -119,5 +119,117 @@ LogicalResult CrossEntropyOp::verify() {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Gradients
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Each gradient has the type of what it differentiates.
+LogicalResult verifyGradients(Operation *op,
+                              ArrayRef<std::pair<Value, Value>> pairs) {
+  for (auto [value, gradient] : pairs)
+    if (value.getType() != gradient.getType())
+      return op->emitOpError()
+             << "gradient result #"
+             << cast<OpResult>(gradient).getResultNumber() << " has type "
+             << gradient.getType() << " but what it differentiates has "
+             << value.getType();
+  return success();
+}
+} // namespace
+
+LogicalResult EmbeddingGradOp::verify() {
+  OperandChecker check(*this);
+  if (failed(check.tensor(getIds(), "ids", 1, ElementKind::Integer)) ||
+      failed(check.tensor(getDOutput(), "d_output", 2, ElementKind::Float)) ||
+      failed(check.tensor(getDTable(), "d_table", 2, ElementKind::Float)) ||
+      failed(check.sameDim(getIds(), "ids", 0, getDOutput(), "d_output", 0,
+                           "T")) ||
+      failed(check.sameDim(getDOutput(), "d_output", 1, getDTable(),
+                           "d_table", 1, "H")) ||
+      failed(check.dimIs(getDTable(), "d_table", 0, ShapedType::kDynamic,
+                         "the vocabulary", /*requireStatic=*/true)))
+    return failure();
+  return success();
+}
+
+LogicalResult RMSNormGradOp::verify() {
+  if (getDOutput().getType() != getInput().getType())
+    return emitOpError() << "'d_output' must have the input's type "
+                         << getInput().getType();
+  return verifyGradients(*this, {{getInput(), getDInput()},
+                                 {getWeight(), getDWeight()}});
+}
+
+LogicalResult AttentionGradOp::verify() {
+  if (getDOutput().getType() != getInput().getType())
+    return emitOpError() << "'d_output' must have the input's type "
+                         << getInput().getType();
+  return verifyGradients(*this, {{getInput(), getDInput()},
+                                 {getWq(), getDWq()},
+                                 {getWk(), getDWk()},
+                                 {getWv(), getDWv()},
+                                 {getWo(), getDWo()}});
+}
+
+LogicalResult LinearGradOp::verify() {
+  return verifyGradients(*this, {{getInput(), getDInput()},
+                                 {getWeight(), getDWeight()}});
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  OperandChecker check(*this);
+  if (failed(check.tensor(getDLoss(), "d_loss", 0, ElementKind::Float)))
+    return failure();
+  return verifyGradients(*this, {{getLogits(), getDLogits()}});
+}
+
+LogicalResult EmbeddingOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                          SmallVectorImpl<Value> &out) {
+  out.assign({EmbeddingGradOp::create(b, getLoc(), getTable().getType(),
+                                      getIds(), grads[0]),
+              Value()});
+  return success();
+}
+
+LogicalResult RMSNormOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                        SmallVectorImpl<Value> &out) {
+  auto grad = RMSNormGradOp::create(
+      b, getLoc(), getInput().getType(), getWeight().getType(), getInput(),
+      getWeight(), grads[0], getEpsilonAttr());
+  out.assign({grad.getDInput(), grad.getDWeight()});
+  return success();
+}
+
+LogicalResult AttentionOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                          SmallVectorImpl<Value> &out) {
+  auto grad = AttentionGradOp::create(
+      b, getLoc(),
+      TypeRange{getInput().getType(), getWq().getType(), getWk().getType(),
+                getWv().getType(), getWo().getType()},
+      getInput(), getWq(), getWk(), getWv(), getWo(), grads[0],
+      getHeadsAttr(), getKvHeadsAttr(), getSequenceLengthAttr(),
+      getRopeThetaAttr());
+  out.assign(grad->result_begin(), grad->result_end());
+  return success();
+}
+
+LogicalResult LinearOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                       SmallVectorImpl<Value> &out) {
+  auto grad = LinearGradOp::create(b, getLoc(), getInput().getType(),
+                                   getWeight().getType(), getInput(),
+                                   getWeight(), grads[0]);
+  out.assign({grad.getDInput(), grad.getDWeight()});
+  return success();
+}
+
+LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                             SmallVectorImpl<Value> &out) {
+  out.assign({CrossEntropyGradOp::create(b, getLoc(), getLogits().getType(),
+                                         getLogits(), getTargets(), grads[0]),
+              Value()});
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "laer/Dialect/Dense/IR/DenseOps.cpp.inc"

@@ -206,5 +206,39 @@ LogicalResult LayerOp::verify() {
   return success();
 }
 
+LogicalResult LayerOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                      SmallVectorImpl<Value> &out) {
+  if (hasSharedExperts())
+    return emitOpError("laer-autodiff: gradients of shared experts are not "
+                       "supported yet");
+  auto grad = LayerGradOp::create(
+      b, getLoc(),
+      TypeRange{getInput().getType(), getGate().getType(), getW1().getType(),
+                getW3().getType(), getW2().getType()},
+      getInput(), getGate(), getW1(), getW3(), getW2(), grads[0],
+      getTopKAttr(), getScoreAttr(), getRenormalizeAttr(),
+      getActivationAttr());
+  out.assign(grad->result_begin(), grad->result_end());
+  // No gradient for the absent shared-expert operands.
+  out.resize(getNumOperands());
+  return success();
+}
+
+LogicalResult LayerGradOp::verify() {
+  if (getDOutput().getType() != getInput().getType())
+    return emitOpError() << "'d_output' must have the input's type "
+                         << getInput().getType();
+  Value operands[] = {getInput(), getGate(), getW1(), getW3(), getW2()};
+  for (auto [index, pair] :
+       llvm::enumerate(llvm::zip(operands, getResults()))) {
+    auto [value, grad] = pair;
+    if (value.getType() != grad.getType())
+      return emitOpError() << "gradient result #" << index << " has type "
+                           << grad.getType() << " but what it differentiates "
+                           << "has " << value.getType();
+  }
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "laer/Dialect/MoE/IR/MoEOps.cpp.inc"

@@ -4,6 +4,7 @@
 #define LAER_DIALECT_DENSE_IR_DENSEOPS_H
 
 #include "laer/Dialect/Dense/IR/DenseDialect.h"
+#include "laer/Interfaces/GradientOpInterface.h"
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpDefinition.h"

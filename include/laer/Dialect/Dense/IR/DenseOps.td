@@ -7,8 +7,9 @@ include "laer/Dialect/Dense/IR/DenseDialect.td"
 include "mlir/IR/CommonAttrConstraints.td"
 include "mlir/IR/CommonTypeConstraints.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "laer/Interfaces/GradientOpInterface.td"
 
-def Dense_EmbeddingOp : Dense_Op<"embedding", [Pure]> {
+def Dense_EmbeddingOp : Dense_Op<"embedding", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "rows of an embedding table by token id";
   let description = [{
     `output[t] = table[ids[t]]`: `table` `[V, H]`, `ids` `[T]` (integers in
@@ -26,7 +27,7 @@ def Dense_EmbeddingOp : Dense_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dense_RMSNormOp : Dense_Op<"rms_norm", [Pure]> {
+def Dense_RMSNormOp : Dense_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "root-mean-square layer normalisation";
   let description = [{
     `output[t] = input[t] / sqrt(mean(input[t]^2) + epsilon) * weight`,
@@ -42,7 +43,7 @@ def Dense_RMSNormOp : Dense_Op<"rms_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dense_AttentionOp : Dense_Op<"attention", [Pure]> {
+def Dense_AttentionOp : Dense_Op<"attention", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "causal grouped-query self-attention with rotary positions";
   let description = [{
     Self-attention over each sequence of `sequence_length` tokens of
@@ -74,7 +75,7 @@ def Dense_AttentionOp : Dense_Op<"attention", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dense_LinearOp : Dense_Op<"linear", [Pure]> {
+def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "input x weight";
   let description = [{
     `[T, I] x [I, O] -> [T, O]`; the LM head is a linear to the vocabulary.
@@ -88,7 +89,7 @@ def Dense_LinearOp : Dense_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dense_CrossEntropyOp : Dense_Op<"cross_entropy", [Pure]> {
+def Dense_CrossEntropyOp : Dense_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "mean next-token cross-entropy";
   let description = [{
     `mean_t -log softmax(logits[t])[targets[t]]` over the `T` rows of
@@ -99,6 +100,80 @@ def Dense_CrossEntropyOp : Dense_Op<"cross_entropy", [Pure]> {
   let assemblyFormat = [{
     $logits `,` $targets attr-dict `:` type($logits) `,` type($targets) `->`
     type($loss)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients (emitted by laer-autodiff through GradientOpInterface)
+//===----------------------------------------------------------------------===//
+
+def Dense_EmbeddingGradOp : Dense_Op<"embedding_grad", [Pure]> {
+  let summary = "gradient of dense.embedding with respect to the table";
+  let description = [{
+    `d_table[v] = sum over t with ids[t] = v of d_output[t]`; the result has
+    the table's type.
+  }];
+  let arguments = (ins AnyRankedTensor:$ids, AnyRankedTensor:$d_output);
+  let results = (outs AnyRankedTensor:$d_table);
+  let assemblyFormat = [{
+    $ids `,` $d_output attr-dict `:` type($ids) `,` type($d_output) `->`
+    type($d_table)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dense_RMSNormGradOp : Dense_Op<"rms_norm_grad", [Pure]> {
+  let summary = "gradient of dense.rms_norm";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                       AnyRankedTensor:$d_output, F64Attr:$epsilon);
+  let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_weight);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $d_output `epsilon` `=` $epsilon attr-dict `:`
+    type($input) `,` type($weight) `,` type($d_output) `->` type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dense_AttentionGradOp : Dense_Op<"attention_grad", [Pure]> {
+  let summary = "gradient of dense.attention";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$wq,
+                       AnyRankedTensor:$wk, AnyRankedTensor:$wv,
+                       AnyRankedTensor:$wo, AnyRankedTensor:$d_output,
+                       I64Attr:$heads, I64Attr:$kv_heads,
+                       I64Attr:$sequence_length, F64Attr:$rope_theta);
+  let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_wq,
+                      AnyRankedTensor:$d_wk, AnyRankedTensor:$d_wv,
+                      AnyRankedTensor:$d_wo);
+  let assemblyFormat = [{
+    $input `,` $wq `,` $wk `,` $wv `,` $wo `,` $d_output `heads` `=` $heads
+    `kv_heads` `=` $kv_heads `sequence_length` `=` $sequence_length
+    `rope_theta` `=` $rope_theta attr-dict `:` type(operands) `->`
+    type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dense_LinearGradOp : Dense_Op<"linear_grad", [Pure]> {
+  let summary = "gradient of dense.linear";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                       AnyRankedTensor:$d_output);
+  let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_weight);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $d_output attr-dict `:` type(operands) `->`
+    type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dense_CrossEntropyGradOp : Dense_Op<"cross_entropy_grad", [Pure]> {
+  let summary = "gradient of dense.cross_entropy with respect to the logits";
+  let arguments = (ins AnyRankedTensor:$logits, AnyRankedTensor:$targets,
+                       AnyRankedTensor:$d_loss);
+  let results = (outs AnyRankedTensor:$d_logits);
+  let assemblyFormat = [{
+    $logits `,` $targets `,` $d_loss attr-dict `:` type(operands) `->`
+    type($d_logits)
   }];
   let hasVerifier = 1;
 }

@@ -5,6 +5,7 @@
 
 #include "laer/Dialect/MoE/IR/MoEAttrs.h"
 #include "laer/Dialect/MoE/IR/MoEDialect.h"
+#include "laer/Interfaces/GradientOpInterface.h"
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpDefinition.h"

@@ -7,6 +7,7 @@ include "laer/Dialect/MoE/IR/MoEDialect.td"
 include "laer/Dialect/MoE/IR/MoEAttrs.td"
 include "mlir/IR/CommonTypeConstraints.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "laer/Interfaces/GradientOpInterface.td"
 
 // Element types are checked by the C++ verifiers so that the diagnostics name
 // the operand (`gate`, `w2`, ...) rather than an operand number.
@@ -149,7 +150,8 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure]> {
 // moe.layer
 //===----------------------------------------------------------------------===//
 
-def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "a whole Mixture-of-Experts block";
   let description = [{
     The MoE block as a model author writes it: router, routed experts and
@@ -192,6 +194,33 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
   let extraClassDeclaration = [{
     bool hasSharedExperts() { return getSharedW1() != nullptr; }
   }];
+}
+
+//===----------------------------------------------------------------------===//
+// moe.layer_grad
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerGradOp : MoE_Op<"layer_grad", [Pure]> {
+  let summary = "gradient of a moe.layer without shared experts";
+  let description = [{
+    Given the forward operands of a `moe.layer` and the gradient of its
+    output, the gradients of its input, gate and expert weights (each with
+    the type of what it differentiates). The routing decision (top-k) is
+    treated as constant, the combine weights are differentiated through the
+    score function and renormalisation.
+  }];
+  let arguments = (ins MoE_Tensor:$input, MoE_Tensor:$gate, MoE_Tensor:$w1,
+                       MoE_Tensor:$w3, MoE_Tensor:$w2, MoE_Tensor:$d_output,
+                       I64Attr:$top_k, MoE_ScoreFunctionAttr:$score,
+                       UnitAttr:$renormalize, MoE_ActivationAttr:$activation);
+  let results = (outs MoE_Tensor:$d_input, MoE_Tensor:$d_gate,
+                      MoE_Tensor:$d_w1, MoE_Tensor:$d_w3, MoE_Tensor:$d_w2);
+  let assemblyFormat = [{
+    $input `,` $gate `,` $w1 `,` $w3 `,` $w2 `,` $d_output
+    `top_k` `=` $top_k `score` `` $score (`renormalize` $renormalize^)?
+    `activation` `` $activation attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // LAER_DIALECT_MOE_IR_MOEOPS_TD
