@@ -238,6 +238,16 @@ def FSEP_WaitOp : FSEP_Op<"wait", [
     TypesMatchWith<"the result is the awaited value", "async", "value",
                    "::llvm::cast<::laer::fsep::AsyncType>($_self).getValueType()">]> {
   let summary = "completes a transfer and yields its value";
+  let description = [{
+    Blocks until the transfer that produced `async` has completed (on the
+    GPU: the consuming stream waits for the transfer's event) and yields
+    the transferred value. Every `!fsep.async` value is used by exactly
+    this op; `fsep-schedule` places it right before the value's first use.
+
+    ```mlir
+    %w1 = fsep.wait %a1 : !fsep.async<tensor<2x64x128xf32>>
+    ```
+  }];
   let arguments = (ins FSEP_AsyncType:$async);
   let results = (outs AnyType:$value);
   let assemblyFormat = "$async attr-dict `:` qualified(type($async))";
