@@ -15,6 +15,8 @@
 #include "laer/runtime/model/TextData.h"
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -38,6 +40,11 @@ const char *kUsage = R"(usage: mpirun -np N laer-train --data PATH [options]
   --slots C          experts each rank computes (default ceil(E/N) + 1,
                      so hot experts can have replicas)
   --seed S           initialisation and data seed (default 1)
+  --checkpoint-dir D write sharded checkpoints (safetensors + index) to
+                     D/step-<n>, and D/latest naming the newest
+  --checkpoint-every K  steps between checkpoints (default 50)
+  --resume           continue from D/latest
+  --crash-at-step S  end every rank abruptly after step S (for tests)
   --log-every K      print every K steps (default 10)
 )";
 
@@ -45,6 +52,9 @@ struct Options {
   std::vector<std::string> data;
   std::string suffix = ".py", planner = "laer+";
   long maxBytes = 4000000, steps = 200, logEvery = 10;
+  std::string checkpointDir;
+  long checkpointEvery = 50, crashAtStep = -1;
+  bool resume = false;
   int batch = 16, sequence = 64, history = 2, slots = 0;
   float lr = 3e-3f;
   std::uint64_t seed = 1;
@@ -57,6 +67,10 @@ Options parse(int argc, char **argv) {
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (flag == "--resume") {
+      o.resume = true;
+      continue;
     }
     if (i + 1 >= argc)
       fail({}, "option ", flag, " needs a value (see --help)");
@@ -83,6 +97,12 @@ Options parse(int argc, char **argv) {
       o.slots = std::stoi(value);
     else if (flag == "--seed")
       o.seed = std::stoull(value);
+    else if (flag == "--checkpoint-dir")
+      o.checkpointDir = value;
+    else if (flag == "--checkpoint-every")
+      o.checkpointEvery = std::stol(value);
+    else if (flag == "--crash-at-step")
+      o.crashAtStep = std::stol(value);
     else if (flag == "--log-every")
       o.logEvery = std::stol(value);
     else
@@ -90,6 +110,8 @@ Options parse(int argc, char **argv) {
   }
   if (o.data.empty())
     fail({}, "--data is required (see --help)");
+  if (o.resume && o.checkpointDir.empty())
+    fail({}, "--resume needs --checkpoint-dir");
   return o;
 }
 
@@ -129,10 +151,22 @@ int main(int argc, char **argv) {
                   options.planner.c_str(), config.layers, config.experts,
                   config.topK, config.slotsPerRank, options.batch,
                   options.sequence);
+    long first = 0;
+    if (options.resume) {
+      std::ifstream latest(options.checkpointDir + "/latest");
+      std::string name;
+      if (!(latest >> name))
+        fail({comm.rank(), -1, -1}, "--resume: no checkpoint recorded in '",
+             options.checkpointDir, "/latest'");
+      first = model.loadCheckpoint(options.checkpointDir + "/" + name) + 1;
+      if (comm.rank() == 0)
+        std::printf("resumed from %s/%s at step %ld\n",
+                    options.checkpointDir.c_str(), name.c_str(), first);
+    }
     std::vector<std::int32_t> ids, targets;
     auto start = std::chrono::steady_clock::now();
     long tokens = 0;
-    for (long step = 0; step < options.steps; ++step) {
+    for (long step = first; step < options.steps; ++step) {
       data.batch(step, options.seed, options.batch, options.sequence,
                  comm.rank(), comm.size(), ids, targets);
       StepResult result = model.trainStep(ids, targets, step, hook, adamw);
@@ -148,6 +182,25 @@ int main(int argc, char **argv) {
           std::printf(" %.2f", balance);
         std::printf("\n");
         std::fflush(stdout);
+      }
+      if (!options.checkpointDir.empty() &&
+          ((step + 1) % options.checkpointEvery == 0 ||
+           step + 1 == options.steps)) {
+        std::string name = "step-" + std::to_string(step);
+        model.saveCheckpoint(options.checkpointDir + "/" + name, step);
+        if (comm.rank() == 0) {
+          // Point `latest` at it atomically.
+          std::string staging = options.checkpointDir + "/latest.tmp";
+          std::ofstream(staging) << name << "\n";
+          std::filesystem::rename(staging, options.checkpointDir + "/latest");
+        }
+        comm.barrier();
+      }
+      if (step == options.crashAtStep) {
+        std::fprintf(stderr, "rank %d: crashing after step %ld as asked\n",
+                     comm.rank(), step);
+        std::fflush(nullptr);
+        std::_Exit(9);
       }
     }
   } catch (const std::exception &error) {

@@ -1,9 +1,15 @@
 //===- MoELanguageModel.cpp - a MoE transformer LM on the runtime ---------===//
 
 #include "laer/runtime/model/MoELanguageModel.h"
+#include "laer/runtime/Safetensors.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 using namespace laer::rt;
 using namespace laer::rt::cpu;
@@ -193,4 +199,182 @@ std::vector<float> MoELanguageModel::gatherParameters() {
     all.insert(all.end(), moe->gate().begin(), moe->gate().end());
   }
   return all;
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoints
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr const char *kFormat = "laer-checkpoint-1";
+
+Float32Tensor tensorOf(std::span<const float> data,
+                       std::vector<std::int64_t> shape) {
+  return Float32Tensor{std::move(shape),
+                       std::vector<float>(data.begin(), data.end())};
+}
+
+/// The configuration a checkpoint must match to be loaded.
+Metadata describe(const LanguageModelConfig &config, int ranks, long step) {
+  return {{"format", kFormat},
+          {"step", std::to_string(step)},
+          {"ranks", std::to_string(ranks)},
+          {"vocab", std::to_string(config.vocab)},
+          {"hidden", std::to_string(config.hidden)},
+          {"ffn", std::to_string(config.ffn)},
+          {"experts", std::to_string(config.experts)},
+          {"layers", std::to_string(config.layers)},
+          {"heads", std::to_string(config.heads)},
+          {"kv_heads", std::to_string(config.kvHeads)}};
+}
+
+void copyInto(const TensorMap &tensors, const std::string &name,
+              std::span<float> target, const std::string &file) {
+  auto it = tensors.find(name);
+  if (it == tensors.end())
+    fail({}, "checkpoint file '", file, "' has no tensor '", name, "'");
+  if (it->second.data.size() != target.size())
+    fail({}, "checkpoint tensor '", name, "' in '", file, "' has ",
+         it->second.data.size(), " elements; this model expects ",
+         target.size());
+  std::copy(it->second.data.begin(), it->second.data.end(), target.begin());
+}
+
+} // namespace
+
+void MoELanguageModel::saveCheckpoint(const std::string &directory,
+                                      long step) {
+  namespace fs = std::filesystem;
+  std::string staging = directory + ".tmp";
+  ErrorContext where{comm_.rank(), -1, step};
+  if (comm_.rank() == 0) {
+    std::error_code error;
+    fs::remove_all(staging, error);
+    if (!fs::create_directories(staging, error))
+      fail(where, "cannot create checkpoint directory '", staging, "'");
+  }
+  comm_.barrier();
+
+  TensorMap tensors;
+  for (int l = 0; l < config_.layers; ++l) {
+    ExpertShards &shards = moe_[l]->experts();
+    std::vector<std::int64_t> shape = {shards.numExperts(),
+                                       shards.shardSize()};
+    std::string prefix = "layer" + std::to_string(l) + ".experts";
+    tensors[prefix] = tensorOf(shards.allParams(), shape);
+    tensors[prefix + ".adam_m"] = tensorOf(shards.firstMoments(), shape);
+    tensors[prefix + ".adam_v"] = tensorOf(shards.secondMoments(), shape);
+  }
+  if (comm_.rank() == 0) {
+    auto n = static_cast<std::int64_t>(dense_.size());
+    tensors["dense"] = tensorOf(dense_, {n});
+    tensors["dense.adam_m"] = tensorOf(denseM_, {n});
+    tensors["dense.adam_v"] = tensorOf(denseV_, {n});
+    for (int l = 0; l < config_.layers; ++l) {
+      std::string prefix = "layer" + std::to_string(l) + ".gate";
+      std::vector<std::int64_t> shape = {config_.hidden, config_.experts};
+      tensors[prefix] = tensorOf(moe_[l]->gate(), shape);
+      tensors[prefix + ".adam_m"] =
+          tensorOf(moe_[l]->gateFirstMoment(), shape);
+      tensors[prefix + ".adam_v"] =
+          tensorOf(moe_[l]->gateSecondMoment(), shape);
+    }
+  }
+  Metadata metadata = describe(config_, comm_.size(), step);
+  metadata["rank"] = std::to_string(comm_.rank());
+  // The planner's load history (the same on every rank): steps separated
+  // by ';', counts by ','.
+  for (int l = 0; l < config_.layers; ++l) {
+    std::string text;
+    for (const std::vector<std::int64_t> &counts : moe_[l]->loadHistory()) {
+      if (!text.empty())
+        text += ';';
+      for (std::size_t i = 0; i < counts.size(); ++i)
+        text += (i ? "," : "") + std::to_string(counts[i]);
+    }
+    metadata["layer" + std::to_string(l) + ".load_history"] = text;
+  }
+  writeSafetensors(staging + "/rank" + std::to_string(comm_.rank()) +
+                       ".safetensors",
+                   tensors, metadata);
+  comm_.barrier();
+  if (comm_.rank() == 0) {
+    nlohmann::json index = describe(config_, comm_.size(), step);
+    std::vector<std::string> files;
+    for (int rank = 0; rank < comm_.size(); ++rank)
+      files.push_back("rank" + std::to_string(rank) + ".safetensors");
+    index["files"] = files;
+    std::ofstream(staging + "/index.json") << index.dump(2) << "\n";
+    std::error_code error;
+    fs::remove_all(directory, error);
+    fs::rename(staging, directory, error);
+    if (error)
+      fail(where, "cannot move checkpoint '", staging, "' to '", directory,
+           "': ", error.message());
+  }
+  comm_.barrier();
+}
+
+long MoELanguageModel::loadCheckpoint(const std::string &directory) {
+  ErrorContext where{comm_.rank(), -1, -1};
+  std::ifstream in(directory + "/index.json");
+  if (!in)
+    fail(where, "no checkpoint at '", directory, "' (index.json missing)");
+  nlohmann::json index = nlohmann::json::parse(in, nullptr, false);
+  if (index.is_discarded() || index.value("format", "") != kFormat)
+    fail(where, "'", directory, "/index.json' is not a ", kFormat, " index");
+  Metadata expected = describe(config_, comm_.size(), 0);
+  for (const auto &[key, value] : expected) {
+    if (key == "step")
+      continue;
+    std::string found = index.value(key, "");
+    if (found != value)
+      fail(where, "checkpoint '", directory, "' has ", key, " = ", found,
+           " but this run has ", value,
+           key == "ranks" ? " (resharding is not supported yet)" : "");
+  }
+  long step = std::stol(index.value("step", "-1"));
+
+  std::string mine =
+      directory + "/rank" + std::to_string(comm_.rank()) + ".safetensors";
+  Metadata metadata;
+  TensorMap shards = readSafetensors(mine, &metadata);
+  for (int l = 0; l < config_.layers; ++l) {
+    std::deque<std::vector<std::int64_t>> history;
+    std::stringstream steps(metadata["layer" + std::to_string(l) +
+                                     ".load_history"]);
+    std::string entry, count;
+    while (std::getline(steps, entry, ';')) {
+      std::stringstream counts(entry);
+      history.emplace_back();
+      while (std::getline(counts, count, ','))
+        history.back().push_back(std::stoll(count));
+    }
+    moe_[l]->setLoadHistory(std::move(history));
+  }
+  for (int l = 0; l < config_.layers; ++l) {
+    ExpertShards &experts = moe_[l]->experts();
+    std::string prefix = "layer" + std::to_string(l) + ".experts";
+    copyInto(shards, prefix, experts.allParams(), mine);
+    copyInto(shards, prefix + ".adam_m", experts.firstMoments(), mine);
+    copyInto(shards, prefix + ".adam_v", experts.secondMoments(), mine);
+  }
+  // Replicated state is stored once, by rank 0.
+  std::string first = directory + "/rank0.safetensors";
+  TensorMap replicated =
+      comm_.rank() == 0 ? std::move(shards) : readSafetensors(first, nullptr);
+  copyInto(replicated, "dense", dense_, first);
+  copyInto(replicated, "dense.adam_m", denseM_, first);
+  copyInto(replicated, "dense.adam_v", denseV_, first);
+  for (int l = 0; l < config_.layers; ++l) {
+    std::string prefix = "layer" + std::to_string(l) + ".gate";
+    copyInto(replicated, prefix, moe_[l]->gate(), first);
+    copyInto(replicated, prefix + ".adam_m", moe_[l]->gateFirstMoment(),
+             first);
+    copyInto(replicated, prefix + ".adam_v", moe_[l]->gateSecondMoment(),
+             first);
+  }
+  comm_.barrier();
+  return step;
 }

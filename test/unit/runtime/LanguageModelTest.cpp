@@ -93,6 +93,74 @@ TEST(LanguageModel, LossFallsOnRealText) {
                                << last;
 }
 
+TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
+  // 8 steps straight, against 5 steps, a checkpoint, a fresh model loading
+  // it, and the last 3 steps: the same losses and parameters, bit for bit.
+  TextData data = sourceText();
+  std::string directory = ::testing::TempDir() + "/laer-checkpoint";
+  auto run = [&](Communicator &comm, long from, long to,
+                 MoELanguageModel &model, std::vector<double> &losses) {
+    planner::LayerSpec layer;
+    layer.hidden = model.config().hidden;
+    layer.ffn = model.config().ffn;
+    planner::PlannerHook hook(planner::makePlanner("laer+"),
+                              planner::ClusterSpec{}, layer);
+    std::vector<std::int32_t> ids, targets;
+    for (long step = from; step < to; ++step) {
+      data.batch(step, 11, 8, model.config().sequence, comm.rank(),
+                 comm.size(), ids, targets);
+      losses[step] =
+          model.trainStep(ids, targets, step, hook, AdamWConfig{}).loss;
+    }
+  };
+  std::vector<double> straight(8), resumed(8);
+  std::vector<float> straightParams, resumedParams;
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    MoELanguageModel model(comm, tinyConfig(), 5);
+    std::vector<double> losses(8);
+    run(comm, 0, 8, model, losses);
+    auto params = model.gatherParameters();
+    if (comm.rank() == 0) {
+      straight = losses;
+      straightParams = params;
+    }
+  });
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    std::vector<double> losses(8);
+    {
+      MoELanguageModel model(comm, tinyConfig(), 5);
+      run(comm, 0, 5, model, losses);
+      model.saveCheckpoint(directory, 4);
+    } // the first process "dies" here
+    MoELanguageModel model(comm, tinyConfig(), /*seed=*/99);
+    long step = model.loadCheckpoint(directory);
+    EXPECT_EQ(step, 4);
+    run(comm, step + 1, 8, model, losses);
+    auto params = model.gatherParameters();
+    if (comm.rank() == 0) {
+      resumed = losses;
+      resumedParams = params;
+    }
+  });
+  for (int step = 0; step < 8; ++step)
+    EXPECT_EQ(resumed[step], straight[step]) << "step " << step;
+  EXPECT_EQ(resumedParams, straightParams);
+
+  // A checkpoint from 2 ranks cannot be loaded by 1 (no resharding yet).
+  InProcessGroup::run(1, [&](Communicator &comm) {
+    MoELanguageModel model(comm, tinyConfig(), 5);
+    try {
+      model.loadCheckpoint(directory);
+      ADD_FAILURE() << "no error";
+    } catch (const RuntimeError &error) {
+      EXPECT_NE(std::string(error.what())
+                    .find("has ranks = 2 but this run has 1"),
+                std::string::npos)
+          << error.what();
+    }
+  });
+}
+
 TEST(LanguageModel, BatchOfPartialSequencesIsAClearError) {
   InProcessGroup::run(1, [](Communicator &comm) {
     MoELanguageModel model(comm, tinyConfig(), 1);

@@ -59,6 +59,9 @@ public:
   const ExpertShards &experts() const { return experts_; }
   /// The router weight [H, E], replicated on every rank.
   std::span<float> gate() { return gate_; }
+  /// The gate's AdamW moments (replicated like the gate), for checkpoints.
+  std::span<float> gateFirstMoment() { return gateM_; }
+  std::span<float> gateSecondMoment() { return gateV_; }
   std::span<const float> gateGrad() const { return gateGrad_; }
 
   /// Deterministic weights, identical for every number of ranks.
@@ -75,6 +78,14 @@ public:
   void applyAdamW(const AdamWConfig &config, long step);
 
   const Plan &lastPlan() const { return plan_; }
+  /// The load history the relayout hook sees (oldest first); part of the
+  /// training state, so checkpoints save and restore it.
+  const std::deque<std::vector<std::int64_t>> &loadHistory() const {
+    return history_;
+  }
+  void setLoadHistory(std::deque<std::vector<std::int64_t>> history) {
+    history_ = std::move(history);
+  }
   /// Load of the last forward: [source * E + e].
   const std::vector<std::int64_t> &lastCounts() const { return counts_; }
   PhaseTimes &times() { return times_; }

@@ -16,6 +16,7 @@
 #include "laer/runtime/cpu/DenseKernels.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace laer::rt {
@@ -56,6 +57,17 @@ public:
   /// Every parameter, full: dense ones, then each layer's experts
   /// (collective).
   std::vector<float> gatherParameters();
+
+  /// Writes this rank's part of the training state after `step` into
+  /// `directory` (collective): `rank<r>.safetensors` with the rank's expert
+  /// shards and their AdamW moments, rank 0 also the replicated dense and
+  /// gate parameters with theirs, and `index.json`. The directory is
+  /// written under a temporary name and renamed when every rank is done, so
+  /// a crash never leaves a half-written checkpoint.
+  void saveCheckpoint(const std::string &directory, long step);
+  /// Loads a checkpoint written by `saveCheckpoint` with the same number of
+  /// ranks and model configuration; returns the step it was written after.
+  long loadCheckpoint(const std::string &directory);
   const LanguageModelConfig &config() const { return config_; }
   std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return moe_; }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Kill a training run mid-way, resume it from its last checkpoint: the
+# losses of the resumed steps equal those of an uninterrupted run.
+# Usage: resume.sh <scratch dir> <mpirun command...> <laer-train> <data dir>
+set -u
+scratch=$1
+shift
+data=${*: -1}
+launch=("${@:1:$#-1}")
+common=(--data "$data" --suffix .cpp --steps 12 --log-every 1 --batch 8 --sequence 32)
+losses() { grep -E '^step +[0-9]+ +loss' | awk '{print $2, $4}'; }
+fail() { echo "resume: FAIL: $*"; exit 1; }
+
+rm -rf "$scratch" && mkdir -p "$scratch"
+straight=$(timeout 120 "${launch[@]}" "${common[@]}" | losses) \
+  || fail "the uninterrupted run failed"
+timeout 120 "${launch[@]}" "${common[@]}" --checkpoint-dir "$scratch" \
+  --checkpoint-every 4 --crash-at-step 9 > "$scratch/crashed.log" 2>&1
+[ $? -ne 0 ] || fail "the run that should crash exited 0"
+grep -q "crashing after step 9" "$scratch/crashed.log" || fail "no crash"
+[ "$(cat "$scratch/latest")" = step-7 ] || fail "latest is not step-7"
+resumed=$(timeout 120 "${launch[@]}" "${common[@]}" --checkpoint-dir "$scratch" \
+  --checkpoint-every 4 --resume | tee "$scratch/resumed.log" | losses) \
+  || fail "the resumed run failed"
+grep -q "resumed from .*step-7 at step 8" "$scratch/resumed.log" \
+  || fail "did not resume at step 8"
+expected=$(echo "$straight" | awk '$1 >= 8')
+echo "uninterrupted (steps 8-11):"; echo "$expected"
+echo "resumed:"; echo "$resumed"
+[ -n "$resumed" ] && [ "$resumed" = "$expected" ] || fail "losses differ"
+echo "resume: PASS"
