@@ -71,6 +71,7 @@ void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
 std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
                                          RelayoutHook &hook) {
   step_ = step;
+  times_.step = step;
   comm_.setErrorContext(layer_, step);
   std::int64_t hidden = config_.shape.hidden;
   if (x.size() % hidden != 0)

@@ -1,6 +1,7 @@
 //===- PhaseTimes.cpp -----------------------------------------------------===//
 
 #include "laer/runtime/PhaseTimes.h"
+#include "laer/runtime/Trace.h"
 
 #include <numeric>
 
@@ -30,4 +31,14 @@ const char *laer::rt::nameOf(Phase phase) {
 
 double laer::rt::PhaseTimes::total() const {
   return std::accumulate(seconds_.begin(), seconds_.end(), 0.0);
+}
+
+laer::rt::ScopedPhase::~ScopedPhase() {
+  times_[phase_] += std::chrono::duration<double>(
+                        std::chrono::steady_clock::now() - start_)
+                        .count();
+  if (Tracer *tracer = times_.tracer())
+    tracer->record(std::string(nameOf(phase_)) + " L" +
+                       std::to_string(times_.layer()),
+                   "moe", start_, times_.step);
 }

@@ -11,6 +11,7 @@
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/Trace.h"
 #include "laer/runtime/model/MoELanguageModel.h"
 #include "laer/runtime/model/TextData.h"
 
@@ -45,6 +46,8 @@ const char *kUsage = R"(usage: mpirun -np N laer-train --data PATH [options]
   --checkpoint-every K  steps between checkpoints (default 50)
   --resume           continue from D/latest
   --crash-at-step S  end every rank abruptly after step S (for tests)
+  --trace FILE       write every rank's phases as Chrome trace / Perfetto
+                     JSON (open in ui.perfetto.dev or chrome://tracing)
   --log-every K      print every K steps (default 10)
 )";
 
@@ -52,7 +55,7 @@ struct Options {
   std::vector<std::string> data;
   std::string suffix = ".py", planner = "laer+";
   long maxBytes = 4000000, steps = 200, logEvery = 10;
-  std::string checkpointDir;
+  std::string checkpointDir, trace;
   long checkpointEvery = 50, crashAtStep = -1;
   bool resume = false;
   int batch = 16, sequence = 64, history = 2, slots = 0;
@@ -101,6 +104,8 @@ Options parse(int argc, char **argv) {
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
       o.checkpointEvery = std::stol(value);
+    else if (flag == "--trace")
+      o.trace = value;
     else if (flag == "--crash-at-step")
       o.crashAtStep = std::stol(value);
     else if (flag == "--log-every")
@@ -151,6 +156,11 @@ int main(int argc, char **argv) {
                   options.planner.c_str(), config.layers, config.experts,
                   config.topK, config.slotsPerRank, options.batch,
                   options.sequence);
+    Tracer tracer(comm.rank());
+    if (!options.trace.empty())
+      for (std::size_t layer = 0; layer < model.moeLayers().size(); ++layer)
+        model.moeLayers()[layer]->times().attach(&tracer,
+                                                 static_cast<int>(layer));
     long first = 0;
     if (options.resume) {
       std::ifstream latest(options.checkpointDir + "/latest");
@@ -169,7 +179,11 @@ int main(int argc, char **argv) {
     for (long step = first; step < options.steps; ++step) {
       data.batch(step, options.seed, options.batch, options.sequence,
                  comm.rank(), comm.size(), ids, targets);
+      auto stepStart = std::chrono::steady_clock::now();
       StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+      if (!options.trace.empty())
+        tracer.record("step " + std::to_string(step), "train", stepStart,
+                      step);
       tokens += static_cast<long>(options.batch) * options.sequence;
       if (comm.rank() == 0 &&
           (step % options.logEvery == 0 || step + 1 == options.steps)) {
@@ -202,6 +216,11 @@ int main(int argc, char **argv) {
         std::fflush(nullptr);
         std::_Exit(9);
       }
+    }
+    if (!options.trace.empty()) {
+      tracer.write(options.trace, comm);
+      if (comm.rank() == 0)
+        std::printf("trace written to %s\n", options.trace.c_str());
     }
   } catch (const std::exception &error) {
     MpiRuntime::abortJob(error.what());

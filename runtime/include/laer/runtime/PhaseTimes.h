@@ -22,9 +22,20 @@ enum class Phase {
 
 const char *nameOf(Phase phase);
 
-/// Seconds spent per phase since the last reset.
+class Tracer;
+
+/// Seconds spent per phase since the last reset; with a tracer attached,
+/// each phase interval is also recorded on the timeline.
 class PhaseTimes {
 public:
+  void attach(Tracer *tracer, int layer) {
+    tracer_ = tracer;
+    layer_ = layer;
+  }
+  Tracer *tracer() const { return tracer_; }
+  int layer() const { return layer_; }
+  long step = -1;
+
   double &operator[](Phase phase) {
     return seconds_[static_cast<int>(phase)];
   }
@@ -36,6 +47,8 @@ public:
 
 private:
   std::array<double, static_cast<int>(Phase::Count)> seconds_{};
+  Tracer *tracer_ = nullptr;
+  int layer_ = -1;
 };
 
 /// Adds the lifetime of the scope to one phase.
@@ -44,11 +57,7 @@ public:
   ScopedPhase(PhaseTimes &times, Phase phase)
       : times_(times), phase_(phase),
         start_(std::chrono::steady_clock::now()) {}
-  ~ScopedPhase() {
-    times_[phase_] += std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - start_)
-                          .count();
-  }
+  ~ScopedPhase();
   ScopedPhase(const ScopedPhase &) = delete;
   ScopedPhase &operator=(const ScopedPhase &) = delete;
 
