@@ -29,7 +29,10 @@ namespace {
 
 const char *kUsage = R"(usage: mpirun -np N laer-train --data PATH [options]
 
-  --data PATH        text file or directory (repeatable)
+  --data PATH        text file or directory (repeatable), byte-level
+  --tokens FILE      pre-tokenized ids instead: little-endian uint16
+                     (FILE ending in .u16) or uint32 (.u32)
+  --vocab V          vocabulary of --tokens (default 256)
   --suffix S         file suffix to read in directories (default .py)
   --max-bytes B      corpus size cap (default 4000000)
   --steps S          training steps (default 200)
@@ -55,7 +58,8 @@ struct Options {
   std::vector<std::string> data;
   std::string suffix = ".py", planner = "laer+";
   long maxBytes = 4000000, steps = 200, logEvery = 10;
-  std::string checkpointDir, trace;
+  std::string checkpointDir, trace, tokens;
+  long vocab = 256;
   long checkpointEvery = 50, crashAtStep = -1;
   bool resume = false;
   int batch = 16, sequence = 64, history = 2, slots = 0;
@@ -104,6 +108,10 @@ Options parse(int argc, char **argv) {
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
       o.checkpointEvery = std::stol(value);
+    else if (flag == "--tokens")
+      o.tokens = value;
+    else if (flag == "--vocab")
+      o.vocab = std::stol(value);
     else if (flag == "--trace")
       o.trace = value;
     else if (flag == "--crash-at-step")
@@ -113,8 +121,8 @@ Options parse(int argc, char **argv) {
     else
       fail({}, "unknown option ", flag, " (see --help)");
   }
-  if (o.data.empty())
-    fail({}, "--data is required (see --help)");
+  if (o.data.empty() == o.tokens.empty())
+    fail({}, "give either --data or --tokens (see --help)");
   if (o.resume && o.checkpointDir.empty())
     fail({}, "--resume needs --checkpoint-dir");
   return o;
@@ -127,9 +135,20 @@ int main(int argc, char **argv) {
   try {
     Options options = parse(argc, argv);
     MpiCommunicator comm;
-    TextData data = TextData::fromPaths(options.data, options.suffix,
-                                        options.maxBytes);
+    int bits = options.tokens.ends_with(".u16")   ? 16
+               : options.tokens.ends_with(".u32") ? 32
+                                                  : 0;
+    if (!options.tokens.empty() && bits == 0)
+      fail({}, "--tokens file must end in .u16 or .u32: '", options.tokens,
+           "'");
+    TextData data =
+        options.tokens.empty()
+            ? TextData::fromPaths(options.data, options.suffix,
+                                  options.maxBytes)
+            : TextData::fromTokenFile(options.tokens, bits, options.vocab,
+                                      options.maxBytes);
     LanguageModelConfig config;
+    config.vocab = data.vocab();
     config.sequence = options.sequence;
     config.historyWindow = options.history;
     config.slotsPerRank =
@@ -149,7 +168,7 @@ int main(int argc, char **argv) {
     adamw.learningRate = options.lr;
     adamw.weightDecay = 0.01f;
     if (comm.rank() == 0)
-      std::printf("laer-train: %d ranks, %lld bytes of text, planner %s, "
+      std::printf("laer-train: %d ranks, %lld tokens, planner %s, "
                   "%d layers x %d experts (top-%d), %d slots per rank, "
                   "batch %d x %d tokens\n",
                   comm.size(), static_cast<long long>(data.size()),

@@ -32,18 +32,50 @@ TextData TextData::fromPaths(const std::vector<std::string> &paths,
   std::sort(files.begin(), files.end());
   TextData data;
   for (const auto &file : files) {
-    if (static_cast<std::int64_t>(data.bytes_.size()) >= maxBytes)
+    if (static_cast<std::int64_t>(data.tokens_.size()) >= maxBytes)
       break;
     std::ifstream in(file, std::ios::binary);
     std::vector<std::uint8_t> content((std::istreambuf_iterator<char>(in)),
                                       std::istreambuf_iterator<char>());
-    auto room = static_cast<std::size_t>(maxBytes) - data.bytes_.size();
-    data.bytes_.insert(data.bytes_.end(), content.begin(),
-                       content.begin() + std::min(room, content.size()));
+    auto room = static_cast<std::size_t>(maxBytes) - data.tokens_.size();
+    data.tokens_.insert(data.tokens_.end(), content.begin(),
+                        content.begin() + std::min(room, content.size()));
   }
-  if (data.bytes_.size() < 1024)
-    fail({}, "training data: only ", data.bytes_.size(),
+  if (data.tokens_.size() < 1024)
+    fail({}, "training data: only ", data.tokens_.size(),
          " bytes read from the given paths; need at least 1024");
+  return data;
+}
+
+TextData TextData::fromTokenFile(const std::string &path, int bits,
+                                 std::int64_t vocab, std::int64_t maxTokens) {
+  if (bits != 16 && bits != 32)
+    fail({}, "token file '", path, "': ids must be 16 or 32 bits, got ",
+         bits);
+  if (vocab < 2)
+    fail({}, "token file '", path, "': vocabulary of ", vocab, " ids");
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail({}, "cannot open token file '", path, "'");
+  TextData data;
+  data.vocab_ = vocab;
+  unsigned char bytes[4];
+  int width = bits / 8;
+  while (static_cast<std::int64_t>(data.tokens_.size()) < maxTokens &&
+         in.read(reinterpret_cast<char *>(bytes), width)) {
+    std::uint32_t id = 0;
+    for (int i = 0; i < width; ++i)
+      id |= static_cast<std::uint32_t>(bytes[i]) << (8 * i);
+    if (id >= static_cast<std::uint64_t>(vocab))
+      fail({}, "token file '", path, "': token ", data.tokens_.size(),
+           " is ", id, ", outside the vocabulary [0, ", vocab, ")");
+    data.tokens_.push_back(static_cast<std::int32_t>(id));
+  }
+  if (in.gcount() != 0 && in.gcount() != width)
+    fail({}, "token file '", path, "' ends in the middle of a ", bits,
+         "-bit id");
+  if (data.tokens_.size() < 2)
+    fail({}, "token file '", path, "' holds fewer than 2 tokens");
   return data;
 }
 
@@ -65,8 +97,8 @@ void TextData::batch(long step, std::uint64_t seed, int batch, int sequence,
     auto offset = static_cast<std::int64_t>(
         uniformAt(seed, static_cast<std::uint64_t>(step), window) * span);
     for (int i = 0; i < sequence; ++i) {
-      ids[w * sequence + i] = bytes_[offset + i];
-      targets[w * sequence + i] = bytes_[offset + i + 1];
+      ids[w * sequence + i] = tokens_[offset + i];
+      targets[w * sequence + i] = tokens_[offset + i + 1];
     }
   }
 }

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+#include <functional>
 
 using namespace laer;
 using namespace laer::rt;
@@ -159,6 +161,47 @@ TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
           << error.what();
     }
   });
+}
+
+TEST(TextData, ReadsPreTokenizedFiles) {
+  std::string u16 = ::testing::TempDir() + "/tokens.u16";
+  std::string u32 = ::testing::TempDir() + "/tokens.u32";
+  {
+    std::ofstream a(u16, std::ios::binary), b(u32, std::ios::binary);
+    for (std::uint32_t id = 0; id < 300; ++id) {
+      std::uint16_t small = static_cast<std::uint16_t>(id * 3);
+      a.write(reinterpret_cast<const char *>(&small), 2);
+      std::uint32_t large = id * 70000u % 100000u;
+      b.write(reinterpret_cast<const char *>(&large), 4);
+    }
+  }
+  TextData small = TextData::fromTokenFile(u16, 16, 1000, 1 << 20);
+  EXPECT_EQ(small.size(), 300);
+  EXPECT_EQ(small.vocab(), 1000);
+  std::vector<std::int32_t> ids, targets;
+  small.batch(0, 1, 2, 4, 0, 1, ids, targets);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    EXPECT_EQ((targets[i] - ids[i] + 900) % 3, 0); // next id = this + 3
+  TextData large = TextData::fromTokenFile(u32, 32, 100000, 1 << 20);
+  EXPECT_EQ(large.size(), 300);
+
+  auto errorOf = [](const std::function<void()> &body) {
+    try {
+      body();
+    } catch (const RuntimeError &error) {
+      return std::string(error.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(errorOf([&] { TextData::fromTokenFile(u16, 16, 500, 1 << 20); })
+                .find("token 167 is 501, outside the vocabulary [0, 500)"),
+            std::string::npos);
+  {
+    std::ofstream(u16, std::ios::binary | std::ios::app) << 'x';
+  }
+  EXPECT_NE(errorOf([&] { TextData::fromTokenFile(u16, 16, 1000, 1 << 20); })
+                .find("ends in the middle of a 16-bit id"),
+            std::string::npos);
 }
 
 TEST(LanguageModel, BatchOfPartialSequencesIsAClearError) {

@@ -9,10 +9,10 @@
 
 namespace laer::rt {
 
-/// A byte-level corpus (vocabulary 256) read from text files, cut into
-/// training windows. Every rank holds the same corpus and takes its own
-/// share of each global batch, so N ranks see exactly the sequences one
-/// rank would.
+/// A token corpus cut into training windows: byte-level text (vocabulary
+/// 256) or pre-tokenized files of little-endian uint16/uint32 ids. Every
+/// rank holds the same corpus and takes its own share of each global batch,
+/// so N ranks see exactly the sequences one rank would.
 class TextData {
 public:
   /// Reads `paths` (files, or directories searched recursively for files
@@ -22,7 +22,17 @@ public:
                             const std::string &suffix,
                             std::int64_t maxBytes);
 
-  std::int64_t size() const { return static_cast<std::int64_t>(bytes_.size()); }
+  /// Reads a pre-tokenized file of `bits` (16 or 32) little-endian ids,
+  /// every one below `vocab`, up to `maxTokens`. Throws RuntimeError
+  /// naming the first id out of range.
+  static TextData fromTokenFile(const std::string &path, int bits,
+                                std::int64_t vocab, std::int64_t maxTokens);
+
+  std::int64_t size() const {
+    return static_cast<std::int64_t>(tokens_.size());
+  }
+  /// 256 for text; the declared vocabulary for token files.
+  std::int64_t vocab() const { return vocab_; }
 
   /// Global batch `step`: `batch` windows of `sequence + 1` bytes at
   /// seeded pseudo-random offsets; this rank's share is windows
@@ -33,7 +43,8 @@ public:
              std::vector<std::int32_t> &targets) const;
 
 private:
-  std::vector<std::uint8_t> bytes_;
+  std::vector<std::int32_t> tokens_;
+  std::int64_t vocab_ = 256;
 };
 
 } // namespace laer::rt
