@@ -49,22 +49,33 @@ void ExpertShards::initialize(std::uint64_t seed, float scale) {
   }
 }
 
-void ExpertShards::loadFull(std::span<const float> full,
-                            const ErrorContext &context) {
+void ExpertShards::cutShards(std::span<const float> full,
+                             std::vector<float> &target,
+                             const ErrorContext &context) const {
   auto expected = static_cast<std::size_t>(numExperts_ * shape_.parameters());
   if (full.size() != expected)
-    fail(context, "full expert weights have ", full.size(),
+    fail(context, "full expert tensors have ", full.size(),
          " elements but E * 3 * H * F = ", expected);
   std::int64_t begin = rank_ * shardSize_;
   std::int64_t end = std::min(begin + shardSize_, shape_.parameters());
-  for (int expert = 0; expert < numExperts_; ++expert) {
-    std::span<float> shard = params(expert);
-    std::fill(shard.begin(), shard.end(), 0.0f);
+  std::fill(target.begin(), target.end(), 0.0f);
+  for (int expert = 0; expert < numExperts_; ++expert)
     if (end > begin)
       std::copy(full.begin() + expert * shape_.parameters() + begin,
                 full.begin() + expert * shape_.parameters() + end,
-                shard.begin());
-  }
+                target.begin() + expert * shardSize_);
+}
+
+void ExpertShards::loadFull(std::span<const float> full,
+                            const ErrorContext &context) {
+  cutShards(full, params_, context);
+}
+
+void ExpertShards::loadFullMoments(std::span<const float> firstMoment,
+                                   std::span<const float> secondMoment,
+                                   const ErrorContext &context) {
+  cutShards(firstMoment, adamM_, context);
+  cutShards(secondMoment, adamV_, context);
 }
 
 void ExpertShards::loadShard(int expert, std::span<const float> shard,

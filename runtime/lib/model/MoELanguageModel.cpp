@@ -326,44 +326,84 @@ long MoELanguageModel::loadCheckpoint(const std::string &directory) {
     fail(where, "'", directory, "/index.json' is not a ", kFormat, " index");
   Metadata expected = describe(config_, comm_.size(), 0);
   for (const auto &[key, value] : expected) {
-    if (key == "step")
+    if (key == "step" || key == "ranks")
       continue;
     std::string found = index.value(key, "");
     if (found != value)
       fail(where, "checkpoint '", directory, "' has ", key, " = ", found,
-           " but this run has ", value,
-           key == "ranks" ? " (resharding is not supported yet)" : "");
+           " but this model has ", value);
   }
   long step = std::stol(index.value("step", "-1"));
+  int savedRanks = std::stoi(index.value("ranks", "0"));
+  if (savedRanks < 1)
+    fail(where, "checkpoint '", directory, "' does not say how many ranks "
+                "wrote it");
+  auto file = [&](int rank) {
+    return directory + "/rank" + std::to_string(rank) + ".safetensors";
+  };
 
-  std::string mine =
-      directory + "/rank" + std::to_string(comm_.rank()) + ".safetensors";
-  Metadata metadata;
-  TensorMap shards = readSafetensors(mine, &metadata);
-  for (int l = 0; l < config_.layers; ++l) {
-    std::deque<std::vector<std::int64_t>> history;
-    std::stringstream steps(metadata["layer" + std::to_string(l) +
-                                     ".load_history"]);
-    std::string entry, count;
-    while (std::getline(steps, entry, ';')) {
-      std::stringstream counts(entry);
-      history.emplace_back();
-      while (std::getline(counts, count, ','))
-        history.back().push_back(std::stoll(count));
+  TensorMap shards;
+  if (savedRanks == comm_.size()) {
+    // Same sharding: this rank's file holds exactly its shards, and the
+    // planner history still describes these ranks.
+    std::string mine = file(comm_.rank());
+    Metadata metadata;
+    shards = readSafetensors(mine, &metadata);
+    for (int l = 0; l < config_.layers; ++l) {
+      std::deque<std::vector<std::int64_t>> history;
+      std::stringstream steps(metadata["layer" + std::to_string(l) +
+                                       ".load_history"]);
+      std::string entry, count;
+      while (std::getline(steps, entry, ';')) {
+        std::stringstream counts(entry);
+        history.emplace_back();
+        while (std::getline(counts, count, ','))
+          history.back().push_back(std::stoll(count));
+      }
+      moe_[l]->setLoadHistory(std::move(history));
     }
-    moe_[l]->setLoadHistory(std::move(history));
+    for (int l = 0; l < config_.layers; ++l) {
+      ExpertShards &experts = moe_[l]->experts();
+      std::string prefix = "layer" + std::to_string(l) + ".experts";
+      copyInto(shards, prefix, experts.allParams(), mine);
+      copyInto(shards, prefix + ".adam_m", experts.firstMoments(), mine);
+      copyInto(shards, prefix + ".adam_v", experts.secondMoments(), mine);
+    }
+  } else {
+    // Re-shard: assemble every expert from the old ranks' shards and cut
+    // this rank's. The load history counted per old rank is dropped.
+    std::vector<TensorMap> old;
+    for (int rank = 0; rank < savedRanks; ++rank)
+      old.push_back(readSafetensors(file(rank), nullptr));
+    for (int l = 0; l < config_.layers; ++l) {
+      ExpertShards &experts = moe_[l]->experts();
+      std::int64_t P = experts.shape().parameters();
+      std::int64_t E = experts.numExperts();
+      std::int64_t oldShard = (P + savedRanks - 1) / savedRanks;
+      std::string prefix = "layer" + std::to_string(l) + ".experts";
+      std::vector<std::vector<float>> full(3, std::vector<float>(E * P));
+      const char *suffixes[] = {"", ".adam_m", ".adam_v"};
+      for (int part = 0; part < 3; ++part)
+        for (int rank = 0; rank < savedRanks; ++rank) {
+          std::vector<float> piece(E * oldShard);
+          copyInto(old[rank], prefix + suffixes[part], piece, file(rank));
+          std::int64_t begin = rank * oldShard;
+          std::int64_t end = std::min(begin + oldShard, P);
+          for (std::int64_t e = 0; e < E; ++e)
+            for (std::int64_t i = begin; i < end; ++i)
+              full[part][e * P + i] = piece[e * oldShard + i - begin];
+        }
+      experts.loadFull(full[0], where);
+      experts.loadFullMoments(full[1], full[2], where);
+      moe_[l]->setLoadHistory({});
+    }
+    shards = std::move(old[0]);
   }
-  for (int l = 0; l < config_.layers; ++l) {
-    ExpertShards &experts = moe_[l]->experts();
-    std::string prefix = "layer" + std::to_string(l) + ".experts";
-    copyInto(shards, prefix, experts.allParams(), mine);
-    copyInto(shards, prefix + ".adam_m", experts.firstMoments(), mine);
-    copyInto(shards, prefix + ".adam_v", experts.secondMoments(), mine);
-  }
+  std::string first = file(0);
   // Replicated state is stored once, by rank 0.
-  std::string first = directory + "/rank0.safetensors";
-  TensorMap replicated =
-      comm_.rank() == 0 ? std::move(shards) : readSafetensors(first, nullptr);
+  TensorMap replicated = (comm_.rank() == 0 || savedRanks != comm_.size())
+                             ? std::move(shards)
+                             : readSafetensors(first, nullptr);
   copyInto(replicated, "dense", dense_, first);
   copyInto(replicated, "dense.adam_m", denseM_, first);
   copyInto(replicated, "dense.adam_v", denseV_, first);

@@ -148,15 +148,39 @@ TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
     EXPECT_EQ(resumed[step], straight[step]) << "step " << step;
   EXPECT_EQ(resumedParams, straightParams);
 
-  // A checkpoint from 2 ranks cannot be loaded by 1 (no resharding yet).
+  // The 2-rank checkpoint re-shards onto 1 and onto 4 ranks: every
+  // parameter (gathered full) is what the 2 ranks saved.
+  std::vector<float> saved;
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    MoELanguageModel model(comm, tinyConfig(), 77);
+    model.loadCheckpoint(directory);
+    auto params = model.gatherParameters();
+    if (comm.rank() == 0)
+      saved = params;
+  });
+  for (int ranks : {1, 4}) {
+    std::vector<float> resharded;
+    InProcessGroup::run(ranks, [&](Communicator &comm) {
+      MoELanguageModel model(comm, tinyConfig(), 77);
+      EXPECT_EQ(model.loadCheckpoint(directory), 4);
+      auto params = model.gatherParameters();
+      if (comm.rank() == 0)
+        resharded = params;
+    });
+    EXPECT_EQ(resharded, saved) << ranks << " ranks";
+  }
+
+  // Another model shape is a clear error.
   InProcessGroup::run(1, [&](Communicator &comm) {
-    MoELanguageModel model(comm, tinyConfig(), 5);
+    LanguageModelConfig other = tinyConfig();
+    other.layers = 3;
+    MoELanguageModel model(comm, other, 5);
     try {
       model.loadCheckpoint(directory);
       ADD_FAILURE() << "no error";
     } catch (const RuntimeError &error) {
       EXPECT_NE(std::string(error.what())
-                    .find("has ranks = 2 but this run has 1"),
+                    .find("has layers = 2 but this model has 3"),
                 std::string::npos)
           << error.what();
     }

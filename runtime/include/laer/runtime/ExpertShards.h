@@ -63,6 +63,11 @@ public:
   void initialize(std::uint64_t seed, float scale);
   /// Takes this rank's shards from full weights `[E][P]`.
   void loadFull(std::span<const float> full, const ErrorContext &context);
+  /// Takes this rank's shards of the AdamW moments from full `[E][P]`
+  /// tensors (re-sharding a checkpoint written by another number of ranks).
+  void loadFullMoments(std::span<const float> firstMoment,
+                       std::span<const float> secondMoment,
+                       const ErrorContext &context);
   /// Replaces this rank's shard of one expert (e.g. from a checkpoint).
   void loadShard(int expert, std::span<const float> shard,
                  const ErrorContext &context);
@@ -87,6 +92,9 @@ private:
   }
   std::vector<float> gatherFull(const std::vector<float> &local,
                                 Communicator &comm) const;
+  /// Cuts this rank's shards out of full `[E][P]` data into `target`.
+  void cutShards(std::span<const float> full, std::vector<float> &target,
+                 const ErrorContext &context) const;
 
   ExpertShape shape_;
   int numExperts_, numRanks_, rank_;

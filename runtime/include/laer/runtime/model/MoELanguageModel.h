@@ -65,8 +65,10 @@ public:
   /// written under a temporary name and renamed when every rank is done, so
   /// a crash never leaves a half-written checkpoint.
   void saveCheckpoint(const std::string &directory, long step);
-  /// Loads a checkpoint written by `saveCheckpoint` with the same number of
-  /// ranks and model configuration; returns the step it was written after.
+  /// Loads a checkpoint written by `saveCheckpoint` for the same model
+  /// configuration; returns the step it was written after. Written by
+  /// another number of ranks, the expert shards and their moments are
+  /// re-cut for this run (the planner's per-rank load history is dropped).
   long loadCheckpoint(const std::string &directory);
   const LanguageModelConfig &config() const { return config_; }
   std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return moe_; }
