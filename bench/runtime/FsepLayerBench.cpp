@@ -94,13 +94,7 @@ int main(int argc, char **argv) {
       layer.gate()[e] += options.skew * (1.0f - 2.0f * e / options.experts);
     // The planner sees this machine: one node of CPU ranks, fp32, no
     // activation checkpointing.
-    laer::planner::ClusterSpec cluster;
-    cluster.numRanks = ranks;
-    cluster.gpusPerNode = ranks;
-    cluster.intraNodeBandwidth = 5e9;
-    cluster.interNodeBandwidth = 5e9;
-    cluster.flopsPerSecond = 50e9;
-    cluster.computeEfficiency = 1.0;
+    auto cluster = laer::planner::ClusterSpec::cpuNode(ranks);
     laer::planner::LayerSpec layerSpec;
     layerSpec.hidden = options.hidden;
     layerSpec.ffn = options.ffn;

@@ -156,12 +156,12 @@ int main(int argc, char **argv) {
             ? options.slots
             : (config.experts + comm.size() - 1) / comm.size() + 1;
     MoELanguageModel model(comm, config, options.seed);
-    planner::ClusterSpec cluster;
-    cluster.numRanks = comm.size();
-    cluster.gpusPerNode = comm.size();
+    auto cluster = planner::ClusterSpec::cpuNode(comm.size());
     planner::LayerSpec layer;
     layer.hidden = config.hidden;
     layer.ffn = config.ffn;
+    layer.bytesPerElement = 4;
+    layer.recompute = false;
     planner::PlannerHook hook(planner::makePlanner(options.planner), cluster,
                               layer);
     AdamWConfig adamw;

@@ -160,12 +160,7 @@ public:
     publish({send, recv, nullptr, count, type, 0, "all-gather"});
     std::size_t bytes = static_cast<std::size_t>(count) * sizeOf(type);
     for (int peer = 0; peer < state_.size; ++peer) {
-      const Slot &from = state_.slots[peer];
-      if (from.count != count || from.type != type)
-        finishWithError("all-gather: rank " + std::to_string(peer) +
-                        " contributes " + std::to_string(from.count) + " " +
-                        nameOf(from.type) + " but this rank " +
-                        std::to_string(count) + " " + nameOf(type));
+      const Slot &from = requireSameSize(peer, count, type, "contributes");
       std::memcpy(static_cast<char *>(recv) + peer * bytes, from.send, bytes);
     }
     state_.barrier(rank_, "all-gather", errorContext());
@@ -176,12 +171,7 @@ public:
     std::size_t bytes = static_cast<std::size_t>(count) * sizeOf(type);
     std::vector<char> sum(bytes);
     for (int peer = 0; peer < state_.size; ++peer) {
-      const Slot &from = state_.slots[peer];
-      if (from.count != count || from.type != type)
-        finishWithError("all-reduce: rank " + std::to_string(peer) +
-                        " reduces " + std::to_string(from.count) + " " +
-                        nameOf(from.type) + " but this rank " +
-                        std::to_string(count) + " " + nameOf(type));
+      const Slot &from = requireSameSize(peer, count, type, "reduces");
       if (peer == 0)
         std::memcpy(sum.data(), from.send, bytes);
       else
@@ -216,6 +206,20 @@ private:
   void publish(const Slot &slot) {
     state_.slots[rank_] = slot;
     state_.barrier(rank_, slot.op, errorContext());
+  }
+
+  /// `peer`'s published slot for a collective where every rank passes the
+  /// same number of elements of the same type; a mismatch is an error.
+  const Slot &requireSameSize(int peer, std::int64_t count, DataType type,
+                              const char *verb) {
+    const Slot &from = state_.slots[peer];
+    if (from.count != count || from.type != type)
+      finishWithError(std::string(from.op) + ": rank " +
+                      std::to_string(peer) + " " + verb + " " +
+                      std::to_string(from.count) + " " + nameOf(from.type) +
+                      " but this rank " + std::to_string(count) + " " +
+                      nameOf(type));
+    return from;
   }
 
   /// A mismatch between ranks: release the peers, then throw.

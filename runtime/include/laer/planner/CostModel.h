@@ -29,6 +29,19 @@ struct ClusterSpec {
   /// Fraction of peak the expert GEMMs reach.
   double computeEfficiency = 0.6;
 
+  /// `ranks` CPU processes on one machine: shared-memory transfers of a few
+  /// GB/s, tens of GFLOP/s each (the demo and test setting).
+  static ClusterSpec cpuNode(int ranks) {
+    ClusterSpec cluster;
+    cluster.numRanks = ranks;
+    cluster.gpusPerNode = ranks;
+    cluster.intraNodeBandwidth = 5e9;
+    cluster.interNodeBandwidth = 5e9;
+    cluster.flopsPerSecond = 50e9;
+    cluster.computeEfficiency = 1.0;
+    return cluster;
+  }
+
   int nodeOf(int rank) const { return rank / gpusPerNode; }
   int numNodes() const { return (numRanks + gpusPerNode - 1) / gpusPerNode; }
 };
