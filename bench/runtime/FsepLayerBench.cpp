@@ -136,25 +136,12 @@ int main(int argc, char **argv) {
     for (int p = 0; p < phases; ++p)
       mine[p] = layer.times()[static_cast<Phase>(p)] / options.steps;
     std::vector<double> all = comm.allGather(std::span<const double>(mine));
-    // Load balance of the last step: max / mean rows computed per rank.
-    std::int64_t rowsHere = 0;
-    const Plan &plan = layer.lastPlan();
-    for (int slot = 0; slot < config.slotsPerRank; ++slot) {
-      int replica = plan.layout.replicaAt(comm.rank(), slot);
-      if (replica >= 0)
-        for (int source = 0; source < ranks; ++source)
-          rowsHere += plan.routing.at(source, replica);
-    }
-    std::vector<std::int64_t> rows =
-        comm.allGather(std::span<const std::int64_t>(&rowsHere, 1));
+    // Load balance of the last step (every rank holds the plan).
+    double balance = maxOverMeanRows(rowsPerRank(layer.lastPlan()));
 
     if (comm.rank() == 0) {
       std::sort(stepSeconds.begin(), stepSeconds.end());
       double median = stepSeconds[stepSeconds.size() / 2];
-      double maxRows = *std::max_element(rows.begin(), rows.end());
-      double meanRows = 0;
-      for (std::int64_t r : rows)
-        meanRows += double(r) / ranks;
       std::printf("ranks=%d tokens/rank=%lld H=%lld F=%lld E=%d k=%d C=%d "
                   "skew=%.2f planner=%s steps=%d\n",
                   ranks, (long long)options.tokens, (long long)options.hidden,
@@ -171,8 +158,7 @@ int main(int argc, char **argv) {
       }
       std::printf("%-10s %10.2f  (median wall time of a whole step)\n",
                   "step", 1e3 * median);
-      std::printf("expert rows per rank: max/mean = %.2f\n",
-                  meanRows > 0 ? maxRows / meanRows : 0.0);
+      std::printf("expert rows per rank: max/mean = %.2f\n", balance);
       std::printf("expert bytes held per rank: %.1f MiB sharded + %.1f MiB "
                   "restored\n",
                   layer.experts().bytesHeld() / 1048576.0,

@@ -247,6 +247,24 @@ void laer::rt::validatePlan(const Plan &plan,
   }
 }
 
+std::vector<std::int64_t> laer::rt::rowsPerRank(const Plan &plan) {
+  std::vector<std::int64_t> rows(plan.layout.numRanks(), 0);
+  const std::vector<Replica> &replicas = plan.layout.replicas();
+  for (int source = 0; source < plan.routing.numRanks(); ++source)
+    for (const Routing::Entry &entry : plan.routing.row(source))
+      rows[replicas[entry.replica].rank] += entry.tokens;
+  return rows;
+}
+
+double laer::rt::maxOverMeanRows(std::span<const std::int64_t> rows) {
+  double total = 0, max = 0;
+  for (std::int64_t r : rows) {
+    total += static_cast<double>(r);
+    max = std::max(max, static_cast<double>(r));
+  }
+  return total > 0 ? max * static_cast<double>(rows.size()) / total : 1.0;
+}
+
 std::uint64_t laer::rt::fingerprint(const Plan &plan) {
   // FNV-1a over the dimensions, the slots and the routing.
   std::uint64_t hash = 1469598103934665603ull;

@@ -129,17 +129,8 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     for (std::int64_t i = 0; i < T * H; ++i)
       x[i] = s.r[i] + m[i];
     // Load balance of the layer this step: expert rows per rank.
-    const Plan &plan = moe_[l]->lastPlan();
-    std::vector<double> rows(comm_.size(), 0.0);
-    for (int source = 0; source < plan.routing.numRanks(); ++source)
-      for (const Routing::Entry &entry : plan.routing.row(source))
-        rows[plan.layout.replicas()[entry.replica].rank] += entry.tokens;
-    double total = 0, max = 0;
-    for (double r : rows) {
-      total += r;
-      max = std::max(max, r);
-    }
-    result.maxOverMean.push_back(total > 0 ? max * comm_.size() / total : 1.0);
+    result.maxOverMean.push_back(
+        maxOverMeanRows(rowsPerRank(moe_[l]->lastPlan())));
   }
   std::vector<float> nf(T * H), invRmsF(T), logits(T * V), probs(T * V);
   rmsNormForward<float>(x, param(finalNorm_, H), T, H, 1e-5, nf, invRmsF);

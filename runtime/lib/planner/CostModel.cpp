@@ -8,20 +8,11 @@
 using namespace laer;
 using namespace laer::planner;
 
-std::vector<std::int64_t> planner::rankTokens(const rt::Plan &plan) {
-  std::vector<std::int64_t> tokens(plan.layout.numRanks(), 0);
-  const auto &replicas = plan.layout.replicas();
-  for (int source = 0; source < plan.routing.numRanks(); ++source)
-    for (const rt::Routing::Entry &entry : plan.routing.row(source))
-      tokens[replicas[entry.replica].rank] += entry.tokens;
-  return tokens;
-}
-
 StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                            const LayerSpec &layer) {
   int N = plan.layout.numRanks();
   StepCost cost;
-  cost.rankTokens = rankTokens(plan);
+  cost.rankTokens = rt::rowsPerRank(plan);
 
   double secondsPerToken =
       layer.flopsPerToken() /
@@ -94,10 +85,6 @@ StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
   cost.laerObjective = LayerSpec::kTokenExchanges * cost.sumTokenComm +
                        layer.computePasses() * cost.maxCompute;
 
-  double total = std::accumulate(cost.rankTokens.begin(),
-                                 cost.rankTokens.end(), 0.0);
-  double maxTokens =
-      *std::max_element(cost.rankTokens.begin(), cost.rankTokens.end());
-  cost.maxOverMeanTokens = total > 0 ? maxTokens / (total / N) : 1.0;
+  cost.maxOverMeanTokens = rt::maxOverMeanRows(cost.rankTokens);
   return cost;
 }

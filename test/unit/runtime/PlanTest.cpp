@@ -67,6 +67,19 @@ TEST(Routing, EvenSplitConservesTokensAndBalances) {
   EXPECT_NO_THROW(validatePlan({layout, routing}, counts, {}));
 }
 
+TEST(Routing, RowsPerRankAndImbalance) {
+  // Expert 0 on ranks 0 and 1, expert 1 on rank 1; rank 2 computes nothing.
+  Layout layout(3, 2, 2, {0, Layout::kEmpty, 0, 1, Layout::kEmpty,
+                          Layout::kEmpty});
+  std::vector<std::int64_t> counts = {4, 0, 2, 3, 0, 3};
+  Plan plan{layout, Routing::evenSplit(layout, counts)};
+  std::vector<std::int64_t> rows = rowsPerRank(plan);
+  EXPECT_EQ(rows, (std::vector<std::int64_t>{3, 9, 0}));
+  EXPECT_DOUBLE_EQ(maxOverMeanRows(rows), 9.0 * 3 / 12);
+  std::vector<std::int64_t> none = {0, 0};
+  EXPECT_DOUBLE_EQ(maxOverMeanRows(none), 1.0);
+}
+
 TEST(ValidatePlan, NamesTheExpertWithoutReplica) {
   Layout layout(2, 1, 3, {0, 1});
   std::vector<std::int64_t> counts = {1, 0, 0, 0, 0, 5};

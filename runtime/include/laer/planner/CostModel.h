@@ -90,9 +90,6 @@ struct StepCost {
 StepCost evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                   const LayerSpec &layer);
 
-/// Compute loads only (tokens per rank), cheaper than a full evaluation.
-std::vector<std::int64_t> rankTokens(const rt::Plan &plan);
-
 } // namespace laer::planner
 
 #endif // LAER_PLANNER_COSTMODEL_H

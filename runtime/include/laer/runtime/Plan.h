@@ -138,6 +138,14 @@ struct Plan {
 void validatePlan(const Plan &plan, std::span<const std::int64_t> counts,
                   const ErrorContext &context);
 
+/// Expert rows each rank computes under `plan` (tokens routed to the
+/// replicas in its slots).
+std::vector<std::int64_t> rowsPerRank(const Plan &plan);
+
+/// The largest rank's rows over the mean (1 when nothing is routed): the
+/// load imbalance the planner is there to remove.
+double maxOverMeanRows(std::span<const std::int64_t> rows);
+
 /// A hash of the plan, equal on every rank iff the plans are equal; used to
 /// check that all ranks agree before any data moves.
 std::uint64_t fingerprint(const Plan &plan);
