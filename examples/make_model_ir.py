@@ -15,12 +15,13 @@ PRESETS = {
     # CPU demo size.
     "tiny": dict(name="tiny_moe_lm", vocab=256, hidden=64, ffn=128,
                  experts=8, top_k=2, layers=2, heads=4, kv_heads=2,
-                 seq=32, shared_ffn=0),
+                 seq=64, rope_theta=1.0e4, shared_ffn=0),
     # Mixtral-8x7B's published shape (4096 / 14336, 8 experts, top-2, 32
     # layers, 32 heads, 8 KV heads, 32000 tokens).
     "mixtral-8x7b": dict(name="mixtral_8x7b", vocab=32000, hidden=4096,
                          ffn=14336, experts=8, top_k=2, layers=32, heads=32,
-                         kv_heads=8, seq=4096, shared_ffn=0),
+                         kv_heads=8, seq=4096, rope_theta=1.0e6,
+                         shared_ffn=0),
 }
 
 
@@ -44,8 +45,9 @@ def model_ir(p):
         body += [
             "  %%n%d = dense.rms_norm %%h%d, %%norm1_%d epsilon = 1.0e-05 : %s, tensor<%dxf32> -> %s"
             % (l, l, l, act, H, act),
-            "  %%a%d = dense.attention %%n%d, %%wq_%d, %%wk_%d, %%wv_%d, %%wo_%d heads = %d kv_heads = %d sequence_length = %d rope_theta = 1.0e+06 : %s, %s, %s, %s, %s -> %s"
-            % (l, l, l, l, l, l, p["heads"], p["kv_heads"], p["seq"], act,
+            "  %%a%d = dense.attention %%n%d, %%wq_%d, %%wk_%d, %%wv_%d, %%wo_%d heads = %d kv_heads = %d sequence_length = %d rope_theta = %.1e : %s, %s, %s, %s, %s -> %s"
+            % (l, l, l, l, l, l, p["heads"], p["kv_heads"], p["seq"],
+               p["rope_theta"], act,
                t(H, H), t(H, kv), t(H, kv), t(H, H), act),
             "  %%r%d = arith.addf %%h%d, %%a%d : %s" % (l, l, l, act),
             "  %%m%d = dense.rms_norm %%r%d, %%norm2_%d epsilon = 1.0e-05 : %s, tensor<%dxf32> -> %s"

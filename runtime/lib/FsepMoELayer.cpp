@@ -57,6 +57,13 @@ void FsepMoELayer::zeroGrads() {
   std::fill(gateGrad_.begin(), gateGrad_.end(), 0.0f);
 }
 
+void FsepMoELayer::scaleGrads(float factor) {
+  for (float &g : experts_.allGrads())
+    g *= factor;
+  for (float &g : gateGrad_)
+    g *= factor;
+}
+
 void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   ScopedPhase phase(times_, Phase::Optimizer);
   adamwStep(experts_.allParams(), experts_.allGrads(),

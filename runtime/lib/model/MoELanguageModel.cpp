@@ -1,9 +1,6 @@
 //===- MoELanguageModel.cpp - a MoE transformer LM on the runtime ---------===//
 
 #include "laer/runtime/model/MoELanguageModel.h"
-#include "laer/runtime/Safetensors.h"
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -14,10 +11,25 @@
 using namespace laer::rt;
 using namespace laer::rt::cpu;
 
+namespace {
+
+/// What a checkpoint of this model must match to be loaded.
+Metadata identity(const LanguageModelConfig &config) {
+  return {{"vocab", std::to_string(config.vocab)},
+          {"hidden", std::to_string(config.hidden)},
+          {"ffn", std::to_string(config.ffn)},
+          {"experts", std::to_string(config.experts)},
+          {"layers", std::to_string(config.layers)},
+          {"heads", std::to_string(config.heads)},
+          {"kv_heads", std::to_string(config.kvHeads)}};
+}
+
+} // namespace
+
 MoELanguageModel::MoELanguageModel(Communicator &comm,
                                    const LanguageModelConfig &config,
                                    std::uint64_t seed)
-    : comm_(comm), config_(config) {
+    : comm_(comm), config_(config), state_(comm, identity(config)) {
   std::int64_t H = config.hidden, V = config.vocab;
   attention_.hidden = H;
   attention_.heads = config.heads;
@@ -52,18 +64,16 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
   }
   finalNorm_ = take(H, 0);
   head_ = take(H * V, H);
-  dense_.assign(offset, 0.0f);
+  state_.resizeDense(offset);
+  std::vector<float> &dense = state_.dense;
   for (const Block &block : blocks) {
     double scale = block.fanIn ? 1.0 / std::sqrt(double(block.fanIn)) : 0.0;
     for (std::size_t i = block.offset; i < block.offset + block.size; ++i)
-      dense_[i] = block.fanIn ? static_cast<float>(
+      dense[i] = block.fanIn ? static_cast<float>(
                                     scale * (2.0 * uniformAt(seed, 1ull << 44,
                                                              i) - 1.0))
                               : 1.0f;
   }
-  denseGrad_.assign(offset, 0.0f);
-  denseM_.assign(offset, 0.0f);
-  denseV_.assign(offset, 0.0f);
 
   MoELayerConfig moe;
   moe.shape = {H, config.ffn};
@@ -74,8 +84,8 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
                          : (config.experts + comm.size() - 1) / comm.size();
   moe.historyWindow = config.historyWindow;
   for (int l = 0; l < config.layers; ++l) {
-    moe_.push_back(std::make_unique<FsepMoELayer>(comm, moe, l));
-    moe_.back()->initialize(seed + 1000 + l,
+    state_.moe.push_back(std::make_unique<FsepMoELayer>(comm, moe, l));
+    state_.moe.back()->initialize(seed + 1000 + l,
                             static_cast<float>(1.0 / std::sqrt(double(H))),
                             0.5f);
   }
@@ -93,9 +103,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
          " ids and ", targets.size(), " targets; both must be whole "
          "sequences of ", config_.sequence);
   attention_.tokens = T;
-  std::fill(denseGrad_.begin(), denseGrad_.end(), 0.0f);
-  for (auto &moe : moe_)
-    moe->zeroGrads();
+  state_.zeroGrads();
 
   // Forward, keeping what backward needs.
   struct Saved {
@@ -125,12 +133,12 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     s.invRms2.resize(T);
     rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
                           s.invRms2);
-    std::vector<float> m = moe_[l]->forward(s.n2, step, hook);
+    std::vector<float> m = state_.moe[l]->forward(s.n2, step, hook);
     for (std::int64_t i = 0; i < T * H; ++i)
       x[i] = s.r[i] + m[i];
     // Load balance of the layer this step: expert rows per rank.
     result.maxOverMean.push_back(
-        maxOverMeanRows(rowsPerRank(moe_[l]->lastPlan())));
+        maxOverMeanRows(rowsPerRank(state_.moe[l]->lastPlan())));
   }
   std::vector<float> nf(T * H), invRmsF(T), logits(T * V), probs(T * V);
   rmsNormForward<float>(x, param(finalNorm_, H), T, H, 1e-5, nf, invRmsF);
@@ -155,7 +163,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   for (int l = config_.layers - 1; l >= 0; --l) {
     const LayerOffsets &o = layers_[l];
     Saved &s = saved[l];
-    std::vector<float> dn2 = moe_[l]->backward(dx);
+    std::vector<float> dn2 = state_.moe[l]->backward(dx);
     std::vector<float> dr(T * H);
     rmsNormBackward<float>(s.r, param(o.norm2, H), s.invRms2, dn2, T, H, dr,
                            grad(o.norm2, H));
@@ -175,237 +183,10 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   embeddingBackward<float>(ids, dx, V, H, grad(embed_, V * H));
 
   // Replicated dense parameters: sum the gradients, step identically.
-  comm_.allReduceSum(std::span<float>(denseGrad_));
-  adamwStep(dense_, denseGrad_, denseM_, denseV_, adamw, step + 1);
-  for (auto &moe : moe_)
+  comm_.allReduceSum(std::span<float>(state_.denseGrad));
+  adamwStep(state_.dense, state_.denseGrad, state_.denseM, state_.denseV,
+            adamw, step + 1);
+  for (auto &moe : state_.moe)
     moe->applyAdamW(adamw, step + 1);
   return result;
-}
-
-std::vector<float> MoELanguageModel::gatherParameters() {
-  std::vector<float> all = dense_;
-  for (auto &moe : moe_) {
-    std::vector<float> experts = moe->experts().gatherFullParams(comm_);
-    all.insert(all.end(), experts.begin(), experts.end());
-    all.insert(all.end(), moe->gate().begin(), moe->gate().end());
-  }
-  return all;
-}
-
-//===----------------------------------------------------------------------===//
-// Checkpoints
-//===----------------------------------------------------------------------===//
-
-namespace {
-
-constexpr const char *kFormat = "laer-checkpoint-1";
-
-Float32Tensor tensorOf(std::span<const float> data,
-                       std::vector<std::int64_t> shape) {
-  return Float32Tensor{std::move(shape),
-                       std::vector<float>(data.begin(), data.end())};
-}
-
-/// The configuration a checkpoint must match to be loaded.
-Metadata describe(const LanguageModelConfig &config, int ranks, long step) {
-  return {{"format", kFormat},
-          {"step", std::to_string(step)},
-          {"ranks", std::to_string(ranks)},
-          {"vocab", std::to_string(config.vocab)},
-          {"hidden", std::to_string(config.hidden)},
-          {"ffn", std::to_string(config.ffn)},
-          {"experts", std::to_string(config.experts)},
-          {"layers", std::to_string(config.layers)},
-          {"heads", std::to_string(config.heads)},
-          {"kv_heads", std::to_string(config.kvHeads)}};
-}
-
-void copyInto(const TensorMap &tensors, const std::string &name,
-              std::span<float> target, const std::string &file) {
-  auto it = tensors.find(name);
-  if (it == tensors.end())
-    fail({}, "checkpoint file '", file, "' has no tensor '", name, "'");
-  if (it->second.data.size() != target.size())
-    fail({}, "checkpoint tensor '", name, "' in '", file, "' has ",
-         it->second.data.size(), " elements; this model expects ",
-         target.size());
-  std::copy(it->second.data.begin(), it->second.data.end(), target.begin());
-}
-
-} // namespace
-
-void MoELanguageModel::saveCheckpoint(const std::string &directory,
-                                      long step) {
-  namespace fs = std::filesystem;
-  std::string staging = directory + ".tmp";
-  ErrorContext where{comm_.rank(), -1, step};
-  if (comm_.rank() == 0) {
-    std::error_code error;
-    fs::remove_all(staging, error);
-    if (!fs::create_directories(staging, error))
-      fail(where, "cannot create checkpoint directory '", staging, "'");
-  }
-  comm_.barrier();
-
-  TensorMap tensors;
-  for (int l = 0; l < config_.layers; ++l) {
-    ExpertShards &shards = moe_[l]->experts();
-    std::vector<std::int64_t> shape = {shards.numExperts(),
-                                       shards.shardSize()};
-    std::string prefix = "layer" + std::to_string(l) + ".experts";
-    tensors[prefix] = tensorOf(shards.allParams(), shape);
-    tensors[prefix + ".adam_m"] = tensorOf(shards.firstMoments(), shape);
-    tensors[prefix + ".adam_v"] = tensorOf(shards.secondMoments(), shape);
-  }
-  if (comm_.rank() == 0) {
-    auto n = static_cast<std::int64_t>(dense_.size());
-    tensors["dense"] = tensorOf(dense_, {n});
-    tensors["dense.adam_m"] = tensorOf(denseM_, {n});
-    tensors["dense.adam_v"] = tensorOf(denseV_, {n});
-    for (int l = 0; l < config_.layers; ++l) {
-      std::string prefix = "layer" + std::to_string(l) + ".gate";
-      std::vector<std::int64_t> shape = {config_.hidden, config_.experts};
-      tensors[prefix] = tensorOf(moe_[l]->gate(), shape);
-      tensors[prefix + ".adam_m"] =
-          tensorOf(moe_[l]->gateFirstMoment(), shape);
-      tensors[prefix + ".adam_v"] =
-          tensorOf(moe_[l]->gateSecondMoment(), shape);
-    }
-  }
-  Metadata metadata = describe(config_, comm_.size(), step);
-  metadata["rank"] = std::to_string(comm_.rank());
-  // The planner's load history (the same on every rank): steps separated
-  // by ';', counts by ','.
-  for (int l = 0; l < config_.layers; ++l) {
-    std::string text;
-    for (const std::vector<std::int64_t> &counts : moe_[l]->loadHistory()) {
-      if (!text.empty())
-        text += ';';
-      for (std::size_t i = 0; i < counts.size(); ++i)
-        text += (i ? "," : "") + std::to_string(counts[i]);
-    }
-    metadata["layer" + std::to_string(l) + ".load_history"] = text;
-  }
-  writeSafetensors(staging + "/rank" + std::to_string(comm_.rank()) +
-                       ".safetensors",
-                   tensors, metadata);
-  comm_.barrier();
-  if (comm_.rank() == 0) {
-    nlohmann::json index = describe(config_, comm_.size(), step);
-    std::vector<std::string> files;
-    for (int rank = 0; rank < comm_.size(); ++rank)
-      files.push_back("rank" + std::to_string(rank) + ".safetensors");
-    index["files"] = files;
-    std::ofstream(staging + "/index.json") << index.dump(2) << "\n";
-    std::error_code error;
-    fs::remove_all(directory, error);
-    fs::rename(staging, directory, error);
-    if (error)
-      fail(where, "cannot move checkpoint '", staging, "' to '", directory,
-           "': ", error.message());
-  }
-  comm_.barrier();
-}
-
-long MoELanguageModel::loadCheckpoint(const std::string &directory) {
-  ErrorContext where{comm_.rank(), -1, -1};
-  std::ifstream in(directory + "/index.json");
-  if (!in)
-    fail(where, "no checkpoint at '", directory, "' (index.json missing)");
-  nlohmann::json index = nlohmann::json::parse(in, nullptr, false);
-  if (index.is_discarded() || index.value("format", "") != kFormat)
-    fail(where, "'", directory, "/index.json' is not a ", kFormat, " index");
-  Metadata expected = describe(config_, comm_.size(), 0);
-  for (const auto &[key, value] : expected) {
-    if (key == "step" || key == "ranks")
-      continue;
-    std::string found = index.value(key, "");
-    if (found != value)
-      fail(where, "checkpoint '", directory, "' has ", key, " = ", found,
-           " but this model has ", value);
-  }
-  long step = std::stol(index.value("step", "-1"));
-  int savedRanks = std::stoi(index.value("ranks", "0"));
-  if (savedRanks < 1)
-    fail(where, "checkpoint '", directory, "' does not say how many ranks "
-                "wrote it");
-  auto file = [&](int rank) {
-    return directory + "/rank" + std::to_string(rank) + ".safetensors";
-  };
-
-  TensorMap shards;
-  if (savedRanks == comm_.size()) {
-    // Same sharding: this rank's file holds exactly its shards, and the
-    // planner history still describes these ranks.
-    std::string mine = file(comm_.rank());
-    Metadata metadata;
-    shards = readSafetensors(mine, &metadata);
-    for (int l = 0; l < config_.layers; ++l) {
-      std::deque<std::vector<std::int64_t>> history;
-      std::stringstream steps(metadata["layer" + std::to_string(l) +
-                                       ".load_history"]);
-      std::string entry, count;
-      while (std::getline(steps, entry, ';')) {
-        std::stringstream counts(entry);
-        history.emplace_back();
-        while (std::getline(counts, count, ','))
-          history.back().push_back(std::stoll(count));
-      }
-      moe_[l]->setLoadHistory(std::move(history));
-    }
-    for (int l = 0; l < config_.layers; ++l) {
-      ExpertShards &experts = moe_[l]->experts();
-      std::string prefix = "layer" + std::to_string(l) + ".experts";
-      copyInto(shards, prefix, experts.allParams(), mine);
-      copyInto(shards, prefix + ".adam_m", experts.firstMoments(), mine);
-      copyInto(shards, prefix + ".adam_v", experts.secondMoments(), mine);
-    }
-  } else {
-    // Re-shard: assemble every expert from the old ranks' shards and cut
-    // this rank's. The load history counted per old rank is dropped.
-    std::vector<TensorMap> old;
-    for (int rank = 0; rank < savedRanks; ++rank)
-      old.push_back(readSafetensors(file(rank), nullptr));
-    for (int l = 0; l < config_.layers; ++l) {
-      ExpertShards &experts = moe_[l]->experts();
-      std::int64_t P = experts.shape().parameters();
-      std::int64_t E = experts.numExperts();
-      std::int64_t oldShard = (P + savedRanks - 1) / savedRanks;
-      std::string prefix = "layer" + std::to_string(l) + ".experts";
-      std::vector<std::vector<float>> full(3, std::vector<float>(E * P));
-      const char *suffixes[] = {"", ".adam_m", ".adam_v"};
-      for (int part = 0; part < 3; ++part)
-        for (int rank = 0; rank < savedRanks; ++rank) {
-          std::vector<float> piece(E * oldShard);
-          copyInto(old[rank], prefix + suffixes[part], piece, file(rank));
-          std::int64_t begin = rank * oldShard;
-          std::int64_t end = std::min(begin + oldShard, P);
-          for (std::int64_t e = 0; e < E; ++e)
-            for (std::int64_t i = begin; i < end; ++i)
-              full[part][e * P + i] = piece[e * oldShard + i - begin];
-        }
-      experts.loadFull(full[0], where);
-      experts.loadFullMoments(full[1], full[2], where);
-      moe_[l]->setLoadHistory({});
-    }
-    shards = std::move(old[0]);
-  }
-  std::string first = file(0);
-  // Replicated state is stored once, by rank 0.
-  TensorMap replicated = (comm_.rank() == 0 || savedRanks != comm_.size())
-                             ? std::move(shards)
-                             : readSafetensors(first, nullptr);
-  copyInto(replicated, "dense", dense_, first);
-  copyInto(replicated, "dense.adam_m", denseM_, first);
-  copyInto(replicated, "dense.adam_v", denseV_, first);
-  for (int l = 0; l < config_.layers; ++l) {
-    std::string prefix = "layer" + std::to_string(l) + ".gate";
-    copyInto(replicated, prefix, moe_[l]->gate(), first);
-    copyInto(replicated, prefix + ".adam_m", moe_[l]->gateFirstMoment(),
-             first);
-    copyInto(replicated, prefix + ".adam_v", moe_[l]->gateSecondMoment(),
-             first);
-  }
-  comm_.barrier();
-  return step;
 }

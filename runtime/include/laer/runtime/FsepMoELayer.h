@@ -75,6 +75,9 @@ public:
   std::vector<float> backward(std::span<const float> dOut);
 
   void zeroGrads();
+  /// Multiplies the expert-shard and gate gradients by `factor` (1/N turns
+  /// the sum over data-parallel ranks into their mean).
+  void scaleGrads(float factor);
   void applyAdamW(const AdamWConfig &config, long step);
 
   const Plan &lastPlan() const { return plan_; }

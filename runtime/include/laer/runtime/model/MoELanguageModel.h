@@ -14,6 +14,7 @@
 
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/model/TrainingState.h"
 
 #include <memory>
 #include <string>
@@ -37,13 +38,8 @@ struct LanguageModelConfig {
   int historyWindow = 0;
 };
 
-struct StepResult {
-  double loss = 0; // mean over every token of every rank
-  /// Per MoE layer: max over mean expert rows per rank of this step.
-  std::vector<double> maxOverMean;
-};
 
-class MoELanguageModel {
+class MoELanguageModel : public Trainable {
 public:
   MoELanguageModel(Communicator &comm, const LanguageModelConfig &config,
                    std::uint64_t seed);
@@ -52,45 +48,37 @@ public:
   /// sequences of `config.sequence` tokens).
   StepResult trainStep(std::span<const std::int32_t> ids,
                        std::span<const std::int32_t> targets, long step,
-                       RelayoutHook &hook, const AdamWConfig &adamw);
+                       RelayoutHook &hook, const AdamWConfig &adamw) override;
 
-  /// Every parameter, full: dense ones, then each layer's experts
-  /// (collective).
-  std::vector<float> gatherParameters();
-
-  /// Writes this rank's part of the training state after `step` into
-  /// `directory` (collective): `rank<r>.safetensors` with the rank's expert
-  /// shards and their AdamW moments, rank 0 also the replicated dense and
-  /// gate parameters with theirs, and `index.json`. The directory is
-  /// written under a temporary name and renamed when every rank is done, so
-  /// a crash never leaves a half-written checkpoint.
-  void saveCheckpoint(const std::string &directory, long step);
-  /// Loads a checkpoint written by `saveCheckpoint` for the same model
-  /// configuration; returns the step it was written after. Written by
-  /// another number of ranks, the expert shards and their moments are
-  /// re-cut for this run (the planner's per-rank load history is dropped).
-  long loadCheckpoint(const std::string &directory);
+  /// Parameters, moments and MoE layers; saves and loads checkpoints.
+  TrainingState &state() override { return state_; }
+  std::vector<float> gatherParameters() { return state_.gatherParameters(); }
+  void saveCheckpoint(const std::string &directory, long step) {
+    state_.save(directory, step);
+  }
+  long loadCheckpoint(const std::string &directory) {
+    return state_.load(directory);
+  }
   const LanguageModelConfig &config() const { return config_; }
-  std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return moe_; }
+  std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return state_.moe; }
 
 private:
   struct LayerOffsets {
     std::size_t norm1, wq, wk, wv, wo, norm2;
   };
   std::span<float> param(std::size_t offset, std::size_t size) {
-    return std::span<float>(dense_).subspan(offset, size);
+    return std::span<float>(state_.dense).subspan(offset, size);
   }
   std::span<float> grad(std::size_t offset, std::size_t size) {
-    return std::span<float>(denseGrad_).subspan(offset, size);
+    return std::span<float>(state_.denseGrad).subspan(offset, size);
   }
 
   Communicator &comm_;
   LanguageModelConfig config_;
   cpu::AttentionShape attention_;
-  std::vector<float> dense_, denseGrad_, denseM_, denseV_;
   std::size_t embed_ = 0, finalNorm_ = 0, head_ = 0;
   std::vector<LayerOffsets> layers_;
-  std::vector<std::unique_ptr<FsepMoELayer>> moe_;
+  TrainingState state_;
 };
 
 } // namespace laer::rt

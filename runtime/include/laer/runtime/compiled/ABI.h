@@ -1,0 +1,102 @@
+//===- ABI.h - the C ABI compiled training programs call --------*- C++ -*-===//
+//
+// laer-compile lowers dense, moe and collective ops to calls of these
+// functions (declared in the IR with `llvm.emit_c_interface`, hence the
+// `_mlir_ciface_` prefix; memrefs arrive as pointers to descriptors).
+// `ctx` is the CompiledModel running the step. Every function checks the
+// shapes it is given and fails naming the rank, layer and step.
+// The op semantics are those of the dense and moe dialects (docs/Dialects);
+// gradient functions recompute what their forward would have saved, as the
+// *_grad ops take the forward's inputs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_COMPILED_ABI_H
+#define LAER_RUNTIME_COMPILED_ABI_H
+
+#include "laer/runtime/compiled/MemRef.h"
+
+#include <cstdint>
+
+namespace laer::rt {
+using F32x0 = MemRef<float, 0>;
+using F32x1 = MemRef<float, 1>;
+using F32x2 = MemRef<float, 2>;
+using I32x1 = MemRef<std::int32_t, 1>;
+} // namespace laer::rt
+
+extern "C" {
+using namespace laer::rt;
+
+// Declarations (laer_model_declare).
+void _mlir_ciface_laerrt_declare_model(void *ctx, std::int64_t vocab,
+                                       std::int64_t sequence);
+/// A dense parameter of rank 1 (`d1` = 0) or 2; `fanIn` 0 initialises it to
+/// one, otherwise uniform in +-1/sqrt(fanIn).
+void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
+                                       std::int64_t d0, std::int64_t d1,
+                                       std::int64_t fanIn);
+/// `score`: 0 softmax, 1 sigmoid; `activation`: 0 silu, 1 gelu, 2 relu.
+void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
+                                     std::int64_t experts,
+                                     std::int64_t hidden, std::int64_t ffn,
+                                     std::int64_t topK, std::int64_t score,
+                                     std::int64_t renormalize,
+                                     std::int64_t activation);
+
+// Parameters: a flat view of dense parameter `index`.
+void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
+                                         std::int64_t index);
+
+// Dense ops.
+void _mlir_ciface_laerrt_embedding(void *ctx, F32x2 *table, I32x1 *ids,
+                                   F32x2 *out);
+void _mlir_ciface_laerrt_embedding_grad(void *ctx, I32x1 *ids, F32x2 *dOut,
+                                        F32x2 *dTable);
+void _mlir_ciface_laerrt_rms_norm(void *ctx, F32x2 *x, F32x1 *weight,
+                                  double epsilon, F32x2 *out);
+void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
+                                       F32x2 *dOut, double epsilon,
+                                       F32x2 *dX, F32x1 *dWeight);
+void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
+                                   F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                   std::int64_t heads, std::int64_t kvHeads,
+                                   std::int64_t sequence, double ropeTheta,
+                                   F32x2 *out);
+void _mlir_ciface_laerrt_attention_grad(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
+    F32x2 *dOut, std::int64_t heads, std::int64_t kvHeads,
+    std::int64_t sequence, double ropeTheta, F32x2 *dX, F32x2 *dWq,
+    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo);
+void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
+                                F32x2 *out);
+void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
+                                     F32x2 *dOut, F32x2 *dX,
+                                     F32x2 *dWeight);
+void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
+                                       I32x1 *targets, F32x0 *loss);
+void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,
+                                            I32x1 *targets, F32x0 *dLoss,
+                                            F32x2 *dLogits);
+
+// MoE layers, executed with FSEP by the runtime (router, relayout hook,
+// parameter restore, dispatch, experts, combine; backward in reverse with
+// the gradient all-to-all). Backward uses the state of the layer's last
+// forward in this step.
+void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer,
+                                     F32x2 *x, F32x2 *out);
+void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
+                                      F32x2 *dOut, F32x2 *dX);
+
+// Data parallelism and the optimizer.
+/// In place: the mean of `grad` over all ranks.
+void _mlir_ciface_laerrt_allreduce_mean(void *ctx, F32x1 *grad);
+/// AdamW on dense parameter `index` with its moments (held by the runtime).
+void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
+                               F32x1 *grad);
+/// Averages the layer's expert and gate gradients over the ranks and steps
+/// its FSEP shards and gate with AdamW.
+void _mlir_ciface_laerrt_moe_update(void *ctx, std::int64_t layer);
+}
+
+#endif // LAER_RUNTIME_COMPILED_ABI_H

@@ -1,0 +1,95 @@
+//===- CompiledModel.h - a training program built by laer-compile -*- C++ -*-===//
+//
+// The runtime side of a compiled training program. laer-compile lowers a
+// model IR to two entry points:
+//   laer_model_declare(ctx)  names every dense parameter (shape, init) and
+//                            every MoE layer (experts, sizes, routing) by
+//                            calling the laerrt_declare_* functions;
+//   laer_train_step(ctx, ids, targets) -> local loss
+//                            forward, backward and the AdamW update, with
+//                            every dense, MoE and collective op a call of
+//                            the laerrt_* C ABI (compiled/ABI.h) on memrefs.
+// CompiledModel is the `ctx` of those calls: it owns the parameters
+// (TrainingState: dense ones replicated, experts FSEP-sharded) and what the
+// current step needs (step number, relayout hook, AdamW settings).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_COMPILED_COMPILEDMODEL_H
+#define LAER_RUNTIME_COMPILED_COMPILEDMODEL_H
+
+#include "laer/runtime/compiled/MemRef.h"
+#include "laer/runtime/model/TrainingState.h"
+
+#include <string>
+#include <vector>
+
+namespace laer::rt {
+
+/// The two functions of a compiled program (C ABI).
+struct CompiledProgram {
+  void (*declare)(void *ctx) = nullptr;
+  float (*step)(void *ctx, MemRef<std::int32_t, 1> *ids,
+                MemRef<std::int32_t, 1> *targets) = nullptr;
+};
+
+struct CompiledModelOptions {
+  std::uint64_t seed = 1;
+  /// Experts each rank computes; 0 picks ceil(E / N) + 1.
+  int slotsPerRank = 0;
+  int historyWindow = 2;
+};
+
+class CompiledModel : public Trainable {
+public:
+  /// Runs the program's declarations and initialises the parameters
+  /// (deterministically from the seed, the same on every rank count).
+  CompiledModel(Communicator &comm, CompiledProgram program,
+                const CompiledModelOptions &options);
+
+  StepResult trainStep(std::span<const std::int32_t> ids,
+                       std::span<const std::int32_t> targets, long step,
+                       RelayoutHook &hook, const AdamWConfig &adamw) override;
+  TrainingState &state() override { return state_; }
+
+  std::int64_t vocab() const { return vocab_; }
+  std::int64_t sequence() const { return sequence_; }
+
+  // Called by the laerrt_* ABI.
+  void declareModel(std::int64_t vocab, std::int64_t sequence);
+  void declareDense(std::int64_t index, std::vector<std::int64_t> shape,
+                    std::int64_t fanIn);
+  void declareMoE(std::int64_t layer, const MoELayerConfig &config);
+  /// Dense parameter `index` as a flat span; fails naming the index.
+  std::span<float> denseParameter(std::int64_t index);
+  std::span<float> denseMoment(std::int64_t index, bool second);
+  FsepMoELayer &moeLayer(std::int64_t layer);
+  Communicator &comm() { return state_.comm; }
+  long step() const { return step_; }
+  RelayoutHook &hook();
+  const AdamWConfig &adamw() const;
+  ErrorContext where(int layer = -1) const {
+    return {state_.comm.rank(), layer, step_};
+  }
+
+private:
+  struct DenseDecl {
+    std::vector<std::int64_t> shape;
+    std::int64_t fanIn = 0; // 0: initialised to one (a norm weight)
+    std::size_t offset = 0, size = 0;
+  };
+
+  CompiledModelOptions options_;
+  CompiledProgram program_;
+  TrainingState state_;
+  std::vector<DenseDecl> dense_;
+  std::vector<MoELayerConfig> moeConfigs_;
+  std::int64_t vocab_ = 0, sequence_ = 0;
+  long step_ = -1;
+  RelayoutHook *hook_ = nullptr;
+  const AdamWConfig *adamw_ = nullptr;
+};
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_COMPILED_COMPILEDMODEL_H

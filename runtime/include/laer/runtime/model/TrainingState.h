@@ -1,0 +1,77 @@
+//===- TrainingState.h - what a training run saves and resumes --*- C++ -*-===//
+//
+// The trainable state of a MoE model on one rank: the replicated dense
+// parameters in one flat buffer with their gradients and AdamW moments, and
+// the FSEP MoE layers (expert shards, gate, moments, planner load history).
+// Both the hand-wired MoELanguageModel and compiled training programs keep
+// their state here, so they share one sharded checkpoint format.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_MODEL_TRAININGSTATE_H
+#define LAER_RUNTIME_MODEL_TRAININGSTATE_H
+
+#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/Safetensors.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace laer::rt {
+
+struct TrainingState {
+  /// `identity` names the model (shapes, sizes); a checkpoint loads only
+  /// into a state with the same identity.
+  TrainingState(Communicator &comm, Metadata identity)
+      : comm(comm), identity(std::move(identity)) {}
+
+  /// Sizes the dense buffers (parameters, gradient, moments) to `size`.
+  void resizeDense(std::size_t size);
+  /// Zeroes every gradient (dense and experts).
+  void zeroGrads();
+
+  /// Every parameter, full: dense ones, then each layer's experts and gate
+  /// (collective).
+  std::vector<float> gatherParameters();
+
+  /// Writes this rank's part of the state after `step` into `directory`
+  /// (collective): `rank<r>.safetensors` with the rank's expert shards and
+  /// their AdamW moments, rank 0 also the replicated dense and gate
+  /// parameters with theirs, and `index.json`. Written under a temporary
+  /// name and renamed when every rank is done, so a crash never leaves a
+  /// half-written checkpoint.
+  void save(const std::string &directory, long step);
+  /// Loads a checkpoint written by `save` for the same identity; returns
+  /// the step it was written after. Written by another number of ranks,
+  /// the expert shards and their moments are re-cut for this run (the
+  /// planner's per-rank load history is dropped).
+  long load(const std::string &directory);
+
+  Communicator &comm;
+  Metadata identity;
+  std::vector<float> dense, denseGrad, denseM, denseV;
+  std::vector<std::unique_ptr<FsepMoELayer>> moe;
+};
+
+struct StepResult {
+  double loss = 0; // mean over every token of every rank
+  /// Per MoE layer: max over mean expert rows per rank of this step.
+  std::vector<double> maxOverMean;
+};
+
+/// A model the training loop can drive: one step of forward, backward and
+/// AdamW on this rank's batch, and the state checkpoints save.
+class Trainable {
+public:
+  virtual ~Trainable() = default;
+  virtual StepResult trainStep(std::span<const std::int32_t> ids,
+                               std::span<const std::int32_t> targets,
+                               long step, RelayoutHook &hook,
+                               const AdamWConfig &adamw) = 0;
+  virtual TrainingState &state() = 0;
+};
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_MODEL_TRAININGSTATE_H

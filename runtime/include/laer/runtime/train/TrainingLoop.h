@@ -1,0 +1,59 @@
+//===- TrainingLoop.h - the loop every training binary runs -----*- C++ -*-===//
+//
+// Command-line options, data, planner, logging (loss, tokens/s, per-layer
+// max/mean rank load, planner time, a progress bar on a terminal),
+// sharded checkpoints with resume, and traces: shared by laer-train (the
+// hand-wired model) and the binaries laer-compile links (compiled models).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_RUNTIME_TRAIN_TRAININGLOOP_H
+#define LAER_RUNTIME_TRAIN_TRAININGLOOP_H
+
+#include "laer/runtime/Communicator.h"
+#include "laer/runtime/model/TextData.h"
+#include "laer/runtime/model/TrainingState.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace laer::rt {
+
+struct TrainOptions {
+  std::vector<std::string> data;
+  std::string suffix = ".py", planner = "laer+";
+  long maxBytes = 4000000, steps = 200, logEvery = 10;
+  std::string checkpointDir, trace, tokens;
+  long vocab = 256;
+  long checkpointEvery = 50, crashAtStep = -1;
+  /// Re-plan every K steps; in between the last plan is kept.
+  long replanEvery = 1;
+  bool resume = false, progress = true;
+  int batch = 16, history = 2, slots = 0;
+  /// Tokens per sequence; 0: the model's (64 for laer-train).
+  int sequence = 0;
+  float lr = 3e-3f;
+  std::uint64_t seed = 1;
+};
+
+/// The option text of `--help`.
+std::string trainUsage(const std::string &program);
+/// Parses the options; exits on --help, fails on a bad option.
+TrainOptions parseTrainOptions(int argc, char **argv,
+                               const std::string &program);
+/// Reads --data or --tokens.
+TextData loadTrainingData(const TrainOptions &options);
+/// Experts each rank computes: --slots, or ceil(E / N) + 1 so hot experts
+/// can have replicas.
+int slotsPerRank(const TrainOptions &options, int experts, int ranks);
+
+/// Trains `model` for the options' steps (collective); `banner` is printed
+/// by rank 0 first.
+void runTraining(Communicator &comm, const TrainOptions &options,
+                 const TextData &data, Trainable &model,
+                 const std::string &banner);
+
+} // namespace laer::rt
+
+#endif // LAER_RUNTIME_TRAIN_TRAININGLOOP_H

@@ -1,0 +1,325 @@
+//===- ABI.cpp - the C ABI compiled training programs call ----------------===//
+
+#include "laer/runtime/compiled/ABI.h"
+#include "laer/runtime/AdamW.h"
+#include "laer/runtime/compiled/CompiledModel.h"
+#include "laer/runtime/cpu/DenseKernels.h"
+
+#include <algorithm>
+
+using namespace laer::rt;
+using namespace laer::rt::cpu;
+
+namespace {
+
+CompiledModel &model(void *ctx) { return *static_cast<CompiledModel *>(ctx); }
+
+/// Checks that `ref` is dense with the given sizes (-1: any) and returns
+/// its elements.
+template <typename T, int Rank>
+std::span<T> check(CompiledModel &m, const char *function, const char *name,
+                   const MemRef<T, Rank> *ref,
+                   std::initializer_list<std::int64_t> sizes, int layer = -1) {
+  if (!ref || !ref->aligned)
+    fail(m.where(layer), function, ": ", name, " is null");
+  int i = 0;
+  for (std::int64_t size : sizes) {
+    if (size >= 0 && ref->sizes[i] != size)
+      fail(m.where(layer), function, ": ", name, " has size ", ref->sizes[i],
+           " in dimension ", i, ", expected ", size);
+    ++i;
+  }
+  if (!ref->contiguous())
+    fail(m.where(layer), function, ": ", name, " is not dense row-major");
+  return ref->span();
+}
+
+std::span<const float> in(std::span<float> s) { return s; }
+
+} // namespace
+
+extern "C" {
+
+void _mlir_ciface_laerrt_declare_model(void *ctx, std::int64_t vocab,
+                                       std::int64_t sequence) {
+  model(ctx).declareModel(vocab, sequence);
+}
+
+void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
+                                       std::int64_t d0, std::int64_t d1,
+                                       std::int64_t fanIn) {
+  std::vector<std::int64_t> shape{d0};
+  if (d1 != 0)
+    shape.push_back(d1);
+  model(ctx).declareDense(index, std::move(shape), fanIn);
+}
+
+void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
+                                     std::int64_t experts,
+                                     std::int64_t hidden, std::int64_t ffn,
+                                     std::int64_t topK, std::int64_t score,
+                                     std::int64_t renormalize,
+                                     std::int64_t activation) {
+  CompiledModel &m = model(ctx);
+  if (score < 0 || score > 1 || activation < 0 || activation > 2)
+    fail(m.where(static_cast<int>(layer)), "laerrt_declare_moe: score ",
+         score, " / activation ", activation, " is not known");
+  MoELayerConfig config;
+  config.shape = {hidden, ffn};
+  config.numExperts = static_cast<int>(experts);
+  config.topK = static_cast<int>(topK);
+  config.score = static_cast<ScoreFunction>(score);
+  config.renormalize = renormalize != 0;
+  config.activation = static_cast<Activation>(activation);
+  m.declareMoE(layer, config);
+}
+
+void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
+                                         std::int64_t index) {
+  std::span<float> param = model(ctx).denseParameter(index);
+  *result = F32x1{param.data(), param.data(), 0,
+                  {static_cast<std::int64_t>(param.size())}, {1}};
+}
+
+void _mlir_ciface_laerrt_embedding(void *ctx, F32x2 *table, I32x1 *ids,
+                                   F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_embedding";
+  auto t = check(m, f, "table", table, {-1, -1});
+  std::int64_t V = table->sizes[0], H = table->sizes[1];
+  auto i = check(m, f, "ids", ids, {-1});
+  auto o = check(m, f, "output", out, {ids->sizes[0], H});
+  embeddingForward<float>(in(t), i, V, H, o);
+}
+
+void _mlir_ciface_laerrt_embedding_grad(void *ctx, I32x1 *ids, F32x2 *dOut,
+                                        F32x2 *dTable) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_embedding_grad";
+  auto i = check(m, f, "ids", ids, {-1});
+  auto dt = check(m, f, "d_table", dTable, {-1, -1});
+  std::int64_t V = dTable->sizes[0], H = dTable->sizes[1];
+  auto d = check(m, f, "d_output", dOut, {ids->sizes[0], H});
+  std::fill(dt.begin(), dt.end(), 0.0f);
+  embeddingBackward<float>(i, in(d), V, H, dt);
+}
+
+void _mlir_ciface_laerrt_rms_norm(void *ctx, F32x2 *x, F32x1 *weight,
+                                  double epsilon, F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_rms_norm";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], H = x->sizes[1];
+  auto w = check(m, f, "weight", weight, {H});
+  auto o = check(m, f, "output", out, {T, H});
+  std::vector<float> invRms(T);
+  rmsNormForward<float>(in(xs), in(w), T, H, epsilon, o, invRms);
+}
+
+void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
+                                       F32x2 *dOut, double epsilon,
+                                       F32x2 *dX, F32x1 *dWeight) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_rms_norm_grad";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], H = x->sizes[1];
+  auto w = check(m, f, "weight", weight, {H});
+  auto d = check(m, f, "d_output", dOut, {T, H});
+  auto dx = check(m, f, "d_input", dX, {T, H});
+  auto dw = check(m, f, "d_weight", dWeight, {H});
+  std::vector<float> invRms(T), scratch(T * H);
+  rmsNormForward<float>(in(xs), in(w), T, H, epsilon, scratch, invRms);
+  std::fill(dw.begin(), dw.end(), 0.0f);
+  rmsNormBackward<float>(in(xs), in(w), invRms, in(d), T, H, dx, dw);
+}
+
+namespace {
+
+AttentionShape attentionShape(CompiledModel &m, const char *f, F32x2 *x,
+                              F32x2 *wk, std::int64_t heads,
+                              std::int64_t kvHeads, std::int64_t sequence,
+                              double ropeTheta) {
+  AttentionShape shape;
+  shape.tokens = x->sizes[0];
+  shape.hidden = x->sizes[1];
+  shape.heads = heads;
+  shape.kvHeads = kvHeads;
+  shape.sequenceLength = sequence;
+  shape.ropeTheta = ropeTheta;
+  if (heads <= 0 || kvHeads <= 0 || sequence <= 0 ||
+      shape.hidden % heads != 0 || heads % kvHeads != 0 ||
+      shape.tokens % sequence != 0 || wk->sizes[1] != shape.kvWidth())
+    fail(m.where(), f, ": ", heads, " heads, ", kvHeads, " KV heads, ",
+         shape.tokens, " tokens in sequences of ", sequence, ", hidden ",
+         shape.hidden, " and K projection width ", wk->sizes[1],
+         " do not fit together");
+  return shape;
+}
+
+} // namespace
+
+void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
+                                   F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                   std::int64_t heads, std::int64_t kvHeads,
+                                   std::int64_t sequence, double ropeTheta,
+                                   F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_attention";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], H = x->sizes[1];
+  auto k = check(m, f, "wk", wk, {H, -1});
+  AttentionShape shape =
+      attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
+  std::int64_t kv = shape.kvWidth();
+  auto q = check(m, f, "wq", wq, {H, H});
+  auto v = check(m, f, "wv", wv, {H, kv});
+  auto o = check(m, f, "wo", wo, {H, H});
+  auto y = check(m, f, "output", out, {T, H});
+  AttentionSaved<float> saved;
+  attentionForward<float>(in(xs), in(q), in(k), in(v), in(o), shape, y,
+                          saved);
+}
+
+void _mlir_ciface_laerrt_attention_grad(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
+    F32x2 *dOut, std::int64_t heads, std::int64_t kvHeads,
+    std::int64_t sequence, double ropeTheta, F32x2 *dX, F32x2 *dWq,
+    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_attention_grad";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], H = x->sizes[1];
+  auto k = check(m, f, "wk", wk, {H, -1});
+  AttentionShape shape =
+      attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
+  std::int64_t kv = shape.kvWidth();
+  auto q = check(m, f, "wq", wq, {H, H});
+  auto v = check(m, f, "wv", wv, {H, kv});
+  auto o = check(m, f, "wo", wo, {H, H});
+  auto d = check(m, f, "d_output", dOut, {T, H});
+  auto dx = check(m, f, "d_input", dX, {T, H});
+  auto dq = check(m, f, "d_wq", dWq, {H, H});
+  auto dk = check(m, f, "d_wk", dWk, {H, kv});
+  auto dv = check(m, f, "d_wv", dWv, {H, kv});
+  auto dout = check(m, f, "d_wo", dWo, {H, H});
+  AttentionSaved<float> saved;
+  std::vector<float> y(T * H);
+  attentionForward<float>(in(xs), in(q), in(k), in(v), in(o), shape, y,
+                          saved);
+  for (std::span<float> g : {dq, dk, dv, dout})
+    std::fill(g.begin(), g.end(), 0.0f);
+  attentionBackward<float>(in(xs), in(q), in(k), in(v), in(o), shape, saved,
+                           in(d), dx, dq, dk, dv, dout);
+}
+
+void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
+                                F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_linear";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], K = x->sizes[1];
+  auto w = check(m, f, "weight", weight, {K, -1});
+  std::int64_t N = weight->sizes[1];
+  auto y = check(m, f, "output", out, {T, N});
+  gemmT<float>(false, false, T, N, K, 1, xs.data(), w.data(), 0, y.data());
+}
+
+void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
+                                     F32x2 *dOut, F32x2 *dX,
+                                     F32x2 *dWeight) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_linear_grad";
+  auto xs = check(m, f, "input", x, {-1, -1});
+  std::int64_t T = x->sizes[0], K = x->sizes[1];
+  auto w = check(m, f, "weight", weight, {K, -1});
+  std::int64_t N = weight->sizes[1];
+  auto d = check(m, f, "d_output", dOut, {T, N});
+  auto dx = check(m, f, "d_input", dX, {T, K});
+  auto dw = check(m, f, "d_weight", dWeight, {K, N});
+  gemmT<float>(true, false, K, N, T, 1, xs.data(), d.data(), 0, dw.data());
+  gemmT<float>(false, true, T, K, N, 1, d.data(), w.data(), 0, dx.data());
+}
+
+void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
+                                       I32x1 *targets, F32x0 *loss) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_cross_entropy";
+  auto l = check(m, f, "logits", logits, {-1, -1});
+  std::int64_t T = logits->sizes[0], V = logits->sizes[1];
+  auto t = check(m, f, "targets", targets, {T});
+  std::vector<float> probs(T * V);
+  loss->value() = crossEntropyForward<float>(in(l), t, T, V, probs);
+}
+
+void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,
+                                            I32x1 *targets, F32x0 *dLoss,
+                                            F32x2 *dLogits) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_cross_entropy_grad";
+  auto l = check(m, f, "logits", logits, {-1, -1});
+  std::int64_t T = logits->sizes[0], V = logits->sizes[1];
+  auto t = check(m, f, "targets", targets, {T});
+  auto dl = check(m, f, "d_logits", dLogits, {T, V});
+  std::vector<float> probs(T * V);
+  crossEntropyForward<float>(in(l), t, T, V, probs);
+  crossEntropyBackward<float>(probs, t, T, V, dLoss->value(), dl);
+}
+
+void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer, F32x2 *x,
+                                     F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_moe_forward";
+  FsepMoELayer &moe = m.moeLayer(layer);
+  int l = static_cast<int>(layer);
+  std::int64_t H = moe.config().shape.hidden;
+  auto xs = check(m, f, "input", x, {-1, H}, l);
+  auto y = check(m, f, "output", out, {x->sizes[0], H}, l);
+  std::vector<float> result = moe.forward(in(xs), m.step(), m.hook());
+  std::copy(result.begin(), result.end(), y.begin());
+}
+
+void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
+                                      F32x2 *dOut, F32x2 *dX) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_moe_backward";
+  FsepMoELayer &moe = m.moeLayer(layer);
+  int l = static_cast<int>(layer);
+  std::int64_t H = moe.config().shape.hidden;
+  auto d = check(m, f, "d_output", dOut, {-1, H}, l);
+  auto dx = check(m, f, "d_input", dX, {dOut->sizes[0], H}, l);
+  std::vector<float> result = moe.backward(in(d));
+  std::copy(result.begin(), result.end(), dx.begin());
+}
+
+void _mlir_ciface_laerrt_allreduce_mean(void *ctx, F32x1 *grad) {
+  CompiledModel &m = model(ctx);
+  auto g = check(m, "laerrt_allreduce_mean", "gradient", grad, {-1});
+  m.comm().allReduceSum(g);
+  float scale = 1.0f / static_cast<float>(m.comm().size());
+  for (float &value : g)
+    value *= scale;
+}
+
+void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
+                               F32x1 *grad) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_adamw";
+  std::span<float> owned = m.denseParameter(index);
+  auto p = check(m, f, "parameter", param,
+                 {static_cast<std::int64_t>(owned.size())});
+  if (p.data() != owned.data())
+    fail(m.where(), f, ": parameter ", index,
+         " is not the runtime's buffer for it");
+  auto g = check(m, f, "gradient", grad, {param->sizes[0]});
+  adamwStep(p, in(g), m.denseMoment(index, false), m.denseMoment(index, true),
+            m.adamw(), m.step() + 1);
+}
+
+void _mlir_ciface_laerrt_moe_update(void *ctx, std::int64_t layer) {
+  CompiledModel &m = model(ctx);
+  FsepMoELayer &moe = m.moeLayer(layer);
+  moe.scaleGrads(1.0f / static_cast<float>(m.comm().size()));
+  moe.applyAdamW(m.adamw(), m.step() + 1);
+}
+
+} // extern "C"

@@ -1,0 +1,180 @@
+//===- CompiledModel.cpp - a training program built by laer-compile -------===//
+
+#include "laer/runtime/compiled/CompiledModel.h"
+
+#include <cmath>
+
+using namespace laer::rt;
+
+CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
+                             const CompiledModelOptions &options)
+    : options_(options), program_(program), state_(comm, {}) {
+  if (!program.declare || !program.step)
+    fail({comm.rank(), -1, -1}, "compiled program lacks its entry points");
+  program.declare(this);
+  if (sequence_ <= 0 || vocab_ <= 0)
+    fail(where(), "compiled program declared no model (vocabulary ",
+         vocab_, ", sequence length ", sequence_, ")");
+  for (std::size_t i = 0; i < dense_.size(); ++i)
+    if (dense_[i].shape.empty())
+      fail(where(), "compiled program never declared dense parameter ", i);
+
+  // Dense parameters in one buffer in declaration order: norms start at
+  // one, matrices uniform with a 1/sqrt(fan-in) scale, from the seed - the
+  // initialisation MoELanguageModel uses, so the two can be compared.
+  std::size_t offset = 0;
+  for (DenseDecl &decl : dense_) {
+    decl.offset = offset;
+    decl.size = 1;
+    for (std::int64_t d : decl.shape)
+      decl.size *= static_cast<std::size_t>(d);
+    offset += decl.size;
+  }
+  state_.resizeDense(offset);
+  for (const DenseDecl &decl : dense_) {
+    double scale = decl.fanIn ? 1.0 / std::sqrt(double(decl.fanIn)) : 0.0;
+    for (std::size_t i = decl.offset; i < decl.offset + decl.size; ++i)
+      state_.dense[i] =
+          decl.fanIn ? static_cast<float>(
+                           scale * (2.0 * uniformAt(options.seed, 1ull << 44,
+                                                    i) - 1.0))
+                     : 1.0f;
+  }
+  Metadata &identity = state_.identity;
+  identity["vocab"] = std::to_string(vocab_);
+  identity["dense_parameters"] = std::to_string(offset);
+  identity["layers"] = std::to_string(moeConfigs_.size());
+  for (std::size_t l = 0; l < moeConfigs_.size(); ++l) {
+    MoELayerConfig config = moeConfigs_[l];
+    if (config.numExperts == 0)
+      fail(where(static_cast<int>(l)),
+           "compiled program never declared MoE layer ", l);
+    config.slotsPerRank =
+        options.slotsPerRank > 0
+            ? options.slotsPerRank
+            : (config.numExperts + comm.size() - 1) / comm.size() + 1;
+    config.historyWindow = options.historyWindow;
+    auto layer = std::make_unique<FsepMoELayer>(comm, config,
+                                                static_cast<int>(l));
+    layer->initialize(options.seed + 1000 + l,
+                      static_cast<float>(
+                          1.0 / std::sqrt(double(config.shape.hidden))),
+                      0.5f);
+    state_.moe.push_back(std::move(layer));
+    std::string prefix = "layer" + std::to_string(l) + ".";
+    identity[prefix + "experts"] = std::to_string(config.numExperts);
+    identity[prefix + "hidden"] = std::to_string(config.shape.hidden);
+    identity[prefix + "ffn"] = std::to_string(config.shape.ffn);
+  }
+}
+
+void CompiledModel::declareModel(std::int64_t vocab, std::int64_t sequence) {
+  if (vocab <= 0 || sequence <= 0)
+    fail(where(), "laerrt_declare_model: vocabulary ", vocab,
+         " and sequence length ", sequence, " must be positive");
+  vocab_ = vocab;
+  sequence_ = sequence;
+}
+
+void CompiledModel::declareDense(std::int64_t index,
+                                 std::vector<std::int64_t> shape,
+                                 std::int64_t fanIn) {
+  if (index < 0 || index > 1000000)
+    fail(where(), "laerrt_declare_dense: bad parameter index ", index);
+  for (std::int64_t d : shape)
+    if (d <= 0)
+      fail(where(), "laerrt_declare_dense: parameter ", index,
+           " has a dimension of ", d);
+  if (static_cast<std::size_t>(index) >= dense_.size())
+    dense_.resize(index + 1);
+  dense_[index].shape = std::move(shape);
+  dense_[index].fanIn = fanIn;
+}
+
+void CompiledModel::declareMoE(std::int64_t layer,
+                               const MoELayerConfig &config) {
+  if (layer < 0 || layer > 100000)
+    fail(where(), "laerrt_declare_moe: bad layer index ", layer);
+  if (config.numExperts <= 0 || config.topK <= 0 ||
+      config.topK > config.numExperts || config.shape.hidden <= 0 ||
+      config.shape.ffn <= 0)
+    fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ",
+         config.numExperts, " experts, top-", config.topK, ", hidden ",
+         config.shape.hidden, ", ffn ", config.shape.ffn,
+         " is not a MoE layer");
+  if (static_cast<std::size_t>(layer) >= moeConfigs_.size())
+    moeConfigs_.resize(layer + 1, MoELayerConfig{{0, 0}, 0});
+  moeConfigs_[layer] = config;
+}
+
+std::span<float> CompiledModel::denseParameter(std::int64_t index) {
+  if (index < 0 || static_cast<std::size_t>(index) >= dense_.size())
+    fail(where(), "no dense parameter ", index, " (the program declared ",
+         dense_.size(), ")");
+  return std::span<float>(state_.dense)
+      .subspan(dense_[index].offset, dense_[index].size);
+}
+
+std::span<float> CompiledModel::denseMoment(std::int64_t index,
+                                            bool second) {
+  denseParameter(index); // validates
+  return std::span<float>(second ? state_.denseV : state_.denseM)
+      .subspan(dense_[index].offset, dense_[index].size);
+}
+
+FsepMoELayer &CompiledModel::moeLayer(std::int64_t layer) {
+  if (layer < 0 || static_cast<std::size_t>(layer) >= state_.moe.size())
+    fail(where(), "no MoE layer ", layer, " (the program declared ",
+         state_.moe.size(), ")");
+  return *state_.moe[layer];
+}
+
+RelayoutHook &CompiledModel::hook() {
+  if (!hook_)
+    fail(where(), "an MoE layer ran outside a training step");
+  return *hook_;
+}
+
+const AdamWConfig &CompiledModel::adamw() const {
+  if (!adamw_)
+    fail(where(), "an optimizer update ran outside a training step");
+  return *adamw_;
+}
+
+StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
+                                    std::span<const std::int32_t> targets,
+                                    long step, RelayoutHook &hook,
+                                    const AdamWConfig &adamw) {
+  step_ = step;
+  if (ids.size() != targets.size() || ids.empty() ||
+      static_cast<std::int64_t>(ids.size()) % sequence_ != 0)
+    fail(where(), "training batch has ", ids.size(), " ids and ",
+         targets.size(), " targets; both must be whole sequences of ",
+         sequence_, " (the compiled model's sequence length)");
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab_ || targets[i] < 0 ||
+        targets[i] >= vocab_)
+      fail(where(), "token ", i, " (id ", ids[i], ", target ", targets[i],
+           ") is outside the compiled model's vocabulary of ", vocab_);
+  state_.zeroGrads();
+  hook_ = &hook;
+  adamw_ = &adamw;
+  auto memref = [](std::span<const std::int32_t> data) {
+    auto *pointer = const_cast<std::int32_t *>(data.data());
+    return MemRef<std::int32_t, 1>{pointer, pointer, 0,
+                                   {static_cast<std::int64_t>(data.size())},
+                                   {1}};
+  };
+  MemRef<std::int32_t, 1> idsRef = memref(ids), targetsRef = memref(targets);
+  double loss = program_.step(this, &idsRef, &targetsRef);
+  hook_ = nullptr;
+  adamw_ = nullptr;
+  Communicator &comm = state_.comm;
+  comm.allReduceSum(std::span<double>(&loss, 1));
+  StepResult result;
+  result.loss = loss / comm.size();
+  for (auto &layer : state_.moe)
+    result.maxOverMean.push_back(
+        maxOverMeanRows(rowsPerRank(layer->lastPlan())));
+  return result;
+}

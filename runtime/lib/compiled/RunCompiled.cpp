@@ -1,0 +1,48 @@
+//===- RunCompiled.cpp - main of a binary laer-compile links --------------===//
+
+#include "laer/runtime/compiled/RunCompiled.h"
+#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/train/TrainingLoop.h"
+
+#include <cstdio>
+#include <filesystem>
+
+using namespace laer::rt;
+
+int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
+  MpiRuntime mpi(&argc, &argv);
+  std::string name = std::filesystem::path(argv[0]).filename().string();
+  try {
+    TrainOptions options = parseTrainOptions(argc, argv, name);
+    MpiCommunicator comm;
+    TextData data = loadTrainingData(options);
+    CompiledModelOptions modelOptions;
+    modelOptions.seed = options.seed;
+    modelOptions.slotsPerRank = options.slots;
+    modelOptions.historyWindow = options.history;
+    CompiledModel model(comm, program, modelOptions);
+    if (options.sequence != 0 && options.sequence != model.sequence())
+      fail({comm.rank(), -1, -1}, "--sequence ", options.sequence,
+           " differs from the compiled model's sequence length ",
+           model.sequence());
+    options.sequence = static_cast<int>(model.sequence());
+    if (data.vocab() > model.vocab())
+      fail({comm.rank(), -1, -1}, "the data's vocabulary of ", data.vocab(),
+           " does not fit the compiled model's ", model.vocab());
+    const MoELayerConfig &moe = model.state().moe.front()->config();
+    char banner[320];
+    std::snprintf(banner, sizeof banner,
+                  "%s (compiled): %d ranks, %lld tokens, planner %s, %zu MoE "
+                  "layers x %d experts (top-%d), %d slots per rank, batch %d "
+                  "x %d tokens",
+                  name.c_str(), comm.size(),
+                  static_cast<long long>(data.size()),
+                  options.planner.c_str(), model.state().moe.size(),
+                  moe.numExperts, moe.topK, moe.slotsPerRank, options.batch,
+                  options.sequence);
+    runTraining(comm, options, data, model, banner);
+  } catch (const std::exception &error) {
+    MpiRuntime::abortJob(error.what());
+  }
+  return 0;
+}

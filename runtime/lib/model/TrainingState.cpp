@@ -1,0 +1,249 @@
+//===- TrainingState.cpp - what a training run saves and resumes ----------===//
+
+#include "laer/runtime/model/TrainingState.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace laer::rt;
+
+void TrainingState::resizeDense(std::size_t size) {
+  dense.assign(size, 0.0f);
+  denseGrad.assign(size, 0.0f);
+  denseM.assign(size, 0.0f);
+  denseV.assign(size, 0.0f);
+}
+
+void TrainingState::zeroGrads() {
+  std::fill(denseGrad.begin(), denseGrad.end(), 0.0f);
+  for (auto &layer : moe)
+    layer->zeroGrads();
+}
+
+std::vector<float> TrainingState::gatherParameters() {
+  std::vector<float> all = dense;
+  for (auto &layer : moe) {
+    std::vector<float> experts = layer->experts().gatherFullParams(comm);
+    all.insert(all.end(), experts.begin(), experts.end());
+    all.insert(all.end(), layer->gate().begin(), layer->gate().end());
+  }
+  return all;
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoints
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr const char *kFormat = "laer-checkpoint-1";
+
+Float32Tensor tensorOf(std::span<const float> data,
+                       std::vector<std::int64_t> shape) {
+  return Float32Tensor{std::move(shape),
+                       std::vector<float>(data.begin(), data.end())};
+}
+
+/// The identity plus what says which run wrote a checkpoint.
+Metadata describe(const Metadata &identity, int ranks, long step) {
+  Metadata metadata = identity;
+  metadata["format"] = kFormat;
+  metadata["step"] = std::to_string(step);
+  metadata["ranks"] = std::to_string(ranks);
+  return metadata;
+}
+
+void copyInto(const TensorMap &tensors, const std::string &name,
+              std::span<float> target, const std::string &file) {
+  auto it = tensors.find(name);
+  if (it == tensors.end())
+    fail({}, "checkpoint file '", file, "' has no tensor '", name, "'");
+  if (it->second.data.size() != target.size())
+    fail({}, "checkpoint tensor '", name, "' in '", file, "' has ",
+         it->second.data.size(), " elements; this model expects ",
+         target.size());
+  std::copy(it->second.data.begin(), it->second.data.end(), target.begin());
+}
+
+} // namespace
+
+void TrainingState::save(const std::string &directory,
+                                      long step) {
+  namespace fs = std::filesystem;
+  std::string staging = directory + ".tmp";
+  ErrorContext where{comm.rank(), -1, step};
+  if (comm.rank() == 0) {
+    std::error_code error;
+    fs::remove_all(staging, error);
+    if (!fs::create_directories(staging, error))
+      fail(where, "cannot create checkpoint directory '", staging, "'");
+  }
+  comm.barrier();
+
+  TensorMap tensors;
+  for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+    ExpertShards &shards = moe[l]->experts();
+    std::vector<std::int64_t> shape = {shards.numExperts(),
+                                       shards.shardSize()};
+    std::string prefix = "layer" + std::to_string(l) + ".experts";
+    tensors[prefix] = tensorOf(shards.allParams(), shape);
+    tensors[prefix + ".adam_m"] = tensorOf(shards.firstMoments(), shape);
+    tensors[prefix + ".adam_v"] = tensorOf(shards.secondMoments(), shape);
+  }
+  if (comm.rank() == 0) {
+    auto n = static_cast<std::int64_t>(dense.size());
+    tensors["dense"] = tensorOf(dense, {n});
+    tensors["dense.adam_m"] = tensorOf(denseM, {n});
+    tensors["dense.adam_v"] = tensorOf(denseV, {n});
+    for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+      std::string prefix = "layer" + std::to_string(l) + ".gate";
+      std::vector<std::int64_t> shape = {moe[l]->config().shape.hidden,
+                                        moe[l]->config().numExperts};
+      tensors[prefix] = tensorOf(moe[l]->gate(), shape);
+      tensors[prefix + ".adam_m"] =
+          tensorOf(moe[l]->gateFirstMoment(), shape);
+      tensors[prefix + ".adam_v"] =
+          tensorOf(moe[l]->gateSecondMoment(), shape);
+    }
+  }
+  Metadata metadata = describe(identity, comm.size(), step);
+  metadata["rank"] = std::to_string(comm.rank());
+  // The planner's load history (the same on every rank): steps separated
+  // by ';', counts by ','.
+  for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+    std::string text;
+    for (const std::vector<std::int64_t> &counts : moe[l]->loadHistory()) {
+      if (!text.empty())
+        text += ';';
+      for (std::size_t i = 0; i < counts.size(); ++i)
+        text += (i ? "," : "") + std::to_string(counts[i]);
+    }
+    metadata["layer" + std::to_string(l) + ".load_history"] = text;
+  }
+  writeSafetensors(staging + "/rank" + std::to_string(comm.rank()) +
+                       ".safetensors",
+                   tensors, metadata);
+  comm.barrier();
+  if (comm.rank() == 0) {
+    nlohmann::json index = describe(identity, comm.size(), step);
+    std::vector<std::string> files;
+    for (int rank = 0; rank < comm.size(); ++rank)
+      files.push_back("rank" + std::to_string(rank) + ".safetensors");
+    index["files"] = files;
+    std::ofstream(staging + "/index.json") << index.dump(2) << "\n";
+    std::error_code error;
+    fs::remove_all(directory, error);
+    fs::rename(staging, directory, error);
+    if (error)
+      fail(where, "cannot move checkpoint '", staging, "' to '", directory,
+           "': ", error.message());
+  }
+  comm.barrier();
+}
+
+long TrainingState::load(const std::string &directory) {
+  ErrorContext where{comm.rank(), -1, -1};
+  std::ifstream in(directory + "/index.json");
+  if (!in)
+    fail(where, "no checkpoint at '", directory, "' (index.json missing)");
+  nlohmann::json index = nlohmann::json::parse(in, nullptr, false);
+  if (index.is_discarded() || index.value("format", "") != kFormat)
+    fail(where, "'", directory, "/index.json' is not a ", kFormat, " index");
+  Metadata expected = describe(identity, comm.size(), 0);
+  for (const auto &[key, value] : expected) {
+    if (key == "step" || key == "ranks")
+      continue;
+    std::string found = index.value(key, "");
+    if (found != value)
+      fail(where, "checkpoint '", directory, "' has ", key, " = ", found,
+           " but this model has ", value);
+  }
+  long step = std::stol(index.value("step", "-1"));
+  int savedRanks = std::stoi(index.value("ranks", "0"));
+  if (savedRanks < 1)
+    fail(where, "checkpoint '", directory, "' does not say how many ranks "
+                "wrote it");
+  auto file = [&](int rank) {
+    return directory + "/rank" + std::to_string(rank) + ".safetensors";
+  };
+
+  TensorMap shards;
+  if (savedRanks == comm.size()) {
+    // Same sharding: this rank's file holds exactly its shards, and the
+    // planner history still describes these ranks.
+    std::string mine = file(comm.rank());
+    Metadata metadata;
+    shards = readSafetensors(mine, &metadata);
+    for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+      std::deque<std::vector<std::int64_t>> history;
+      std::stringstream steps(metadata["layer" + std::to_string(l) +
+                                       ".load_history"]);
+      std::string entry, count;
+      while (std::getline(steps, entry, ';')) {
+        std::stringstream counts(entry);
+        history.emplace_back();
+        while (std::getline(counts, count, ','))
+          history.back().push_back(std::stoll(count));
+      }
+      moe[l]->setLoadHistory(std::move(history));
+    }
+    for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+      ExpertShards &experts = moe[l]->experts();
+      std::string prefix = "layer" + std::to_string(l) + ".experts";
+      copyInto(shards, prefix, experts.allParams(), mine);
+      copyInto(shards, prefix + ".adam_m", experts.firstMoments(), mine);
+      copyInto(shards, prefix + ".adam_v", experts.secondMoments(), mine);
+    }
+  } else {
+    // Re-shard: assemble every expert from the old ranks' shards and cut
+    // this rank's. The load history counted per old rank is dropped.
+    std::vector<TensorMap> old;
+    for (int rank = 0; rank < savedRanks; ++rank)
+      old.push_back(readSafetensors(file(rank), nullptr));
+    for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+      ExpertShards &experts = moe[l]->experts();
+      std::int64_t P = experts.shape().parameters();
+      std::int64_t E = experts.numExperts();
+      std::int64_t oldShard = (P + savedRanks - 1) / savedRanks;
+      std::string prefix = "layer" + std::to_string(l) + ".experts";
+      std::vector<std::vector<float>> full(3, std::vector<float>(E * P));
+      const char *suffixes[] = {"", ".adam_m", ".adam_v"};
+      for (int part = 0; part < 3; ++part)
+        for (int rank = 0; rank < savedRanks; ++rank) {
+          std::vector<float> piece(E * oldShard);
+          copyInto(old[rank], prefix + suffixes[part], piece, file(rank));
+          std::int64_t begin = rank * oldShard;
+          std::int64_t end = std::min(begin + oldShard, P);
+          for (std::int64_t e = 0; e < E; ++e)
+            for (std::int64_t i = begin; i < end; ++i)
+              full[part][e * P + i] = piece[e * oldShard + i - begin];
+        }
+      experts.loadFull(full[0], where);
+      experts.loadFullMoments(full[1], full[2], where);
+      moe[l]->setLoadHistory({});
+    }
+    shards = std::move(old[0]);
+  }
+  std::string first = file(0);
+  // Replicated state is stored once, by rank 0.
+  TensorMap replicated = (comm.rank() == 0 || savedRanks != comm.size())
+                             ? std::move(shards)
+                             : readSafetensors(first, nullptr);
+  copyInto(replicated, "dense", dense, first);
+  copyInto(replicated, "dense.adam_m", denseM, first);
+  copyInto(replicated, "dense.adam_v", denseV, first);
+  for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+    std::string prefix = "layer" + std::to_string(l) + ".gate";
+    copyInto(replicated, prefix, moe[l]->gate(), first);
+    copyInto(replicated, prefix + ".adam_m", moe[l]->gateFirstMoment(),
+             first);
+    copyInto(replicated, prefix + ".adam_v", moe[l]->gateSecondMoment(),
+             first);
+  }
+  comm.barrier();
+  return step;
+}

@@ -1,0 +1,298 @@
+//===- TrainingLoop.cpp - the loop every training binary runs -------------===//
+
+#include "laer/runtime/train/TrainingLoop.h"
+#include "laer/planner/Planner.h"
+#include "laer/runtime/Error.h"
+#include "laer/runtime/Trace.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+using namespace laer;
+using namespace laer::rt;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Wraps the planner: re-plans every `every` steps (in between the last
+/// layout is kept and this step's tokens split evenly over its replicas)
+/// and adds up the time spent planning.
+class ReplanningHook : public RelayoutHook {
+public:
+  ReplanningHook(std::unique_ptr<RelayoutHook> inner, long every)
+      : inner_(std::move(inner)), every_(every) {}
+  std::string name() const override { return inner_->name(); }
+  Plan plan(const PlanRequest &request) override {
+    auto start = Clock::now();
+    Plan plan;
+    auto last = layouts_.find(request.layer);
+    if (last != layouts_.end() && request.step % every_ != 0) {
+      plan.layout = last->second;
+      plan.routing = Routing::evenSplit(plan.layout, request.counts);
+    } else {
+      plan = inner_->plan(request);
+      layouts_[request.layer] = plan.layout;
+    }
+    seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    return plan;
+  }
+  /// Planning time since the last call.
+  double takeSeconds() { return std::exchange(seconds_, 0.0); }
+
+private:
+  std::unique_ptr<RelayoutHook> inner_;
+  long every_;
+  std::map<int, Layout> layouts_;
+  double seconds_ = 0;
+};
+
+long number(const std::string &flag, const std::string &value) {
+  try {
+    std::size_t used = 0;
+    long result = std::stol(value, &used);
+    if (used == value.size())
+      return result;
+  } catch (const std::exception &) {
+  }
+  fail({}, "option ", flag, " needs a whole number, got '", value, "'");
+}
+
+/// A one-line progress bar, redrawn in place (only on a terminal).
+void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
+  constexpr int kWidth = 30;
+  int filled = static_cast<int>(kWidth * (step + 1) / steps);
+  std::fprintf(stderr, "\r[%.*s%*s] %ld/%ld loss %.4f %.0f tok/s", filled,
+               "##############################", kWidth - filled, "",
+               step + 1, steps, loss, tokensPerSecond);
+  std::fflush(stderr);
+}
+
+} // namespace
+
+std::string laer::rt::trainUsage(const std::string &program) {
+  return "usage: mpirun -np N " + program + R"( --data PATH [options]
+
+  --data PATH        text file or directory (repeatable), byte-level
+  --tokens FILE      pre-tokenized ids instead: little-endian uint16
+                     (FILE ending in .u16) or uint32 (.u32)
+  --vocab V          vocabulary of --tokens (default 256)
+  --suffix S         file suffix to read in directories (default .py)
+  --max-bytes B      corpus size cap (default 4000000)
+  --steps S          training steps (default 200)
+  --batch B          sequences per global batch (default 16)
+  --sequence L       tokens per sequence (default: the model's; 64 for
+                     laer-train, the IR's sequence_length when compiled)
+  --lr X             AdamW learning rate (default 0.003)
+  --planner P        static | flexmoe | laer | laer+ (default laer+)
+  --replan-every K   re-plan the expert layout every K steps (default 1)
+  --history W        steps of load history for the layout (default 2)
+  --slots C          experts each rank computes (default ceil(E/N) + 1,
+                     so hot experts can have replicas)
+  --seed S           initialisation and data seed (default 1)
+  --checkpoint-dir D write sharded checkpoints (safetensors + index) to
+                     D/step-<n>, and D/latest naming the newest
+  --checkpoint-every K  steps between checkpoints (default 50)
+  --resume           continue from D/latest
+  --crash-at-step S  end every rank abruptly after step S (for tests)
+  --trace FILE       write every rank's phases as Chrome trace / Perfetto
+                     JSON (open in ui.perfetto.dev or chrome://tracing)
+  --log-every K      print every K steps (default 10)
+  --no-progress      no progress bar (it is drawn only on a terminal)
+)";
+}
+
+TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
+                                         const std::string &program) {
+  TrainOptions o;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(trainUsage(program).c_str(), stdout);
+      std::exit(0);
+    }
+    if (flag == "--resume") {
+      o.resume = true;
+      continue;
+    }
+    if (flag == "--no-progress") {
+      o.progress = false;
+      continue;
+    }
+    if (i + 1 >= argc)
+      fail({}, "option ", flag, " needs a value (see --help)");
+    std::string value = argv[++i];
+    if (flag == "--data")
+      o.data.push_back(value);
+    else if (flag == "--suffix")
+      o.suffix = value;
+    else if (flag == "--max-bytes")
+      o.maxBytes = number(flag, value);
+    else if (flag == "--steps")
+      o.steps = number(flag, value);
+    else if (flag == "--batch")
+      o.batch = static_cast<int>(number(flag, value));
+    else if (flag == "--sequence")
+      o.sequence = static_cast<int>(number(flag, value));
+    else if (flag == "--lr")
+      o.lr = std::stof(value);
+    else if (flag == "--planner")
+      o.planner = value;
+    else if (flag == "--replan-every")
+      o.replanEvery = number(flag, value);
+    else if (flag == "--history")
+      o.history = static_cast<int>(number(flag, value));
+    else if (flag == "--slots")
+      o.slots = static_cast<int>(number(flag, value));
+    else if (flag == "--seed")
+      o.seed = static_cast<std::uint64_t>(number(flag, value));
+    else if (flag == "--checkpoint-dir")
+      o.checkpointDir = value;
+    else if (flag == "--checkpoint-every")
+      o.checkpointEvery = number(flag, value);
+    else if (flag == "--tokens")
+      o.tokens = value;
+    else if (flag == "--vocab")
+      o.vocab = number(flag, value);
+    else if (flag == "--trace")
+      o.trace = value;
+    else if (flag == "--crash-at-step")
+      o.crashAtStep = number(flag, value);
+    else if (flag == "--log-every")
+      o.logEvery = number(flag, value);
+    else
+      fail({}, "unknown option ", flag, " (see --help)");
+  }
+  if (o.data.empty() == o.tokens.empty())
+    fail({}, "give either --data or --tokens (see --help)");
+  if (o.resume && o.checkpointDir.empty())
+    fail({}, "--resume needs --checkpoint-dir");
+  if (o.replanEvery < 1 || o.logEvery < 1 || o.checkpointEvery < 1 ||
+      o.batch < 1 || o.sequence < 0)
+    fail({}, "--replan-every, --log-every, --checkpoint-every, --batch and "
+             "--sequence must be at least 1");
+  return o;
+}
+
+TextData laer::rt::loadTrainingData(const TrainOptions &options) {
+  if (options.tokens.empty())
+    return TextData::fromPaths(options.data, options.suffix,
+                               options.maxBytes);
+  int bits = options.tokens.ends_with(".u16")   ? 16
+             : options.tokens.ends_with(".u32") ? 32
+                                                : 0;
+  if (bits == 0)
+    fail({}, "--tokens file must end in .u16 or .u32: '", options.tokens,
+         "'");
+  return TextData::fromTokenFile(options.tokens, bits, options.vocab,
+                                 options.maxBytes);
+}
+
+int laer::rt::slotsPerRank(const TrainOptions &options, int experts,
+                           int ranks) {
+  return options.slots > 0 ? options.slots
+                           : (experts + ranks - 1) / ranks + 1;
+}
+
+void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
+                           const TextData &data, Trainable &model,
+                           const std::string &banner) {
+  TrainingState &state = model.state();
+  if (state.moe.empty())
+    fail({comm.rank(), -1, -1}, "the model has no MoE layer to train");
+  const MoELayerConfig &moe = state.moe.front()->config();
+  planner::LayerSpec layer;
+  layer.hidden = moe.shape.hidden;
+  layer.ffn = moe.shape.ffn;
+  layer.bytesPerElement = 4;
+  layer.recompute = false;
+  ReplanningHook hook(std::make_unique<planner::PlannerHook>(
+                          planner::makePlanner(options.planner),
+                          planner::ClusterSpec::cpuNode(comm.size()), layer),
+                      options.replanEvery);
+  AdamWConfig adamw;
+  adamw.learningRate = options.lr;
+  adamw.weightDecay = 0.01f;
+  bool progress = options.progress && comm.rank() == 0 && isatty(2);
+  if (comm.rank() == 0)
+    std::printf("%s\n", banner.c_str());
+
+  Tracer tracer(comm.rank());
+  if (!options.trace.empty())
+    for (std::size_t l = 0; l < state.moe.size(); ++l)
+      state.moe[l]->times().attach(&tracer, static_cast<int>(l));
+  long first = 0;
+  if (options.resume) {
+    std::ifstream latest(options.checkpointDir + "/latest");
+    std::string name;
+    if (!(latest >> name))
+      fail({comm.rank(), -1, -1}, "--resume: no checkpoint recorded in '",
+           options.checkpointDir, "/latest'");
+    first = state.load(options.checkpointDir + "/" + name) + 1;
+    if (comm.rank() == 0)
+      std::printf("resumed from %s/%s at step %ld\n",
+                  options.checkpointDir.c_str(), name.c_str(), first);
+  }
+  std::vector<std::int32_t> ids, targets;
+  auto start = Clock::now();
+  long tokens = 0;
+  for (long step = first; step < options.steps; ++step) {
+    data.batch(step, options.seed, options.batch, options.sequence,
+               comm.rank(), comm.size(), ids, targets);
+    auto stepStart = Clock::now();
+    StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+    double planSeconds = hook.takeSeconds();
+    if (!options.trace.empty())
+      tracer.record("step " + std::to_string(step), "train", stepStart,
+                    step);
+    tokens += static_cast<long>(options.batch) * options.sequence;
+    double tokensPerSecond =
+        tokens / std::chrono::duration<double>(Clock::now() - start).count();
+    if (comm.rank() == 0 &&
+        (step % options.logEvery == 0 || step + 1 == options.steps)) {
+      if (progress)
+        std::fputs("\r\033[K", stderr);
+      std::printf("step %4ld  loss %.4f  %7.0f tokens/s  plan %.2f ms  "
+                  "max/mean load",
+                  step, result.loss, tokensPerSecond, planSeconds * 1e3);
+      for (double balance : result.maxOverMean)
+        std::printf(" %.2f", balance);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+    if (progress)
+      drawProgress(step, options.steps, result.loss, tokensPerSecond);
+    if (!options.checkpointDir.empty() &&
+        ((step + 1) % options.checkpointEvery == 0 ||
+         step + 1 == options.steps)) {
+      std::string name = "step-" + std::to_string(step);
+      state.save(options.checkpointDir + "/" + name, step);
+      if (comm.rank() == 0) {
+        // Point `latest` at it atomically.
+        std::string staging = options.checkpointDir + "/latest.tmp";
+        std::ofstream(staging) << name << "\n";
+        std::filesystem::rename(staging, options.checkpointDir + "/latest");
+      }
+      comm.barrier();
+    }
+    if (step == options.crashAtStep) {
+      std::fprintf(stderr, "rank %d: crashing after step %ld as asked\n",
+                   comm.rank(), step);
+      std::fflush(nullptr);
+      std::_Exit(9);
+    }
+  }
+  if (progress)
+    std::fputs("\n", stderr);
+  if (!options.trace.empty()) {
+    tracer.write(options.trace, comm);
+    if (comm.rank() == 0)
+      std::printf("trace written to %s\n", options.trace.c_str());
+  }
+}
