@@ -10,6 +10,7 @@
 #include "laer/Dialect/MoE/Transforms/Passes.h"
 #include "laer/Interfaces/GradientOpInterface.h"
 #include "laer/Pipelines/FSEPPipeline.h"
+#include "laer/Pipelines/TrainingProgramPipeline.h"
 #include "laer/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -30,6 +31,7 @@ void laer::registerAllDialects(mlir::DialectRegistry &registry) {
                   mlir::memref::MemRefDialect, mlir::scf::SCFDialect,
                   mlir::tensor::TensorDialect>();
   laer::registerUpstreamGradientModels(registry);
+  laer::registerTrainingProgramDialects(registry);
 }
 
 void laer::registerAllPasses() {
@@ -37,5 +39,6 @@ void laer::registerAllPasses() {
   laer::registerConversionPasses();
   laer::fsep::registerFSEPPasses();
   laer::registerFSEPPipeline();
+  laer::registerTrainingProgramPipeline();
   laer::registerTransformsPasses();
 }

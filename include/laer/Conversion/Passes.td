@@ -47,4 +47,42 @@ def ConvertMoEToFSEP : Pass<"convert-moe-to-fsep", "::mlir::ModuleOp"> {
                            "::mlir::func::FuncDialect"];
 }
 
+def ConvertLAERToRuntime : Pass<"convert-laer-to-runtime", "::mlir::ModuleOp"> {
+  let summary = "Lower a differentiated model to calls of the laer runtime's C ABI";
+  let description = [{
+    Takes the module `laer-autodiff` leaves (the loss function `@f` and
+    `@f_grad`) and builds the two entry points of a compiled training
+    program, on memrefs:
+
+    - `@laer_model_declare(%ctx)` declares the model to the runtime: the
+      vocabulary and sequence length, every dense parameter (shape and
+      initialisation: norm weights start at one, matrices uniform with a
+      1/sqrt(fan-in) scale) and every MoE layer (experts, sizes, routing).
+    - `@laer_train_step(%ctx, %ids, %targets) -> f32` runs `@f_grad` with
+      every `dense` op, `moe.layer` and `moe.layer_grad` a call of a
+      `laerrt_*` function (the runtime executes MoE layers with FSEP and
+      calls the planner at their relayout hook), residual adds as
+      `linalg.add`, then the update: each dense gradient is averaged over
+      the data-parallel ranks (`laerrt_allreduce_mean`) and stepped with
+      AdamW (`laerrt_adamw`); each MoE layer's FSEP shards and gate are
+      averaged and stepped by `laerrt_moe_update`. Returns this rank's loss.
+
+    Dense parameters live in the runtime (`laerrt_dense_parameter` hands
+    out a view); the expert weights and gate of each MoE layer are the
+    runtime's FSEP shards and never appear in the lowered code. The first
+    two arguments of `@f` must be the token ids and targets
+    (`tensor<?xi32>`). Every runtime function is declared with
+    `llvm.emit_c_interface`; `@f` and `@f_grad` are removed.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", /*default=*/"\"\"",
+           "the loss function (default: the one with an `_grad` twin)">,
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::func::FuncDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::LLVM::LLVMDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
 #endif // LAER_CONVERSION_PASSES_TD

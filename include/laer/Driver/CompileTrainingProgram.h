@@ -1,0 +1,46 @@
+//===- CompileTrainingProgram.h - model IR to a training binary -*- C++ -*-===//
+//
+// What laer-compile does, as a library: run the laer-training-program
+// pipeline on a model IR, translate to LLVM IR, optimise, emit a native
+// object in process, and link it with the runtime (liblaer_train.so and
+// liblaer_compiled_main.a) into an executable with the system C++ driver.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_DRIVER_COMPILETRAININGPROGRAM_H
+#define LAER_DRIVER_COMPILETRAININGPROGRAM_H
+
+#include <string>
+
+namespace laer {
+
+enum class EmitKind { MLIR, LLVM, Object, Executable };
+
+struct CompileOptions {
+  EmitKind emit = EmitKind::Executable;
+  /// The loss function (empty: the only one).
+  std::string entry;
+  /// Where liblaer_train.so and liblaer_compiled_main.a are.
+  std::string runtimeDir;
+  /// LLVM optimisation level of the emitted code (0-3).
+  unsigned optLevel = 2;
+};
+
+struct CompileResult {
+  bool ok = false;
+  /// Diagnostics (with source locations) or the failing step's message.
+  std::string error;
+  /// Seconds spent in the MLIR pipeline, in LLVM (translation,
+  /// optimisation, code generation) and linking.
+  double pipelineSeconds = 0, llvmSeconds = 0, linkSeconds = 0;
+};
+
+/// Compiles `source` (named `sourceName` in diagnostics) into `output`.
+CompileResult compileTrainingProgram(const std::string &source,
+                                     const std::string &sourceName,
+                                     const std::string &output,
+                                     const CompileOptions &options);
+
+} // namespace laer
+
+#endif // LAER_DRIVER_COMPILETRAININGPROGRAM_H

@@ -1,0 +1,512 @@
+//===- LAERToRuntime.cpp - a differentiated model to runtime calls --------===//
+//
+// Builds laer_model_declare and laer_train_step from `@f` / `@f_grad`: every
+// tensor becomes a memref (allocated here, freed at the end of the step),
+// every dense/moe op a call of the runtime's C ABI.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/Conversion/Passes.h"
+#include "laer/Dialect/Dense/IR/DenseOps.h"
+#include "laer/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/MapVector.h"
+
+namespace laer {
+#define GEN_PASS_DEF_CONVERTLAERTORUNTIME
+#include "laer/Conversion/Passes.h.inc"
+} // namespace laer
+
+using namespace mlir;
+using namespace laer;
+
+namespace {
+
+constexpr const char *kPass = "convert-laer-to-runtime";
+
+/// A dense parameter: an argument of `@f_grad` the runtime owns.
+struct DenseParam {
+  unsigned argument;
+  RankedTensorType type;
+  int64_t fanIn; // 0: a norm weight, initialised to one
+};
+
+/// A MoE layer: its forward op, and the gate/expert arguments it owns.
+struct MoELayer {
+  moe::LayerOp forward;
+  moe::LayerGradOp backward;
+};
+
+/// What `@f_grad` says about the model.
+struct ModelInfo {
+  SmallVector<DenseParam> dense;
+  SmallVector<MoELayer> layers;
+  /// Argument number -> index in `dense` (or -1: ids, targets, MoE-owned).
+  SmallVector<int> denseIndex;
+  int64_t vocab = 0, sequence = 0;
+};
+
+bool isMoEOwned(func::FuncOp f, unsigned argument, const ModelInfo &info) {
+  Value arg = f.getArgument(argument);
+  for (const MoELayer &layer : info.layers) {
+    moe::LayerOp op = layer.forward;
+    if (arg == op.getGate() || arg == op.getW1() || arg == op.getW3() ||
+        arg == op.getW2())
+      return true;
+  }
+  return false;
+}
+
+LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
+  FunctionType type = grad.getFunctionType();
+  auto isTokens = [](Type t) {
+    auto tensor = dyn_cast<RankedTensorType>(t);
+    return tensor && tensor.getRank() == 1 &&
+           tensor.getElementType().isInteger(32);
+  };
+  if (type.getNumInputs() < 2 || !isTokens(type.getInput(0)) ||
+      !isTokens(type.getInput(1)))
+    return grad.emitError() << kPass
+                            << ": the first two arguments must be the token "
+                               "ids and targets (tensor<?xi32>)";
+  if (type.getNumResults() != type.getNumInputs() - 1)
+    return grad.emitError() << kPass << ": expected the loss and one "
+                               "gradient per parameter, as laer-autodiff "
+                               "builds them";
+
+  WalkResult walk = grad.walk([&](Operation *op) -> WalkResult {
+    if (auto layer = dyn_cast<moe::LayerOp>(op)) {
+      if (layer.getSharedW1())
+        return layer.emitError() << kPass << ": shared experts are not "
+                                    "supported by the runtime yet";
+      for (Value weight : {layer.getGate(), layer.getW1(), layer.getW3(),
+                           layer.getW2()})
+        if (!isa<BlockArgument>(weight))
+          return layer.emitError()
+                 << kPass << ": the gate and expert weights must be "
+                             "arguments of the function: the runtime owns "
+                             "them as FSEP shards";
+      info.layers.push_back({layer, {}});
+    }
+    if (auto backward = dyn_cast<moe::LayerGradOp>(op)) {
+      MoELayer *match = nullptr;
+      for (MoELayer &layer : info.layers) {
+        moe::LayerOp f = layer.forward;
+        if (f.getInput() == backward.getInput() &&
+            f.getGate() == backward.getGate() &&
+            f.getW1() == backward.getW1() && f.getW3() == backward.getW3() &&
+            f.getW2() == backward.getW2())
+          match = &layer;
+      }
+      if (!match || match->backward)
+        return backward.emitError()
+               << kPass << ": moe.layer_grad needs exactly one moe.layer "
+                           "with the same operands before it (the runtime "
+                           "differentiates the layer's last forward)";
+      match->backward = backward;
+    }
+    if (auto attention = dyn_cast<dense::AttentionOp>(op)) {
+      int64_t length = attention.getSequenceLength();
+      if (info.sequence && info.sequence != length)
+        return attention.emitError()
+               << kPass << ": sequence_length " << length
+               << " differs from an earlier attention's " << info.sequence;
+      info.sequence = length;
+    }
+    if (auto embedding = dyn_cast<dense::EmbeddingOp>(op))
+      info.vocab =
+          cast<RankedTensorType>(embedding.getTable().getType()).getDimSize(0);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  if (info.layers.empty())
+    return grad.emitError() << kPass << ": the model has no moe.layer";
+  if (!info.vocab || !info.sequence)
+    return grad.emitError() << kPass << ": the model needs a dense.embedding "
+                               "(vocabulary) and a dense.attention "
+                               "(sequence length)";
+
+  info.denseIndex.assign(type.getNumInputs(), -1);
+  for (unsigned i = 2; i < type.getNumInputs(); ++i) {
+    if (isMoEOwned(grad, i, info))
+      continue;
+    Value arg = grad.getArgument(i);
+    auto tensor = dyn_cast<RankedTensorType>(arg.getType());
+    if (!tensor || !tensor.hasStaticShape() || tensor.getRank() < 1 ||
+        tensor.getRank() > 2 || !tensor.getElementType().isF32())
+      return emitError(arg.getLoc())
+             << kPass << ": dense parameter " << i
+             << " must be a static f32 tensor of rank 1 or 2, got "
+             << arg.getType();
+    // Embedding tables are read by row ([V, H]: fan-in H); norm weights
+    // start at one; every other matrix maps its rows ([in, out]).
+    int64_t fanIn = tensor.getDimSize(0);
+    bool normOnly = true;
+    for (Operation *user : arg.getUsers()) {
+      if (isa<dense::EmbeddingOp>(user))
+        fanIn = tensor.getDimSize(1);
+      bool norm = (isa<dense::RMSNormOp>(user) &&
+                   cast<dense::RMSNormOp>(user).getWeight() == arg) ||
+                  (isa<dense::RMSNormGradOp>(user) &&
+                   cast<dense::RMSNormGradOp>(user).getWeight() == arg);
+      normOnly &= norm;
+    }
+    if (normOnly || tensor.getRank() == 1)
+      fanIn = 0;
+    info.denseIndex[i] = static_cast<int>(info.dense.size());
+    info.dense.push_back({i, tensor, fanIn});
+  }
+  return success();
+}
+
+/// Emits the laer_train_step body: one memref per tensor value.
+class StepBuilder {
+public:
+  StepBuilder(ModuleOp module, OpBuilder &builder, Value ctx)
+      : module(module), b(builder), ctx(ctx) {}
+
+  Type f32() { return b.getF32Type(); }
+  MemRefType dyn1() { return MemRefType::get({ShapedType::kDynamic}, f32()); }
+  MemRefType dyn2() {
+    return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
+                           f32());
+  }
+  MemRefType tokens() {
+    return MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  }
+  Value i64(Location loc, int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
+  }
+  Value f64(Location loc, double v) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                          APFloat(v));
+  }
+
+  /// Declares (once) and calls runtime function `name`.
+  Operation *call(Location loc, StringRef name, ValueRange args,
+                  TypeRange results = {}) {
+    std::string symbol = ("laerrt_" + name).str();
+    if (!module.lookupSymbol(symbol)) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      auto decl = func::FuncOp::create(
+          b, module.getLoc(), symbol,
+          b.getFunctionType(TypeRange(ValueRange(args)), results));
+      decl.setPrivate();
+      decl->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    }
+    return func::CallOp::create(b, loc, symbol, results, args);
+  }
+
+  /// The memref of a tensor value, cast to the ABI's dynamic type.
+  Value abi(Location loc, Value tensor) {
+    Value memref = map.lookup(tensor);
+    auto type = cast<MemRefType>(memref.getType());
+    MemRefType target = type.getElementType().isInteger(32) ? tokens()
+                        : type.getRank() == 0               ? type
+                        : type.getRank() == 1               ? dyn1()
+                                                            : dyn2();
+    if (type == target)
+      return memref;
+    return memref::CastOp::create(b, loc, target, memref);
+  }
+
+  /// A fresh buffer for `result`, sized like `like` in its dynamic dims.
+  Value allocate(Location loc, Value result, Value like) {
+    auto tensor = cast<RankedTensorType>(result.getType());
+    auto type = MemRefType::get(tensor.getShape(), tensor.getElementType());
+    SmallVector<Value> sizes;
+    for (int64_t d = 0; d < tensor.getRank(); ++d)
+      if (tensor.isDynamicDim(d))
+        sizes.push_back(memref::DimOp::create(b, loc, map.lookup(like), d));
+    Value buffer = memref::AllocOp::create(b, loc, type, sizes);
+    allocations.push_back(buffer);
+    map.map(result, buffer);
+    return buffer;
+  }
+
+  ModuleOp module;
+  OpBuilder &b;
+  Value ctx;
+  IRMapping map;
+  SmallVector<Value> allocations;
+};
+
+LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
+  Location loc = op->getLoc();
+  OpBuilder &b = s.b;
+  auto abi = [&](Value v) { return s.abi(loc, v); };
+  auto out = [&](Value result, Value like) {
+    return s.abi(loc, [&] {
+      s.allocate(loc, result, like);
+      return result;
+    }());
+  };
+  auto layerIndex = [&](Operation *moeOp) -> int64_t {
+    for (size_t l = 0; l < info.layers.size(); ++l)
+      if (info.layers[l].forward == moeOp || info.layers[l].backward == moeOp)
+        return static_cast<int64_t>(l);
+    return -1;
+  };
+
+  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+    auto splat = dyn_cast<SplatElementsAttr>(c.getValue());
+    auto type = dyn_cast<RankedTensorType>(c.getType());
+    if (!splat || !type || type.getRank() != 0 ||
+        !type.getElementType().isF32())
+      return op->emitError() << kPass << ": only scalar f32 tensor "
+                                         "constants can be lowered";
+    Value buffer = s.allocate(loc, c.getResult(), Value());
+    Value value = arith::ConstantOp::create(b, loc,
+                                            splat.getSplatValue<TypedAttr>());
+    memref::StoreOp::create(b, loc, value, buffer);
+    return success();
+  }
+  if (auto add = dyn_cast<arith::AddFOp>(op)) {
+    if (!isa<RankedTensorType>(add.getType()))
+      return op->emitError() << kPass << ": only tensor additions expected";
+    Value result = s.allocate(loc, add.getResult(), add.getLhs());
+    linalg::AddOp::create(b, loc,
+                          ValueRange{s.map.lookup(add.getLhs()),
+                                     s.map.lookup(add.getRhs())},
+                          ValueRange{result});
+    return success();
+  }
+  if (auto e = dyn_cast<dense::EmbeddingOp>(op)) {
+    Value o = out(e.getOutput(), e.getIds());
+    s.call(loc, "embedding", {s.ctx, abi(e.getTable()), abi(e.getIds()), o});
+    return success();
+  }
+  if (auto e = dyn_cast<dense::EmbeddingGradOp>(op)) {
+    Value o = out(e.getDTable(), Value());
+    s.call(loc, "embedding_grad", {s.ctx, abi(e.getIds()),
+                                   abi(e.getDOutput()), o});
+    return success();
+  }
+  if (auto n = dyn_cast<dense::RMSNormOp>(op)) {
+    Value o = out(n.getOutput(), n.getInput());
+    s.call(loc, "rms_norm", {s.ctx, abi(n.getInput()), abi(n.getWeight()),
+                             s.f64(loc, n.getEpsilon().convertToDouble()),
+                             o});
+    return success();
+  }
+  if (auto n = dyn_cast<dense::RMSNormGradOp>(op)) {
+    Value dx = out(n.getDInput(), n.getInput());
+    Value dw = out(n.getDWeight(), Value());
+    s.call(loc, "rms_norm_grad",
+           {s.ctx, abi(n.getInput()), abi(n.getWeight()), abi(n.getDOutput()),
+            s.f64(loc, n.getEpsilon().convertToDouble()), dx, dw});
+    return success();
+  }
+  if (auto a = dyn_cast<dense::AttentionOp>(op)) {
+    Value o = out(a.getOutput(), a.getInput());
+    s.call(loc, "attention",
+           {s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
+            abi(a.getWv()), abi(a.getWo()), s.i64(loc, a.getHeads()),
+            s.i64(loc, a.getKvHeads()), s.i64(loc, a.getSequenceLength()),
+            s.f64(loc, a.getRopeTheta().convertToDouble()), o});
+    return success();
+  }
+  if (auto a = dyn_cast<dense::AttentionGradOp>(op)) {
+    Value dx = out(a.getDInput(), a.getInput());
+    Value dq = out(a.getDWq(), Value()), dk = out(a.getDWk(), Value()),
+          dv = out(a.getDWv(), Value()), dO = out(a.getDWo(), Value());
+    s.call(loc, "attention_grad",
+           {s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
+            abi(a.getWv()), abi(a.getWo()), abi(a.getDOutput()),
+            s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
+            s.i64(loc, a.getSequenceLength()),
+            s.f64(loc, a.getRopeTheta().convertToDouble()), dx, dq, dk, dv,
+            dO});
+    return success();
+  }
+  if (auto l = dyn_cast<dense::LinearOp>(op)) {
+    Value o = out(l.getOutput(), l.getInput());
+    s.call(loc, "linear", {s.ctx, abi(l.getInput()), abi(l.getWeight()), o});
+    return success();
+  }
+  if (auto l = dyn_cast<dense::LinearGradOp>(op)) {
+    Value dx = out(l.getDInput(), l.getInput());
+    Value dw = out(l.getDWeight(), Value());
+    s.call(loc, "linear_grad", {s.ctx, abi(l.getInput()), abi(l.getWeight()),
+                                abi(l.getDOutput()), dx, dw});
+    return success();
+  }
+  if (auto c = dyn_cast<dense::CrossEntropyOp>(op)) {
+    Value o = out(c.getLoss(), Value());
+    s.call(loc, "cross_entropy",
+           {s.ctx, abi(c.getLogits()), abi(c.getTargets()), o});
+    return success();
+  }
+  if (auto c = dyn_cast<dense::CrossEntropyGradOp>(op)) {
+    Value o = out(c.getDLogits(), c.getLogits());
+    s.call(loc, "cross_entropy_grad", {s.ctx, abi(c.getLogits()),
+                                       abi(c.getTargets()),
+                                       abi(c.getDLoss()), o});
+    return success();
+  }
+  if (auto m = dyn_cast<moe::LayerOp>(op)) {
+    Value o = out(m.getOutput(), m.getInput());
+    s.call(loc, "moe_forward",
+           {s.ctx, s.i64(loc, layerIndex(op)), abi(m.getInput()), o});
+    return success();
+  }
+  if (auto m = dyn_cast<moe::LayerGradOp>(op)) {
+    for (Value grad : {m.getDGate(), m.getDW1(), m.getDW3(), m.getDW2()})
+      for (Operation *user : grad.getUsers())
+        if (!isa<func::ReturnOp>(user))
+          return m.emitError() << kPass << ": the gate and expert "
+                                  "gradients may only be returned (the "
+                                  "runtime keeps them as FSEP shards)";
+    Value dx = out(m.getDInput(), m.getDOutput());
+    s.call(loc, "moe_backward",
+           {s.ctx, s.i64(loc, layerIndex(op)), abi(m.getDOutput()), dx});
+    return success();
+  }
+  return op->emitError() << kPass << ": '" << op->getName()
+                         << "' cannot be lowered to the runtime";
+}
+
+struct ConvertLAERToRuntimePass
+    : laer::impl::ConvertLAERToRuntimeBase<ConvertLAERToRuntimePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    func::FuncOp forward, grad;
+    for (auto f : module.getOps<func::FuncOp>()) {
+      if (f.isExternal())
+        continue;
+      auto twin = module.lookupSymbol<func::FuncOp>(
+          (f.getSymName() + "_grad").str());
+      if (twin && (entry.empty() || f.getSymName() == entry)) {
+        if (forward) {
+          f.emitError() << kPass << ": more than one loss function; pick "
+                                    "one with entry=";
+          return signalPassFailure();
+        }
+        forward = f;
+        grad = twin;
+      }
+    }
+    if (!grad) {
+      module.emitError() << kPass << ": no loss function '"
+                         << (entry.empty() ? "@f" : "@" + entry)
+                         << "' with a differentiated twin (run "
+                            "laer-autodiff first)";
+      return signalPassFailure();
+    }
+    ModelInfo info;
+    if (failed(analyze(grad, info)))
+      return signalPassFailure();
+
+    OpBuilder b(module.getContext());
+    b.setInsertionPointToEnd(module.getBody());
+    Location loc = grad.getLoc();
+    auto ptr = LLVM::LLVMPointerType::get(module.getContext());
+
+    // laer_model_declare(ctx).
+    auto declare = func::FuncOp::create(b, loc, "laer_model_declare",
+                                        b.getFunctionType({ptr}, {}));
+    declare->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(declare.addEntryBlock());
+      StepBuilder s(module, b, declare.getArgument(0));
+      s.call(loc, "declare_model",
+             {s.ctx, s.i64(loc, info.vocab), s.i64(loc, info.sequence)});
+      for (auto [index, param] : llvm::enumerate(info.dense)) {
+        ArrayRef<int64_t> shape = param.type.getShape();
+        s.call(loc, "declare_dense",
+               {s.ctx, s.i64(loc, index), s.i64(loc, shape[0]),
+                s.i64(loc, shape.size() > 1 ? shape[1] : 0),
+                s.i64(loc, param.fanIn)});
+      }
+      for (auto [l, layer] : llvm::enumerate(info.layers)) {
+        moe::LayerOp op = layer.forward;
+        auto w1 = cast<RankedTensorType>(op.getW1().getType());
+        s.call(op.getLoc(), "declare_moe",
+               {s.ctx, s.i64(loc, l), s.i64(loc, w1.getDimSize(0)),
+                s.i64(loc, w1.getDimSize(1)), s.i64(loc, w1.getDimSize(2)),
+                s.i64(loc, op.getTopK()),
+                s.i64(loc, static_cast<int64_t>(op.getScore())),
+                s.i64(loc, op.getRenormalize() ? 1 : 0),
+                s.i64(loc, static_cast<int64_t>(op.getActivation()))});
+      }
+      func::ReturnOp::create(b, loc);
+    }
+
+    // laer_train_step(ctx, ids, targets) -> loss.
+    StepBuilder probe(module, b, Value());
+    auto step = func::FuncOp::create(
+        b, loc, "laer_train_step",
+        b.getFunctionType({ptr, probe.tokens(), probe.tokens()},
+                          {b.getF32Type()}));
+    step->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    b.setInsertionPointToStart(step.addEntryBlock());
+    StepBuilder s(module, b, step.getArgument(0));
+    s.map.map(grad.getArgument(0), step.getArgument(1));
+    s.map.map(grad.getArgument(1), step.getArgument(2));
+    SmallVector<Value> flatParams;
+    for (auto [index, param] : llvm::enumerate(info.dense)) {
+      Value flat = s.call(loc, "dense_parameter",
+                          {s.ctx, s.i64(loc, index)}, {s.dyn1()})
+                       ->getResult(0);
+      flatParams.push_back(flat);
+      ArrayRef<int64_t> shape = param.type.getShape();
+      SmallVector<int64_t> strides(shape.size(), 1);
+      if (shape.size() == 2)
+        strides[0] = shape[1];
+      auto type = MemRefType::get(shape, b.getF32Type());
+      Value view = memref::ReinterpretCastOp::create(
+          b, loc, type, flat, /*offset=*/0, shape, strides);
+      s.map.map(grad.getArgument(param.argument), view);
+    }
+    func::ReturnOp ret;
+    for (Operation &op : grad.getBody().front()) {
+      if (auto r = dyn_cast<func::ReturnOp>(op)) {
+        ret = r;
+        break;
+      }
+      if (failed(lowerOp(&op, s, info)))
+        return signalPassFailure();
+    }
+
+    // The update: dense gradients averaged and stepped, then MoE layers.
+    for (auto [index, param] : llvm::enumerate(info.dense)) {
+      Value gradient = s.map.lookup(ret.getOperand(param.argument - 1));
+      auto type = cast<MemRefType>(gradient.getType());
+      if (type.getRank() == 2)
+        gradient = memref::CollapseShapeOp::create(
+            b, loc, gradient, ArrayRef<ReassociationIndices>{{0, 1}});
+      gradient = memref::CastOp::create(b, loc, s.dyn1(), gradient);
+      s.call(loc, "allreduce_mean", {s.ctx, gradient});
+      s.call(loc, "adamw",
+             {s.ctx, s.i64(loc, index), flatParams[index], gradient});
+    }
+    for (size_t l = 0; l < info.layers.size(); ++l) {
+      if (!info.layers[l].backward) {
+        info.layers[l].forward.emitError()
+            << kPass << ": this MoE layer has no gradient in the loss";
+        return signalPassFailure();
+      }
+      s.call(loc, "moe_update", {s.ctx, s.i64(loc, l)});
+    }
+    Value loss = memref::LoadOp::create(b, loc, s.map.lookup(ret.getOperand(0)));
+    for (Value buffer : s.allocations)
+      memref::DeallocOp::create(b, loc, buffer);
+    func::ReturnOp::create(b, loc, loss);
+
+    forward.erase();
+    grad.erase();
+  }
+};
+
+} // namespace

@@ -1,0 +1,84 @@
+//===- laer-compile.cpp - model IR to a training binary -------------------===//
+//
+//   laer-compile model.mlir -o train [--emit=mlir|llvm|obj|exe]
+//   mpirun -np 4 ./train --data DIR --planner laer+ ...
+//
+// A thin driver over laer::compileTrainingProgram.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/Driver/CompileTrainingProgram.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> input(cl::Positional, cl::desc("<model.mlir>"),
+                                  cl::Required);
+static cl::opt<std::string> output("o", cl::desc("output file"),
+                                   cl::value_desc("path"), cl::Required);
+static cl::opt<laer::EmitKind> emit(
+    "emit", cl::desc("what to produce"),
+    cl::values(clEnumValN(laer::EmitKind::MLIR, "mlir",
+                          "the program in MLIR's LLVM dialect"),
+               clEnumValN(laer::EmitKind::LLVM, "llvm", "LLVM IR"),
+               clEnumValN(laer::EmitKind::Object, "obj", "an object file"),
+               clEnumValN(laer::EmitKind::Executable, "exe",
+                          "a training binary (default)")),
+    cl::init(laer::EmitKind::Executable));
+static cl::opt<std::string> entry("entry",
+                                  cl::desc("the loss function to train"),
+                                  cl::init(""));
+static cl::opt<std::string>
+    runtimeDir("runtime-dir",
+               cl::desc("where liblaer_train.so and liblaer_compiled_main.a "
+                        "are (default: ../lib beside laer-compile)"),
+               cl::init(""));
+static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level"),
+                                  cl::init(2), cl::Prefix);
+static cl::opt<bool> timing("time", cl::desc("print the time of each stage"),
+                            cl::init(false));
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "laer-compile: model IR to a training binary\n");
+  auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(input);
+  if (!buffer) {
+    llvm::WithColor::error() << "cannot read '" << input
+                             << "': " << buffer.getError().message() << "\n";
+    return 1;
+  }
+  laer::CompileOptions options;
+  options.emit = emit;
+  options.entry = entry;
+  options.optLevel = optLevel;
+  options.runtimeDir = runtimeDir;
+  if (options.runtimeDir.empty()) {
+    llvm::SmallString<256> dir(llvm::sys::path::parent_path(
+        llvm::sys::fs::getMainExecutable(argv[0], (void *)&main)));
+    llvm::sys::path::append(dir, "..", "lib");
+    options.runtimeDir = dir.str().str();
+  }
+  laer::CompileResult result = laer::compileTrainingProgram(
+      (*buffer)->getBuffer().str(), input, output, options);
+  if (!result.ok) {
+    llvm::errs() << result.error;
+    if (!result.error.empty() && result.error.back() != '\n')
+      llvm::errs() << "\n";
+    return 1;
+  }
+  if (timing)
+    llvm::outs() << llvm::format("laer-compile: pipeline %.3f s, LLVM %.3f s, "
+                                 "link %.3f s\n",
+                                 result.pipelineSeconds, result.llvmSeconds,
+                                 result.linkSeconds);
+  return 0;
+}
