@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Kill a training run mid-way, resume it from its last checkpoint: the
-# losses of the resumed steps equal those of an uninterrupted run.
-# Usage: resume.sh <scratch dir> <mpirun command...> <laer-train> <data dir>
+# losses of the resumed steps, and the final weights and optimizer state
+# (every rank's checkpoint file, byte for byte), equal those of an
+# uninterrupted run.
+# Usage: resume.sh <scratch dir> <sequence> <mpirun command...> <training
+#        binary> <data dir>
 set -u
 scratch=$1
-shift
+sequence=$2
+shift 2
 data=${*: -1}
 launch=("${@:1:$#-1}")
-common=(--data "$data" --suffix .cpp --steps 12 --log-every 1 --batch 8 --sequence 32)
+common=(--data "$data" --suffix .cpp --steps 12 --log-every 1 --batch 8
+        --sequence "$sequence" --no-progress)
 losses() { grep -E '^step +[0-9]+ +loss' | awk '{print $2, $4}'; }
 fail() { echo "resume: FAIL: $*"; exit 1; }
 
 rm -rf "$scratch" && mkdir -p "$scratch"
-straight=$(timeout 120 "${launch[@]}" "${common[@]}" | losses) \
+straight=$(timeout 120 "${launch[@]}" "${common[@]}" \
+  --checkpoint-dir "$scratch/straight" --checkpoint-every 100 | losses) \
   || fail "the uninterrupted run failed"
 timeout 120 "${launch[@]}" "${common[@]}" --checkpoint-dir "$scratch" \
   --checkpoint-every 4 --crash-at-step 9 > "$scratch/crashed.log" 2>&1
@@ -28,4 +34,9 @@ expected=$(echo "$straight" | awk '$1 >= 8')
 echo "uninterrupted (steps 8-11):"; echo "$expected"
 echo "resumed:"; echo "$resumed"
 [ -n "$resumed" ] && [ "$resumed" = "$expected" ] || fail "losses differ"
+for file in "$scratch"/straight/step-11/rank*.safetensors; do
+  cmp "$file" "$scratch/step-11/$(basename "$file")" \
+    || fail "final state differs: $(basename "$file")"
+done
+echo "final checkpoints (weights + AdamW moments) identical"
 echo "resume: PASS"
