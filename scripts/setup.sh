@@ -28,18 +28,19 @@ if [ "$mode" = test ]; then
   exit 0
 fi
 
-# Main job: compile the example MoE language model IR through the FSEP
-# pipeline, then train that model on 4 CPU ranks on real text (the Python
-# standard library's sources) with the laer+ planner re-laying experts
-# every step, printing the loss falling and the per-layer load balance.
+# Main job: compile the example MoE language model IR into a training
+# binary with laer-compile (autodiff, lowering to the runtime's C ABI, LLVM,
+# linked with the runtime), then train it on 4 CPU ranks on real text (the
+# Python standard library's sources) with the laer+ planner re-laying
+# experts every step, printing the loss falling and the per-layer load
+# balance.
 example="$root/examples/tiny_moe_lm.mlir"
-echo "== $example through laer-fsep-pipeline (4 ranks, 3 slots, 2 chunks)"
-"$build/bin/laer-opt" "$example" \
-  --laer-fsep-pipeline="num-devices=4 slots-per-device=3 chunks=2" | head -60
-echo "   ..."
+train="$build/tiny_moe_lm-train"
+echo "== laer-compile $example -o $train"
+"$build/bin/laer-compile" "$example" -o "$train" --time
 stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 root_flag=$([ "$(id -u)" = 0 ] && echo --allow-run-as-root || true)
 echo "== training on 4 CPU ranks, text from $stdlib"
 OPENBLAS_NUM_THREADS=1 timeout 900 mpirun $root_flag --oversubscribe \
-  --bind-to none -np 4 "$build/bin/laer-train" --data "$stdlib" \
+  --bind-to none -np 4 "$train" --data "$stdlib" \
   --steps 300 --log-every 25 --planner laer+
