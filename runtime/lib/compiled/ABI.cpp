@@ -156,6 +156,27 @@ AttentionShape attentionShape(CompiledModel &m, const char *f, F32x2 *x,
   return shape;
 }
 
+/// The checked operands every attention function takes.
+struct AttentionOperands {
+  AttentionShape shape;
+  std::span<float> x, wq, wk, wv, wo;
+};
+
+AttentionOperands checkAttention(CompiledModel &m, const char *f, F32x2 *x,
+                                 F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                 std::int64_t heads, std::int64_t kvHeads,
+                                 std::int64_t sequence, double ropeTheta) {
+  AttentionOperands a;
+  a.x = check(m, f, "input", x, {-1, -1});
+  std::int64_t H = x->sizes[1];
+  a.wk = check(m, f, "wk", wk, {H, -1});
+  a.shape = attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
+  a.wq = check(m, f, "wq", wq, {H, H});
+  a.wv = check(m, f, "wv", wv, {H, a.shape.kvWidth()});
+  a.wo = check(m, f, "wo", wo, {H, H});
+  return a;
+}
+
 } // namespace
 
 void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
@@ -165,19 +186,12 @@ void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
                                    F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_attention";
-  auto xs = check(m, f, "input", x, {-1, -1});
-  std::int64_t T = x->sizes[0], H = x->sizes[1];
-  auto k = check(m, f, "wk", wk, {H, -1});
-  AttentionShape shape =
-      attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
-  std::int64_t kv = shape.kvWidth();
-  auto q = check(m, f, "wq", wq, {H, H});
-  auto v = check(m, f, "wv", wv, {H, kv});
-  auto o = check(m, f, "wo", wo, {H, H});
-  auto y = check(m, f, "output", out, {T, H});
+  AttentionOperands a = checkAttention(m, f, x, wq, wk, wv, wo, heads,
+                                       kvHeads, sequence, ropeTheta);
+  auto y = check(m, f, "output", out, {x->sizes[0], x->sizes[1]});
   AttentionSaved<float> saved;
-  attentionForward<float>(in(xs), in(q), in(k), in(v), in(o), shape, y,
-                          saved);
+  attentionForward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
+                          a.shape, y, saved);
 }
 
 void _mlir_ciface_laerrt_attention_grad(
@@ -187,15 +201,9 @@ void _mlir_ciface_laerrt_attention_grad(
     F32x2 *dWk, F32x2 *dWv, F32x2 *dWo) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_attention_grad";
-  auto xs = check(m, f, "input", x, {-1, -1});
-  std::int64_t T = x->sizes[0], H = x->sizes[1];
-  auto k = check(m, f, "wk", wk, {H, -1});
-  AttentionShape shape =
-      attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
-  std::int64_t kv = shape.kvWidth();
-  auto q = check(m, f, "wq", wq, {H, H});
-  auto v = check(m, f, "wv", wv, {H, kv});
-  auto o = check(m, f, "wo", wo, {H, H});
+  AttentionOperands a = checkAttention(m, f, x, wq, wk, wv, wo, heads,
+                                       kvHeads, sequence, ropeTheta);
+  std::int64_t T = x->sizes[0], H = x->sizes[1], kv = a.shape.kvWidth();
   auto d = check(m, f, "d_output", dOut, {T, H});
   auto dx = check(m, f, "d_input", dX, {T, H});
   auto dq = check(m, f, "d_wq", dWq, {H, H});
@@ -204,12 +212,12 @@ void _mlir_ciface_laerrt_attention_grad(
   auto dout = check(m, f, "d_wo", dWo, {H, H});
   AttentionSaved<float> saved;
   std::vector<float> y(T * H);
-  attentionForward<float>(in(xs), in(q), in(k), in(v), in(o), shape, y,
-                          saved);
+  attentionForward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
+                          a.shape, y, saved);
   for (std::span<float> g : {dq, dk, dv, dout})
     std::fill(g.begin(), g.end(), 0.0f);
-  attentionBackward<float>(in(xs), in(q), in(k), in(v), in(o), shape, saved,
-                           in(d), dx, dq, dk, dv, dout);
+  attentionBackward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
+                           a.shape, saved, in(d), dx, dq, dk, dv, dout);
 }
 
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
