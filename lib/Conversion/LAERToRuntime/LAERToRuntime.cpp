@@ -16,7 +16,6 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/Builders.h"
-#include "llvm/ADT/MapVector.h"
 
 namespace laer {
 #define GEN_PASS_DEF_CONVERTLAERTORUNTIME
@@ -444,11 +443,10 @@ struct ConvertLAERToRuntimePass
     }
 
     // laer_train_step(ctx, ids, targets) -> loss.
-    StepBuilder probe(module, b, Value());
+    auto tokens = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
     auto step = func::FuncOp::create(
         b, loc, "laer_train_step",
-        b.getFunctionType({ptr, probe.tokens(), probe.tokens()},
-                          {b.getF32Type()}));
+        b.getFunctionType({ptr, tokens, tokens}, {b.getF32Type()}));
     step->setAttr("llvm.emit_c_interface", b.getUnitAttr());
     b.setInsertionPointToStart(step.addEntryBlock());
     StepBuilder s(module, b, step.getArgument(0));

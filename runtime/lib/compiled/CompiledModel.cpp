@@ -2,8 +2,6 @@
 
 #include "laer/runtime/compiled/CompiledModel.h"
 
-#include <cmath>
-
 using namespace laer::rt;
 
 CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
@@ -31,15 +29,8 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
     offset += decl.size;
   }
   state_.resizeDense(offset);
-  for (const DenseDecl &decl : dense_) {
-    double scale = decl.fanIn ? 1.0 / std::sqrt(double(decl.fanIn)) : 0.0;
-    for (std::size_t i = decl.offset; i < decl.offset + decl.size; ++i)
-      state_.dense[i] =
-          decl.fanIn ? static_cast<float>(
-                           scale * (2.0 * uniformAt(options.seed, 1ull << 44,
-                                                    i) - 1.0))
-                     : 1.0f;
-  }
+  for (const DenseDecl &decl : dense_)
+    state_.initializeDense(decl.offset, decl.size, decl.fanIn, options.seed);
   Metadata &identity = state_.identity;
   identity["vocab"] = std::to_string(vocab_);
   identity["dense_parameters"] = std::to_string(offset);
@@ -54,13 +45,7 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
             ? options.slotsPerRank
             : (config.numExperts + comm.size() - 1) / comm.size() + 1;
     config.historyWindow = options.historyWindow;
-    auto layer = std::make_unique<FsepMoELayer>(comm, config,
-                                                static_cast<int>(l));
-    layer->initialize(options.seed + 1000 + l,
-                      static_cast<float>(
-                          1.0 / std::sqrt(double(config.shape.hidden))),
-                      0.5f);
-    state_.moe.push_back(std::move(layer));
+    state_.addMoELayer(config, options.seed);
     std::string prefix = "layer" + std::to_string(l) + ".";
     identity[prefix + "experts"] = std::to_string(config.numExperts);
     identity[prefix + "hidden"] = std::to_string(config.shape.hidden);

@@ -3,10 +3,6 @@
 #include "laer/runtime/model/MoELanguageModel.h"
 
 #include <algorithm>
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 using namespace laer::rt;
 using namespace laer::rt::cpu;
@@ -65,15 +61,8 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
   finalNorm_ = take(H, 0);
   head_ = take(H * V, H);
   state_.resizeDense(offset);
-  std::vector<float> &dense = state_.dense;
-  for (const Block &block : blocks) {
-    double scale = block.fanIn ? 1.0 / std::sqrt(double(block.fanIn)) : 0.0;
-    for (std::size_t i = block.offset; i < block.offset + block.size; ++i)
-      dense[i] = block.fanIn ? static_cast<float>(
-                                    scale * (2.0 * uniformAt(seed, 1ull << 44,
-                                                             i) - 1.0))
-                              : 1.0f;
-  }
+  for (const Block &block : blocks)
+    state_.initializeDense(block.offset, block.size, block.fanIn, seed);
 
   MoELayerConfig moe;
   moe.shape = {H, config.ffn};
@@ -83,12 +72,8 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
                          ? config.slotsPerRank
                          : (config.experts + comm.size() - 1) / comm.size();
   moe.historyWindow = config.historyWindow;
-  for (int l = 0; l < config.layers; ++l) {
-    state_.moe.push_back(std::make_unique<FsepMoELayer>(comm, moe, l));
-    state_.moe.back()->initialize(seed + 1000 + l,
-                            static_cast<float>(1.0 / std::sqrt(double(H))),
-                            0.5f);
-  }
+  for (int l = 0; l < config.layers; ++l)
+    state_.addMoELayer(moe, seed);
 }
 
 StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,

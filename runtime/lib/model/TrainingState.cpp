@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,6 +17,25 @@ void TrainingState::resizeDense(std::size_t size) {
   denseGrad.assign(size, 0.0f);
   denseM.assign(size, 0.0f);
   denseV.assign(size, 0.0f);
+}
+
+void TrainingState::initializeDense(std::size_t offset, std::size_t size,
+                                    std::int64_t fanIn, std::uint64_t seed) {
+  double scale = fanIn ? 1.0 / std::sqrt(double(fanIn)) : 0.0;
+  for (std::size_t i = offset; i < offset + size; ++i)
+    dense[i] = fanIn ? static_cast<float>(
+                           scale * (2.0 * uniformAt(seed, 1ull << 44, i) - 1.0))
+                     : 1.0f;
+}
+
+FsepMoELayer &TrainingState::addMoELayer(const MoELayerConfig &config,
+                                         std::uint64_t seed) {
+  int l = static_cast<int>(moe.size());
+  moe.push_back(std::make_unique<FsepMoELayer>(comm, config, l));
+  moe.back()->initialize(
+      seed + 1000 + l,
+      static_cast<float>(1.0 / std::sqrt(double(config.shape.hidden))), 0.5f);
+  return *moe.back();
 }
 
 void TrainingState::zeroGrads() {
