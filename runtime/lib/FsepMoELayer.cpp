@@ -2,10 +2,13 @@
 //
 // Buffer layouts shared by sender and receiver (both derive them from the
 // plan, which every rank holds, so no sizes are exchanged):
-// - tokens: a rank sends to peer q the rows for q's slots in slot order,
-//   each slot's rows in (token, choice) order; it receives, per source
-//   peer, the rows for each of its own slots in slot order ("receive
-//   layout"). The combine direction is the exact reverse.
+// - tokens: the rows a rank sends to replica r form a block, in (token,
+//   choice) order; chunk c of K carries rows [n c / K, n (c + 1) / K) of
+//   every block. In a chunk a rank sends to peer q the sub-blocks for q's
+//   slots in slot order; it receives, per source peer, the sub-blocks for
+//   each of its own slots in slot order. A slot's rows are kept chunk-major
+//   (chunk, then source), so every chunk's rows of a slot are contiguous.
+//   The combine direction is the exact reverse.
 // - parameters: a rank sends to peer q its shard of the expert in each of
 //   q's used slots, in slot order; gradients travel the reverse way and are
 //   summed at the owner in source-rank order (deterministic).
@@ -15,6 +18,7 @@
 #include "laer/runtime/FsepMoELayer.h"
 
 #include <algorithm>
+#include <utility>
 
 using namespace laer::rt;
 
@@ -72,11 +76,78 @@ void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
 }
 
 //===----------------------------------------------------------------------===//
-// Forward
+// The whole layer
 //===----------------------------------------------------------------------===//
 
 std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
                                          RelayoutHook &hook) {
+  route(x, step);
+  relayout(hook);
+  // The restore is in flight while the tokens are permuted and dispatched.
+  int chunks = config_.tokenChunks;
+  startRestore();
+  for (int c = 0; c < chunks; ++c)
+    startDispatch(c, chunks);
+  finishRestore();
+  std::vector<float> out(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
+                         0.0f);
+  for (int c = 0; c < chunks; ++c) {
+    finishDispatch(c);
+    computeExperts(c);
+    startCombine(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    finishCombine(c, out);
+  return out;
+}
+
+std::vector<float> FsepMoELayer::backward(std::span<const float> dOut) {
+  int chunks = static_cast<int>(chunks_.size());
+  std::vector<float> dx(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
+                        0.0f);
+  for (int c = 0; c < chunks; ++c)
+    startCombineBackward(c, dOut);
+  for (int c = 0; c < chunks; ++c) {
+    finishCombineBackward(c);
+    computeExpertsBackward(c);
+    startDispatchBackward(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    finishDispatchBackward(c, dx);
+  // The gradient all-to-all runs while the router gradient is computed.
+  startGradReduce();
+  routerBackward(dx);
+  finishGradReduce();
+  return dx;
+}
+
+void FsepMoELayer::expectStage(Stage stage, const char *phase) const {
+  if (stage_ == stage)
+    return;
+  auto name = [](Stage s) {
+    switch (s) {
+    case Stage::Idle:
+      return "before the router";
+    case Stage::Routed:
+      return "after the router";
+    case Stage::Planned:
+      return "after the relayout";
+    case Stage::Restored:
+      return "after the restore";
+    case Stage::ForwardDone:
+      return "after the forward";
+    }
+    return "?";
+  };
+  fail(context(), phase, " must run ", name(stage), ", but the layer is ",
+       name(stage_));
+}
+
+//===----------------------------------------------------------------------===//
+// Forward phases
+//===----------------------------------------------------------------------===//
+
+void FsepMoELayer::route(std::span<const float> x, long step) {
   step_ = step;
   times_.step = step;
   comm_.setErrorContext(layer_, step);
@@ -84,16 +155,21 @@ std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
   if (x.size() % hidden != 0)
     fail(context(), "input has ", x.size(),
          " elements, not a multiple of H = ", hidden);
+  if (restoreStarted_ || gradReduceStarted_)
+    fail(context(), "the router of a new step ran while a transfer of the "
+                    "last step is still in flight");
   tokens_ = static_cast<std::int64_t>(x.size()) / hidden;
   input_.assign(x.begin(), x.end());
-  haveForward_ = false;
+  chunks_.clear();
+  ScopedPhase phase(times_, Phase::Router);
+  router_ = cpu::routerForward(input_, gate_, tokens_, hidden,
+                               config_.numExperts, config_.topK,
+                               config_.score, config_.renormalize);
+  stage_ = Stage::Routed;
+}
 
-  {
-    ScopedPhase phase(times_, Phase::Router);
-    router_ = cpu::routerForward(input_, gate_, tokens_, hidden,
-                                 config_.numExperts, config_.topK,
-                                 config_.score, config_.renormalize);
-  }
+void FsepMoELayer::relayout(RelayoutHook &hook) {
+  expectStage(Stage::Routed, "the relayout");
   {
     ScopedPhase phase(times_, Phase::Plan);
     plan_ = makePlan(hook);
@@ -101,15 +177,7 @@ std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
   slots_.assign(config_.slotsPerRank, SlotState{});
   for (int slot = 0; slot < config_.slotsPerRank; ++slot)
     slots_[slot].expert = plan_.layout.expertAt(comm_.rank(), slot);
-  // The parameter restore is in flight while tokens are permuted and
-  // dispatched; expert compute waits for both.
-  PendingRestore restore = startRestore();
-  dispatchTokens();
-  finishRestore(restore);
-  computeExperts();
-  std::vector<float> out = combine();
-  haveForward_ = true;
-  return out;
+  stage_ = Stage::Planned;
 }
 
 Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
@@ -162,35 +230,41 @@ Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
   return plan;
 }
 
-FsepMoELayer::PendingRestore FsepMoELayer::startRestore() {
+void FsepMoELayer::startRestore() {
+  expectStage(Stage::Planned, "the restore");
+  if (restoreStarted_)
+    fail(context(), "the restore was started twice");
   ScopedPhase phase(times_, Phase::Restore);
   const Layout &layout = plan_.layout;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
 
-  PendingRestore pending;
   std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
   for (int peer = 0; peer < ranks; ++peer) {
     sendCounts[peer] = layout.usedSlots(peer) * shard;
     recvCounts[peer] = layout.usedSlots(me) * shard;
   }
-  pending.sizes = AllToAllSizes::packed(sendCounts, recvCounts);
-  pending.send.resize(static_cast<std::size_t>(pending.sizes.totalSend()));
-  pending.recv.resize(static_cast<std::size_t>(pending.sizes.totalRecv()));
-  float *out = pending.send.data();
+  Transfer &t = restore_;
+  t.sizes = AllToAllSizes::packed(sendCounts, recvCounts);
+  t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
+  t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
+  float *out = t.send.data();
   for (int peer = 0; peer < ranks; ++peer)
     for (int slot = 0; slot < slots; ++slot)
       if (int expert = layout.expertAt(peer, slot); expert != Layout::kEmpty)
         out = std::copy_n(experts_.params(expert).data(), shard, out);
-  pending.handle = comm_.startAllToAllV(pending.send.data(),
-                                        pending.recv.data(), pending.sizes,
-                                        DataType::Float32);
-  return pending;
+  t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
+                                  DataType::Float32);
+  restoreStarted_ = true;
 }
 
-void FsepMoELayer::finishRestore(PendingRestore &pending) {
+void FsepMoELayer::finishRestore() {
+  expectStage(Stage::Planned, "the restore's wait");
+  if (!restoreStarted_)
+    fail(context(), "the restore's wait ran before the restore started");
   ScopedPhase phase(times_, Phase::Restore);
-  pending.handle->wait();
+  restore_.handle->wait();
+  restoreStarted_ = false;
   const Layout &layout = plan_.layout;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
@@ -201,297 +275,437 @@ void FsepMoELayer::finishRestore(PendingRestore &pending) {
       continue;
     state.weights.resize(static_cast<std::size_t>(experts_.paddedSize()));
     for (int owner = 0; owner < ranks; ++owner)
-      std::copy_n(pending.recv.data() + (owner * used + index) * shard, shard,
+      std::copy_n(restore_.recv.data() + (owner * used + index) * shard, shard,
                   state.weights.data() + owner * shard);
     ++index;
   }
+  restore_ = Transfer{};
+  stage_ = Stage::Restored;
 }
 
-void FsepMoELayer::dispatchTokens() {
-  ScopedPhase phase(times_, Phase::Dispatch);
+void FsepMoELayer::planTokenChunks(int chunks) {
   const Layout &layout = plan_.layout;
   const Routing &routing = plan_.routing;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   int numExperts = config_.numExperts, topK = config_.topK;
   std::int64_t hidden = config_.shape.hidden;
   auto replicaCount = layout.replicas().size();
+  auto chunkBegin = [chunks](std::int64_t n, int c) { return n * c / chunks; };
+  chunks_.clear();
+  chunks_.resize(static_cast<std::size_t>(chunks));
 
   // My row of the routing, dense: what I send to each replica.
   std::vector<std::int64_t> toReplica(replicaCount, 0);
   for (const Routing::Entry &entry : routing.row(me))
     toReplica[entry.replica] = entry.tokens;
-  // Where each of my replica blocks starts in the send buffer.
-  std::vector<std::int64_t> blockStart(replicaCount, 0);
-  std::vector<std::int64_t> sendRows(ranks, 0), recvRows(ranks, 0);
+  // Send layout: where chunk c's sub-block for each replica starts.
+  std::vector<std::int64_t> subStart(chunks * replicaCount, 0);
   std::int64_t row = 0;
-  for (int peer = 0; peer < ranks; ++peer) {
-    for (int slot = 0; slot < slots; ++slot) {
-      int replica = layout.replicaAt(peer, slot);
-      if (replica < 0)
-        continue;
-      blockStart[replica] = row;
-      row += toReplica[replica];
-      sendRows[peer] += toReplica[replica];
-    }
+  for (int c = 0; c < chunks; ++c) {
+    TokenChunk &chunk = chunks_[c];
+    chunk.sendBegin = row;
+    std::vector<std::int64_t> sendRows(ranks, 0), recvRows(ranks, 0);
+    for (int peer = 0; peer < ranks; ++peer)
+      for (int slot = 0; slot < slots; ++slot) {
+        int replica = layout.replicaAt(peer, slot);
+        if (replica < 0)
+          continue;
+        std::int64_t n = toReplica[replica];
+        std::int64_t rows = chunkBegin(n, c + 1) - chunkBegin(n, c);
+        subStart[c * replicaCount + replica] = row;
+        row += rows;
+        sendRows[peer] += rows * hidden;
+      }
+    chunk.sendRows = row - chunk.sendBegin;
+    // What arrives: for each source, the sub-blocks of each of my slots.
+    chunk.blocks.assign(static_cast<std::size_t>(ranks * slots), {});
+    std::int64_t offset = 0;
+    for (int peer = 0; peer < ranks; ++peer)
+      for (int slot = 0; slot < slots; ++slot) {
+        int replica = layout.replicaAt(me, slot);
+        std::int64_t n = replica < 0 ? 0 : routing.at(peer, replica);
+        RecvBlock &block = chunk.blocks[peer * slots + slot];
+        block.offset = offset;
+        block.rows = chunkBegin(n, c + 1) - chunkBegin(n, c);
+        offset += block.rows;
+        recvRows[peer] += block.rows * hidden;
+      }
+    chunk.sizes = AllToAllSizes::packed(sendRows, recvRows);
   }
-  std::int64_t totalSend = row;
+  pairOutput_.assign(static_cast<std::size_t>(row * hidden), 0.0f);
 
-  // Assign pairs to replicas: an expert's pairs in token order fill its
-  // replicas in replica order, each up to the routed share.
+  // Slots: chunk-major rows, each chunk's sources in rank order.
+  for (int slot = 0; slot < slots; ++slot) {
+    SlotState &state = slots_[slot];
+    state.chunkBegin.assign(static_cast<std::size_t>(chunks + 1), 0);
+    std::int64_t slotRow = 0;
+    for (int c = 0; c < chunks; ++c) {
+      state.chunkBegin[c] = slotRow;
+      for (int peer = 0; peer < ranks; ++peer) {
+        RecvBlock &block = chunks_[c].blocks[peer * slots + slot];
+        block.slotRow = slotRow;
+        slotRow += block.rows;
+      }
+    }
+    state.chunkBegin[chunks] = slotRow;
+    state.rows = slotRow;
+    auto size = static_cast<std::size_t>(slotRow * hidden);
+    state.input.assign(size, 0.0f);
+    state.output.assign(size, 0.0f);
+    state.dOutput.clear();
+    state.dInput.clear();
+    state.weightGrad.clear();
+    state.saved.assign(static_cast<std::size_t>(chunks), {});
+  }
+
+  // Pairs fill their expert's replicas in replica order, each up to the
+  // routed share; within a block, position i belongs to the chunk whose
+  // range holds it.
   pairRow_.assign(static_cast<std::size_t>(tokens_ * topK), -1);
   std::vector<std::int64_t> filled(replicaCount, 0);
   std::vector<std::size_t> cursor(numExperts, 0);
   for (std::int64_t pair = 0; pair < tokens_ * topK; ++pair) {
     int expert = router_.indices[pair];
     std::span<const int> replicas = layout.replicasOf(expert);
-    std::size_t &c = cursor[expert];
-    while (c < replicas.size() && filled[replicas[c]] == toReplica[replicas[c]])
-      ++c;
+    std::size_t &cur = cursor[expert];
+    while (cur < replicas.size() &&
+           filled[replicas[cur]] == toReplica[replicas[cur]])
+      ++cur;
     // validatePlan guarantees the shares add up to the pairs counted.
-    int replica = replicas[c];
-    pairRow_[pair] = blockStart[replica] + filled[replica]++;
+    int replica = replicas[cur];
+    std::int64_t i = filled[replica]++, n = toReplica[replica];
+    int c = 0;
+    while (i >= chunkBegin(n, c + 1))
+      ++c;
+    pairRow_[pair] = subStart[c * replicaCount + replica] + i - chunkBegin(n, c);
+    chunks_[c].pairs.push_back(pair);
   }
-  std::vector<float> send(static_cast<std::size_t>(totalSend * hidden));
-  for (std::int64_t pair = 0; pair < tokens_ * topK; ++pair)
-    std::copy_n(input_.data() + (pair / topK) * hidden, hidden,
-                send.data() + pairRow_[pair] * hidden);
-
-  // What arrives: for each source, each of my slots' shares.
-  blockRows_.assign(static_cast<std::size_t>(ranks * slots), 0);
-  blockOffset_.assign(static_cast<std::size_t>(ranks * slots), 0);
-  row = 0;
-  for (int peer = 0; peer < ranks; ++peer) {
-    for (int slot = 0; slot < slots; ++slot) {
-      int replica = layout.replicaAt(me, slot);
-      std::int64_t rows = replica < 0 ? 0 : routing.at(peer, replica);
-      blockOffset_[peer * slots + slot] = row;
-      blockRows_[peer * slots + slot] = rows;
-      row += rows;
-      recvRows[peer] += rows;
-    }
-  }
-  for (int peer = 0; peer < ranks; ++peer) {
-    sendRows[peer] *= hidden;
-    recvRows[peer] *= hidden;
-  }
-  tokenSizes_ = AllToAllSizes::packed(sendRows, recvRows);
-  std::vector<float> received = exchangeTokens(send, /*forward=*/true);
-
-  for (int slot = 0; slot < slots; ++slot) {
-    SlotState &state = slots_[slot];
-    state.rows = 0;
-    for (int peer = 0; peer < ranks; ++peer)
-      state.rows += blockRows_[peer * slots + slot];
-    state.input.resize(static_cast<std::size_t>(state.rows * hidden));
-    gatherSlotRows(received, slot, state.input);
-  }
+  dWeights_.assign(static_cast<std::size_t>(tokens_ * topK), 0.0f);
 }
 
-std::vector<float> FsepMoELayer::exchangeTokens(std::span<const float> send,
-                                                bool forward) {
-  AllToAllSizes sizes =
-      forward ? tokenSizes_
-              : AllToAllSizes{tokenSizes_.recvCounts, tokenSizes_.recvOffsets,
-                              tokenSizes_.sendCounts, tokenSizes_.sendOffsets};
-  std::vector<float> received(static_cast<std::size_t>(sizes.totalRecv()));
-  comm_.allToAllV(send, std::span<float>(received), sizes);
+FsepMoELayer::TokenChunk &FsepMoELayer::tokenChunk(int chunk,
+                                                   const char *phase) {
+  if (chunk < 0 || chunk >= static_cast<int>(chunks_.size()))
+    fail(context(), phase, " of chunk ", chunk, ": the step's token exchange has ",
+         chunks_.size(), " chunks");
+  return chunks_[chunk];
+}
+
+void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
+                               bool forward) {
+  Transfer &t = c.transfer;
+  const AllToAllSizes &d = c.sizes;
+  t.sizes = forward ? d
+                    : AllToAllSizes{d.recvCounts, d.recvOffsets, d.sendCounts,
+                                    d.sendOffsets};
+  t.send = std::move(send);
+  t.recv.assign(static_cast<std::size_t>(t.sizes.totalRecv()), 0.0f);
+  t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
+                                  DataType::Float32);
+}
+
+std::vector<float> FsepMoELayer::finishTokens(TokenChunk &c,
+                                              const char *phase) {
+  Transfer &t = c.transfer;
+  if (!t.handle)
+    fail(context(), phase, " waited for a token exchange that was not started");
+  t.handle->wait();
+  std::vector<float> received = std::move(t.recv);
+  t = Transfer{};
   return received;
 }
 
-void FsepMoELayer::gatherSlotRows(std::span<const float> received, int slot,
-                                  std::span<float> rows) const {
+void FsepMoELayer::receiveIntoSlots(const TokenChunk &c,
+                                    std::span<const float> received,
+                                    std::vector<float> SlotState::*rows) {
   std::int64_t hidden = config_.shape.hidden;
   int slots = config_.slotsPerRank;
-  float *out = rows.data();
-  for (int peer = 0; peer < comm_.size(); ++peer) {
-    std::int64_t block = peer * slots + slot;
-    out = std::copy_n(received.data() + blockOffset_[block] * hidden,
-                      blockRows_[block] * hidden, out);
-  }
+  for (int peer = 0; peer < comm_.size(); ++peer)
+    for (int slot = 0; slot < slots; ++slot) {
+      const RecvBlock &block = c.blocks[peer * slots + slot];
+      std::copy_n(received.data() + block.offset * hidden, block.rows * hidden,
+                  (slots_[slot].*rows).data() + block.slotRow * hidden);
+    }
 }
 
-void FsepMoELayer::scatterSlotRows(std::span<const float> rows, int slot,
-                                   std::span<float> received) const {
+std::vector<float>
+FsepMoELayer::sendFromSlots(const TokenChunk &c,
+                            std::vector<float> SlotState::*rows) const {
   std::int64_t hidden = config_.shape.hidden;
   int slots = config_.slotsPerRank;
-  const float *in = rows.data();
-  for (int peer = 0; peer < comm_.size(); ++peer) {
-    std::int64_t block = peer * slots + slot;
-    std::copy_n(in, blockRows_[block] * hidden,
-                received.data() + blockOffset_[block] * hidden);
-    in += blockRows_[block] * hidden;
-  }
+  std::vector<float> send(static_cast<std::size_t>(c.sizes.totalRecv()));
+  for (int peer = 0; peer < comm_.size(); ++peer)
+    for (int slot = 0; slot < slots; ++slot) {
+      const RecvBlock &block = c.blocks[peer * slots + slot];
+      std::copy_n((slots_[slot].*rows).data() + block.slotRow * hidden,
+                  block.rows * hidden, send.data() + block.offset * hidden);
+    }
+  return send;
 }
 
-void FsepMoELayer::computeExperts() {
+void FsepMoELayer::startDispatch(int chunk, int chunks) {
+  if (stage_ != Stage::Planned && stage_ != Stage::Restored)
+    expectStage(Stage::Planned, "the dispatch");
+  if (chunks < 1)
+    fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
+  if (chunks_.empty())
+    planTokenChunks(chunks);
+  else if (static_cast<int>(chunks_.size()) != chunks)
+    fail(context(), "dispatch of chunk ", chunk, " says ", chunks,
+         " chunks, an earlier one of this step ", chunks_.size());
+  TokenChunk &c = tokenChunk(chunk, "dispatch");
+  if (c.dispatched || c.transfer.handle)
+    fail(context(), "chunk ", chunk, " was dispatched twice");
+  ScopedPhase phase(times_, Phase::Dispatch);
+  std::int64_t hidden = config_.shape.hidden;
+  int topK = config_.topK;
+  std::vector<float> send(static_cast<std::size_t>(c.sendRows * hidden));
+  for (std::int64_t pair : c.pairs)
+    std::copy_n(input_.data() + (pair / topK) * hidden, hidden,
+                send.data() + (pairRow_[pair] - c.sendBegin) * hidden);
+  startTokens(c, std::move(send), /*forward=*/true);
+}
+
+void FsepMoELayer::finishDispatch(int chunk) {
+  TokenChunk &c = tokenChunk(chunk, "the dispatch's wait");
+  ScopedPhase phase(times_, Phase::Dispatch);
+  std::vector<float> received = finishTokens(c, "the dispatch");
+  receiveIntoSlots(c, received, &SlotState::input);
+  c.dispatched = true;
+}
+
+void FsepMoELayer::computeExperts(int chunk) {
+  expectStage(Stage::Restored, "expert compute");
+  TokenChunk &c = tokenChunk(chunk, "expert compute");
+  if (!c.dispatched)
+    fail(context(), "expert compute of chunk ", chunk,
+         " ran before its dispatch completed");
   ScopedPhase phase(times_, Phase::Compute);
   std::int64_t hidden = config_.shape.hidden, ffn = config_.shape.ffn;
   for (SlotState &state : slots_) {
-    state.output.assign(static_cast<std::size_t>(state.rows * hidden), 0.0f);
-    if (state.expert == Layout::kEmpty || state.rows == 0)
+    std::int64_t begin = state.chunkBegin[chunk];
+    std::int64_t rows = state.chunkBegin[chunk + 1] - begin;
+    if (state.expert == Layout::kEmpty || rows == 0)
       continue;
-    cpu::swigluForward(state.input, state.weights, state.rows, hidden, ffn,
-                       config_.activation, state.output, state.saved);
+    auto span = [&](std::vector<float> &v) {
+      return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
+                                         static_cast<std::size_t>(rows * hidden));
+    };
+    cpu::swigluForward(span(state.input), state.weights, rows, hidden, ffn,
+                       config_.activation, span(state.output),
+                       state.saved[chunk]);
   }
+  c.computed = true;
 }
 
-std::vector<float> FsepMoELayer::combine() {
+void FsepMoELayer::startCombine(int chunk) {
+  TokenChunk &c = tokenChunk(chunk, "combine");
+  if (!c.computed)
+    fail(context(), "combine of chunk ", chunk, " ran before its experts");
   ScopedPhase phase(times_, Phase::Combine);
-  std::int64_t hidden = config_.shape.hidden;
-  std::vector<float> outgoing(
-      static_cast<std::size_t>(tokenSizes_.totalRecv()));
-  for (int slot = 0; slot < config_.slotsPerRank; ++slot)
-    scatterSlotRows(slots_[slot].output, slot, outgoing);
-  pairOutput_ = exchangeTokens(outgoing, /*forward=*/false);
+  startTokens(c, sendFromSlots(c, &SlotState::output), /*forward=*/false);
+}
 
+void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
+  TokenChunk &c = tokenChunk(chunk, "the combine's wait");
+  std::int64_t hidden = config_.shape.hidden;
+  if (static_cast<std::int64_t>(out.size()) != tokens_ * hidden)
+    fail(context(), "combine output has ", out.size(),
+         " elements, expected T * H = ", tokens_, " * ", hidden);
+  ScopedPhase phase(times_, Phase::Combine);
+  std::vector<float> received = finishTokens(c, "the combine");
+  std::copy(received.begin(), received.end(),
+            pairOutput_.begin() + c.sendBegin * hidden);
   int topK = config_.topK;
-  std::vector<float> out(static_cast<std::size_t>(tokens_ * hidden), 0.0f);
-  for (std::int64_t t = 0; t < tokens_; ++t) {
-    float *dst = out.data() + t * hidden;
-    for (int j = 0; j < topK; ++j) {
-      float weight = router_.weights[t * topK + j];
-      const float *src = pairOutput_.data() + pairRow_[t * topK + j] * hidden;
-      for (std::int64_t h = 0; h < hidden; ++h)
-        dst[h] += weight * src[h];
-    }
+  for (std::int64_t pair : c.pairs) {
+    float weight = router_.weights[pair];
+    const float *src = pairOutput_.data() + pairRow_[pair] * hidden;
+    float *dst = out.data() + (pair / topK) * hidden;
+    for (std::int64_t h = 0; h < hidden; ++h)
+      dst[h] += weight * src[h];
   }
-  return out;
+  c.combined = true;
+  if (std::all_of(chunks_.begin(), chunks_.end(),
+                  [](const TokenChunk &k) { return k.combined; }))
+    stage_ = Stage::ForwardDone;
 }
 
 //===----------------------------------------------------------------------===//
-// Backward
+// Backward phases
 //===----------------------------------------------------------------------===//
 
-std::vector<float> FsepMoELayer::backward(std::span<const float> dOut) {
+void FsepMoELayer::startCombineBackward(int chunk,
+                                        std::span<const float> dOut) {
   comm_.setErrorContext(layer_, step_);
-  if (!haveForward_)
+  if (stage_ != Stage::ForwardDone)
     fail(context(), "backward called without a completed forward");
-  std::int64_t hidden = config_.shape.hidden, ffn = config_.shape.ffn;
-  int topK = config_.topK, ranks = comm_.size(), slots = config_.slotsPerRank;
+  std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(dOut.size()) != tokens_ * hidden)
     fail(context(), "output gradient has ", dOut.size(),
          " elements but the forward produced T * H = ", tokens_, " * ",
          hidden, " = ", tokens_ * hidden);
-
+  TokenChunk &c = tokenChunk(chunk, "combine backward");
+  if (c.gradSent)
+    fail(context(), "combine backward of chunk ", chunk, " ran twice");
+  c.gradSent = true;
+  ScopedPhase phase(times_, Phase::Dispatch);
   // d(weights) and the rows' gradients, in send layout.
-  std::vector<float> dWeights(static_cast<std::size_t>(tokens_ * topK));
-  std::vector<float> dPairs(pairOutput_.size());
-  {
-    ScopedPhase phase(times_, Phase::Dispatch);
-    for (std::int64_t t = 0; t < tokens_; ++t) {
-      const float *g = dOut.data() + t * hidden;
-      for (int j = 0; j < topK; ++j) {
-        std::int64_t pair = t * topK + j;
-        const float *y = pairOutput_.data() + pairRow_[pair] * hidden;
-        float *d = dPairs.data() + pairRow_[pair] * hidden;
-        float weight = router_.weights[pair], dot = 0.0f;
-        for (std::int64_t h = 0; h < hidden; ++h) {
-          dot += g[h] * y[h];
-          d[h] = weight * g[h];
-        }
-        dWeights[pair] = dot;
-      }
+  int topK = config_.topK;
+  std::vector<float> send(static_cast<std::size_t>(c.sendRows * hidden));
+  for (std::int64_t pair : c.pairs) {
+    const float *g = dOut.data() + (pair / topK) * hidden;
+    const float *y = pairOutput_.data() + pairRow_[pair] * hidden;
+    float *d = send.data() + (pairRow_[pair] - c.sendBegin) * hidden;
+    float weight = router_.weights[pair], dot = 0.0f;
+    for (std::int64_t h = 0; h < hidden; ++h) {
+      dot += g[h] * y[h];
+      d[h] = weight * g[h];
     }
+    dWeights_[pair] = dot;
   }
-  std::vector<float> dReceived;
-  {
-    ScopedPhase phase(times_, Phase::Dispatch);
-    dReceived = exchangeTokens(dPairs, /*forward=*/true);
-  }
+  startTokens(c, std::move(send), /*forward=*/true);
+}
 
-  // Expert backward: input gradients go back, weight gradients to owners.
-  std::vector<float> dInputs(dReceived.size(), 0.0f);
-  std::vector<std::vector<float>> weightGrads(slots);
-  {
-    ScopedPhase phase(times_, Phase::Compute);
-    for (int slot = 0; slot < slots; ++slot) {
-      SlotState &state = slots_[slot];
-      if (state.expert == Layout::kEmpty)
-        continue;
-      weightGrads[slot].assign(static_cast<std::size_t>(experts_.paddedSize()),
-                               0.0f);
-      if (state.rows == 0)
-        continue;
-      auto size = static_cast<std::size_t>(state.rows * hidden);
-      std::vector<float> dy(size), dx(size);
-      gatherSlotRows(dReceived, slot, dy);
-      cpu::swigluBackward(state.input, state.weights, state.saved, dy,
-                          state.rows, hidden, ffn, config_.activation, dx,
-                          weightGrads[slot]);
-      scatterSlotRows(dx, slot, dInputs);
+void FsepMoELayer::finishCombineBackward(int chunk) {
+  TokenChunk &c = tokenChunk(chunk, "the combine backward's wait");
+  ScopedPhase phase(times_, Phase::Dispatch);
+  std::vector<float> received = finishTokens(c, "combine backward");
+  for (SlotState &state : slots_)
+    if (state.dOutput.empty())
+      state.dOutput.assign(state.input.size(), 0.0f);
+  receiveIntoSlots(c, received, &SlotState::dOutput);
+  c.gradArrived = true;
+}
+
+void FsepMoELayer::computeExpertsBackward(int chunk) {
+  TokenChunk &c = tokenChunk(chunk, "expert backward");
+  if (!c.gradArrived)
+    fail(context(), "expert backward of chunk ", chunk,
+         " ran before its output gradients arrived");
+  ScopedPhase phase(times_, Phase::Compute);
+  std::int64_t hidden = config_.shape.hidden, ffn = config_.shape.ffn;
+  for (SlotState &state : slots_) {
+    if (state.expert == Layout::kEmpty)
+      continue;
+    if (state.weightGrad.empty()) {
+      state.weightGrad.assign(static_cast<std::size_t>(experts_.paddedSize()),
+                              0.0f);
+      state.dInput.assign(state.input.size(), 0.0f);
     }
+    std::int64_t begin = state.chunkBegin[chunk];
+    std::int64_t rows = state.chunkBegin[chunk + 1] - begin;
+    if (rows == 0)
+      continue;
+    auto span = [&](std::vector<float> &v) {
+      return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
+                                         static_cast<std::size_t>(rows * hidden));
+    };
+    cpu::swigluBackward(span(state.input), state.weights, state.saved[chunk],
+                        span(state.dOutput), rows, hidden, ffn,
+                        config_.activation, span(state.dInput),
+                        state.weightGrad, /*accumulate=*/true);
   }
-  std::vector<float> dPairInputs;
-  {
-    ScopedPhase phase(times_, Phase::Combine);
-    dPairInputs = exchangeTokens(dInputs, /*forward=*/false);
-  }
+  c.gradComputed = true;
+}
 
-  // Gradient all-to-all: slice `owner` of each restored expert's gradient
-  // goes to `owner`; it runs while the router gradient is computed.
+void FsepMoELayer::startDispatchBackward(int chunk) {
+  TokenChunk &c = tokenChunk(chunk, "dispatch backward");
+  if (!c.gradComputed)
+    fail(context(), "dispatch backward of chunk ", chunk,
+         " ran before its expert backward");
+  ScopedPhase phase(times_, Phase::Combine);
+  startTokens(c, sendFromSlots(c, &SlotState::dInput), /*forward=*/false);
+}
+
+void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
+  TokenChunk &c = tokenChunk(chunk, "the dispatch backward's wait");
+  std::int64_t hidden = config_.shape.hidden;
+  if (static_cast<std::int64_t>(dx.size()) != tokens_ * hidden)
+    fail(context(), "input gradient has ", dx.size(),
+         " elements, expected T * H = ", tokens_, " * ", hidden);
+  ScopedPhase phase(times_, Phase::Combine);
+  std::vector<float> received = finishTokens(c, "dispatch backward");
+  int topK = config_.topK;
+  for (std::int64_t pair : c.pairs) {
+    const float *src = received.data() + (pairRow_[pair] - c.sendBegin) * hidden;
+    float *dst = dx.data() + (pair / topK) * hidden;
+    for (std::int64_t h = 0; h < hidden; ++h)
+      dst[h] += src[h];
+  }
+  c.gradReturned = true;
+}
+
+void FsepMoELayer::startGradReduce() {
+  for (std::size_t c = 0; c < chunks_.size(); ++c)
+    if (!chunks_[c].gradComputed)
+      fail(context(), "the gradient all-to-all started before the expert "
+                      "backward of chunk ", c);
+  if (gradReduceStarted_)
+    fail(context(), "the gradient all-to-all was started twice");
+  ScopedPhase phase(times_, Phase::GradAllToAll);
+  // Slice `owner` of each restored expert's gradient goes to `owner`.
   const Layout &layout = plan_.layout;
-  int me = comm_.rank();
+  int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
-  std::vector<float> gradSend, gradRecv;
-  AllToAllSizes gradSizes;
-  std::unique_ptr<CommHandle> gradHandle;
-  {
-    ScopedPhase phase(times_, Phase::GradAllToAll);
-    std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
-    for (int peer = 0; peer < ranks; ++peer) {
-      sendCounts[peer] = layout.usedSlots(me) * shard;
-      recvCounts[peer] = layout.usedSlots(peer) * shard;
-    }
-    gradSizes = AllToAllSizes::packed(sendCounts, recvCounts);
-    gradSend.resize(static_cast<std::size_t>(gradSizes.totalSend()));
-    gradRecv.resize(static_cast<std::size_t>(gradSizes.totalRecv()));
-    float *out = gradSend.data();
-    for (int owner = 0; owner < ranks; ++owner)
-      for (int slot = 0; slot < slots; ++slot)
-        if (slots_[slot].expert != Layout::kEmpty)
-          out = std::copy_n(weightGrads[slot].data() + owner * shard, shard,
-                            out);
-    gradHandle = comm_.startAllToAllV(gradSend.data(), gradRecv.data(),
-                                      gradSizes, DataType::Float32);
+  std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
+  for (int peer = 0; peer < ranks; ++peer) {
+    sendCounts[peer] = layout.usedSlots(me) * shard;
+    recvCounts[peer] = layout.usedSlots(peer) * shard;
   }
+  Transfer &t = gradReduce_;
+  t.sizes = AllToAllSizes::packed(sendCounts, recvCounts);
+  t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
+  t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
+  float *out = t.send.data();
+  for (int owner = 0; owner < ranks; ++owner)
+    for (int slot = 0; slot < slots; ++slot)
+      if (slots_[slot].expert != Layout::kEmpty)
+        out = std::copy_n(slots_[slot].weightGrad.data() + owner * shard,
+                          shard, out);
+  t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
+                                  DataType::Float32);
+  gradReduceStarted_ = true;
+}
 
-  std::vector<float> dx(static_cast<std::size_t>(tokens_ * hidden), 0.0f);
-  {
-    ScopedPhase phase(times_, Phase::Router);
-    for (std::int64_t t = 0; t < tokens_; ++t) {
-      float *dst = dx.data() + t * hidden;
-      for (int j = 0; j < topK; ++j) {
-        const float *src =
-            dPairInputs.data() + pairRow_[t * topK + j] * hidden;
-        for (std::int64_t h = 0; h < hidden; ++h)
-          dst[h] += src[h];
-      }
+void FsepMoELayer::finishGradReduce() {
+  if (!gradReduceStarted_)
+    fail(context(), "the gradient all-to-all's wait ran before it started");
+  ScopedPhase phase(times_, Phase::GradAllToAll);
+  gradReduce_.handle->wait();
+  gradReduceStarted_ = false;
+  // Owners sum the replicas' slices in source-rank order.
+  const Layout &layout = plan_.layout;
+  int ranks = comm_.size(), slots = config_.slotsPerRank;
+  std::int64_t shard = experts_.shardSize();
+  const float *in = gradReduce_.recv.data();
+  for (int source = 0; source < ranks; ++source)
+    for (int slot = 0; slot < slots; ++slot) {
+      int expert = layout.expertAt(source, slot);
+      if (expert == Layout::kEmpty)
+        continue;
+      std::span<float> grads = experts_.grads(expert);
+      for (std::int64_t i = 0; i < shard; ++i)
+        grads[i] += in[i];
+      in += shard;
     }
-    std::vector<float> dGate(gate_.size(), 0.0f);
-    cpu::routerBackward(input_, gate_, router_, dWeights, tokens_, hidden,
-                        config_.numExperts, topK, config_.score,
-                        config_.renormalize, dx, dGate);
-    comm_.allReduceSum(std::span<float>(dGate));
-    for (std::size_t i = 0; i < dGate.size(); ++i)
-      gateGrad_[i] += dGate[i];
-  }
+  gradReduce_ = Transfer{};
+}
 
-  {
-    ScopedPhase phase(times_, Phase::GradAllToAll);
-    gradHandle->wait();
-    // Owners sum the replicas' slices in source-rank order.
-    const float *in = gradRecv.data();
-    for (int source = 0; source < ranks; ++source) {
-      for (int slot = 0; slot < slots; ++slot) {
-        int expert = layout.expertAt(source, slot);
-        if (expert == Layout::kEmpty)
-          continue;
-        std::span<float> grads = experts_.grads(expert);
-        for (std::int64_t i = 0; i < shard; ++i)
-          grads[i] += in[i];
-        in += shard;
-      }
-    }
-  }
-  return dx;
+void FsepMoELayer::routerBackward(std::span<float> dx) {
+  for (std::size_t c = 0; c < chunks_.size(); ++c)
+    if (!chunks_[c].gradSent)
+      fail(context(), "the router gradient ran before the combine backward "
+                      "of chunk ", c);
+  std::int64_t hidden = config_.shape.hidden;
+  if (static_cast<std::int64_t>(dx.size()) != tokens_ * hidden)
+    fail(context(), "router input gradient has ", dx.size(),
+         " elements, expected T * H = ", tokens_, " * ", hidden);
+  ScopedPhase phase(times_, Phase::Router);
+  std::vector<float> dGate(gate_.size(), 0.0f);
+  cpu::routerBackward(input_, gate_, router_, dWeights_, tokens_, hidden,
+                      config_.numExperts, config_.topK, config_.score,
+                      config_.renormalize, dx, dGate);
+  comm_.allReduceSum(std::span<float>(dGate));
+  for (std::size_t i = 0; i < dGate.size(); ++i)
+    gateGrad_[i] += dGate[i];
 }

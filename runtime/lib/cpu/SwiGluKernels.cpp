@@ -65,7 +65,9 @@ void cpu::swigluBackward(std::span<const float> x,
                          const SwiGluSaved &saved, std::span<const float> dy,
                          std::int64_t rows, std::int64_t hidden,
                          std::int64_t ffn, Activation activation,
-                         std::span<float> dx, std::span<float> dWeights) {
+                         std::span<float> dx, std::span<float> dWeights,
+                         bool accumulate) {
+  float beta = accumulate ? 1.0f : 0.0f;
   const float *w1 = weights.data();
   const float *w3 = w1 + hidden * ffn;
   const float *w2 = w3 + hidden * ffn;
@@ -79,7 +81,7 @@ void cpu::swigluBackward(std::span<const float> x,
     hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
   // dw2 = h^T dy ; dh = dy w2^T.
   gemm(true, false, ffn, hidden, rows, 1.0f, hiddenAct.data(), dy.data(),
-       0.0f, dw2);
+       beta, dw2);
   gemm(false, true, rows, ffn, hidden, 1.0f, dy.data(), w2, 0.0f,
        dHidden.data());
   for (std::size_t i = 0; i < inner; ++i) {
@@ -88,9 +90,9 @@ void cpu::swigluBackward(std::span<const float> x,
     dGateProj[i] = dHidden[i] * saved.upProj[i] * activateDerivative(activation, g);
   }
   // dw1 = x^T dg ; dw3 = x^T du ; dx = dg w1^T + du w3^T.
-  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dGateProj.data(), 0.0f,
+  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dGateProj.data(), beta,
        dw1);
-  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dUpProj.data(), 0.0f,
+  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dUpProj.data(), beta,
        dw3);
   gemm(false, true, rows, hidden, ffn, 1.0f, dGateProj.data(), w1, 0.0f,
        dx.data());

@@ -308,5 +308,15 @@ std::vector<Scenario> laer::test::standardScenarios() {
   starved.starveLastExpert = true;
   starved.dropUnloaded = true;
   scenarios.push_back(starved);
+  // Token exchanges in chunks: uneven blocks, and more chunks than some
+  // blocks have rows (empty sub-blocks).
+  Scenario chunked{"random_layouts_three_chunks", config(16, 24, 8, 2, 3), 48,
+                   2, PlannerKind::Random, 17};
+  chunked.config.tokenChunks = 3;
+  scenarios.push_back(chunked);
+  Scenario manyChunks{"hot_expert_eight_chunks", config(10, 13, 8, 2, 3), 48,
+                      1, PlannerKind::HotExpert};
+  manyChunks.config.tokenChunks = 8;
+  scenarios.push_back(manyChunks);
   return scenarios;
 }

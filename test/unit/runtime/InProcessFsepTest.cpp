@@ -107,6 +107,40 @@ TEST(InProcessFsep, AdamWOnFourRanksEqualsOneRank) {
   EXPECT_GT(relativeError(initial[0], reference), 1e-3);
 }
 
+TEST(InProcessFsep, PhasesOutOfOrderAreClearErrors) {
+  MoELayerConfig config;
+  config.shape = {8, 12};
+  config.numExperts = 4;
+  config.slotsPerRank = 2;
+  std::vector<std::string> errors(2);
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    FsepMoELayer layer(comm, config, /*layerIndex=*/5);
+    layer.initialize(1, 0.1f, 0.5f);
+    std::vector<float> x(6 * 8, 0.5f);
+    StaticRoundRobinHook hook;
+    layer.route(x, /*step=*/9);
+    layer.relayout(hook);
+    layer.startRestore();
+    layer.finishRestore();
+    layer.startDispatch(0, 2);
+    try {
+      // Chunk 0 has not arrived yet: computing on it would read garbage.
+      layer.computeExperts(0);
+    } catch (const RuntimeError &error) {
+      errors[comm.rank()] = error.what();
+    }
+    layer.finishDispatch(0); // both ranks started chunk 0: complete it
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_NE(errors[rank].find("rank " + std::to_string(rank)),
+              std::string::npos) << errors[rank];
+    EXPECT_NE(errors[rank].find("layer 5"), std::string::npos) << errors[rank];
+    EXPECT_NE(errors[rank].find("step 9"), std::string::npos) << errors[rank];
+    EXPECT_NE(errors[rank].find("before its dispatch completed"),
+              std::string::npos) << errors[rank];
+  }
+}
+
 TEST(InProcessFsep, ExpertMemoryIsOneNthPlusTheRestoredWorkingSet) {
   // 3 * 16 * 23 = 1104 parameters per expert: 276 per shard on 4 ranks.
   MoELayerConfig config;

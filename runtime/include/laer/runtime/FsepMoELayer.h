@@ -14,6 +14,13 @@
 // FSEP changes where experts run, never what is computed: for any plan the
 // results equal a single-device MoE layer up to float rounding.
 //
+// The phases are public so compiled code can run the schedule the compiler
+// chose (one call per fsep op, see runtime/compiled/ABI.h): token exchanges
+// are split into chunks, each a contiguous share of every (source, replica)
+// block, and every transfer has a start and a finish. forward() and
+// backward() run the same phases in a fixed order. A phase called out of
+// order fails with a message naming the rank, layer and step.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef LAER_RUNTIME_FSEPMOELAYER_H
@@ -46,6 +53,8 @@ struct MoELayerConfig {
   Activation activation = Activation::Silu;
   /// Steps of load history handed to the relayout hook (0: none).
   int historyWindow = 0;
+  /// Chunks of the token exchanges in forward() and backward().
+  int tokenChunks = 1;
 };
 
 class FsepMoELayer {
@@ -74,6 +83,41 @@ public:
   /// accumulates the expert-gradient shards and the gate gradient.
   std::vector<float> backward(std::span<const float> dOut);
 
+  // Forward phases, in program order.
+  /// moe.router: top-k of this rank's tokens `x` [T, H] (kept for backward).
+  void route(std::span<const float> x, long step);
+  /// fsep.relayout: gathers every rank's counts, asks `hook` for the plan
+  /// and checks that all ranks hold the same one.
+  void relayout(RelayoutHook &hook);
+  /// fsep.restore: the full weights of this rank's experts.
+  void startRestore();
+  void finishRestore();
+  /// fsep.dispatch of chunk `chunk` of `chunks` (the same count for every
+  /// chunk of a step).
+  void startDispatch(int chunk, int chunks);
+  void finishDispatch(int chunk);
+  /// fsep.expert_compute of one chunk's rows.
+  void computeExperts(int chunk);
+  /// fsep.combine: adds the chunk's weighted expert outputs to `out` [T, H].
+  void startCombine(int chunk);
+  void finishCombine(int chunk, std::span<float> out);
+
+  // Backward phases (same chunks as the forward).
+  /// fsep.combine_backward: d(weights) of the chunk's pairs and their rows'
+  /// gradients, sent to the experts.
+  void startCombineBackward(int chunk, std::span<const float> dOut);
+  void finishCombineBackward(int chunk);
+  /// fsep.expert_compute_backward: input-row and weight gradients.
+  void computeExpertsBackward(int chunk);
+  /// fsep.dispatch_backward: adds the chunk's input gradients to `dx`.
+  void startDispatchBackward(int chunk);
+  void finishDispatchBackward(int chunk, std::span<float> dx);
+  /// fsep.grad_reduce: weight gradients to their owners, summed there.
+  void startGradReduce();
+  void finishGradReduce();
+  /// The router's gradient: adds to `dx` [T, H] and to the gate gradient.
+  void routerBackward(std::span<float> dx);
+
   void zeroGrads();
   /// Multiplies the expert-shard and gate gradients by `factor` (1/N turns
   /// the sum over data-parallel ranks into their mean).
@@ -94,30 +138,59 @@ public:
   PhaseTimes &times() { return times_; }
   /// Bytes of full expert weights restored on this rank in the last step.
   std::int64_t restoredBytes() const;
+  /// Tokens of the last route().
+  std::int64_t tokens() const { return tokens_; }
 
 private:
-  /// A restore all-to-all in flight (its buffers must outlive the handle).
-  struct PendingRestore {
+  /// An all-to-all in flight (its buffers must outlive the handle).
+  struct Transfer {
     std::vector<float> send, recv;
     AllToAllSizes sizes;
     std::unique_ptr<CommHandle> handle;
   };
+  enum class Stage {
+    Idle, Routed, Planned, Restored, ForwardDone
+  };
+  struct SlotState {
+    int expert = Layout::kEmpty;
+    std::int64_t rows = 0;
+    std::vector<std::int64_t> chunkBegin; // [chunks + 1], rows
+    std::vector<float> weights;           // restored, padded to N * shard
+    std::vector<float> input, output;     // [rows, H], chunk-major
+    std::vector<float> dOutput, dInput;   // [rows, H], chunk-major
+    std::vector<float> weightGrad;        // padded like weights
+    std::vector<cpu::SwiGluSaved> saved;  // per chunk
+  };
+  /// Where chunk c's rows of one (source, slot) block sit.
+  struct RecvBlock {
+    std::int64_t offset = 0; // row in the chunk's receive buffer
+    std::int64_t rows = 0;
+    std::int64_t slotRow = 0; // row in the slot's buffers
+  };
+  /// The token exchange of one chunk, derived from the plan.
+  struct TokenChunk {
+    std::int64_t sendBegin = 0, sendRows = 0; // rows, send layout
+    AllToAllSizes sizes;                      // elements, dispatch direction
+    std::vector<RecvBlock> blocks;            // [source * C + slot]
+    std::vector<std::int64_t> pairs;          // pairs in this chunk
+    // Progress of this chunk through the step.
+    bool dispatched = false, computed = false, combined = false;
+    bool gradSent = false, gradArrived = false, gradComputed = false, gradReturned = false;
+    Transfer transfer;
+  };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
   Plan makePlan(RelayoutHook &hook);
-  PendingRestore startRestore();
-  void finishRestore(PendingRestore &pending);
-  void dispatchTokens();
-  void computeExperts();
-  std::vector<float> combine();
-  /// Copies slot `slot`'s rows out of / into a buffer in receive layout.
-  void gatherSlotRows(std::span<const float> received, int slot,
-                      std::span<float> rows) const;
-  void scatterSlotRows(std::span<const float> rows, int slot,
-                       std::span<float> received) const;
-  /// Token all-to-all in the dispatch (`forward` true) or combine direction.
-  std::vector<float> exchangeTokens(std::span<const float> send,
-                                    bool forward);
+  void planTokenChunks(int chunks);
+  TokenChunk &tokenChunk(int chunk, const char *phase);
+  void startTokens(TokenChunk &c, std::vector<float> send, bool forward);
+  std::vector<float> finishTokens(TokenChunk &c, const char *phase);
+  /// Copies a chunk's receive buffer into / out of the slots' row buffers.
+  void receiveIntoSlots(const TokenChunk &c, std::span<const float> received,
+                        std::vector<float> SlotState::*rows);
+  std::vector<float> sendFromSlots(const TokenChunk &c,
+                                   std::vector<float> SlotState::*rows) const;
+  void expectStage(Stage stage, const char *phase) const;
 
   Communicator &comm_;
   MoELayerConfig config_;
@@ -127,29 +200,25 @@ private:
   std::vector<float> gate_, gateGrad_, gateM_, gateV_;
   PhaseTimes times_;
 
-  // State of the last forward, used by backward.
+  // State of the step, used by the later phases and by backward.
+  Stage stage_ = Stage::Idle;
   std::int64_t tokens_ = 0;
   std::vector<float> input_;
   cpu::RouterOutput router_;
   std::vector<std::int64_t> counts_;
   std::deque<std::vector<std::int64_t>> history_; // oldest first
   Plan plan_;
-  /// Row of each (token, choice) pair in the dispatch send buffer.
+  Transfer restore_;
+  bool restoreStarted_ = false;
+  /// Row of each (token, choice) pair in the send layout: chunk-major, then
+  /// destination rank, then slot.
   std::vector<std::int64_t> pairRow_;
-  AllToAllSizes tokenSizes_;               // elements, dispatch direction
-  std::vector<std::int64_t> blockRows_;    // [peer * C + slot]
-  std::vector<std::int64_t> blockOffset_;  // [peer * C + slot], in rows
-  struct SlotState {
-    int expert = Layout::kEmpty;
-    std::int64_t rows = 0;
-    std::vector<float> weights; // restored, padded to N * shard
-    std::vector<float> input;   // [rows, H]
-    std::vector<float> output;  // [rows, H]
-    cpu::SwiGluSaved saved;
-  };
-  std::vector<SlotState> slots_;
+  std::vector<TokenChunk> chunks_;
   std::vector<float> pairOutput_; // expert output per pair, send layout
-  bool haveForward_ = false;
+  std::vector<float> dWeights_;   // [T, k], summed over chunks
+  Transfer gradReduce_;
+  bool gradReduceStarted_ = false;
+  std::vector<SlotState> slots_;
 };
 
 } // namespace laer::rt

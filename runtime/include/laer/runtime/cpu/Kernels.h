@@ -61,12 +61,13 @@ void swigluForward(std::span<const float> x, std::span<const float> weights,
                    SwiGluSaved &saved);
 
 /// Gradients of swigluForward: `dx` [n, H] is overwritten, `dWeights`
-/// (flattened like `weights`) is overwritten.
+/// (flattened like `weights`) is overwritten, or added to when
+/// `accumulate` (the rows of one expert arrive in several chunks).
 void swigluBackward(std::span<const float> x, std::span<const float> weights,
                     const SwiGluSaved &saved, std::span<const float> dy,
                     std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
                     Activation activation, std::span<float> dx,
-                    std::span<float> dWeights);
+                    std::span<float> dWeights, bool accumulate = false);
 
 } // namespace cpu
 } // namespace laer::rt
