@@ -12,6 +12,6 @@
 // CHECK: fsep.combine
 // CHECK: return
 
-// ZERO-N: error: convert-moe-to-fsep: num-devices, slots-per-device and chunks must be >= 1, got 0, 2, 1
-// ZERO-K: error: convert-moe-to-fsep: num-devices, slots-per-device and chunks must be >= 1, got 4, 2, 0
+// ZERO-N: error: convert-moe-to-fsep: num-devices and chunks must be >= 1 and slots-per-device >= 0, got 0, 1, 2
+// ZERO-K: error: convert-moe-to-fsep: num-devices and chunks must be >= 1 and slots-per-device >= 0, got 4, 0, 2
 // FEW-SLOTS: tiny_moe_model.mlir:{{[0-9]+}}:{{[0-9]+}}: error: convert-moe-to-fsep: num-devices * slots-per-device = 4 expert slots cannot hold E = 8 experts

@@ -36,7 +36,7 @@ def ConvertMoEToFSEP : Pass<"convert-moe-to-fsep", "::mlir::ModuleOp"> {
     Option<"numDevices", "num-devices", "int64_t", /*default=*/"0",
            "ranks the experts are sharded over (N)">,
     Option<"slotsPerDevice", "slots-per-device", "int64_t", /*default=*/"0",
-           "experts each rank restores and computes per step (C)">,
+           "experts each rank restores and computes per step (C; 0: ceil(E / N) + 1)">,
     Option<"chunks", "chunks", "int64_t", /*default=*/"1",
            "chunks of the token exchanges (K)">,
     Option<"stepPlans", "step-plans", "bool", /*default=*/"false",

@@ -247,7 +247,8 @@ LogicalResult CombineBackwardOp::verify() {
                            dWeights)) ||
       failed(check.sameDim(dOutput, "d_output", 1, rows, "rows", 1, "H")) ||
       failed(check.sameDim(rows, "rows", 0, dRows, "d_rows", 0, "rows")) ||
-      failed(check.sameDim(rows, "rows", 1, dRows, "d_rows", 1, "H")))
+      failed(check.sameDim(rows, "rows", 1, dRows, "d_rows", 1, "H")) ||
+      failed(verifyChunk(*this, getChunk(), getChunks())))
     return failure();
   return verifyTransfer(*this);
 }
@@ -264,7 +265,8 @@ LogicalResult ExpertComputeBackwardOp::verify() {
       failed(check.sameDim(getRows(), "rows", 0, getDRows(), "d_rows", 0,
                            "rows")) ||
       failed(check.sameDim(getRows(), "rows", 0, getDRowsIn(), "d_rows_in", 0,
-                           "rows")))
+                           "rows")) ||
+      failed(verifyChunk(*this, getChunk(), getChunks())))
     return failure();
   using Pair = std::tuple<Type, Type, const char *>;
   for (auto [weight, grad, name] :
@@ -282,7 +284,8 @@ LogicalResult DispatchBackwardOp::verify() {
   if (failed(check.tensor(dRows, "d_rows", 2, ElementKind::Float)) ||
       failed(check.tensor(dInput, "d_input", 2, ElementKind::Float)) ||
       failed(verifyRouting(check, dInput, "d_input", getIndices().getType())) ||
-      failed(check.sameDim(dRows, "d_rows", 1, dInput, "d_input", 1, "H")))
+      failed(check.sameDim(dRows, "d_rows", 1, dInput, "d_input", 1, "H")) ||
+      failed(verifyChunk(*this, getChunk(), getChunks())))
     return failure();
   return verifyTransfer(*this);
 }

@@ -89,6 +89,33 @@ LogicalResult RouterOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// RouterGradOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouterGradOp::verify() {
+  OperandChecker check(*this);
+  Value input = getInput(), gate = getGate();
+  Value indices = getIndices(), dWeights = getDWeights();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.tensor(gate, "gate", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 1, gate, "gate", 0, "H")) ||
+      failed(check.tensor(indices, "indices", 2, ElementKind::Integer)) ||
+      failed(check.sameDim(input, "input", 0, indices, "indices", 0, "T")) ||
+      failed(check.tensor(dWeights, "d_weights", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 0, dWeights, "d_weights", 0, "T")) ||
+      failed(check.sameDim(indices, "indices", 1, dWeights, "d_weights", 1,
+                           "top_k")))
+    return failure();
+  if (getDInput().getType() != input.getType())
+    return emitOpError() << "'d_input' has type " << getDInput().getType()
+                         << " but 'input' has " << input.getType();
+  if (getDGate().getType() != gate.getType())
+    return emitOpError() << "'d_gate' has type " << getDGate().getType()
+                         << " but 'gate' has " << gate.getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // DispatchOp
 //===----------------------------------------------------------------------===//
 

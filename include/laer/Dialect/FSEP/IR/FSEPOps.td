@@ -165,10 +165,13 @@ def FSEP_CombineBackwardOp : FSEP_TransferOp<"combine_backward"> {
     of the forward (receive layout), sends each pair's `weight * d_output`
     to the expert that computed it (`d_rows`, receive layout) and returns
     `d_weights[t, j] = <d_output[t], y(t, j)>` `[T, k]` at the source.
+    With `chunk`, only the pairs of that chunk of the forward's exchange
+    (`rows` is that chunk's expert output); the other entries of
+    `d_weights` are zero.
   }] # transferDoc;
-  let arguments = (ins AnyRankedTensor:$d_output, AnyRankedTensor:$rows,
-                       AnyRankedTensor:$indices, AnyRankedTensor:$weights,
-                       FSEP_PlanType:$plan);
+  let arguments = !con((ins AnyRankedTensor:$d_output, AnyRankedTensor:$rows,
+                            AnyRankedTensor:$indices, AnyRankedTensor:$weights,
+                            FSEP_PlanType:$plan), FSEP_ChunkAttrs);
   let results = (outs AnyType:$d_rows, AnyType:$d_weights);
   let assemblyFormat = [{
     $d_output `,` $rows `,` $indices `,` $weights `,` $plan attr-dict `:`
@@ -184,11 +187,14 @@ def FSEP_ExpertComputeBackwardOp
   let description = [{
     Input-row gradients `d_rows_in` `[R, H]` and full weight gradients of
     the slots' experts `d_w1`, `d_w3` `[C, H, F]`, `d_w2` `[C, F, H]`.
+    With `chunk`, the weight gradients are those of that chunk's rows only:
+    the chunks' gradients add up to the layer's.
   }];
-  let arguments = (ins AnyRankedTensor:$rows, AnyRankedTensor:$slot_counts,
-                       AnyRankedTensor:$w1, AnyRankedTensor:$w3,
-                       AnyRankedTensor:$w2, AnyRankedTensor:$d_rows,
-                       MoE_ActivationAttr:$activation);
+  let arguments = !con((ins AnyRankedTensor:$rows,
+                            AnyRankedTensor:$slot_counts,
+                            AnyRankedTensor:$w1, AnyRankedTensor:$w3,
+                            AnyRankedTensor:$w2, AnyRankedTensor:$d_rows,
+                            MoE_ActivationAttr:$activation), FSEP_ChunkAttrs);
   let results = (outs AnyRankedTensor:$d_rows_in, AnyRankedTensor:$d_w1,
                       AnyRankedTensor:$d_w3, AnyRankedTensor:$d_w2);
   let assemblyFormat = [{
@@ -202,10 +208,11 @@ def FSEP_DispatchBackwardOp : FSEP_TransferOp<"dispatch_backward"> {
   let summary = "gradient of fsep.dispatch";
   let description = [{
     Sends the input-row gradients `d_rows` (receive layout) back to their
-    source ranks and sums each token's `k` of them: `d_input` `[T, H]`.
+    source ranks and sums each token's `k` of them: `d_input` `[T, H]`
+    (with `chunk`: the sum over that chunk's pairs).
   }] # transferDoc;
-  let arguments = (ins AnyRankedTensor:$d_rows, AnyRankedTensor:$indices,
-                       FSEP_PlanType:$plan);
+  let arguments = !con((ins AnyRankedTensor:$d_rows, AnyRankedTensor:$indices,
+                            FSEP_PlanType:$plan), FSEP_ChunkAttrs);
   let results = (outs AnyType:$d_input);
   let assemblyFormat = [{
     $d_rows `,` $indices `,` $plan attr-dict `:` type($d_rows) `,`

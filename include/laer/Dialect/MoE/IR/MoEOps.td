@@ -59,6 +59,38 @@ def MoE_RouterOp : MoE_Op<"router", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.router_grad
+//===----------------------------------------------------------------------===//
+
+def MoE_RouterGradOp : MoE_Op<"router_grad", [Pure]> {
+  let summary = "gradient of the combine weights of a moe.router";
+  let description = [{
+    Given the operands of a `moe.router` (`input` `[T, H]`, `gate`
+    `[H, E]`), the experts it chose (`indices` `[T, k]`, treated as
+    constant) and the gradient of its `weights` (`d_weights` `[T, k]`), the
+    gradients of the input and of the gate through the score function and
+    renormalisation. The training program of an FSEP layer uses it beside
+    the fsep backward ops.
+
+    ```mlir
+    %dx, %dgate = moe.router_grad %x, %gate, %idx, %dw score<softmax> renormalize
+        : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<16x2xi32>, tensor<16x2xf32>)
+        -> (tensor<16x64xf32>, tensor<64x8xf32>)
+    ```
+  }];
+  let arguments = (ins MoE_Tensor:$input, MoE_Tensor:$gate,
+                       MoE_Tensor:$indices, MoE_Tensor:$d_weights,
+                       MoE_ScoreFunctionAttr:$score, UnitAttr:$renormalize);
+  let results = (outs MoE_Tensor:$d_input, MoE_Tensor:$d_gate);
+  let assemblyFormat = [{
+    $input `,` $gate `,` $indices `,` $d_weights `score` `` $score
+    (`renormalize` $renormalize^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // moe.dispatch
 //===----------------------------------------------------------------------===//
 
