@@ -78,6 +78,9 @@ laer::compileTrainingProgram(const std::string &source,
   PassManager pm(&context);
   TrainingProgramOptions pipeline;
   pipeline.entry = options.entry;
+  pipeline.ranks = options.ranks;
+  pipeline.slots = options.slots;
+  pipeline.chunks = options.chunks;
   buildTrainingProgramPipeline(pm, pipeline);
   if (failed(pm.run(*module)))
     return result;

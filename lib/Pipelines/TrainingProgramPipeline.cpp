@@ -3,6 +3,7 @@
 #include "laer/Pipelines/TrainingProgramPipeline.h"
 
 #include "laer/Conversion/Passes.h"
+#include "laer/Dialect/FSEP/Transforms/Passes.h"
 #include "laer/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -19,6 +20,15 @@
 void laer::buildTrainingProgramPipeline(mlir::OpPassManager &pm,
                                         const TrainingProgramOptions &options) {
   pm.addPass(createAutodiff());
+  if (options.ranks > 0) {
+    ConvertMoEToFSEPOptions fsep;
+    fsep.numDevices = options.ranks;
+    fsep.slotsPerDevice = options.slots;
+    fsep.chunks = options.chunks;
+    fsep.stepPlans = true;
+    pm.addPass(createConvertMoEToFSEP(fsep));
+    pm.addNestedPass<mlir::func::FuncOp>(fsep::createFSEPSchedule());
+  }
   ConvertLAERToRuntimeOptions convert;
   convert.entry = options.entry;
   pm.addPass(createConvertLAERToRuntime(convert));
@@ -40,9 +50,9 @@ void laer::buildTrainingProgramPipeline(mlir::OpPassManager &pm,
 void laer::registerTrainingProgramPipeline() {
   mlir::PassPipelineRegistration<TrainingProgramOptions>(
       "laer-training-program",
-      "Build a training step from a model IR: laer-autodiff, "
-      "convert-laer-to-runtime and (to-llvm) the upstream conversions to "
-      "the LLVM dialect",
+      "Build a training step from a model IR: laer-autodiff, (ranks > 0) "
+      "convert-moe-to-fsep and fsep-schedule, convert-laer-to-runtime and "
+      "(to-llvm) the upstream conversions to the LLVM dialect",
       buildTrainingProgramPipeline);
 }
 

@@ -41,6 +41,20 @@ static cl::opt<std::string>
                cl::desc("where liblaer_train.so and liblaer_compiled_main.a "
                         "are (default: ../lib beside laer-compile)"),
                cl::init(""));
+static cl::opt<int64_t>
+    ranks("ranks",
+          cl::desc("compile the chunked, overlapped FSEP program of N ranks "
+                   "(run it with mpirun -np N); 0: the runtime's fused "
+                   "FSEP layer, any number of ranks"),
+          cl::init(0));
+static cl::opt<int64_t> slots("slots",
+                              cl::desc("with --ranks: experts each rank "
+                                       "computes (0: ceil(E / N) + 1)"),
+                              cl::init(0));
+static cl::opt<int64_t> chunks("chunks",
+                               cl::desc("with --ranks: chunks of each MoE "
+                                        "layer's token exchanges"),
+                               cl::init(2));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level"),
                                   cl::init(2), cl::Prefix);
 static cl::opt<bool> timing("time", cl::desc("print the time of each stage"),
@@ -60,6 +74,9 @@ int main(int argc, char **argv) {
   options.emit = emit;
   options.entry = entry;
   options.optLevel = optLevel;
+  options.ranks = ranks;
+  options.slots = slots;
+  options.chunks = chunks;
   options.runtimeDir = runtimeDir;
   if (options.runtimeDir.empty()) {
     llvm::SmallString<256> dir(llvm::sys::path::parent_path(

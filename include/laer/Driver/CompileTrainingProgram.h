@@ -20,6 +20,12 @@ struct CompileOptions {
   EmitKind emit = EmitKind::Executable;
   /// The loss function (empty: the only one).
   std::string entry;
+  /// > 0: lower MoE layers to the chunked, scheduled FSEP program of that
+  /// many ranks (the binary then runs on exactly that many); 0: call the
+  /// runtime's fused FSEP layer (any number of ranks).
+  int64_t ranks = 0;
+  /// Experts per rank (0: ceil(E / N) + 1) and token chunks, with ranks.
+  int64_t slots = 0, chunks = 2;
   /// Where liblaer_train.so and liblaer_compiled_main.a are.
   std::string runtimeDir;
   /// LLVM optimisation level of the emitted code (0-3).

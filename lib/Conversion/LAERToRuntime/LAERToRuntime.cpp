@@ -6,6 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "StepBuilder.h"
+
 #include "laer/Conversion/Passes.h"
 #include "laer/Dialect/Dense/IR/DenseOps.h"
 #include "laer/Dialect/MoE/IR/MoEOps.h"
@@ -24,32 +26,9 @@ namespace laer {
 
 using namespace mlir;
 using namespace laer;
+using namespace laer::runtime_lowering;
 
 namespace {
-
-constexpr const char *kPass = "convert-laer-to-runtime";
-
-/// A dense parameter: an argument of `@f_grad` the runtime owns.
-struct DenseParam {
-  unsigned argument;
-  RankedTensorType type;
-  int64_t fanIn; // 0: a norm weight, initialised to one
-};
-
-/// A MoE layer: its forward op, and the gate/expert arguments it owns.
-struct MoELayer {
-  moe::LayerOp forward;
-  moe::LayerGradOp backward;
-};
-
-/// What `@f_grad` says about the model.
-struct ModelInfo {
-  SmallVector<DenseParam> dense;
-  SmallVector<MoELayer> layers;
-  /// Argument number -> index in `dense` (or -1: ids, targets, MoE-owned).
-  SmallVector<int> denseIndex;
-  int64_t vocab = 0, sequence = 0;
-};
 
 bool isMoEOwned(func::FuncOp f, unsigned argument, const ModelInfo &info) {
   Value arg = f.getArgument(argument);
@@ -59,6 +38,9 @@ bool isMoEOwned(func::FuncOp f, unsigned argument, const ModelInfo &info) {
         arg == op.getW2())
       return true;
   }
+  for (FsepLayer layer : info.fsepLayers)
+    if (arg == layer.bank || arg == layer.router.getGate())
+      return true;
   return false;
 }
 
@@ -123,10 +105,14 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
           cast<RankedTensorType>(embedding.getTable().getType()).getDimSize(0);
     return WalkResult::advance();
   });
-  if (walk.wasInterrupted())
+  if (walk.wasInterrupted() || failed(analyzeFSEPLayers(grad, info)))
     return failure();
-  if (info.layers.empty())
+  if (info.layers.empty() && info.fsepLayers.empty())
     return grad.emitError() << kPass << ": the model has no moe.layer";
+  if (!info.layers.empty() && !info.fsepLayers.empty())
+    return info.layers.front().forward.emitError()
+           << kPass << ": a moe.layer beside MoE layers lowered to fsep ops; "
+                       "convert all of them with convert-moe-to-fsep";
   if (!info.vocab || !info.sequence)
     return grad.emitError() << kPass << ": the model needs a dense.embedding "
                                "(vocabulary) and a dense.attention "
@@ -165,80 +151,10 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
   return success();
 }
 
-/// Emits the laer_train_step body: one memref per tensor value.
-class StepBuilder {
-public:
-  StepBuilder(ModuleOp module, OpBuilder &builder, Value ctx)
-      : module(module), b(builder), ctx(ctx) {}
-
-  Type f32() { return b.getF32Type(); }
-  MemRefType dyn1() { return MemRefType::get({ShapedType::kDynamic}, f32()); }
-  MemRefType dyn2() {
-    return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
-                           f32());
-  }
-  MemRefType tokens() {
-    return MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
-  }
-  Value i64(Location loc, int64_t v) {
-    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
-  }
-  Value f64(Location loc, double v) {
-    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
-                                          APFloat(v));
-  }
-
-  /// Declares (once) and calls runtime function `name`.
-  Operation *call(Location loc, StringRef name, ValueRange args,
-                  TypeRange results = {}) {
-    std::string symbol = ("laerrt_" + name).str();
-    if (!module.lookupSymbol(symbol)) {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(module.getBody());
-      auto decl = func::FuncOp::create(
-          b, module.getLoc(), symbol,
-          b.getFunctionType(TypeRange(ValueRange(args)), results));
-      decl.setPrivate();
-      decl->setAttr("llvm.emit_c_interface", b.getUnitAttr());
-    }
-    return func::CallOp::create(b, loc, symbol, results, args);
-  }
-
-  /// The memref of a tensor value, cast to the ABI's dynamic type.
-  Value abi(Location loc, Value tensor) {
-    Value memref = map.lookup(tensor);
-    auto type = cast<MemRefType>(memref.getType());
-    MemRefType target = type.getElementType().isInteger(32) ? tokens()
-                        : type.getRank() == 0               ? type
-                        : type.getRank() == 1               ? dyn1()
-                                                            : dyn2();
-    if (type == target)
-      return memref;
-    return memref::CastOp::create(b, loc, target, memref);
-  }
-
-  /// A fresh buffer for `result`, sized like `like` in its dynamic dims.
-  Value allocate(Location loc, Value result, Value like) {
-    auto tensor = cast<RankedTensorType>(result.getType());
-    auto type = MemRefType::get(tensor.getShape(), tensor.getElementType());
-    SmallVector<Value> sizes;
-    for (int64_t d = 0; d < tensor.getRank(); ++d)
-      if (tensor.isDynamicDim(d))
-        sizes.push_back(memref::DimOp::create(b, loc, map.lookup(like), d));
-    Value buffer = memref::AllocOp::create(b, loc, type, sizes);
-    allocations.push_back(buffer);
-    map.map(result, buffer);
-    return buffer;
-  }
-
-  ModuleOp module;
-  OpBuilder &b;
-  Value ctx;
-  IRMapping map;
-  SmallVector<Value> allocations;
-};
-
 LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
+  bool handled = false;
+  if (failed(lowerFSEPOp(op, s, info, handled)) || handled)
+    return failure(!handled);
   Location loc = op->getLoc();
   OpBuilder &b = s.b;
   auto abi = [&](Value v) { return s.abi(loc, v); };
@@ -437,7 +353,21 @@ struct ConvertLAERToRuntimePass
                 s.i64(loc, op.getTopK()),
                 s.i64(loc, static_cast<int64_t>(op.getScore())),
                 s.i64(loc, op.getRenormalize() ? 1 : 0),
-                s.i64(loc, static_cast<int64_t>(op.getActivation()))});
+                s.i64(loc, static_cast<int64_t>(op.getActivation())),
+                s.i64(loc, 0), s.i64(loc, 0)});
+      }
+      for (FsepLayer layer : info.fsepLayers) {
+        fsep::ExpertsType bank = cast<fsep::ExpertsType>(layer.bank.getType());
+        fsep::PlanType plan = layer.relayout.getType();
+        moe::RouterOp router = layer.router;
+        s.call(layer.relayout.getLoc(), "declare_moe",
+               {s.ctx, s.i64(loc, layer.index), s.i64(loc, bank.getExperts()),
+                s.i64(loc, bank.getHidden()), s.i64(loc, bank.getFfn()),
+                s.i64(loc, router.getTopK()),
+                s.i64(loc, static_cast<int64_t>(router.getScore())),
+                s.i64(loc, router.getRenormalize() ? 1 : 0),
+                s.i64(loc, static_cast<int64_t>(layer.activation)),
+                s.i64(loc, plan.getRanks()), s.i64(loc, plan.getSlots())});
       }
       func::ReturnOp::create(b, loc);
     }
@@ -496,6 +426,15 @@ struct ConvertLAERToRuntimePass
         return signalPassFailure();
       }
       s.call(loc, "moe_update", {s.ctx, s.i64(loc, l)});
+    }
+    for (FsepLayer layer : info.fsepLayers) {
+      if (!layer.hasGradReduce) {
+        layer.relayout.emitError()
+            << kPass << ": this FSEP layer has no fsep.grad_reduce: its "
+                        "experts get no gradient";
+        return signalPassFailure();
+      }
+      s.call(loc, "moe_update", {s.ctx, s.i64(loc, layer.index)});
     }
     Value loss = memref::LoadOp::create(b, loc, s.map.lookup(ret.getOperand(0)));
     for (Value buffer : s.allocations)

@@ -59,7 +59,8 @@ void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
                                      std::int64_t hidden, std::int64_t ffn,
                                      std::int64_t topK, std::int64_t score,
                                      std::int64_t renormalize,
-                                     std::int64_t activation) {
+                                     std::int64_t activation,
+                                     std::int64_t ranks, std::int64_t slots) {
   CompiledModel &m = model(ctx);
   if (score < 0 || score > 1 || activation < 0 || activation > 2)
     fail(m.where(static_cast<int>(layer)), "laerrt_declare_moe: score ",
@@ -71,7 +72,8 @@ void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
   config.score = static_cast<ScoreFunction>(score);
   config.renormalize = renormalize != 0;
   config.activation = static_cast<Activation>(activation);
-  m.declareMoE(layer, config);
+  config.slotsPerRank = static_cast<int>(slots);
+  m.declareMoE(layer, config, static_cast<int>(ranks));
 }
 
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
@@ -297,6 +299,127 @@ void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
   auto dx = check(m, f, "d_input", dX, {dOut->sizes[0], H}, l);
   std::vector<float> result = moe.backward(in(d));
   std::copy(result.begin(), result.end(), dx.begin());
+}
+
+namespace {
+
+/// A [T, H] memref of layer `layer`'s tokens, zeroed: the phases add their
+/// chunk's share to it.
+std::span<float> tokenOutput(CompiledModel &m, const char *function,
+                             std::int64_t layer, F32x2 *ref) {
+  FsepMoELayer &moe = m.moeLayer(layer);
+  auto out = check(m, function, "output", ref,
+                   {moe.tokens(), moe.config().shape.hidden},
+                   static_cast<int>(layer));
+  std::fill(out.begin(), out.end(), 0.0f);
+  return out;
+}
+
+int chunkOf(std::int64_t chunk) { return static_cast<int>(chunk); }
+
+} // namespace
+
+void _mlir_ciface_laerrt_fsep_route(void *ctx, std::int64_t layer, F32x2 *x) {
+  CompiledModel &m = model(ctx);
+  FsepMoELayer &moe = m.moeLayer(layer);
+  auto xs = check(m, "laerrt_fsep_route", "input", x,
+                  {-1, moe.config().shape.hidden}, static_cast<int>(layer));
+  moe.route(in(xs), m.step());
+}
+
+void _mlir_ciface_laerrt_fsep_relayout(void *ctx, std::int64_t layer) {
+  CompiledModel &m = model(ctx);
+  m.moeLayer(layer).relayout(m.hook());
+}
+
+void _mlir_ciface_laerrt_fsep_restore(void *ctx, std::int64_t layer) {
+  model(ctx).moeLayer(layer).startRestore();
+}
+
+void _mlir_ciface_laerrt_fsep_restore_wait(void *ctx, std::int64_t layer) {
+  model(ctx).moeLayer(layer).finishRestore();
+}
+
+void _mlir_ciface_laerrt_fsep_dispatch(void *ctx, std::int64_t layer,
+                                       std::int64_t chunk,
+                                       std::int64_t chunks) {
+  model(ctx).moeLayer(layer).startDispatch(chunkOf(chunk), chunkOf(chunks));
+}
+
+void _mlir_ciface_laerrt_fsep_dispatch_wait(void *ctx, std::int64_t layer,
+                                            std::int64_t chunk) {
+  model(ctx).moeLayer(layer).finishDispatch(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_expert_compute(void *ctx, std::int64_t layer,
+                                             std::int64_t chunk) {
+  model(ctx).moeLayer(layer).computeExperts(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_combine(void *ctx, std::int64_t layer,
+                                      std::int64_t chunk) {
+  model(ctx).moeLayer(layer).startCombine(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_combine_wait(void *ctx, std::int64_t layer,
+                                           std::int64_t chunk, F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  std::span<float> o = tokenOutput(m, "laerrt_fsep_combine_wait", layer, out);
+  m.moeLayer(layer).finishCombine(chunkOf(chunk), o);
+}
+
+void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
+                                               std::int64_t chunk,
+                                               F32x2 *dOut) {
+  CompiledModel &m = model(ctx);
+  FsepMoELayer &moe = m.moeLayer(layer);
+  auto d = check(m, "laerrt_fsep_combine_backward", "d_output", dOut,
+                 {moe.tokens(), moe.config().shape.hidden},
+                 static_cast<int>(layer));
+  moe.startCombineBackward(chunkOf(chunk), in(d));
+}
+
+void _mlir_ciface_laerrt_fsep_combine_backward_wait(void *ctx,
+                                                    std::int64_t layer,
+                                                    std::int64_t chunk) {
+  model(ctx).moeLayer(layer).finishCombineBackward(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_expert_compute_backward(void *ctx,
+                                                      std::int64_t layer,
+                                                      std::int64_t chunk) {
+  model(ctx).moeLayer(layer).computeExpertsBackward(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_dispatch_backward(void *ctx, std::int64_t layer,
+                                                std::int64_t chunk) {
+  model(ctx).moeLayer(layer).startDispatchBackward(chunkOf(chunk));
+}
+
+void _mlir_ciface_laerrt_fsep_dispatch_backward_wait(void *ctx,
+                                                     std::int64_t layer,
+                                                     std::int64_t chunk,
+                                                     F32x2 *dX) {
+  CompiledModel &m = model(ctx);
+  std::span<float> dx =
+      tokenOutput(m, "laerrt_fsep_dispatch_backward_wait", layer, dX);
+  m.moeLayer(layer).finishDispatchBackward(chunkOf(chunk), dx);
+}
+
+void _mlir_ciface_laerrt_fsep_grad_reduce(void *ctx, std::int64_t layer) {
+  model(ctx).moeLayer(layer).startGradReduce();
+}
+
+void _mlir_ciface_laerrt_fsep_grad_reduce_wait(void *ctx, std::int64_t layer) {
+  model(ctx).moeLayer(layer).finishGradReduce();
+}
+
+void _mlir_ciface_laerrt_fsep_router_backward(void *ctx, std::int64_t layer,
+                                              F32x2 *dX) {
+  CompiledModel &m = model(ctx);
+  std::span<float> dx =
+      tokenOutput(m, "laerrt_fsep_router_backward", layer, dX);
+  m.moeLayer(layer).routerBackward(dx);
 }
 
 void _mlir_ciface_laerrt_allreduce_mean(void *ctx, F32x1 *grad) {

@@ -40,10 +40,22 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
     if (config.numExperts == 0)
       fail(where(static_cast<int>(l)),
            "compiled program never declared MoE layer ", l);
-    config.slotsPerRank =
-        options.slotsPerRank > 0
-            ? options.slotsPerRank
-            : (config.numExperts + comm.size() - 1) / comm.size() + 1;
+    // A program lowered to fsep ops was scheduled for N ranks and C slots;
+    // its layout types say so, and the runtime must run that shape.
+    if (int ranks = moeRanks_[l]; ranks > 0 && ranks != comm.size())
+      fail(where(static_cast<int>(l)), "the program was compiled for ", ranks,
+           " ranks (laer-compile --ranks ", ranks, ") but runs on ",
+           comm.size(), "; recompile or start it with mpirun -np ", ranks);
+    if (config.slotsPerRank > 0 && options.slotsPerRank > 0 &&
+        options.slotsPerRank != config.slotsPerRank)
+      fail(where(static_cast<int>(l)), "--slots ", options.slotsPerRank,
+           " differs from the ", config.slotsPerRank,
+           " slots per rank the program was compiled for");
+    if (config.slotsPerRank <= 0)
+      config.slotsPerRank =
+          options.slotsPerRank > 0
+              ? options.slotsPerRank
+              : (config.numExperts + comm.size() - 1) / comm.size() + 1;
     config.historyWindow = options.historyWindow;
     state_.addMoELayer(config, options.seed);
     std::string prefix = "layer" + std::to_string(l) + ".";
@@ -77,7 +89,7 @@ void CompiledModel::declareDense(std::int64_t index,
 }
 
 void CompiledModel::declareMoE(std::int64_t layer,
-                               const MoELayerConfig &config) {
+                               const MoELayerConfig &config, int ranks) {
   if (layer < 0 || layer > 100000)
     fail(where(), "laerrt_declare_moe: bad layer index ", layer);
   if (config.numExperts <= 0 || config.topK <= 0 ||
@@ -87,9 +99,15 @@ void CompiledModel::declareMoE(std::int64_t layer,
          config.numExperts, " experts, top-", config.topK, ", hidden ",
          config.shape.hidden, ", ffn ", config.shape.ffn,
          " is not a MoE layer");
-  if (static_cast<std::size_t>(layer) >= moeConfigs_.size())
+  if (ranks < 0 || config.slotsPerRank < 0)
+    fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ", ranks,
+         " ranks and ", config.slotsPerRank, " slots per rank");
+  if (static_cast<std::size_t>(layer) >= moeConfigs_.size()) {
     moeConfigs_.resize(layer + 1, MoELayerConfig{{0, 0}, 0});
+    moeRanks_.resize(layer + 1, 0);
+  }
   moeConfigs_[layer] = config;
+  moeRanks_[layer] = ranks;
 }
 
 std::span<float> CompiledModel::denseParameter(std::int64_t index) {

@@ -37,12 +37,15 @@ void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
                                        std::int64_t d0, std::int64_t d1,
                                        std::int64_t fanIn);
 /// `score`: 0 softmax, 1 sigmoid; `activation`: 0 silu, 1 gelu, 2 relu.
+/// `ranks` and `slots`: the N and C a program of fsep ops was scheduled for
+/// (the run must match), or 0 (any N; C from the options).
 void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
                                      std::int64_t experts,
                                      std::int64_t hidden, std::int64_t ffn,
                                      std::int64_t topK, std::int64_t score,
                                      std::int64_t renormalize,
-                                     std::int64_t activation);
+                                     std::int64_t activation,
+                                     std::int64_t ranks, std::int64_t slots);
 
 // Parameters: a flat view of dense parameter `index`.
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
@@ -87,6 +90,52 @@ void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer,
                                      F32x2 *x, F32x2 *out);
 void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
                                       F32x2 *dOut, F32x2 *dX);
+
+// The FSEP program of a MoE layer, one call per op of the fsep dialect
+// (the schedule fsep-schedule chose runs as compiled). The values flowing
+// between fsep ops (plan, restored weights, dispatched rows, routing) stay
+// in the runtime's layer; only the layer's input and outputs are memrefs.
+// A transfer op is a start call and its fsep.wait a finish call; a phase
+// called out of order fails naming the rank, layer and step. Outputs that
+// are memrefs are overwritten with the chunk's share.
+/// moe.router of an FSEP layer: routes this rank's tokens `x` [T, H].
+void _mlir_ciface_laerrt_fsep_route(void *ctx, std::int64_t layer, F32x2 *x);
+/// fsep.relayout (with this step's fsep.local_counts): the planner's plan.
+void _mlir_ciface_laerrt_fsep_relayout(void *ctx, std::int64_t layer);
+void _mlir_ciface_laerrt_fsep_restore(void *ctx, std::int64_t layer);
+void _mlir_ciface_laerrt_fsep_restore_wait(void *ctx, std::int64_t layer);
+void _mlir_ciface_laerrt_fsep_dispatch(void *ctx, std::int64_t layer,
+                                       std::int64_t chunk,
+                                       std::int64_t chunks);
+void _mlir_ciface_laerrt_fsep_dispatch_wait(void *ctx, std::int64_t layer,
+                                            std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_expert_compute(void *ctx, std::int64_t layer,
+                                             std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_combine(void *ctx, std::int64_t layer,
+                                      std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_combine_wait(void *ctx, std::int64_t layer,
+                                           std::int64_t chunk, F32x2 *out);
+void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
+                                               std::int64_t chunk,
+                                               F32x2 *dOut);
+void _mlir_ciface_laerrt_fsep_combine_backward_wait(void *ctx,
+                                                    std::int64_t layer,
+                                                    std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_expert_compute_backward(void *ctx,
+                                                      std::int64_t layer,
+                                                      std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_dispatch_backward(void *ctx, std::int64_t layer,
+                                                std::int64_t chunk);
+void _mlir_ciface_laerrt_fsep_dispatch_backward_wait(void *ctx,
+                                                     std::int64_t layer,
+                                                     std::int64_t chunk,
+                                                     F32x2 *dX);
+void _mlir_ciface_laerrt_fsep_grad_reduce(void *ctx, std::int64_t layer);
+void _mlir_ciface_laerrt_fsep_grad_reduce_wait(void *ctx, std::int64_t layer);
+/// moe.router_grad: the router's share of d(x) [T, H]; the gate gradient
+/// stays in the runtime.
+void _mlir_ciface_laerrt_fsep_router_backward(void *ctx, std::int64_t layer,
+                                              F32x2 *dX);
 
 // Data parallelism and the optimizer.
 /// In place: the mean of `grad` over all ranks.

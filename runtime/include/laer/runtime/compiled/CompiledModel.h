@@ -59,7 +59,10 @@ public:
   void declareModel(std::int64_t vocab, std::int64_t sequence);
   void declareDense(std::int64_t index, std::vector<std::int64_t> shape,
                     std::int64_t fanIn);
-  void declareMoE(std::int64_t layer, const MoELayerConfig &config);
+  /// `ranks` > 0: the program was scheduled for that many ranks (and
+  /// `config.slotsPerRank` slots); 0: any (slots from the options).
+  void declareMoE(std::int64_t layer, const MoELayerConfig &config,
+                  int ranks);
   /// Dense parameter `index` as a flat span; fails naming the index.
   std::span<float> denseParameter(std::int64_t index);
   std::span<float> denseMoment(std::int64_t index, bool second);
@@ -84,6 +87,7 @@ private:
   TrainingState state_;
   std::vector<DenseDecl> dense_;
   std::vector<MoELayerConfig> moeConfigs_;
+  std::vector<int> moeRanks_; // 0: any number of ranks
   std::int64_t vocab_ = 0, sequence_ = 0;
   long step_ = -1;
   RelayoutHook *hook_ = nullptr;

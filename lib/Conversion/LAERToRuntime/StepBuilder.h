@@ -1,0 +1,157 @@
+//===- StepBuilder.h - shared state of the runtime lowering ----*- C++ -*-===//
+//
+// Internal to convert-laer-to-runtime: what the analysis learns about the
+// model and the builder that emits laer_train_step, shared by the lowering
+// of dense/moe ops (LAERToRuntime.cpp) and of fsep ops (FSEPToRuntime.cpp).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef LAER_LIB_CONVERSION_LAERTORUNTIME_STEPBUILDER_H
+#define LAER_LIB_CONVERSION_LAERTORUNTIME_STEPBUILDER_H
+
+#include "laer/Dialect/FSEP/IR/FSEPOps.h"
+#include "laer/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+
+namespace laer::runtime_lowering {
+
+using namespace mlir;
+
+constexpr const char *kPass = "convert-laer-to-runtime";
+
+/// A dense parameter: an argument of `@f_grad` the runtime owns.
+struct DenseParam {
+  unsigned argument;
+  RankedTensorType type;
+  int64_t fanIn; // 0: a norm weight, initialised to one
+};
+
+/// A MoE layer: its forward op, and the gate/expert arguments it owns.
+struct MoELayer {
+  moe::LayerOp forward;
+  moe::LayerGradOp backward;
+};
+
+/// What `@f_grad` says about the model.
+/// A MoE layer lowered to fsep ops (convert-moe-to-fsep on the training
+/// step): its relayout, router and bank of expert shards.
+struct FsepLayer {
+  int64_t index;
+  fsep::RelayoutOp relayout;
+  moe::RouterOp router;
+  BlockArgument bank;
+  moe::Activation activation = moe::Activation::Silu;
+  bool hasGradReduce = false;
+};
+
+struct ModelInfo {
+  SmallVector<DenseParam> dense;
+  SmallVector<MoELayer> layers;
+  SmallVector<FsepLayer> fsepLayers;
+  /// moe.router of an FSEP layer -> its layer index.
+  DenseMap<Operation *, int64_t> routerLayer;
+  /// Argument number -> index in `dense` (or -1: ids, targets, MoE-owned).
+  SmallVector<int> denseIndex;
+  int64_t vocab = 0, sequence = 0;
+};
+
+/// Emits the laer_train_step body: one memref per tensor value.
+class StepBuilder {
+public:
+  StepBuilder(ModuleOp module, OpBuilder &builder, Value ctx)
+      : module(module), b(builder), ctx(ctx) {}
+
+  Type f32() { return b.getF32Type(); }
+  MemRefType dyn1() { return MemRefType::get({ShapedType::kDynamic}, f32()); }
+  MemRefType dyn2() {
+    return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
+                           f32());
+  }
+  MemRefType tokens() {
+    return MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  }
+  Value i64(Location loc, int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
+  }
+  Value f64(Location loc, double v) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                          APFloat(v));
+  }
+
+  /// Declares (once) and calls runtime function `name`.
+  Operation *call(Location loc, StringRef name, ValueRange args,
+                  TypeRange results = {}) {
+    std::string symbol = ("laerrt_" + name).str();
+    if (!module.lookupSymbol(symbol)) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      auto decl = func::FuncOp::create(
+          b, module.getLoc(), symbol,
+          b.getFunctionType(TypeRange(ValueRange(args)), results));
+      decl.setPrivate();
+      decl->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    }
+    return func::CallOp::create(b, loc, symbol, results, args);
+  }
+
+  /// The memref of a tensor value, cast to the ABI's dynamic type.
+  Value abi(Location loc, Value tensor) {
+    Value memref = map.lookup(tensor);
+    auto type = cast<MemRefType>(memref.getType());
+    MemRefType target = type.getElementType().isInteger(32) ? tokens()
+                        : type.getRank() == 0               ? type
+                        : type.getRank() == 1               ? dyn1()
+                                                            : dyn2();
+    if (type == target)
+      return memref;
+    return memref::CastOp::create(b, loc, target, memref);
+  }
+
+  /// A fresh buffer for `result`, sized like `like` in its dynamic dims.
+  Value allocate(Location loc, Value result, Value like) {
+    auto tensor = cast<RankedTensorType>(result.getType());
+    auto type = MemRefType::get(tensor.getShape(), tensor.getElementType());
+    SmallVector<Value> sizes;
+    for (int64_t d = 0; d < tensor.getRank(); ++d)
+      if (tensor.isDynamicDim(d))
+        sizes.push_back(memref::DimOp::create(b, loc, map.lookup(like), d));
+    Value buffer = memref::AllocOp::create(b, loc, type, sizes);
+    allocations.push_back(buffer);
+    map.map(result, buffer);
+    return buffer;
+  }
+
+  ModuleOp module;
+  OpBuilder &b;
+  Value ctx;
+  IRMapping map;
+  /// Values that live in the runtime's FSEP layers (routing, plans,
+  /// restored weights, rows, gradient shards): no memref, no code.
+  DenseSet<Value> held;
+  /// Transfers whose finish call has been emitted.
+  DenseSet<Operation *> waited;
+  SmallVector<Value> allocations;
+};
+
+
+/// Lowers one fsep op, or a moe.router / moe.router_grad of an FSEP layer,
+/// or an addition of runtime-held values; `handled` is false for any
+/// other op.
+LogicalResult lowerFSEPOp(Operation *op, StepBuilder &s, const ModelInfo &info,
+                          bool &handled);
+
+/// Finds the FSEP layers of `grad` (from its fsep.relayout ops) and checks
+/// they have the shape the runtime executes.
+LogicalResult analyzeFSEPLayers(func::FuncOp grad, ModelInfo &info);
+
+} // namespace laer::runtime_lowering
+
+#endif // LAER_LIB_CONVERSION_LAERTORUNTIME_STEPBUILDER_H
