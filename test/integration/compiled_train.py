@@ -8,6 +8,10 @@ same seed and data (the laer+ planner re-planning every step):
   - the compiled binary and laer-train (the model wired by hand on the
     runtime's kernels, an independent implementation of the same
     forward/backward/AdamW) on 4 ranks: the same losses;
+  - the FSEP program compiled op by op (laer-compile --ranks N: chunked,
+    scheduled fsep ops, one runtime call each) on 4 ranks with 2 chunks
+    and on 1 rank with 3 chunks: the same losses as the fused binary;
+  - the 4-rank FSEP binary started on 2 ranks: a clear error, no hang;
   - the loss falls (mean of the first 10 steps vs the last 10).
 Usage: compiled_train.py SCRATCH LAER_COMPILE MODEL LAER_TRAIN DATA MPIRUN...
 """
@@ -35,13 +39,17 @@ def run(command, timeout=240):
     return done.stdout
 
 
+def train_command(binary, ranks):
+    return mpirun + ["--timeout", "200", "-np", str(ranks), binary,
+                     "--data", data, "--suffix", ".cpp",
+                     "--steps", str(STEPS), "--log-every", "1",
+                     "--batch", "8", "--sequence", "64",
+                     "--planner", "laer+", "--replan-every", "1",
+                     "--no-progress"]
+
+
 def losses(binary, ranks):
-    out = run(mpirun + ["--timeout", "200", "-np", str(ranks), binary,
-                        "--data", data, "--suffix", ".cpp",
-                        "--steps", str(STEPS), "--log-every", "1",
-                        "--batch", "8", "--sequence", "64",
-                        "--planner", "laer+", "--replan-every", "1",
-                        "--no-progress"])
+    out = run(train_command(binary, ranks))
     found = [float(m.group(2)) for m in
              re.finditer(r"^step +(\d+) +loss +([0-9.]+)", out, re.M)]
     if len(found) != STEPS:
@@ -67,6 +75,21 @@ hand = losses(reference, 4)
 print("losses (compiled, 4 ranks):", " ".join("%.4f" % x for x in four))
 compare("compiled 4 ranks vs 1 rank", four, one)
 compare("compiled vs laer-train", four, hand)
+
+fsep4 = os.path.join(scratch, "train-fsep4")
+fsep1 = os.path.join(scratch, "train-fsep1")
+run([compiler, model, "--ranks", "4", "--chunks", "2", "-o", fsep4])
+run([compiler, model, "--ranks", "1", "--chunks", "3", "-o", fsep1])
+compare("fsep program 4 ranks vs fused", losses(fsep4, 4), one)
+compare("fsep program 1 rank vs fused", losses(fsep1, 1), one)
+wrong = subprocess.run(train_command(fsep4, 2), capture_output=True,
+                       text=True, timeout=120)
+expected = "compiled for 4 ranks (laer-compile --ranks 4) but runs on 2"
+if wrong.returncode == 0 or expected not in wrong.stdout + wrong.stderr:
+    fail("the 4-rank program on 2 ranks: expected an error naming the "
+         "rank count, got exit %d:\n%s%s"
+         % (wrong.returncode, wrong.stdout, wrong.stderr))
+print("4-rank program on 2 ranks: clear error")
 first, last = sum(four[:10]) / 10, sum(four[-10:]) / 10
 print("mean loss, steps 0-9: %.4f, steps 10-19: %.4f" % (first, last))
 if not last < first - 0.1:

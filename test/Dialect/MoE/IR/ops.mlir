@@ -83,3 +83,14 @@ func.func @layer_with_shared_experts(
          tensor<64x96xf32>, tensor<96x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// CHECK-LABEL: func.func @router_grad
+// CHECK: %{{.*}}, %{{.*}} = moe.router_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} score<sigmoid> : (tensor<?x64xf32>, tensor<64x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> (tensor<?x64xf32>, tensor<64x8xf32>)
+func.func @router_grad(%x: tensor<?x64xf32>, %g: tensor<64x8xf32>,
+                       %i: tensor<?x2xi32>, %dw: tensor<?x2xf32>)
+    -> (tensor<?x64xf32>, tensor<64x8xf32>) {
+  %dx, %dg = moe.router_grad %x, %g, %i, %dw score<sigmoid>
+      : (tensor<?x64xf32>, tensor<64x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>)
+      -> (tensor<?x64xf32>, tensor<64x8xf32>)
+  return %dx, %dg : tensor<?x64xf32>, tensor<64x8xf32>
+}
