@@ -29,15 +29,16 @@ if [ "$mode" = test ]; then
 fi
 
 # Main job: compile the example MoE language model IR into a training
-# binary with laer-compile (autodiff, lowering to the runtime's C ABI, LLVM,
-# linked with the runtime), then train it on 4 CPU ranks on real text (the
+# binary with laer-compile (autodiff, the chunked and scheduled FSEP program
+# of 4 ranks, lowering to the runtime's C ABI, LLVM, linked with the
+# runtime), then train it on 4 CPU ranks on real text (the
 # Python standard library's sources) with the laer+ planner re-laying
 # experts every step, printing the loss falling and the per-layer load
 # balance.
 example="$root/examples/tiny_moe_lm.mlir"
 train="$build/tiny_moe_lm-train"
 echo "== laer-compile $example -o $train"
-"$build/bin/laer-compile" "$example" -o "$train" --time
+"$build/bin/laer-compile" "$example" --ranks 4 --chunks 2 -o "$train" --time
 stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 root_flag=$([ "$(id -u)" = 0 ] && echo --allow-run-as-root || true)
 echo "== training on 4 CPU ranks, text from $stdlib"
