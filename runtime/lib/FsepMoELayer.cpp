@@ -169,6 +169,7 @@ void FsepMoELayer::route(std::span<const float> x, long step) {
 }
 
 void FsepMoELayer::relayout(RelayoutHook &hook) {
+  comm_.setErrorContext(layer_, step_);
   expectStage(Stage::Routed, "the relayout");
   {
     ScopedPhase phase(times_, Phase::Plan);
@@ -231,6 +232,7 @@ Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
 }
 
 void FsepMoELayer::startRestore() {
+  comm_.setErrorContext(layer_, step_);
   expectStage(Stage::Planned, "the restore");
   if (restoreStarted_)
     fail(context(), "the restore was started twice");
@@ -259,6 +261,7 @@ void FsepMoELayer::startRestore() {
 }
 
 void FsepMoELayer::finishRestore() {
+  comm_.setErrorContext(layer_, step_);
   expectStage(Stage::Planned, "the restore's wait");
   if (!restoreStarted_)
     fail(context(), "the restore's wait ran before the restore started");
@@ -393,6 +396,7 @@ FsepMoELayer::TokenChunk &FsepMoELayer::tokenChunk(int chunk,
 
 void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
                                bool forward) {
+  comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
   const AllToAllSizes &d = c.sizes;
   t.sizes = forward ? d
@@ -406,6 +410,7 @@ void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
 
 std::vector<float> FsepMoELayer::finishTokens(TokenChunk &c,
                                               const char *phase) {
+  comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
   if (!t.handle)
     fail(context(), phase, " waited for a token exchange that was not started");
@@ -636,6 +641,7 @@ void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
 }
 
 void FsepMoELayer::startGradReduce() {
+  comm_.setErrorContext(layer_, step_);
   for (std::size_t c = 0; c < chunks_.size(); ++c)
     if (!chunks_[c].gradComputed)
       fail(context(), "the gradient all-to-all started before the expert "
@@ -668,6 +674,7 @@ void FsepMoELayer::startGradReduce() {
 }
 
 void FsepMoELayer::finishGradReduce() {
+  comm_.setErrorContext(layer_, step_);
   if (!gradReduceStarted_)
     fail(context(), "the gradient all-to-all's wait ran before it started");
   ScopedPhase phase(times_, Phase::GradAllToAll);
@@ -692,6 +699,7 @@ void FsepMoELayer::finishGradReduce() {
 }
 
 void FsepMoELayer::routerBackward(std::span<float> dx) {
+  comm_.setErrorContext(layer_, step_);
   for (std::size_t c = 0; c < chunks_.size(); ++c)
     if (!chunks_[c].gradSent)
       fail(context(), "the router gradient ran before the combine backward "
