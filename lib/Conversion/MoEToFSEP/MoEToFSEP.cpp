@@ -84,6 +84,21 @@ FailureOr<SmallVector<TrainedLayer>> matchTrainedLayers(func::FuncOp func) {
   return layers;
 }
 
+/// Appends this rank's shards of layer `layerIndex` as an argument of
+/// `func`, tagged `fsep.layer`.
+FailureOr<Value> appendBank(func::FuncOp func, fsep::ExpertsType bankType,
+                            int64_t layerIndex, Location loc) {
+  MLIRContext *context = func.getContext();
+  unsigned index = func.getNumArguments();
+  auto tag = NamedAttribute(StringAttr::get(context, "fsep.layer"),
+                            IntegerAttr::get(IntegerType::get(context, 64),
+                                             layerIndex));
+  if (failed(func.insertArgument(index, bankType,
+                                 DictionaryAttr::get(context, {tag}), loc)))
+    return failure();
+  return Value(func.getArgument(index));
+}
+
 /// Sums `parts` with arith.addf (the chunks' shares of one value).
 Value sum(OpBuilder &b, Location loc, ArrayRef<Value> parts) {
   Value total = parts.front();
@@ -159,17 +174,10 @@ struct ConvertMoEToFSEPPass
                                            numDevices);
     auto planType = fsep::PlanType::get(context, numExperts, numDevices,
                                         slots);
-    unsigned bankIndex = func.getNumArguments();
-    if (failed(func.insertArgument(
-            bankIndex, bankType,
-            DictionaryAttr::get(
-                context, {NamedAttribute(
-                             StringAttr::get(context, "fsep.layer"),
-                             IntegerAttr::get(IntegerType::get(context, 64),
-                                              layerIndex))}),
-            experts.getLoc())))
+    FailureOr<Value> bank =
+        appendBank(func, bankType, layerIndex, experts.getLoc());
+    if (failed(bank))
       return failure();
-    Value bank = entry.getArgument(bankIndex);
 
     OpBuilder b(dispatch);
     Value indices = dispatch.getIndices();
@@ -191,7 +199,7 @@ struct ConvertMoEToFSEPPass
     Value plan = fsep::RelayoutOp::create(b, loc, planType, counts,
                                           b.getI64IntegerAttr(layerIndex));
     auto restore = fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2,
-                                           bank, plan);
+                                           *bank, plan);
 
     b.setInsertionPoint(layer.combine);
     Value output;
@@ -296,17 +304,10 @@ struct ConvertMoEToFSEPPass
                                            numDevices);
     auto planType = fsep::PlanType::get(context, numExperts, numDevices,
                                         slots);
-    unsigned bankIndex = func.getNumArguments();
-    if (failed(func.insertArgument(
-            bankIndex, bankType,
-            DictionaryAttr::get(
-                context, {NamedAttribute(
-                             StringAttr::get(context, "fsep.layer"),
-                             IntegerAttr::get(IntegerType::get(context, 64),
-                                              layerIndex))}),
-            loc)))
+    FailureOr<Value> bankArg = appendBank(func, bankType, layerIndex, loc);
+    if (failed(bankArg))
       return failure();
-    Value bank = entry.getArgument(bankIndex);
+    Value bank = *bankArg;
 
     // Forward: router, this step's plan, restore, chunked exchanges.
     OpBuilder b(fwd);
