@@ -222,16 +222,35 @@ void _mlir_ciface_laerrt_attention_grad(
                            a.shape, saved, in(d), dx, dq, dk, dv, dout);
 }
 
+namespace {
+
+/// The operands linear and linear_grad share: x [T, K] and weight [K, N].
+struct LinearOperands {
+  std::span<float> x, weight;
+  std::int64_t T, K, N;
+};
+
+LinearOperands checkLinear(CompiledModel &m, const char *f, F32x2 *x,
+                           F32x2 *weight) {
+  LinearOperands l;
+  l.x = check(m, f, "input", x, {-1, -1});
+  l.T = x->sizes[0];
+  l.K = x->sizes[1];
+  l.weight = check(m, f, "weight", weight, {l.K, -1});
+  l.N = weight->sizes[1];
+  return l;
+}
+
+} // namespace
+
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
                                 F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_linear";
-  auto xs = check(m, f, "input", x, {-1, -1});
-  std::int64_t T = x->sizes[0], K = x->sizes[1];
-  auto w = check(m, f, "weight", weight, {K, -1});
-  std::int64_t N = weight->sizes[1];
-  auto y = check(m, f, "output", out, {T, N});
-  gemmT<float>(false, false, T, N, K, 1, xs.data(), w.data(), 0, y.data());
+  LinearOperands l = checkLinear(m, f, x, weight);
+  auto y = check(m, f, "output", out, {l.T, l.N});
+  gemmT<float>(false, false, l.T, l.N, l.K, 1, l.x.data(), l.weight.data(), 0,
+               y.data());
 }
 
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
@@ -239,15 +258,14 @@ void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
                                      F32x2 *dWeight) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_linear_grad";
-  auto xs = check(m, f, "input", x, {-1, -1});
-  std::int64_t T = x->sizes[0], K = x->sizes[1];
-  auto w = check(m, f, "weight", weight, {K, -1});
-  std::int64_t N = weight->sizes[1];
-  auto d = check(m, f, "d_output", dOut, {T, N});
-  auto dx = check(m, f, "d_input", dX, {T, K});
-  auto dw = check(m, f, "d_weight", dWeight, {K, N});
-  gemmT<float>(true, false, K, N, T, 1, xs.data(), d.data(), 0, dw.data());
-  gemmT<float>(false, true, T, K, N, 1, d.data(), w.data(), 0, dx.data());
+  LinearOperands l = checkLinear(m, f, x, weight);
+  auto d = check(m, f, "d_output", dOut, {l.T, l.N});
+  auto dx = check(m, f, "d_input", dX, {l.T, l.K});
+  auto dw = check(m, f, "d_weight", dWeight, {l.K, l.N});
+  gemmT<float>(true, false, l.K, l.N, l.T, 1, l.x.data(), d.data(), 0,
+               dw.data());
+  gemmT<float>(false, true, l.T, l.K, l.N, 1, d.data(), l.weight.data(), 0,
+               dx.data());
 }
 
 void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
