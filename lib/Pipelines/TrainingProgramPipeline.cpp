@@ -4,6 +4,7 @@
 
 #include "laer/Conversion/Passes.h"
 #include "laer/Dialect/FSEP/Transforms/Passes.h"
+#include "laer/Dialect/MoE/Transforms/Passes.h"
 #include "laer/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -19,6 +20,7 @@
 
 void laer::buildTrainingProgramPipeline(mlir::OpPassManager &pm,
                                         const TrainingProgramOptions &options) {
+  pm.addPass(moe::createMoESplitSharedExperts());
   pm.addPass(createAutodiff());
   if (options.ranks > 0) {
     ConvertMoEToFSEPOptions fsep;
@@ -50,7 +52,8 @@ void laer::buildTrainingProgramPipeline(mlir::OpPassManager &pm,
 void laer::registerTrainingProgramPipeline() {
   mlir::PassPipelineRegistration<TrainingProgramOptions>(
       "laer-training-program",
-      "Build a training step from a model IR: laer-autodiff, (ranks > 0) "
+      "Build a training step from a model IR: moe-split-shared-experts, "
+      "laer-autodiff, (ranks > 0) "
       "convert-moe-to-fsep and fsep-schedule, convert-laer-to-runtime and "
       "(to-llvm) the upstream conversions to the LLVM dialect",
       buildTrainingProgramPipeline);

@@ -46,3 +46,51 @@ func.func @no_gradient(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>,
   %loss = dense.cross_entropy %l, %t : tensor<4x16xf32>, tensor<4xi32> -> tensor<f32>
   return %loss : tensor<f32>
 }
+
+// -----
+
+// Shared experts after moe-split-shared-experts: the dense.swiglu's
+// weights get its gradients, and the input's gradient sums the routed, the
+// shared and the residual paths.
+// CHECK-LABEL: func.func @shared_experts_grad
+// CHECK-SAME: -> (tensor<f32>, tensor<16x8xf32>, tensor<8x4xf32>, tensor<4x8x6xf32>, tensor<4x8x6xf32>, tensor<4x6x8xf32>, tensor<8x12xf32>, tensor<8x12xf32>, tensor<12x8xf32>, tensor<8x16xf32>)
+// CHECK: %[[DY:.*]], %{{.*}} = dense.linear_grad
+// CHECK: %[[DXS:[^,]*]], %[[DS1:[^,]*]], %[[DS3:[^,]*]], %[[DS2:[^ ]*]] = dense.swiglu_grad %[[X:[^,]*]], %{{.*}}, %[[DY]]
+// CHECK: %[[SUM:.*]] = arith.addf %[[DY]], %[[DXS]]
+// CHECK: %[[DXR:[^,]*]], %[[DG:[^,]*]], %[[DW1:[^,]*]], %[[DW3:[^,]*]], %[[DW2:[^ ]*]] = moe.layer_grad %[[X]], {{.*}}, %[[DY]]
+// CHECK: %[[ALL:.*]] = arith.addf %[[SUM]], %[[DXR]]
+// CHECK: dense.embedding_grad %{{.*}}, %[[ALL]]
+// CHECK: return %{{.*}}, %{{.*}}, %[[DG]], %[[DW1]], %[[DW3]], %[[DW2]], %[[DS1]], %[[DS3]], %[[DS2]], %{{.*}} :
+func.func @shared_experts(%ids: tensor<?xi32>, %t: tensor<?xi32>,
+    %e: tensor<16x8xf32>, %g: tensor<8x4xf32>, %w1: tensor<4x8x6xf32>,
+    %w3: tensor<4x8x6xf32>, %w2: tensor<4x6x8xf32>, %s1: tensor<8x12xf32>,
+    %s3: tensor<8x12xf32>, %s2: tensor<12x8xf32>, %head: tensor<8x16xf32>)
+    -> tensor<f32> {
+  %x = dense.embedding %e, %ids : tensor<16x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  %r = moe.layer %x, %g, %w1, %w3, %w2 top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<?x8xf32>, tensor<8x4xf32>, tensor<4x8x6xf32>, tensor<4x8x6xf32>, tensor<4x6x8xf32>) -> tensor<?x8xf32>
+  %s = dense.swiglu %x, %s1, %s3, %s2 : tensor<?x8xf32>, tensor<8x12xf32>, tensor<8x12xf32>, tensor<12x8xf32> -> tensor<?x8xf32>
+  %y = arith.addf %r, %s : tensor<?x8xf32>
+  %h = arith.addf %x, %y : tensor<?x8xf32>
+  %logits = dense.linear %h, %head : tensor<?x8xf32>, tensor<8x16xf32> -> tensor<?x16xf32>
+  %loss = dense.cross_entropy %logits, %t : tensor<?x16xf32>, tensor<?xi32> -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// Before the split, a layer with shared experts says which pass to run.
+func.func @unsplit_shared(%ids: tensor<?xi32>, %t: tensor<?xi32>,
+    %e: tensor<16x8xf32>, %g: tensor<8x4xf32>, %w1: tensor<4x8x6xf32>,
+    %w3: tensor<4x8x6xf32>, %w2: tensor<4x6x8xf32>, %s1: tensor<8x12xf32>,
+    %s3: tensor<8x12xf32>, %s2: tensor<12x8xf32>, %head: tensor<8x16xf32>)
+    -> tensor<f32> {
+  %x = dense.embedding %e, %ids : tensor<16x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  // expected-error @+1 {{laer-autodiff: run moe-split-shared-experts first (it moves the shared experts into a dense.swiglu, which has a gradient)}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2) top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<?x8xf32>, tensor<8x4xf32>, tensor<4x8x6xf32>, tensor<4x8x6xf32>, tensor<4x6x8xf32>,
+         tensor<8x12xf32>, tensor<8x12xf32>, tensor<12x8xf32>) -> tensor<?x8xf32>
+  %logits = dense.linear %y, %head : tensor<?x8xf32>, tensor<8x16xf32> -> tensor<?x16xf32>
+  %loss = dense.cross_entropy %logits, %t : tensor<?x16xf32>, tensor<?xi32> -> tensor<f32>
+  return %loss : tensor<f32>
+}

@@ -13,15 +13,22 @@ same seed and data (the laer+ planner re-planning every step):
     and on 1 rank with 3 chunks: the same losses as the fused binary;
   - the 4-rank FSEP binary started on 2 ranks: a clear error, no hang;
   - the loss falls (mean of the first 10 steps vs the last 10).
-Usage: compiled_train.py SCRATCH LAER_COMPILE MODEL LAER_TRAIN DATA MPIRUN...
+Usage: compiled_train.py [--reference-args=ARGS] SCRATCH LAER_COMPILE MODEL
+                         LAER_TRAIN DATA MPIRUN...
+ARGS (split at spaces) go to laer-train only, to give it the model's shape
+(--shared-ffn S for a model with shared experts).
 """
 import os
 import re
 import subprocess
 import sys
 
-scratch, compiler, model, reference, data = sys.argv[1:6]
-mpirun = sys.argv[6:]
+args = sys.argv[1:]
+reference_args = []
+if args and args[0].startswith("--reference-args="):
+    reference_args = args.pop(0).split("=", 1)[1].split()
+scratch, compiler, model, reference, data = args[:5]
+mpirun = args[5:]
 STEPS = 20
 
 
@@ -39,17 +46,17 @@ def run(command, timeout=240):
     return done.stdout
 
 
-def train_command(binary, ranks):
+def train_command(binary, ranks, extra=()):
     return mpirun + ["--timeout", "200", "-np", str(ranks), binary,
-                     "--data", data, "--suffix", ".cpp",
+                     *extra, "--data", data, "--suffix", ".cpp",
                      "--steps", str(STEPS), "--log-every", "1",
                      "--batch", "8", "--sequence", "64",
                      "--planner", "laer+", "--replan-every", "1",
                      "--no-progress"]
 
 
-def losses(binary, ranks):
-    out = run(train_command(binary, ranks))
+def losses(binary, ranks, extra=()):
+    out = run(train_command(binary, ranks, extra))
     found = [float(m.group(2)) for m in
              re.finditer(r"^step +(\d+) +loss +([0-9.]+)", out, re.M)]
     if len(found) != STEPS:
@@ -71,7 +78,7 @@ binary = os.path.join(scratch, "train")
 run([compiler, model, "-o", binary])
 four = losses(binary, 4)
 one = losses(binary, 1)
-hand = losses(reference, 4)
+hand = losses(reference, 4, reference_args)
 print("losses (compiled, 4 ranks):", " ".join("%.4f" % x for x in four))
 compare("compiled 4 ranks vs 1 rank", four, one)
 compare("compiled vs laer-train", four, hand)

@@ -31,16 +31,18 @@ int main(int argc, char **argv) {
     config.vocab = data.vocab();
     config.sequence = options.sequence;
     config.historyWindow = options.history;
+    config.sharedFfn = options.sharedFfn;
     config.slotsPerRank = slotsPerRank(options, config.experts, comm.size());
     MoELanguageModel model(comm, config, options.seed);
     char banner[256];
     std::snprintf(banner, sizeof banner,
                   "laer-train: %d ranks, %lld tokens, planner %s, %d layers "
-                  "x %d experts (top-%d), %d slots per rank, batch %d x %d "
-                  "tokens",
+                  "x %d experts (top-%d)%s, %d slots per rank, batch %d x "
+                  "%d tokens",
                   comm.size(), static_cast<long long>(data.size()),
                   options.planner.c_str(), config.layers, config.experts,
-                  config.topK, config.slotsPerRank, options.batch,
+                  config.topK, config.sharedFfn ? " + shared" : "",
+                  config.slotsPerRank, options.batch,
                   options.sequence);
     runTraining(comm, options, data, model, banner);
   } catch (const std::exception &error) {

@@ -64,8 +64,8 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
   WalkResult walk = grad.walk([&](Operation *op) -> WalkResult {
     if (auto layer = dyn_cast<moe::LayerOp>(op)) {
       if (layer.getSharedW1())
-        return layer.emitError() << kPass << ": shared experts are not "
-                                    "supported by the runtime yet";
+        return layer.emitError() << kPass << ": split the shared experts "
+                                    "off first (moe-split-shared-experts)";
       for (Value weight : {layer.getGate(), layer.getW1(), layer.getW3(),
                            layer.getW2()})
         if (!isa<BlockArgument>(weight))
@@ -252,6 +252,21 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
     Value dw = out(l.getDWeight(), Value());
     s.call(loc, "linear_grad", {s.ctx, abi(l.getInput()), abi(l.getWeight()),
                                 abi(l.getDOutput()), dx, dw});
+    return success();
+  }
+  if (auto f = dyn_cast<dense::SwiGluOp>(op)) {
+    Value o = out(f.getOutput(), f.getInput());
+    s.call(loc, "swiglu", {s.ctx, abi(f.getInput()), abi(f.getW1()),
+                           abi(f.getW3()), abi(f.getW2()), o});
+    return success();
+  }
+  if (auto f = dyn_cast<dense::SwiGluGradOp>(op)) {
+    Value dx = out(f.getDInput(), f.getInput());
+    Value d1 = out(f.getDW1(), Value()), d3 = out(f.getDW3(), Value()),
+          d2 = out(f.getDW2(), Value());
+    s.call(loc, "swiglu_grad",
+           {s.ctx, abi(f.getInput()), abi(f.getW1()), abi(f.getW3()),
+            abi(f.getW2()), abi(f.getDOutput()), dx, d1, d3, d2});
     return success();
   }
   if (auto c = dyn_cast<dense::CrossEntropyOp>(op)) {

@@ -268,8 +268,9 @@ struct ConvertMoEToFSEPPass
     moe::LayerOp fwd = layer.forward;
     moe::LayerGradOp bwd = layer.backward;
     if (fwd.getSharedW1())
-      return fwd.emitError("convert-moe-to-fsep: shared experts of a trained "
-                           "layer are not supported yet");
+      return fwd.emitError("convert-moe-to-fsep: the shared experts of a "
+                           "trained layer must be split off first "
+                           "(moe-split-shared-experts)");
     int64_t numExperts, hidden, ffn, slots;
     if (failed(bankShape(fwd, fwd.getW1(), numExperts, hidden, ffn, slots)))
       return failure();

@@ -4,6 +4,7 @@
 #include "laer/runtime/AdamW.h"
 #include "laer/runtime/compiled/CompiledModel.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/cpu/Kernels.h"
 
 #include <algorithm>
 
@@ -266,6 +267,64 @@ void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
                dw.data());
   gemmT<float>(false, true, l.T, l.K, l.N, 1, d.data(), l.weight.data(), 0,
                dx.data());
+}
+
+namespace {
+
+/// The operands swiglu and swiglu_grad share: x [T, H], w1 and w3 [H, S],
+/// w2 [S, H].
+struct SwiGluOperands {
+  std::span<float> x, w1, w3, w2;
+  std::int64_t T, H, S;
+};
+
+SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x,
+                           F32x2 *w1, F32x2 *w3, F32x2 *w2) {
+  SwiGluOperands o;
+  o.x = check(m, f, "input", x, {-1, -1});
+  o.T = x->sizes[0];
+  o.H = x->sizes[1];
+  o.w1 = check(m, f, "w1", w1, {o.H, -1});
+  o.S = w1->sizes[1];
+  o.w3 = check(m, f, "w3", w3, {o.H, o.S});
+  o.w2 = check(m, f, "w2", w2, {o.S, o.H});
+  return o;
+}
+
+} // namespace
+
+void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
+                                F32x2 *w2, F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_swiglu";
+  SwiGluOperands o = checkSwiGlu(m, f, x, w1, w3, w2);
+  auto y = check(m, f, "output", out, {o.T, o.H});
+  SwiGluSaved saved;
+  gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
+                         o.H, o.S, Activation::Silu, y, saved);
+}
+
+void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
+                                     F32x2 *w3, F32x2 *w2, F32x2 *dOut,
+                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
+                                     F32x2 *dW2) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_swiglu_grad";
+  SwiGluOperands o = checkSwiGlu(m, f, x, w1, w3, w2);
+  auto d = check(m, f, "d_output", dOut, {o.T, o.H});
+  auto dx = check(m, f, "d_input", dX, {o.T, o.H});
+  auto d1 = check(m, f, "d_w1", dW1, {o.H, o.S});
+  auto d3 = check(m, f, "d_w3", dW3, {o.H, o.S});
+  auto d2 = check(m, f, "d_w2", dW2, {o.S, o.H});
+  // Recomputes the projections of the forward (like the other gradients).
+  std::vector<float> y(o.T * o.H);
+  SwiGluSaved saved;
+  gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
+                         o.H, o.S, Activation::Silu, y, saved);
+  gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
+                          saved, in(d), o.T, o.H, o.S, Activation::Silu, dx,
+                          d1.data(), d3.data(), d2.data(),
+                          /*accumulate=*/false);
 }
 
 void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,

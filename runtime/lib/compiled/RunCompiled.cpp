@@ -15,6 +15,9 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
   try {
     TrainOptions options = parseTrainOptions(argc, argv, name);
     MpiCommunicator comm;
+    if (options.sharedFfn != 0)
+      fail({comm.rank(), -1, -1}, "--shared-ffn is laer-train's: a compiled "
+           "model's shared experts come from its IR");
     TextData data = loadTrainingData(options);
     CompiledModelOptions modelOptions;
     modelOptions.seed = options.seed;

@@ -1,5 +1,6 @@
-//===- SwiGluKernels.cpp - gated expert FFN forward and backward ----------===//
+//===- SwiGluKernels.cpp - gated FFN forward and backward ----------------===//
 
+#include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <cmath>
@@ -9,34 +10,102 @@ using namespace laer::rt::cpu;
 
 namespace {
 
-float activate(Activation activation, float v) {
+template <typename T> T activate(Activation activation, T v) {
   switch (activation) {
   case Activation::Silu:
-    return v / (1.0f + std::exp(-v));
+    return v / (T(1) + std::exp(-v));
   case Activation::Gelu:
-    return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752)));
   case Activation::Relu:
-    return v > 0.0f ? v : 0.0f;
+    return v > T(0) ? v : T(0);
   }
   return v;
 }
 
-float activateDerivative(Activation activation, float v) {
+template <typename T> T activateDerivative(Activation activation, T v) {
   switch (activation) {
   case Activation::Silu: {
-    float sigma = 1.0f / (1.0f + std::exp(-v));
-    return sigma * (1.0f + v * (1.0f - sigma));
+    T sigma = T(1) / (T(1) + std::exp(-v));
+    return sigma * (T(1) + v * (T(1) - sigma));
   }
   case Activation::Gelu:
-    return 0.5f * (1.0f + std::erf(v * 0.70710678118654752f)) +
-           v * 0.39894228040143268f * std::exp(-0.5f * v * v);
+    return T(0.5) * (T(1) + std::erf(v * T(0.70710678118654752))) +
+           v * T(0.39894228040143268) * std::exp(T(-0.5) * v * v);
   case Activation::Relu:
-    return v > 0.0f ? 1.0f : 0.0f;
+    return v > T(0) ? T(1) : T(0);
   }
-  return 1.0f;
+  return T(1);
 }
 
 } // namespace
+
+template <typename T>
+void cpu::gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
+                          const T *w2, std::int64_t rows, std::int64_t hidden,
+                          std::int64_t ffn, Activation activation,
+                          std::span<T> y, GatedFfnSaved<T> &saved) {
+  auto inner = static_cast<std::size_t>(rows * ffn);
+  saved.gateProj.resize(inner);
+  saved.upProj.resize(inner);
+  gemmT<T>(false, false, rows, ffn, hidden, 1, x.data(), w1, 0,
+           saved.gateProj.data());
+  gemmT<T>(false, false, rows, ffn, hidden, 1, x.data(), w3, 0,
+           saved.upProj.data());
+  std::vector<T> hiddenAct(inner);
+  for (std::size_t i = 0; i < inner; ++i)
+    hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
+  gemmT<T>(false, false, rows, hidden, ffn, 1, hiddenAct.data(), w2, 0,
+           y.data());
+}
+
+template <typename T>
+void cpu::gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
+                           const T *w2, const GatedFfnSaved<T> &saved,
+                           std::span<const T> dy, std::int64_t rows,
+                           std::int64_t hidden, std::int64_t ffn,
+                           Activation activation, std::span<T> dx, T *dw1,
+                           T *dw3, T *dw2, bool accumulate) {
+  T beta = accumulate ? T(1) : T(0);
+  auto inner = static_cast<std::size_t>(rows * ffn);
+  std::vector<T> hiddenAct(inner), dHidden(inner), dGateProj(inner),
+      dUpProj(inner);
+  for (std::size_t i = 0; i < inner; ++i)
+    hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
+  // dw2 = h^T dy ; dh = dy w2^T.
+  gemmT<T>(true, false, ffn, hidden, rows, 1, hiddenAct.data(), dy.data(),
+           beta, dw2);
+  gemmT<T>(false, true, rows, ffn, hidden, 1, dy.data(), w2, 0,
+           dHidden.data());
+  for (std::size_t i = 0; i < inner; ++i) {
+    T g = saved.gateProj[i];
+    dUpProj[i] = dHidden[i] * activate(activation, g);
+    dGateProj[i] =
+        dHidden[i] * saved.upProj[i] * activateDerivative(activation, g);
+  }
+  // dw1 = x^T dg ; dw3 = x^T du ; dx = dg w1^T + du w3^T.
+  gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dGateProj.data(),
+           beta, dw1);
+  gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dUpProj.data(), beta,
+           dw3);
+  gemmT<T>(false, true, rows, hidden, ffn, 1, dGateProj.data(), w1, 0,
+           dx.data());
+  gemmT<T>(false, true, rows, hidden, ffn, 1, dUpProj.data(), w3, 1,
+           dx.data());
+}
+
+#define LAER_INSTANTIATE_GATED_FFN(T)                                          \
+  template void cpu::gatedFfnForward<T>(                                       \
+      std::span<const T>, const T *, const T *, const T *, std::int64_t,       \
+      std::int64_t, std::int64_t, Activation, std::span<T>,                    \
+      GatedFfnSaved<T> &);                                                     \
+  template void cpu::gatedFfnBackward<T>(                                      \
+      std::span<const T>, const T *, const T *, const T *,                     \
+      const GatedFfnSaved<T> &, std::span<const T>, std::int64_t,              \
+      std::int64_t, std::int64_t, Activation, std::span<T>, T *, T *, T *,     \
+      bool);
+LAER_INSTANTIATE_GATED_FFN(float)
+LAER_INSTANTIATE_GATED_FFN(double)
+#undef LAER_INSTANTIATE_GATED_FFN
 
 void cpu::swigluForward(std::span<const float> x,
                         std::span<const float> weights, std::int64_t rows,
@@ -46,18 +115,8 @@ void cpu::swigluForward(std::span<const float> x,
   const float *w1 = weights.data();
   const float *w3 = w1 + hidden * ffn;
   const float *w2 = w3 + hidden * ffn;
-  auto inner = static_cast<std::size_t>(rows * ffn);
-  saved.gateProj.resize(inner);
-  saved.upProj.resize(inner);
-  gemm(false, false, rows, ffn, hidden, 1.0f, x.data(), w1, 0.0f,
-       saved.gateProj.data());
-  gemm(false, false, rows, ffn, hidden, 1.0f, x.data(), w3, 0.0f,
-       saved.upProj.data());
-  std::vector<float> hiddenAct(inner);
-  for (std::size_t i = 0; i < inner; ++i)
-    hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
-  gemm(false, false, rows, hidden, ffn, 1.0f, hiddenAct.data(), w2, 0.0f,
-       y.data());
+  gatedFfnForward<float>(x, w1, w3, w2, rows, hidden, ffn, activation, y,
+                         saved);
 }
 
 void cpu::swigluBackward(std::span<const float> x,
@@ -67,35 +126,12 @@ void cpu::swigluBackward(std::span<const float> x,
                          std::int64_t ffn, Activation activation,
                          std::span<float> dx, std::span<float> dWeights,
                          bool accumulate) {
-  float beta = accumulate ? 1.0f : 0.0f;
   const float *w1 = weights.data();
   const float *w3 = w1 + hidden * ffn;
   const float *w2 = w3 + hidden * ffn;
   float *dw1 = dWeights.data();
   float *dw3 = dw1 + hidden * ffn;
   float *dw2 = dw3 + hidden * ffn;
-  auto inner = static_cast<std::size_t>(rows * ffn);
-  std::vector<float> hiddenAct(inner), dHidden(inner), dGateProj(inner),
-      dUpProj(inner);
-  for (std::size_t i = 0; i < inner; ++i)
-    hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
-  // dw2 = h^T dy ; dh = dy w2^T.
-  gemm(true, false, ffn, hidden, rows, 1.0f, hiddenAct.data(), dy.data(),
-       beta, dw2);
-  gemm(false, true, rows, ffn, hidden, 1.0f, dy.data(), w2, 0.0f,
-       dHidden.data());
-  for (std::size_t i = 0; i < inner; ++i) {
-    float g = saved.gateProj[i];
-    dUpProj[i] = dHidden[i] * activate(activation, g);
-    dGateProj[i] = dHidden[i] * saved.upProj[i] * activateDerivative(activation, g);
-  }
-  // dw1 = x^T dg ; dw3 = x^T du ; dx = dg w1^T + du w3^T.
-  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dGateProj.data(), beta,
-       dw1);
-  gemm(true, false, hidden, ffn, rows, 1.0f, x.data(), dUpProj.data(), beta,
-       dw3);
-  gemm(false, true, rows, hidden, ffn, 1.0f, dGateProj.data(), w1, 0.0f,
-       dx.data());
-  gemm(false, true, rows, hidden, ffn, 1.0f, dUpProj.data(), w3, 1.0f,
-       dx.data());
+  gatedFfnBackward<float>(x, w1, w3, w2, saved, dy, rows, hidden, ffn,
+                          activation, dx, dw1, dw3, dw2, accumulate);
 }

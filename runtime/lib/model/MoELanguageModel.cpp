@@ -11,13 +11,16 @@ namespace {
 
 /// What a checkpoint of this model must match to be loaded.
 Metadata identity(const LanguageModelConfig &config) {
-  return {{"vocab", std::to_string(config.vocab)},
+  Metadata metadata = {{"vocab", std::to_string(config.vocab)},
           {"hidden", std::to_string(config.hidden)},
           {"ffn", std::to_string(config.ffn)},
           {"experts", std::to_string(config.experts)},
           {"layers", std::to_string(config.layers)},
           {"heads", std::to_string(config.heads)},
           {"kv_heads", std::to_string(config.kvHeads)}};
+  if (config.sharedFfn)
+    metadata["shared_ffn"] = std::to_string(config.sharedFfn);
+  return metadata;
 }
 
 } // namespace
@@ -56,6 +59,12 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
     layer.wv = take(H * kv, H);
     layer.wo = take(H * H, H);
     layer.norm2 = take(H, 0);
+    // In the model IR's argument order: after the (FSEP-owned) experts.
+    if (std::int64_t S = config.sharedFfn) {
+      layer.shared1 = take(H * S, H);
+      layer.shared3 = take(H * S, H);
+      layer.shared2 = take(S * H, S);
+    }
     layers_.push_back(layer);
   }
   finalNorm_ = take(H, 0);
@@ -94,6 +103,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   struct Saved {
     std::vector<float> x, n1, r, n2, invRms1, invRms2;
     AttentionSaved<float> attention;
+    GatedFfnSaved<float> shared;
   };
   std::vector<Saved> saved(config_.layers);
   std::vector<float> x(T * H);
@@ -119,6 +129,15 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
                           s.invRms2);
     std::vector<float> m = state_.moe[l]->forward(s.n2, step, hook);
+    if (std::int64_t S = config_.sharedFfn) {
+      std::vector<float> shared(T * H);
+      gatedFfnForward<float>(s.n2, param(o.shared1, H * S).data(),
+                             param(o.shared3, H * S).data(),
+                             param(o.shared2, S * H).data(), T, H, S,
+                             Activation::Silu, shared, s.shared);
+      for (std::int64_t i = 0; i < T * H; ++i)
+        m[i] += shared[i];
+    }
     for (std::int64_t i = 0; i < T * H; ++i)
       x[i] = s.r[i] + m[i];
     // Load balance of the layer this step: expert rows per rank.
@@ -149,6 +168,19 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     const LayerOffsets &o = layers_[l];
     Saved &s = saved[l];
     std::vector<float> dn2 = state_.moe[l]->backward(dx);
+    if (std::int64_t S = config_.sharedFfn) {
+      std::vector<float> dShared(T * H);
+      gatedFfnBackward<float>(s.n2, param(o.shared1, H * S).data(),
+                              param(o.shared3, H * S).data(),
+                              param(o.shared2, S * H).data(), s.shared, dx,
+                              T, H, S, Activation::Silu, dShared,
+                              grad(o.shared1, H * S).data(),
+                              grad(o.shared3, H * S).data(),
+                              grad(o.shared2, S * H).data(),
+                              /*accumulate=*/true);
+      for (std::int64_t i = 0; i < T * H; ++i)
+        dn2[i] += dShared[i];
+    }
     std::vector<float> dr(T * H);
     rmsNormBackward<float>(s.r, param(o.norm2, H), s.invRms2, dn2, T, H, dr,
                            grad(o.norm2, H));

@@ -96,6 +96,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --slots C          experts each rank computes (default ceil(E/N) + 1,
                      so hot experts can have replicas)
   --seed S           initialisation and data seed (default 1)
+  --shared-ffn S     laer-train only: a shared expert of width S in every
+                     layer (default 0: none; compiled models take theirs
+                     from the IR)
   --checkpoint-dir D write sharded checkpoints (safetensors + index) to
                      D/step-<n>, and D/latest naming the newest
   --checkpoint-every K  steps between checkpoints (default 50)
@@ -150,6 +153,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.history = static_cast<int>(number(flag, value));
     else if (flag == "--slots")
       o.slots = static_cast<int>(number(flag, value));
+    else if (flag == "--shared-ffn")
+      o.sharedFfn = static_cast<int>(number(flag, value));
     else if (flag == "--seed")
       o.seed = static_cast<std::uint64_t>(number(flag, value));
     else if (flag == "--checkpoint-dir")
@@ -174,9 +179,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   if (o.resume && o.checkpointDir.empty())
     fail({}, "--resume needs --checkpoint-dir");
   if (o.replanEvery < 1 || o.logEvery < 1 || o.checkpointEvery < 1 ||
-      o.batch < 1 || o.sequence < 0)
-    fail({}, "--replan-every, --log-every, --checkpoint-every, --batch and "
-             "--sequence must be at least 1");
+      o.batch < 1 || o.sequence < 0 || o.sharedFfn < 0)
+    fail({}, "--replan-every, --log-every, --checkpoint-every and --batch "
+             "must be at least 1, --sequence and --shared-ffn at least 0");
   return o;
 }
 

@@ -107,6 +107,29 @@ LogicalResult LinearOp::verify() {
   return success();
 }
 
+LogicalResult SwiGluOp::verify() {
+  OperandChecker check(*this);
+  Value input = getInput(), w1 = getW1(), w3 = getW3(), w2 = getW2();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.tensor(w1, "w1", 2, ElementKind::Float)) ||
+      failed(check.tensor(w3, "w3", 2, ElementKind::Float)) ||
+      failed(check.tensor(w2, "w2", 2, ElementKind::Float)) ||
+      failed(check.sameDim(input, "input", 1, w1, "w1", 0, "H")) ||
+      failed(check.sameDim(input, "input", 1, w3, "w3", 0, "H")) ||
+      failed(check.sameDim(input, "input", 1, w2, "w2", 1, "H")) ||
+      failed(check.sameDim(w1, "w1", 1, w3, "w3", 1, "S")) ||
+      failed(check.sameDim(w1, "w1", 1, w2, "w2", 0, "S")))
+    return failure();
+  for (auto [value, name] : {std::pair{w1, "w1"}, std::pair{w3, "w3"},
+                             std::pair{w2, "w2"}})
+    if (failed(check.sameElementType(input, "input", value, name)))
+      return failure();
+  if (getOutput().getType() != input.getType())
+    return emitOpError() << "output type " << getOutput().getType()
+                         << " differs from input type " << input.getType();
+  return success();
+}
+
 LogicalResult CrossEntropyOp::verify() {
   OperandChecker check(*this);
   if (failed(check.tensor(getLogits(), "logits", 2, ElementKind::Float)) ||
@@ -177,6 +200,16 @@ LogicalResult LinearGradOp::verify() {
                                  {getWeight(), getDWeight()}});
 }
 
+LogicalResult SwiGluGradOp::verify() {
+  if (getDOutput().getType() != getInput().getType())
+    return emitOpError() << "'d_output' must have the input's type "
+                         << getInput().getType();
+  return verifyGradients(*this, {{getInput(), getDInput()},
+                                 {getW1(), getDW1()},
+                                 {getW3(), getDW3()},
+                                 {getW2(), getDW2()}});
+}
+
 LogicalResult CrossEntropyGradOp::verify() {
   OperandChecker check(*this);
   if (failed(check.tensor(getDLoss(), "d_loss", 0, ElementKind::Float)))
@@ -220,6 +253,17 @@ LogicalResult LinearOp::buildGradients(OpBuilder &b, ValueRange grads,
                                    getWeight().getType(), getInput(),
                                    getWeight(), grads[0]);
   out.assign({grad.getDInput(), grad.getDWeight()});
+  return success();
+}
+
+LogicalResult SwiGluOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                       SmallVectorImpl<Value> &out) {
+  auto grad = SwiGluGradOp::create(
+      b, getLoc(),
+      TypeRange{getInput().getType(), getW1().getType(), getW3().getType(),
+                getW2().getType()},
+      getInput(), getW1(), getW3(), getW2(), grads[0]);
+  out.assign(grad->result_begin(), grad->result_end());
   return success();
 }
 

@@ -236,8 +236,9 @@ LogicalResult LayerOp::verify() {
 LogicalResult LayerOp::buildGradients(OpBuilder &b, ValueRange grads,
                                       SmallVectorImpl<Value> &out) {
   if (hasSharedExperts())
-    return emitOpError("laer-autodiff: gradients of shared experts are not "
-                       "supported yet");
+    return emitOpError("laer-autodiff: run moe-split-shared-experts first "
+                       "(it moves the shared experts into a dense.swiglu, "
+                       "which has a gradient)");
   auto grad = LayerGradOp::create(
       b, getLoc(),
       TypeRange{getInput().getType(), getGate().getType(), getW1().getType(),

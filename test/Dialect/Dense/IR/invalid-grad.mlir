@@ -29,3 +29,13 @@ func.func @layer_grad_type(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
           tensor<8x64x128xf32>, tensor<8x64x128xf32>)
   return
 }
+
+// -----
+
+func.func @swiglu_grad_type(%x: tensor<?x64xf32>, %w1: tensor<64x96xf32>, %w3: tensor<64x96xf32>, %w2: tensor<96x64xf32>, %d: tensor<?x64xf32>) {
+  // expected-error @+1 {{gradient result #3 has type 'tensor<64x96xf32>' but what it differentiates has 'tensor<96x64xf32>'}}
+  %dx, %d1, %d3, %d2 = dense.swiglu_grad %x, %w1, %w3, %w2, %d
+      : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32>, tensor<?x64xf32>
+      -> tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<64x96xf32>
+  return
+}

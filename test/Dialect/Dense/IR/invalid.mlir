@@ -78,3 +78,27 @@ func.func @loss_rank(%l: tensor<?x256xf32>, %t: tensor<?xi32>) {
   %loss = dense.cross_entropy %l, %t : tensor<?x256xf32>, tensor<?xi32> -> tensor<1xf32>
   return
 }
+
+// -----
+
+func.func @swiglu_hidden(%x: tensor<?x64xf32>, %w1: tensor<32x96xf32>, %w3: tensor<64x96xf32>, %w2: tensor<96x64xf32>) {
+  // expected-error @+1 {{H mismatch: 'input' dimension 1 is 64 but 'w1' dimension 0 is 32}}
+  %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<32x96xf32>, tensor<64x96xf32>, tensor<96x64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @swiglu_width(%x: tensor<?x64xf32>, %w1: tensor<64x96xf32>, %w3: tensor<64x96xf32>, %w2: tensor<48x64xf32>) {
+  // expected-error @+1 {{S mismatch: 'w1' dimension 1 is 96 but 'w2' dimension 0 is 48}}
+  %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<48x64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @swiglu_output(%x: tensor<?x64xf32>, %w1: tensor<64x96xf32>, %w3: tensor<64x96xf32>, %w2: tensor<96x64xf32>) {
+  // expected-error @+1 {{output type 'tensor<?x32xf32>' differs from input type 'tensor<?x64xf32>'}}
+  %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32> -> tensor<?x32xf32>
+  return
+}

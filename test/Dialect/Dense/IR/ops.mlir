@@ -21,3 +21,16 @@ func.func @block(%table: tensor<256x64xf32>, %ids: tensor<?xi32>,
   %loss = dense.cross_entropy %logits, %targets : tensor<?x256xf32>, tensor<?xi32> -> tensor<f32>
   return %loss : tensor<f32>
 }
+
+// CHECK-LABEL: func.func @shared_experts
+func.func @shared_experts(%x: tensor<?x64xf32>, %w1: tensor<64x96xf32>,
+                          %w3: tensor<64x96xf32>, %w2: tensor<96x64xf32>,
+                          %d: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  // CHECK: dense.swiglu %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32> -> tensor<?x64xf32>
+  %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32> -> tensor<?x64xf32>
+  // CHECK: dense.swiglu_grad {{.*}} -> tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32>
+  %dx, %d1, %d3, %d2 = dense.swiglu_grad %x, %w1, %w3, %w2, %d
+      : tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32>, tensor<?x64xf32>
+      -> tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x96xf32>, tensor<96x64xf32>
+  return %dx : tensor<?x64xf32>
+}

@@ -89,6 +89,30 @@ def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<Gradien
   let hasVerifier = 1;
 }
 
+def Dense_SwiGluOp : Dense_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
+  let summary = "gated SiLU feed-forward network (the shared experts of a layer)";
+  let description = [{
+    `output = (silu(input w1) * (input w3)) w2` with `input` `[T, H]`,
+    `w1`, `w3` `[H, S]` and `w2` `[S, H]`: the always-active shared experts
+    of a `moe.layer` once `moe-split-shared-experts` has taken them out
+    (several shared experts are one FFN of their summed width `S`). Every
+    rank computes it on its own tokens; its weights are dense parameters.
+
+    ```mlir
+    %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<64x96xf32>,
+        tensor<64x96xf32>, tensor<96x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$w1,
+                       AnyRankedTensor:$w3, AnyRankedTensor:$w2);
+  let results = (outs AnyRankedTensor:$output);
+  let assemblyFormat = [{
+    $input `,` $w1 `,` $w3 `,` $w2 attr-dict `:` type(operands) `->`
+    type($output)
+  }];
+  let hasVerifier = 1;
+}
+
 def Dense_CrossEntropyOp : Dense_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "mean next-token cross-entropy";
   let description = [{
@@ -162,6 +186,20 @@ def Dense_LinearGradOp : Dense_Op<"linear_grad", [Pure]> {
   let assemblyFormat = [{
     $input `,` $weight `,` $d_output attr-dict `:` type(operands) `->`
     type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dense_SwiGluGradOp : Dense_Op<"swiglu_grad", [Pure]> {
+  let summary = "gradient of dense.swiglu";
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$w1,
+                       AnyRankedTensor:$w3, AnyRankedTensor:$w2,
+                       AnyRankedTensor:$d_output);
+  let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_w1,
+                      AnyRankedTensor:$d_w3, AnyRankedTensor:$d_w2);
+  let assemblyFormat = [{
+    $input `,` $w1 `,` $w3 `,` $w2 `,` $d_output attr-dict `:` type(operands)
+    `->` type(results)
   }];
   let hasVerifier = 1;
 }

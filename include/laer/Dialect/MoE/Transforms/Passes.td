@@ -27,4 +27,34 @@ def MoEDecompose : Pass<"moe-decompose"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoESplitSharedExperts : Pass<"moe-split-shared-experts"> {
+  let summary = "Move the shared experts of moe.layer into a dense.swiglu";
+  let description = [{
+    Shared experts see every token, so they are a dense feed-forward network
+    beside the routed experts, not part of expert parallelism: every rank
+    computes them on its own tokens, and their weights are dense
+    parameters (data-parallel). This pass rewrites
+
+    ```
+    %y = moe.layer %x, %gate, %w1, %w3, %w2 shared(%s1, %s3, %s2) ...
+    ```
+
+    into the routed layer alone, a `dense.swiglu` of the shared weights and
+    their sum:
+
+    ```
+    %r = moe.layer %x, %gate, %w1, %w3, %w2 ...
+    %s = dense.swiglu %x, %s1, %s3, %s2
+    %y = arith.addf %r, %s
+    ```
+
+    so that `laer-autodiff` differentiates each part and the FSEP lowering
+    sees routed experts only. It runs first in `laer-training-program`.
+    `dense.swiglu` is SiLU-gated: a layer whose activation is not `silu`
+    is left alone with an error.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::laer::dense::DenseDialect"];
+}
+
 #endif // LAER_DIALECT_MOE_TRANSFORMS_PASSES_TD

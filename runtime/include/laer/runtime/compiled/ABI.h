@@ -76,6 +76,14 @@ void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
                                      F32x2 *dOut, F32x2 *dX,
                                      F32x2 *dWeight);
+// Shared experts: y = (silu(x w1) * (x w3)) w2, x [T, H], w1 and w3
+// [H, S], w2 [S, H].
+void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
+                                F32x2 *w2, F32x2 *out);
+void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
+                                     F32x2 *w3, F32x2 *w2, F32x2 *dOut,
+                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
+                                     F32x2 *dW2);
 void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
                                        I32x1 *targets, F32x0 *loss);
 void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,

@@ -47,22 +47,41 @@ void routerBackward(std::span<const float> x, std::span<const float> gate,
                     ScoreFunction score, bool renormalize,
                     std::span<float> dx, std::span<float> dGate);
 
-/// What the expert forward keeps for backward.
-struct SwiGluSaved {
-  std::vector<float> gateProj; // x * w1 [n, F]
-  std::vector<float> upProj;   // x * w3 [n, F]
+/// What a gated FFN's forward keeps for backward.
+template <typename T> struct GatedFfnSaved {
+  std::vector<T> gateProj; // x * w1 [n, F]
+  std::vector<T> upProj;   // x * w3 [n, F]
 };
+using SwiGluSaved = GatedFfnSaved<float>;
 
-/// y [n, H] = (act(x w1) * (x w3)) w2 for one expert whose flattened
-/// weights are `weights` = w1 [H, F] | w3 [H, F] | w2 [F, H].
+/// y [n, H] = (act(x w1) * (x w3)) w2 with w1, w3 [H, F] and w2 [F, H]:
+/// one expert, or the shared experts of a layer (dense.swiglu). float for
+/// training, double for gradient checks.
+template <typename T>
+void gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
+                     const T *w2, std::int64_t rows, std::int64_t hidden,
+                     std::int64_t ffn, Activation activation, std::span<T> y,
+                     GatedFfnSaved<T> &saved);
+
+/// Gradients of gatedFfnForward: `dx` [n, H] is overwritten; `dw1`, `dw3`,
+/// `dw2` are overwritten, or added to when `accumulate` (the rows of one
+/// expert arrive in several chunks).
+template <typename T>
+void gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
+                      const T *w2, const GatedFfnSaved<T> &saved,
+                      std::span<const T> dy, std::int64_t rows,
+                      std::int64_t hidden, std::int64_t ffn,
+                      Activation activation, std::span<T> dx, T *dw1, T *dw3,
+                      T *dw2, bool accumulate);
+
+/// gatedFfnForward for one expert whose flattened weights are `weights` =
+/// w1 [H, F] | w3 [H, F] | w2 [F, H].
 void swigluForward(std::span<const float> x, std::span<const float> weights,
                    std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
                    Activation activation, std::span<float> y,
                    SwiGluSaved &saved);
 
-/// Gradients of swigluForward: `dx` [n, H] is overwritten, `dWeights`
-/// (flattened like `weights`) is overwritten, or added to when
-/// `accumulate` (the rows of one expert arrive in several chunks).
+/// gatedFfnBackward for one expert; `dWeights` is flattened like `weights`.
 void swigluBackward(std::span<const float> x, std::span<const float> weights,
                     const SwiGluSaved &saved, std::span<const float> dy,
                     std::int64_t rows, std::int64_t hidden, std::int64_t ffn,

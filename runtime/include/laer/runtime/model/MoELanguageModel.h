@@ -2,7 +2,8 @@
 //
 // The model `examples/make_model_ir.py` describes, wired by hand on the
 // runtime's kernels: embedding, per layer RMSNorm -> attention -> residual
-// -> RMSNorm -> FSEP MoE layer -> residual, final RMSNorm, LM head,
+// -> RMSNorm -> FSEP MoE layer (+ a shared expert) -> residual, final
+// RMSNorm, LM head,
 // cross-entropy. Dense parameters are replicated (gradients all-reduced),
 // expert parameters FSEP-sharded. It is the reference the compiled training
 // binary is checked against, and the runtime's own end-to-end training run.
@@ -36,6 +37,8 @@ struct LanguageModelConfig {
   /// Experts each rank computes; 0 picks ceil(E / N).
   int slotsPerRank = 0;
   int historyWindow = 0;
+  /// Width of the shared expert of every layer; 0: none.
+  std::int64_t sharedFfn = 0;
 };
 
 
@@ -65,6 +68,7 @@ public:
 private:
   struct LayerOffsets {
     std::size_t norm1, wq, wk, wv, wo, norm2;
+    std::size_t shared1 = 0, shared3 = 0, shared2 = 0; // with sharedFfn
   };
   std::span<float> param(std::size_t offset, std::size_t size) {
     return std::span<float>(state_.dense).subspan(offset, size);

@@ -31,6 +31,9 @@ struct TrainOptions {
   long replanEvery = 1;
   bool resume = false, progress = true;
   int batch = 16, history = 2, slots = 0;
+  /// laer-train only: width of a shared expert in every layer (0: none);
+  /// a compiled model's shared experts come from its IR.
+  int sharedFfn = 0;
   /// Tokens per sequence; 0: the model's (64 for laer-train).
   int sequence = 0;
   float lr = 3e-3f;
