@@ -8,9 +8,7 @@
 using namespace laer::rt;
 using namespace laer::rt::cpu;
 
-namespace {
-
-template <typename T> T activate(Activation activation, T v) {
+template <typename T> T cpu::activate(Activation activation, T v) {
   switch (activation) {
   case Activation::Silu:
     return v / (T(1) + std::exp(-v));
@@ -22,7 +20,7 @@ template <typename T> T activate(Activation activation, T v) {
   return v;
 }
 
-template <typename T> T activateDerivative(Activation activation, T v) {
+template <typename T> T cpu::activateDerivative(Activation activation, T v) {
   switch (activation) {
   case Activation::Silu: {
     T sigma = T(1) / (T(1) + std::exp(-v));
@@ -37,7 +35,10 @@ template <typename T> T activateDerivative(Activation activation, T v) {
   return T(1);
 }
 
-} // namespace
+template float cpu::activate<float>(Activation, float);
+template double cpu::activate<double>(Activation, double);
+template float cpu::activateDerivative<float>(Activation, float);
+template double cpu::activateDerivative<double>(Activation, double);
 
 template <typename T>
 void cpu::gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,

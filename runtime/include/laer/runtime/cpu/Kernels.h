@@ -8,15 +8,13 @@
 #ifndef LAER_RUNTIME_CPU_KERNELS_H
 #define LAER_RUNTIME_CPU_KERNELS_H
 
+#include "laer/runtime/MoEFunctions.h"
+
 #include <cstdint>
 #include <span>
 #include <vector>
 
 namespace laer::rt {
-
-enum class ScoreFunction { Softmax, Sigmoid };
-enum class Activation { Silu, Gelu, Relu };
-
 namespace cpu {
 
 /// C[m, n] = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm).
@@ -46,6 +44,10 @@ void routerBackward(std::span<const float> x, std::span<const float> gate,
                     std::int64_t hidden, int numExperts, int topK,
                     ScoreFunction score, bool renormalize,
                     std::span<float> dx, std::span<float> dGate);
+
+/// act(v) and its derivative for the expert activations.
+template <typename T> T activate(Activation activation, T v);
+template <typename T> T activateDerivative(Activation activation, T v);
 
 /// What a gated FFN's forward keeps for backward.
 template <typename T> struct GatedFfnSaved {

@@ -1,0 +1,254 @@
+//===- CudaKernelsTest.cpp - GPU kernels against the CPU kernels ---------===//
+
+#include "CudaTestSupport.h"
+
+#include "laer/runtime/AdamW.h"
+#include "laer/runtime/cpu/Kernels.h"
+
+#include <algorithm>
+#include <numeric>
+
+using namespace laer::rt;
+using namespace laer::rt::cuda;
+using namespace laer::test;
+
+namespace {
+
+constexpr Precision kPrecisions[] = {Precision::Float32, Precision::BFloat16};
+
+void sync() { check(cudaDeviceSynchronize(), "test kernel"); }
+
+TEST(CudaKernels, RouterTopKMatchesCpu) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  const std::int64_t T = 257;
+  const int E = 16, k = 3;
+  for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
+    for (bool renormalize : {true, false}) {
+      std::vector<float> logits = random.uniform(T * E, 4.0f);
+      // x * I = the logits: the CPU router on exactly these logits.
+      std::vector<float> identity(E * E, 0.0f);
+      for (int e = 0; e < E; ++e)
+        identity[e * E + e] = 1.0f;
+      cpu::RouterOutput want = cpu::routerForward(logits, identity, T, E, E,
+                                                  k, score, renormalize);
+      DeviceBuffer<float> dLogits(T * E), scores(T * E), weights(T * k);
+      DeviceBuffer<std::int32_t> indices(T * k);
+      dLogits.upload(logits);
+      scores.poison();
+      weights.poison();
+      indices.poison();
+      routerTopK(dLogits.data(), T, E, k, score, renormalize, scores.data(),
+                 indices.data(), weights.data(), nullptr);
+      sync();
+      EXPECT_EQ(indices.download(), want.indices);
+      EXPECT_LT(relativeError(weights.download(), want.weights), 1e-5);
+      EXPECT_LT(relativeError(scores.download(), want.scores), 1e-5);
+    }
+}
+
+TEST(CudaKernels, PermutationIsAStableSortByDestination) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  const std::int64_t rows = 5000;
+  const int buckets = 37;
+  RowPermutation permutation(rows + 100, 64);
+  std::vector<std::int32_t> keys = random.integers(rows, buckets);
+  DeviceBuffer<std::int32_t> dKeys(rows);
+  dKeys.upload(keys);
+  permutation.compute(dKeys.data(), rows, buckets, nullptr);
+  sync();
+
+  std::vector<std::int32_t> order(rows);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return keys[a] < keys[b]; });
+  auto download = [](const auto *device, std::size_t n) {
+    using T = std::remove_cv_t<std::remove_pointer_t<decltype(device)>>;
+    std::vector<T> host(n);
+    check(cudaMemcpy(host.data(), device, n * sizeof(T),
+                     cudaMemcpyDeviceToHost),
+          "download");
+    return host;
+  };
+  EXPECT_EQ(download(permutation.order(), rows), order);
+  std::vector<std::int32_t> position = download(permutation.position(), rows);
+  for (std::int64_t i = 0; i < rows; ++i)
+    ASSERT_EQ(position[order[i]], i);
+  std::vector<std::int64_t> counts(buckets, 0), offsets(buckets, 0);
+  for (std::int32_t key : keys)
+    ++counts[key];
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(),
+                      std::int64_t{0});
+  EXPECT_EQ(download(permutation.counts(), buckets), counts);
+  EXPECT_EQ(download(permutation.offsets(), buckets), offsets);
+  EXPECT_EQ(permutation.invalidRows(buckets, nullptr), 0);
+
+  // A key outside the buckets is reported, not written out of bounds.
+  keys[17] = buckets + 3;
+  dKeys.upload(keys);
+  permutation.compute(dKeys.data(), rows, buckets, nullptr);
+  EXPECT_EQ(permutation.invalidRows(buckets, nullptr), 1);
+  EXPECT_THROW(permutation.compute(dKeys.data(), rows + 101, buckets, nullptr),
+               RuntimeError);
+}
+
+TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
+  LAER_REQUIRE_GPU();
+  for (Precision precision : kPrecisions) {
+    FreshRandom random;
+    SCOPED_TRACE(std::string(name(precision)) + " seed " +
+                 std::to_string(random.seed));
+    const std::int64_t T = 300, H = 72; // 72 x 2 bytes: not 16-byte rows
+    const int k = 2, E = 8;
+    std::vector<std::int32_t> experts = random.integers(T * k, E);
+    RowPermutation permutation(T * k, E);
+    DeviceBuffer<std::int32_t> keys(T * k);
+    keys.upload(experts);
+    permutation.compute(keys.data(), T * k, E, nullptr);
+    sync();
+    std::vector<std::int32_t> order(T * k), position(T * k);
+    check(cudaMemcpy(order.data(), permutation.order(), order.size() * 4,
+                     cudaMemcpyDeviceToHost),
+          "order");
+    check(cudaMemcpy(position.data(), permutation.position(),
+                     position.size() * 4, cudaMemcpyDeviceToHost),
+          "position");
+
+    DeviceTensor x(T * H, precision), rows(T * k * H, precision),
+        out(T * H, precision), dOut(T * H, precision),
+        dRows(T * k * H, precision);
+    std::vector<float> hx = x.rounded(random.uniform(T * H));
+    rows.poison();
+    gatherRows(x.data(), rows.data(), precision, H, permutation.order(),
+               T * k, k, nullptr);
+    sync();
+    std::vector<float> wantRows(T * k * H);
+    for (std::int64_t i = 0; i < T * k; ++i)
+      std::copy_n(hx.begin() + (order[i] / k) * H, H,
+                  wantRows.begin() + i * H);
+    EXPECT_EQ(rows.download(), wantRows); // a copy: exact
+
+    // Expert outputs (any rows), combined with the router weights.
+    std::vector<float> y = rows.rounded(random.uniform(T * k * H));
+    std::vector<float> w = random.uniform(T * k);
+    DeviceBuffer<float> dw(T * k), dWeights(T * k);
+    dw.upload(w);
+    out.poison();
+    combineRows(rows.data(), out.data(), precision, H, permutation.position(),
+                dw.data(), T, k, /*accumulate=*/false, nullptr);
+    sync();
+    std::vector<float> want(T * H, 0.0f);
+    for (std::int64_t t = 0; t < T; ++t)
+      for (int j = 0; j < k; ++j)
+        for (std::int64_t c = 0; c < H; ++c)
+          want[t * H + c] += w[t * k + j] * y[position[t * k + j] * H + c];
+    EXPECT_LT(relativeError(out.download(), want), tolerance(precision));
+
+    std::vector<float> g = dOut.rounded(random.uniform(T * H));
+    dRows.poison();
+    dWeights.poison();
+    combineRowsBackward(rows.data(), dOut.data(), dRows.data(),
+                        dWeights.data(), precision, H, permutation.position(),
+                        dw.data(), T, k, nullptr);
+    sync();
+    std::vector<float> wantDRows(T * k * H), wantDWeights(T * k, 0.0f);
+    for (std::int64_t t = 0; t < T; ++t)
+      for (int j = 0; j < k; ++j) {
+        std::int64_t r = position[t * k + j];
+        for (std::int64_t c = 0; c < H; ++c) {
+          wantDRows[r * H + c] = w[t * k + j] * g[t * H + c];
+          wantDWeights[t * k + j] += g[t * H + c] * y[r * H + c];
+        }
+      }
+    EXPECT_LT(relativeError(dRows.download(), wantDRows),
+              tolerance(precision));
+    EXPECT_LT(relativeError(dWeights.download(), wantDWeights), 1e-5);
+  }
+}
+
+TEST(CudaKernels, GatedActivationMatchesCpu) {
+  LAER_REQUIRE_GPU();
+  for (Precision precision : kPrecisions)
+    for (Activation activation :
+         {Activation::Silu, Activation::Gelu, Activation::Relu}) {
+      FreshRandom random;
+      SCOPED_TRACE(std::string(name(precision)) + " seed " +
+                   std::to_string(random.seed));
+      const std::int64_t n = 10007;
+      DeviceTensor gate(n, precision), up(n, precision), hidden(n, precision),
+          dHidden(n, precision), dGate(n, precision), dUp(n, precision);
+      std::vector<float> g = gate.rounded(random.uniform(n, 4.0f));
+      std::vector<float> u = up.rounded(random.uniform(n));
+      std::vector<float> d = dHidden.rounded(random.uniform(n));
+      hidden.poison();
+      dGate.poison();
+      dUp.poison();
+      gatedActivation(gate.data(), up.data(), hidden.data(), precision, n,
+                      activation, nullptr);
+      gatedActivationBackward(gate.data(), up.data(), dHidden.data(),
+                              dGate.data(), dUp.data(), precision, n,
+                              activation, nullptr);
+      sync();
+      std::vector<float> wantH(n), wantDG(n), wantDU(n);
+      for (std::int64_t i = 0; i < n; ++i) {
+        wantH[i] = cpu::activate(activation, g[i]) * u[i];
+        wantDU[i] = d[i] * cpu::activate(activation, g[i]);
+        wantDG[i] = d[i] * u[i] * cpu::activateDerivative(activation, g[i]);
+      }
+      EXPECT_LT(relativeError(hidden.download(), wantH), tolerance(precision));
+      EXPECT_LT(relativeError(dGate.download(), wantDG), tolerance(precision));
+      EXPECT_LT(relativeError(dUp.download(), wantDU), tolerance(precision));
+    }
+}
+
+TEST(CudaKernels, ReplicaSumAndAdamWMatchCpu) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  const std::int64_t n = 4099;
+  const int replicas = 3;
+  std::vector<float> shards = random.uniform(replicas * n);
+  std::vector<float> base = random.uniform(n);
+  DeviceBuffer<float> dShards(replicas * n), sum(n);
+  dShards.upload(shards);
+  sum.upload(base);
+  sumReplicas(dShards.data(), replicas, n, sum.data(), /*accumulate=*/true,
+              nullptr);
+  sync();
+  std::vector<float> want = base;
+  for (int r = 0; r < replicas; ++r)
+    for (std::int64_t i = 0; i < n; ++i)
+      want[i] += shards[r * n + i];
+  EXPECT_LT(relativeError(sum.download(), want), 1e-6);
+
+  AdamWConfig config;
+  config.learningRate = 0.01f;
+  config.weightDecay = 0.1f;
+  std::vector<float> params = random.uniform(n), m(n, 0.0f), v(n, 0.0f);
+  DeviceBuffer<float> dParams(n), dGrads(n), dM(n), dV(n);
+  DeviceTensor bf16(n, Precision::BFloat16);
+  dParams.upload(params);
+  dM.upload(m);
+  dV.upload(v);
+  for (long step = 1; step <= 3; ++step) {
+    std::vector<float> grads = random.uniform(n);
+    dGrads.upload(grads);
+    bf16.poison();
+    adamw(dParams.data(), dGrads.data(), dM.data(), dV.data(), n, config,
+          step, bf16.data(), nullptr);
+    adamwStep(params, grads, m, v, config, step);
+  }
+  sync();
+  EXPECT_LT(relativeError(dParams.download(), params), 1e-5);
+  EXPECT_LT(relativeError(dM.download(), m), 1e-5);
+  EXPECT_LT(relativeError(dV.download(), v), 1e-5);
+  EXPECT_LT(relativeError(bf16.download(), params), 1e-2);
+  EXPECT_THROW(adamw(dParams.data(), dGrads.data(), dM.data(), dV.data(), n,
+                     config, 0, nullptr, nullptr),
+               RuntimeError);
+}
+
+} // namespace
