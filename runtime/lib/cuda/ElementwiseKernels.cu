@@ -91,6 +91,20 @@ __global__ void adamwKernel(float *params, const float *grads, float *m,
   }
 }
 
+template <typename T>
+__global__ void fillUniformKernel(T *out, std::int64_t n, std::uint64_t seed,
+                                  float scale) {
+  LAER_GRID_STRIDE(i, n) {
+    // splitmix64 of (seed, i): independent of the launch shape.
+    std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+    store(out, i, (2.0f * u - 1.0f) * scale);
+  }
+}
+
 template <typename From, typename To>
 __global__ void convertKernel(const From *src, To *dst, std::int64_t n) {
   LAER_GRID_STRIDE(i, n)
@@ -163,6 +177,18 @@ void adamw(float *params, const float *grads, float *firstMoment,
       config.beta1, config.beta2, config.epsilon, decay, correction1,
       correction2, static_cast<__nv_bfloat16 *>(bf16Weights));
   check(cudaGetLastError(), "adamw launch");
+}
+
+void fillUniform(void *data, Precision precision, std::int64_t n,
+                 std::uint64_t seed, float scale, cudaStream_t stream) {
+  if (n == 0)
+    return;
+  withStorage(precision, [&](auto *type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    fillUniformKernel<T><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
+        static_cast<T *>(data), n, seed, scale);
+  });
+  check(cudaGetLastError(), "fillUniform launch");
 }
 
 void convert(const void *src, Precision from, void *dst, Precision to,

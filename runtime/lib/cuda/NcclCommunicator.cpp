@@ -42,6 +42,13 @@ NcclHandle::NcclHandle(ncclComm_t comm, cudaStream_t stream,
   done_.record(stream);
 }
 
+NcclHandle::~NcclHandle() {
+  try {
+    wait();
+  } catch (const std::exception &) {
+  }
+}
+
 void NcclHandle::wait() {
   if (finished_)
     return;

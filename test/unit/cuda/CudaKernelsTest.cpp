@@ -48,6 +48,43 @@ TEST(CudaKernels, RouterTopKMatchesCpu) {
     }
 }
 
+TEST(CudaKernels, RouterBackwardMatchesCpu) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  const std::int64_t T = 129;
+  const int E = 12, k = 2;
+  std::vector<float> identity(E * E, 0.0f);
+  for (int e = 0; e < E; ++e)
+    identity[e * E + e] = 1.0f;
+  for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
+    for (bool renormalize : {true, false}) {
+      std::vector<float> logits = random.uniform(T * E, 3.0f);
+      std::vector<float> dWeights = random.uniform(T * k);
+      cpu::RouterOutput saved = cpu::routerForward(logits, identity, T, E, E,
+                                                   k, score, renormalize);
+      // With x = logits and gate = I, dx is dLogits.
+      std::vector<float> want(T * E, 0.0f), dGate(E * E, 0.0f);
+      cpu::routerBackward(logits, identity, saved, dWeights, T, E, E, k,
+                          score, renormalize, want, dGate);
+      DeviceBuffer<float> scores(T * E), weights(T * k), dw(T * k),
+          dLogits(T * E);
+      DeviceBuffer<std::int32_t> indices(T * k);
+      scores.upload(saved.scores);
+      weights.upload(saved.weights);
+      indices.upload(saved.indices);
+      dw.upload(dWeights);
+      dLogits.poison();
+      routerBackwardLogits(scores.data(), indices.data(), weights.data(),
+                           dw.data(), T, E, k, score, renormalize,
+                           dLogits.data(), nullptr);
+      sync();
+      EXPECT_LT(relativeError(dLogits.download(), want), 1e-5)
+          << "score " << static_cast<int>(score) << " renormalize "
+          << renormalize;
+    }
+}
+
 TEST(CudaKernels, PermutationIsAStableSortByDestination) {
   LAER_REQUIRE_GPU();
   FreshRandom random;

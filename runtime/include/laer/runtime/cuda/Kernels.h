@@ -32,6 +32,16 @@ void routerTopK(const float *logits, std::int64_t tokens, int experts,
                 float *scores, std::int32_t *indices, float *weights,
                 cudaStream_t stream);
 
+/// Gradient of routerTopK's weights with respect to the logits: from
+/// dWeights [T, k] and what the forward wrote, dLogits [T, E] (overwritten).
+/// The router's GEMM gradients (dx += dLogits gate^T, dGate += x^T
+/// dLogits) are GroupedGemm's.
+void routerBackwardLogits(const float *scores, const std::int32_t *indices,
+                          const float *weights, const float *dWeights,
+                          std::int64_t tokens, int experts, int topK,
+                          ScoreFunction score, bool renormalize,
+                          float *dLogits, cudaStream_t stream);
+
 /// Stable sort of dispatch rows by destination, on the device: row i goes
 /// to bucket keys[i] in [0, buckets) (an (expert, replica) slot, or a
 /// rank). Rows keep their order within a bucket, as the CPU layer packs
@@ -104,6 +114,11 @@ void sumReplicas(const float *shards, int replicas, std::int64_t n,
 void adamw(float *params, const float *grads, float *firstMoment,
            float *secondMoment, std::int64_t n, const AdamWConfig &config,
            long step, void *bf16Weights, cudaStream_t stream);
+
+/// Uniform values in [-scale, scale) from a per-element hash of `seed`:
+/// random inputs for benchmarks without a host round trip.
+void fillUniform(void *data, Precision precision, std::int64_t n,
+                 std::uint64_t seed, float scale, cudaStream_t stream);
 
 /// Element-wise conversion between precisions (round to nearest even).
 void convert(const void *src, Precision from, void *dst, Precision to,

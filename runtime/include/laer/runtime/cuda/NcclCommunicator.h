@@ -28,6 +28,9 @@ class NcclHandle : public CommHandle {
 public:
   NcclHandle(ncclComm_t comm, cudaStream_t stream, ErrorContext context,
              std::chrono::milliseconds timeout);
+  /// Waits like every CommHandle (errors are dropped: destructors must
+  /// not throw; call wait() to see them).
+  ~NcclHandle() override;
   /// Blocks the host until the transfer is done (a peer that never takes
   /// part is reported after the timeout, and the communicator aborted).
   void wait() override;
