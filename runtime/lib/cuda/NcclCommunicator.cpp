@@ -163,8 +163,5 @@ void NcclCommunicator::broadcast(void *data, std::int64_t count,
 
 void NcclCommunicator::barrier() {
   // A one-element all-reduce: NCCL has no barrier of its own.
-  DeviceBuffer<float> token(1);
-  cuda::check(cudaMemsetAsync(token.data(), 0, sizeof(float), stream_.get()),
-              "cudaMemsetAsync");
-  allReduceSum(token.data(), 1, DataType::Float32);
+  allReduceSum(barrierToken_.data(), 1, DataType::Float32);
 }

@@ -85,6 +85,7 @@ private:
   int rank_ = 0, size_ = 1, device_ = 0;
   std::chrono::milliseconds timeout_;
   Stream stream_;
+  DeviceBuffer<float> barrierToken_{1}; // what barrier() all-reduces
   ncclComm_t comm_ = nullptr;
 };
 
