@@ -1,5 +1,5 @@
 // RUN: laer-opt %s --moe-split-shared-experts --laer-autodiff --convert-laer-to-runtime | FileCheck %s
-// RUN: laer-opt %s --moe-split-shared-experts --laer-autodiff --convert-moe-to-fsep="num-devices=2 step-plans=true" --fsep-schedule --convert-laer-to-runtime | FileCheck %s --check-prefix=FSEP
+// RUN: laer-opt %s --moe-split-shared-experts --laer-autodiff --convert-moe-to-fsep="num-devices=2 chunks=2 step-plans=true" --fsep-schedule --convert-laer-to-runtime | FileCheck %s --check-prefix=FSEP
 
 // Shared experts split off: their weights are dense parameters (declared
 // with fan-in H, H and S, all-reduced and stepped like the others), the
@@ -41,10 +41,18 @@ func.func @lm(%ids: tensor<?xi32>, %targets: tensor<?xi32>,
 // CHECK: call @laerrt_moe_update
 // CHECK-NOT: laerrt_adamw
 
+// The shared experts need only the layer's input: fsep-schedule runs them
+// while chunk 0's tokens and the restore are in flight.
 // FSEP-LABEL: func.func @laer_train_step
 // FSEP: call @laerrt_fsep_route
-// FSEP: call @laerrt_fsep_combine_wait
+// FSEP: call @laerrt_fsep_restore(
+// FSEP-NOT: call @laerrt
+// FSEP: call @laerrt_fsep_dispatch(
+// FSEP-NOT: call @laerrt
 // FSEP: call @laerrt_swiglu(%arg0,
+// FSEP-NOT: call @laerrt
+// FSEP: call @laerrt_fsep_restore_wait
+// FSEP: call @laerrt_fsep_combine_wait
 // FSEP: call @laerrt_swiglu_grad(%arg0,
 // FSEP: call @laerrt_fsep_combine_backward
 // FSEP: call @laerrt_fsep_router_backward

@@ -4,6 +4,7 @@
 #include "laer/Dialect/FSEP/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 namespace laer::fsep {
 #define GEN_PASS_DEF_FSEPSCHEDULE
@@ -83,6 +84,7 @@ struct FSEPSchedulePass : laer::fsep::impl::FSEPScheduleBase<FSEPSchedulePass> {
     Block &body = func.getBody().front();
     prefetchRestores(body);
     pipelineChunks(body);
+    fillDispatchWindows(body);
     SmallVector<GradReduceOp> reductions(body.getOps<GradReduceOp>());
     for (GradReduceOp reduce : reductions)
       makeAsync(reduce);
@@ -121,6 +123,46 @@ struct FSEPSchedulePass : laer::fsep::impl::FSEPScheduleBase<FSEPSchedulePass> {
         }
       }
       makeAsync(restore);
+    }
+  }
+
+  /// Moves computation that does not need a layer's exchanges (the shared
+  /// experts, which read the layer's input) from after the layer to before
+  /// the first wait following its first dispatch, so it runs while tokens
+  /// (and the restore) are in flight. Only side-effect-free, region-free
+  /// non-fsep ops move, up to the next layer's relayout, and only when
+  /// every operand is already available at that wait.
+  void fillDispatchWindows(Block &body) {
+    SmallVector<RelayoutOp> plans(body.getOps<RelayoutOp>());
+    for (auto [index, relayout] : llvm::enumerate(plans)) {
+      DispatchOp start = firstUser<DispatchOp>(relayout.getPlan(), &body);
+      if (!start)
+        continue;
+      WaitOp window;
+      for (Operation *op = start->getNextNode(); op && !window;
+           op = op->getNextNode())
+        window = dyn_cast<WaitOp>(op);
+      if (!window)
+        continue;
+      Operation *end = index + 1 < plans.size() ? plans[index + 1].getOperation()
+                                                : body.getTerminator();
+      if (end->isBeforeInBlock(window))
+        continue;
+      auto availableAtWindow = [&](Value operand) {
+        Operation *def = operand.getDefiningOp();
+        return !def || def->getBlock() != &body ||
+               def->isBeforeInBlock(window);
+      };
+      SmallVector<Operation *> candidates;
+      for (Operation *op = window->getNextNode(); op && op != end;
+           op = op->getNextNode())
+        if (!isa<FSEPDialect>(op->getDialect()) && op->getNumRegions() == 0 &&
+            isMemoryEffectFree(op))
+          candidates.push_back(op);
+      // In order, so a moved op makes its users' operands available.
+      for (Operation *op : candidates)
+        if (llvm::all_of(op->getOperands(), availableAtWindow))
+          op->moveBefore(window);
     }
   }
 

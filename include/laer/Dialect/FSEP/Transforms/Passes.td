@@ -24,6 +24,10 @@ def FSEPSchedule : Pass<"fsep-schedule", "::mlir::func::FuncOp"> {
       asynchronous and is waited for only before its first use, or at the
       end of the function, so it overlaps the backward of earlier layers.
 
+    - **filled windows**: side-effect-free work after a layer that needs
+      none of its exchanges (the shared experts, which read the layer's
+      input) moves before the first wait that follows the layer's first
+      dispatch, so it runs while tokens and parameters are in flight.
     - **streams**: every asynchronous transfer gets `fsep.stream = "params"`
       (restores and gradient reductions) or `fsep.stream = "tokens"`
       (dispatches and combines), so parameter traffic runs beside token
