@@ -2,13 +2,7 @@
 //
 // Buffer layouts shared by sender and receiver (both derive them from the
 // plan, which every rank holds, so no sizes are exchanged):
-// - tokens: the rows a rank sends to replica r form a block, in (token,
-//   choice) order; chunk c of K carries rows [n c / K, n (c + 1) / K) of
-//   every block. In a chunk a rank sends to peer q the sub-blocks for q's
-//   slots in slot order; it receives, per source peer, the sub-blocks for
-//   each of its own slots in slot order. A slot's rows are kept chunk-major
-//   (chunk, then source), so every chunk's rows of a slot are contiguous.
-//   The combine direction is the exact reverse.
+// - tokens: see TokenExchange.h.
 // - parameters: a rank sends to peer q its shard of the expert in each of
 //   q's used slots, in slot order; gradients travel the reverse way and are
 //   summed at the owner in source-rank order (deterministic).
@@ -287,72 +281,22 @@ void FsepMoELayer::finishRestore() {
 }
 
 void FsepMoELayer::planTokenChunks(int chunks) {
-  const Layout &layout = plan_.layout;
-  const Routing &routing = plan_.routing;
-  int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
-  int numExperts = config_.numExperts, topK = config_.topK;
+  TokenExchange exchange = TokenExchange::build(
+      plan_, comm_.rank(), comm_.size(), config_.slotsPerRank,
+      config_.numExperts, router_.indices, config_.shape.hidden, chunks);
   std::int64_t hidden = config_.shape.hidden;
-  auto replicaCount = layout.replicas().size();
-  auto chunkBegin = [chunks](std::int64_t n, int c) { return n * c / chunks; };
   chunks_.clear();
   chunks_.resize(static_cast<std::size_t>(chunks));
-
-  // My row of the routing, dense: what I send to each replica.
-  std::vector<std::int64_t> toReplica(replicaCount, 0);
-  for (const Routing::Entry &entry : routing.row(me))
-    toReplica[entry.replica] = entry.tokens;
-  // Send layout: where chunk c's sub-block for each replica starts.
-  std::vector<std::int64_t> subStart(chunks * replicaCount, 0);
-  std::int64_t row = 0;
-  for (int c = 0; c < chunks; ++c) {
-    TokenChunk &chunk = chunks_[c];
-    chunk.sendBegin = row;
-    std::vector<std::int64_t> sendRows(ranks, 0), recvRows(ranks, 0);
-    for (int peer = 0; peer < ranks; ++peer)
-      for (int slot = 0; slot < slots; ++slot) {
-        int replica = layout.replicaAt(peer, slot);
-        if (replica < 0)
-          continue;
-        std::int64_t n = toReplica[replica];
-        std::int64_t rows = chunkBegin(n, c + 1) - chunkBegin(n, c);
-        subStart[c * replicaCount + replica] = row;
-        row += rows;
-        sendRows[peer] += rows * hidden;
-      }
-    chunk.sendRows = row - chunk.sendBegin;
-    // What arrives: for each source, the sub-blocks of each of my slots.
-    chunk.blocks.assign(static_cast<std::size_t>(ranks * slots), {});
-    std::int64_t offset = 0;
-    for (int peer = 0; peer < ranks; ++peer)
-      for (int slot = 0; slot < slots; ++slot) {
-        int replica = layout.replicaAt(me, slot);
-        std::int64_t n = replica < 0 ? 0 : routing.at(peer, replica);
-        RecvBlock &block = chunk.blocks[peer * slots + slot];
-        block.offset = offset;
-        block.rows = chunkBegin(n, c + 1) - chunkBegin(n, c);
-        offset += block.rows;
-        recvRows[peer] += block.rows * hidden;
-      }
-    chunk.sizes = AllToAllSizes::packed(sendRows, recvRows);
-  }
-  pairOutput_.assign(static_cast<std::size_t>(row * hidden), 0.0f);
-
-  // Slots: chunk-major rows, each chunk's sources in rank order.
-  for (int slot = 0; slot < slots; ++slot) {
+  for (int c = 0; c < chunks; ++c)
+    static_cast<ExchangeChunk &>(chunks_[c]) = std::move(exchange.chunks[c]);
+  pairRow_ = std::move(exchange.pairRow);
+  pairOutput_.assign(static_cast<std::size_t>(exchange.sendRows * hidden),
+                     0.0f);
+  for (int slot = 0; slot < config_.slotsPerRank; ++slot) {
     SlotState &state = slots_[slot];
-    state.chunkBegin.assign(static_cast<std::size_t>(chunks + 1), 0);
-    std::int64_t slotRow = 0;
-    for (int c = 0; c < chunks; ++c) {
-      state.chunkBegin[c] = slotRow;
-      for (int peer = 0; peer < ranks; ++peer) {
-        RecvBlock &block = chunks_[c].blocks[peer * slots + slot];
-        block.slotRow = slotRow;
-        slotRow += block.rows;
-      }
-    }
-    state.chunkBegin[chunks] = slotRow;
-    state.rows = slotRow;
-    auto size = static_cast<std::size_t>(slotRow * hidden);
+    state.chunkBegin = std::move(exchange.slotChunkBegin[slot]);
+    state.rows = state.chunkBegin.back();
+    auto size = static_cast<std::size_t>(state.rows * hidden);
     state.input.assign(size, 0.0f);
     state.output.assign(size, 0.0f);
     state.dOutput.clear();
@@ -360,30 +304,7 @@ void FsepMoELayer::planTokenChunks(int chunks) {
     state.weightGrad.clear();
     state.saved.assign(static_cast<std::size_t>(chunks), {});
   }
-
-  // Pairs fill their expert's replicas in replica order, each up to the
-  // routed share; within a block, position i belongs to the chunk whose
-  // range holds it.
-  pairRow_.assign(static_cast<std::size_t>(tokens_ * topK), -1);
-  std::vector<std::int64_t> filled(replicaCount, 0);
-  std::vector<std::size_t> cursor(numExperts, 0);
-  for (std::int64_t pair = 0; pair < tokens_ * topK; ++pair) {
-    int expert = router_.indices[pair];
-    std::span<const int> replicas = layout.replicasOf(expert);
-    std::size_t &cur = cursor[expert];
-    while (cur < replicas.size() &&
-           filled[replicas[cur]] == toReplica[replicas[cur]])
-      ++cur;
-    // validatePlan guarantees the shares add up to the pairs counted.
-    int replica = replicas[cur];
-    std::int64_t i = filled[replica]++, n = toReplica[replica];
-    int c = 0;
-    while (i >= chunkBegin(n, c + 1))
-      ++c;
-    pairRow_[pair] = subStart[c * replicaCount + replica] + i - chunkBegin(n, c);
-    chunks_[c].pairs.push_back(pair);
-  }
-  dWeights_.assign(static_cast<std::size_t>(tokens_ * topK), 0.0f);
+  dWeights_.assign(static_cast<std::size_t>(tokens_ * config_.topK), 0.0f);
 }
 
 FsepMoELayer::TokenChunk &FsepMoELayer::tokenChunk(int chunk,

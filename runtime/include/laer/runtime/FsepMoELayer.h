@@ -32,6 +32,7 @@
 #include "laer/runtime/PhaseTimes.h"
 #include "laer/runtime/Plan.h"
 #include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/TokenExchange.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <cstdint>
@@ -161,18 +162,8 @@ private:
     std::vector<float> weightGrad;        // padded like weights
     std::vector<cpu::SwiGluSaved> saved;  // per chunk
   };
-  /// Where chunk c's rows of one (source, slot) block sit.
-  struct RecvBlock {
-    std::int64_t offset = 0; // row in the chunk's receive buffer
-    std::int64_t rows = 0;
-    std::int64_t slotRow = 0; // row in the slot's buffers
-  };
-  /// The token exchange of one chunk, derived from the plan.
-  struct TokenChunk {
-    std::int64_t sendBegin = 0, sendRows = 0; // rows, send layout
-    AllToAllSizes sizes;                      // elements, dispatch direction
-    std::vector<RecvBlock> blocks;            // [source * C + slot]
-    std::vector<std::int64_t> pairs;          // pairs in this chunk
+  /// The token exchange of one chunk (from the plan) and its progress.
+  struct TokenChunk : ExchangeChunk {
     // Progress of this chunk through the step.
     bool dispatched = false, computed = false, combined = false;
     bool gradSent = false, gradArrived = false, gradComputed = false, gradReturned = false;
