@@ -72,22 +72,36 @@ double medianMs(cudaStream_t stream, int repeats,
 constexpr std::int64_t H = 4096, F = 14336;
 constexpr int kExperts = 8;
 
+/// The up-projection weights [H, F] of every expert, random.
+std::vector<Bf16> expertWeights(std::uint64_t seed) {
+  std::vector<Bf16> weights;
+  for (int e = 0; e < kExperts; ++e)
+    weights.emplace_back(H * F, seed + e, 0.02f);
+  return weights;
+}
+
+/// One GEMM per expert: its m rows of `x` [E m, H] times its weights into
+/// its rows of `y` [E m, F].
+std::vector<GemmProblem> upProjections(std::int64_t m, Bf16 &x,
+                                       std::vector<Bf16> &weights,
+                                       DeviceBuffer<std::uint8_t> &y) {
+  std::vector<GemmProblem> problems;
+  for (int e = 0; e < kExperts; ++e)
+    problems.push_back({static_cast<char *>(x.data()) + e * m * H * 2,
+                        weights[e].data(), y.data() + e * m * F * 2, m, F, H});
+  return problems;
+}
+
 void expertGemms(int repeats, cudaStream_t stream) {
   std::printf("\n| tokens per expert | grouped (8 experts) TFLOP/s | dense "
               "same-FLOP GEMM TFLOP/s | fraction |\n|---:|---:|---:|---:|\n");
   GroupedGemm grouped(Precision::BFloat16, Precision::BFloat16);
   GroupedGemm dense(Precision::BFloat16, Precision::BFloat16);
-  std::vector<Bf16> weights;
-  for (int e = 0; e < kExperts; ++e)
-    weights.emplace_back(H * F, 100 + e, 0.02f);
+  std::vector<Bf16> weights = expertWeights(100);
   for (std::int64_t m : {512, 1024, 2048, 4096, 8192, 16384}) {
     Bf16 x(kExperts * m * H, 7 + m);
     DeviceBuffer<std::uint8_t> y(kExperts * m * F * 2);
-    std::vector<GemmProblem> problems;
-    for (int e = 0; e < kExperts; ++e)
-      problems.push_back({static_cast<char *>(x.data()) + e * m * H * 2,
-                          weights[e].data(), y.data() + e * m * F * 2, m, F,
-                          H});
+    std::vector<GemmProblem> problems = upProjections(m, x, weights, y);
     GemmProblem whole{x.data(), weights[0].data(), y.data(), kExperts * m, F,
                       H};
     double flops = 2.0 * kExperts * m * H * F;
@@ -177,16 +191,10 @@ void restoreOverlap(int repeats) {
     // Compute: the up-projections of 8 experts x 4096 tokens.
     const std::int64_t m = 4096;
     GroupedGemm gemm(Precision::BFloat16, Precision::BFloat16);
-    std::vector<Bf16> weights;
-    for (int e = 0; e < kExperts; ++e)
-      weights.emplace_back(H * F, 200 + e, 0.02f);
+    std::vector<Bf16> weights = expertWeights(200);
     Bf16 x(kExperts * m * H, 21);
     DeviceBuffer<std::uint8_t> y(kExperts * m * F * 2);
-    std::vector<GemmProblem> problems;
-    for (int e = 0; e < kExperts; ++e)
-      problems.push_back({static_cast<char *>(x.data()) + e * m * H * 2,
-                          weights[e].data(), y.data() + e * m * F * 2, m, F,
-                          H});
+    std::vector<GemmProblem> problems = upProjections(m, x, weights, y);
     auto computeAll = [&] { gemm.run(problems, 1.0f, 0.0f, compute); };
     check(cudaDeviceSynchronize(), "setup");
 

@@ -16,7 +16,14 @@ namespace {
 
 constexpr Precision kPrecisions[] = {Precision::Float32, Precision::BFloat16};
 
-void sync() { check(cudaDeviceSynchronize(), "test kernel"); }
+/// The gate [E, E] for which x * gate is x: the CPU router then works on
+/// exactly the logits the GPU kernels get.
+std::vector<float> identityGate(int experts) {
+  std::vector<float> identity(experts * experts, 0.0f);
+  for (int e = 0; e < experts; ++e)
+    identity[e * experts + e] = 1.0f;
+  return identity;
+}
 
 TEST(CudaKernels, RouterTopKMatchesCpu) {
   LAER_REQUIRE_GPU();
@@ -24,13 +31,10 @@ TEST(CudaKernels, RouterTopKMatchesCpu) {
   SCOPED_TRACE(random.seed);
   const std::int64_t T = 257;
   const int E = 16, k = 3;
+  std::vector<float> identity = identityGate(E);
   for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
     for (bool renormalize : {true, false}) {
       std::vector<float> logits = random.uniform(T * E, 4.0f);
-      // x * I = the logits: the CPU router on exactly these logits.
-      std::vector<float> identity(E * E, 0.0f);
-      for (int e = 0; e < E; ++e)
-        identity[e * E + e] = 1.0f;
       cpu::RouterOutput want = cpu::routerForward(logits, identity, T, E, E,
                                                   k, score, renormalize);
       DeviceBuffer<float> dLogits(T * E), scores(T * E), weights(T * k);
@@ -41,7 +45,7 @@ TEST(CudaKernels, RouterTopKMatchesCpu) {
       indices.poison();
       routerTopK(dLogits.data(), T, E, k, score, renormalize, scores.data(),
                  indices.data(), weights.data(), nullptr);
-      sync();
+      synchronize();
       EXPECT_EQ(indices.download(), want.indices);
       EXPECT_LT(relativeError(weights.download(), want.weights), 1e-5);
       EXPECT_LT(relativeError(scores.download(), want.scores), 1e-5);
@@ -54,9 +58,7 @@ TEST(CudaKernels, RouterBackwardMatchesCpu) {
   SCOPED_TRACE(random.seed);
   const std::int64_t T = 129;
   const int E = 12, k = 2;
-  std::vector<float> identity(E * E, 0.0f);
-  for (int e = 0; e < E; ++e)
-    identity[e * E + e] = 1.0f;
+  std::vector<float> identity = identityGate(E);
   for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
     for (bool renormalize : {true, false}) {
       std::vector<float> logits = random.uniform(T * E, 3.0f);
@@ -78,7 +80,7 @@ TEST(CudaKernels, RouterBackwardMatchesCpu) {
       routerBackwardLogits(scores.data(), indices.data(), weights.data(),
                            dw.data(), T, E, k, score, renormalize,
                            dLogits.data(), nullptr);
-      sync();
+      synchronize();
       EXPECT_LT(relativeError(dLogits.download(), want), 1e-5)
           << "score " << static_cast<int>(score) << " renormalize "
           << renormalize;
@@ -96,7 +98,7 @@ TEST(CudaKernels, PermutationIsAStableSortByDestination) {
   DeviceBuffer<std::int32_t> dKeys(rows);
   dKeys.upload(keys);
   permutation.compute(dKeys.data(), rows, buckets, nullptr);
-  sync();
+  synchronize();
 
   std::vector<std::int32_t> order(rows);
   std::iota(order.begin(), order.end(), 0);
@@ -145,7 +147,7 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
     DeviceBuffer<std::int32_t> keys(T * k);
     keys.upload(experts);
     permutation.compute(keys.data(), T * k, E, nullptr);
-    sync();
+    synchronize();
     std::vector<std::int32_t> order(T * k), position(T * k);
     check(cudaMemcpy(order.data(), permutation.order(), order.size() * 4,
                      cudaMemcpyDeviceToHost),
@@ -161,7 +163,7 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
     rows.poison();
     gatherRows(x.data(), rows.data(), precision, H, permutation.order(),
                T * k, k, nullptr);
-    sync();
+    synchronize();
     std::vector<float> wantRows(T * k * H);
     for (std::int64_t i = 0; i < T * k; ++i)
       std::copy_n(hx.begin() + (order[i] / k) * H, H,
@@ -176,7 +178,7 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
     out.poison();
     combineRows(rows.data(), out.data(), precision, H, permutation.position(),
                 dw.data(), T, k, /*accumulate=*/false, nullptr);
-    sync();
+    synchronize();
     std::vector<float> want(T * H, 0.0f);
     for (std::int64_t t = 0; t < T; ++t)
       for (int j = 0; j < k; ++j)
@@ -190,7 +192,7 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
     combineRowsBackward(rows.data(), dOut.data(), dRows.data(),
                         dWeights.data(), precision, H, permutation.position(),
                         dw.data(), T, k, nullptr);
-    sync();
+    synchronize();
     std::vector<float> wantDRows(T * k * H), wantDWeights(T * k, 0.0f);
     for (std::int64_t t = 0; t < T; ++t)
       for (int j = 0; j < k; ++j) {
@@ -228,7 +230,7 @@ TEST(CudaKernels, GatedActivationMatchesCpu) {
       gatedActivationBackward(gate.data(), up.data(), dHidden.data(),
                               dGate.data(), dUp.data(), precision, n,
                               activation, nullptr);
-      sync();
+      synchronize();
       std::vector<float> wantH(n), wantDG(n), wantDU(n);
       for (std::int64_t i = 0; i < n; ++i) {
         wantH[i] = cpu::activate(activation, g[i]) * u[i];
@@ -254,7 +256,7 @@ TEST(CudaKernels, ReplicaSumAndAdamWMatchCpu) {
   sum.upload(base);
   sumReplicas(dShards.data(), replicas, n, sum.data(), /*accumulate=*/true,
               nullptr);
-  sync();
+  synchronize();
   std::vector<float> want = base;
   for (int r = 0; r < replicas; ++r)
     for (std::int64_t i = 0; i < n; ++i)
@@ -278,7 +280,7 @@ TEST(CudaKernels, ReplicaSumAndAdamWMatchCpu) {
           step, bf16.data(), nullptr);
     adamwStep(params, grads, m, v, config, step);
   }
-  sync();
+  synchronize();
   EXPECT_LT(relativeError(dParams.download(), params), 1e-5);
   EXPECT_LT(relativeError(dM.download(), m), 1e-5);
   EXPECT_LT(relativeError(dV.download(), v), 1e-5);

@@ -100,6 +100,11 @@ private:
   rt::cuda::DeviceBuffer<std::uint8_t> bytes_;
 };
 
+/// Waits for the kernels the tests queue on the default stream.
+inline void synchronize() {
+  rt::cuda::check(cudaDeviceSynchronize(), "test kernel");
+}
+
 /// The tolerance of the issue: 1e-2 for bfloat16, 1e-5 for float32.
 inline double tolerance(rt::cuda::Precision precision) {
   return precision == rt::cuda::Precision::BFloat16 ? 1e-2 : 1e-5;

@@ -11,8 +11,6 @@ using namespace laer::test;
 
 namespace {
 
-void sync() { check(cudaDeviceSynchronize(), "test kernel"); }
-
 TEST(GroupedGemm, EveryTransposeAndEmptyExpertsMatchCpu) {
   LAER_REQUIRE_GPU();
   for (Precision precision : {Precision::Float32, Precision::BFloat16}) {
@@ -42,7 +40,7 @@ TEST(GroupedGemm, EveryTransposeAndEmptyExpertsMatchCpu) {
                               K, transA, transB});
         }
         gemm.run(problems, 1.0f, 0.0f, nullptr);
-        sync();
+        synchronize();
         for (std::size_t e = 0; e < as.size(); ++e) {
           std::int64_t m = rowsPerExpert[e];
           if (m == 0)
@@ -77,7 +75,7 @@ TEST(GroupedGemm, AccumulatesWithBetaOne) {
   // A weight gradient: X^T dY accumulated into a float32 buffer.
   GemmProblem p{a.data(), b.data(), dc.data(), m, n, k, true, false};
   gemm.run({&p, 1}, 1.0f, 1.0f, nullptr);
-  sync();
+  synchronize();
   cpu::gemm(true, false, m, n, k, 1.0f, ha.data(), hb.data(), 1.0f, c.data());
   EXPECT_LT(relativeError(dc.download(), c), 1e-5);
 }
@@ -129,7 +127,7 @@ TEST(GroupedGemm, ExpertFfnForwardAndBackwardMatchCpu) {
     gemm.run(back2, 1.0f, 0.0f, nullptr);
     GemmProblem back3{du.data(), w3.data(), dx.data(), n, H, F, false, true};
     gemm.run({&back3, 1}, 1.0f, 1.0f, nullptr);
-    sync();
+    synchronize();
 
     std::vector<float> weights;
     for (const auto *part : {&h1, &h3, &h2})
