@@ -2,6 +2,9 @@
 
 #include "laer/runtime/TokenExchange.h"
 
+#include <algorithm>
+#include <limits>
+
 using namespace laer::rt;
 
 TokenExchange TokenExchange::build(const Plan &plan, int me, int ranks,
@@ -96,4 +99,53 @@ TokenExchange TokenExchange::build(const Plan &plan, int me, int ranks,
     exchange.chunks[c].pairs.push_back(static_cast<std::int64_t>(pair));
   }
   return exchange;
+}
+
+ExchangeGathers TokenExchange::gathers(int slots) const {
+  auto chunkCount = static_cast<int>(chunks.size());
+  int ranks = chunkCount == 0
+                  ? 0
+                  : static_cast<int>(chunks.front().blocks.size()) / slots;
+  std::int64_t recvRows = 0;
+  for (const ExchangeChunk &chunk : chunks)
+    for (const RecvBlock &block : chunk.blocks)
+      recvRows += block.rows;
+  constexpr std::int64_t kMaxRows = std::numeric_limits<std::int32_t>::max();
+  if (sendRows > kMaxRows || recvRows > kMaxRows)
+    fail({}, "a step's token exchange has ", std::max(sendRows, recvRows),
+         " rows; row gathers address at most ", kMaxRows);
+
+  ExchangeGathers g;
+  g.pairRow.resize(pairRow.size());
+  g.sendPair.assign(static_cast<std::size_t>(sendRows), -1);
+  for (std::size_t pair = 0; pair < pairRow.size(); ++pair) {
+    g.pairRow[pair] = static_cast<std::int32_t>(pairRow[pair]);
+    g.sendPair[static_cast<std::size_t>(pairRow[pair])] =
+        static_cast<std::int32_t>(pair);
+  }
+
+  g.chunkRowBegin.assign(static_cast<std::size_t>(chunkCount + 1), 0);
+  g.blockBegin.assign(static_cast<std::size_t>(chunkCount * slots + 1), 0);
+  g.expertFromRecv.assign(static_cast<std::size_t>(recvRows), -1);
+  g.recvFromExpert.assign(static_cast<std::size_t>(recvRows), -1);
+  std::int64_t row = 0;
+  for (int c = 0; c < chunkCount; ++c) {
+    const ExchangeChunk &chunk = chunks[c];
+    std::int64_t chunkBegin = row;
+    g.chunkRowBegin[c] = chunkBegin;
+    for (int slot = 0; slot < slots; ++slot) {
+      g.blockBegin[c * slots + slot] = row;
+      for (int source = 0; source < ranks; ++source) {
+        const RecvBlock &block = chunk.blocks[source * slots + slot];
+        for (std::int64_t i = 0; i < block.rows; ++i, ++row) {
+          std::int64_t recv = chunkBegin + block.offset + i;
+          g.expertFromRecv[row] = static_cast<std::int32_t>(recv);
+          g.recvFromExpert[recv] = static_cast<std::int32_t>(row);
+        }
+      }
+    }
+  }
+  g.chunkRowBegin[chunkCount] = row;
+  g.blockBegin[chunkCount * slots] = row;
+  return g;
 }

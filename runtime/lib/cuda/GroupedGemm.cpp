@@ -9,6 +9,9 @@
 #include "laer/runtime/cuda/GroupedGemm.h"
 #include "laer/runtime/Error.h"
 
+#include <cstdint>
+#include <utility>
+
 using namespace laer::rt;
 using namespace laer::rt::cuda;
 
@@ -45,6 +48,15 @@ void checkLt(cublasStatus_t status, const char *what) {
          static_cast<int>(status), ")");
 }
 
+/// The largest power of two up to 256 dividing the address.
+unsigned alignmentOf(const void *pointer) {
+  auto address = reinterpret_cast<std::uintptr_t>(pointer);
+  unsigned alignment = 1;
+  while (alignment < 256 && address % (2 * alignment) == 0)
+    alignment *= 2;
+  return alignment;
+}
+
 cudaDataType_t dataType(Precision precision) {
   return precision == Precision::Float32 ? CUDA_R_32F : CUDA_R_16BF;
 }
@@ -69,7 +81,9 @@ GroupedGemm::~GroupedGemm() {
 }
 
 const GroupedGemm::Plan &GroupedGemm::plan(const GemmProblem &p) {
-  Shape shape{p.m, p.n, p.k, p.transA, p.transB};
+  unsigned alignA = alignmentOf(p.a), alignB = alignmentOf(p.b),
+           alignC = alignmentOf(p.c);
+  Shape shape{p.m, p.n, p.k, p.transA, p.transB, alignA, alignB, alignC};
   if (auto found = plans_.find(shape); found != plans_.end())
     return found->second;
   Plan plan;
@@ -110,6 +124,18 @@ const GroupedGemm::Plan &GroupedGemm::plan(const GemmProblem &p) {
               preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
               &workspace, sizeof workspace),
           "set the workspace limit");
+  // cuBLASLt's A is our B (left slot) and its B our A.
+  std::pair<cublasLtMatmulPreferenceAttributes_t, unsigned> alignments[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignB},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignA},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignC},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignC}};
+  for (auto [attribute, bytes] : alignments) {
+    std::uint32_t value = bytes;
+    checkLt(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value,
+                                                 sizeof value),
+            "set an operand alignment");
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(

@@ -10,7 +10,8 @@
 // - a slot's rows are kept chunk-major (chunk, then source), so each
 //   chunk's rows of a slot are contiguous for the expert GEMMs.
 // The combine direction is the exact reverse. The CPU layer moves rows
-// with these tables on the host; a GPU layer gathers by `pairRow`.
+// with these tables on the host; the GPU layer moves them with row gathers
+// by the index tables of `gathers()`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,6 +42,30 @@ struct ExchangeChunk {
   std::vector<std::int64_t> pairs;          // pairs in this chunk
 };
 
+/// The same exchange as row gathers (dst[i] = src[table[i]]), for a device
+/// that moves rows with one kernel per buffer rather than block copies.
+/// The receive buffer holds the chunks one after another, each laid out as
+/// its RecvBlocks say (source, then slot); the expert buffer holds the
+/// same rows chunk-major, then slot, then source, so every (chunk, slot)
+/// block is contiguous for the GEMMs and holds the rows the CPU layer
+/// gives that slot for that chunk, in the same order.
+struct ExchangeGathers {
+  /// Send row i carries the token of pair sendPair[i] (the inverse of
+  /// pairRow).
+  std::vector<std::int32_t> sendPair;
+  /// Send row of each pair (TokenExchange::pairRow, 32-bit).
+  std::vector<std::int32_t> pairRow;
+  /// Rows of chunk c in the receive and the expert buffers: [chunks + 1].
+  std::vector<std::int64_t> chunkRowBegin;
+  /// Expert rows of (chunk c, slot s) start at blockBegin[c * C + s];
+  /// [chunks * C + 1].
+  std::vector<std::int64_t> blockBegin;
+  /// Expert row j holds receive row expertFromRecv[j] ...
+  std::vector<std::int32_t> expertFromRecv;
+  /// ... and receive row i holds expert row recvFromExpert[i].
+  std::vector<std::int32_t> recvFromExpert;
+};
+
 struct TokenExchange {
   std::vector<ExchangeChunk> chunks;
   /// Row of each (token, choice) pair in the send layout: chunk-major,
@@ -58,6 +83,10 @@ struct TokenExchange {
                              int slotsPerRank, int numExperts,
                              std::span<const std::int32_t> indices,
                              std::int64_t hidden, int chunks);
+
+  /// The row gathers that carry out this exchange (C = `slotsPerRank`).
+  /// Fails when a buffer has more rows than 32-bit indices address.
+  ExchangeGathers gathers(int slotsPerRank) const;
 };
 
 } // namespace laer::rt

@@ -47,7 +47,7 @@ public:
   void run(std::span<const GemmProblem> problems, float alpha, float beta,
            cudaStream_t stream);
 
-  /// Distinct shapes planned so far (each costs one heuristic query).
+  /// Distinct (shape, operand alignment) pairs planned so far (each costs one heuristic query).
   std::size_t plannedShapes() const { return plans_.size(); }
 
 private:
@@ -56,7 +56,11 @@ private:
     cublasLtMatrixLayout_t left = nullptr, right = nullptr, out = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  using Shape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, bool>;
+  // (m, n, k, transA, transB, alignments of A, B and C in bytes): the
+  // heuristic assumes 256-byte aligned operands unless told otherwise, and
+  // expert rows start wherever a chunk's block does.
+  using Shape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool,
+                           bool, unsigned, unsigned, unsigned>;
   const Plan &plan(const GemmProblem &problem);
 
   Precision inputs_, output_;
