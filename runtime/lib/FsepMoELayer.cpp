@@ -167,62 +167,13 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
   expectStage(Stage::Routed, "the relayout");
   {
     ScopedPhase phase(times_, Phase::Plan);
-    plan_ = makePlan(hook);
+    plan_ = planLayerStep(comm_, hook, config_, layer_, step_,
+                          router_.indices, history_, counts_);
   }
   slots_.assign(config_.slotsPerRank, SlotState{});
   for (int slot = 0; slot < config_.slotsPerRank; ++slot)
     slots_[slot].expert = plan_.layout.expertAt(comm_.rank(), slot);
   stage_ = Stage::Planned;
-}
-
-Plan FsepMoELayer::makePlan(RelayoutHook &hook) {
-  int numExperts = config_.numExperts;
-  std::vector<std::int64_t> local(numExperts, 0);
-  for (std::int32_t expert : router_.indices)
-    ++local[expert];
-  counts_ = comm_.allGather(std::span<const std::int64_t>(local));
-
-  std::vector<std::int64_t> history;
-  if (!history_.empty()) {
-    history.assign(counts_.size(), 0);
-    for (const std::vector<std::int64_t> &past : history_)
-      for (std::size_t i = 0; i < past.size(); ++i)
-        history[i] += past[i];
-  }
-  PlanRequest request{layer_,      step_,      comm_.size(),
-                      config_.slotsPerRank, numExperts, counts_, history};
-  Plan plan;
-  try {
-    plan = hook.plan(request);
-  } catch (const RuntimeError &error) {
-    // Hooks do not know the rank; say where the failure happened.
-    fail(context(), "relayout hook '", hook.name(), "': ", error.message());
-  }
-  if (plan.layout.numRanks() != comm_.size() ||
-      plan.layout.slotsPerRank() != config_.slotsPerRank ||
-      plan.layout.numExperts() != numExperts)
-    fail(context(), "relayout hook '", hook.name(), "' returned a layout for N = ",
-         plan.layout.numRanks(), ", C = ", plan.layout.slotsPerRank(),
-         ", E = ", plan.layout.numExperts(), " but the layer runs N = ",
-         comm_.size(), ", C = ", config_.slotsPerRank, ", E = ", numExperts);
-  validatePlan(plan, counts_, context());
-  if (config_.historyWindow > 0) {
-    history_.push_back(counts_);
-    if (static_cast<int>(history_.size()) > config_.historyWindow)
-      history_.pop_front();
-  }
-
-  // Agreement: a rank that computed another plan would deadlock or corrupt
-  // the exchanges below, so compare before any data moves.
-  auto mine = static_cast<std::int64_t>(fingerprint(plan));
-  std::vector<std::int64_t> all =
-      comm_.allGather(std::span<const std::int64_t>(&mine, 1));
-  for (int peer = 0; peer < comm_.size(); ++peer)
-    if (all[peer] != mine)
-      fail(context(), "the plan of relayout hook '", hook.name(),
-           "' differs between this rank and rank ", peer,
-           "; hooks must be deterministic functions of their request");
-  return plan;
 }
 
 void FsepMoELayer::startRestore() {

@@ -29,6 +29,7 @@
 #include "laer/runtime/AdamW.h"
 #include "laer/runtime/Communicator.h"
 #include "laer/runtime/ExpertShards.h"
+#include "laer/runtime/LayerPlanning.h"
 #include "laer/runtime/PhaseTimes.h"
 #include "laer/runtime/Plan.h"
 #include "laer/runtime/RelayoutHook.h"
@@ -42,21 +43,6 @@
 #include <vector>
 
 namespace laer::rt {
-
-struct MoELayerConfig {
-  ExpertShape shape;
-  int numExperts = 8;
-  int topK = 2;
-  /// C: experts each rank computes per step.
-  int slotsPerRank = 2;
-  ScoreFunction score = ScoreFunction::Softmax;
-  bool renormalize = true;
-  Activation activation = Activation::Silu;
-  /// Steps of load history handed to the relayout hook (0: none).
-  int historyWindow = 0;
-  /// Chunks of the token exchanges in forward() and backward().
-  int tokenChunks = 1;
-};
 
 class FsepMoELayer {
 public:
@@ -171,7 +157,6 @@ private:
   };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
-  Plan makePlan(RelayoutHook &hook);
   void planTokenChunks(int chunks);
   TokenChunk &tokenChunk(int chunk, const char *phase);
   void startTokens(TokenChunk &c, std::vector<float> send, bool forward);

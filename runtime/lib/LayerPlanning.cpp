@@ -1,0 +1,65 @@
+//===- LayerPlanning.cpp - an MoE layer's relayout step -------------------===//
+
+#include "laer/runtime/LayerPlanning.h"
+
+using namespace laer::rt;
+
+Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
+                             const MoELayerConfig &config, int layer,
+                             long step, std::span<const std::int32_t> indices,
+                             std::deque<std::vector<std::int64_t>> &history,
+                             std::vector<std::int64_t> &counts) {
+  ErrorContext context{comm.rank(), layer, step};
+  int numExperts = config.numExperts;
+  std::vector<std::int64_t> local(numExperts, 0);
+  for (std::int32_t expert : indices) {
+    if (expert < 0 || expert >= numExperts)
+      fail(context, "the router chose expert ", expert, ", outside [0, E = ",
+           numExperts, ")");
+    ++local[expert];
+  }
+  counts = comm.allGather(std::span<const std::int64_t>(local));
+
+  std::vector<std::int64_t> pastLoad;
+  if (!history.empty()) {
+    pastLoad.assign(counts.size(), 0);
+    for (const std::vector<std::int64_t> &past : history)
+      for (std::size_t i = 0; i < past.size(); ++i)
+        pastLoad[i] += past[i];
+  }
+  PlanRequest request{layer,      step,      comm.size(),
+                      config.slotsPerRank, numExperts, counts, pastLoad};
+  Plan plan;
+  try {
+    plan = hook.plan(request);
+  } catch (const RuntimeError &error) {
+    // Hooks do not know the rank; say where the failure happened.
+    fail(context, "relayout hook '", hook.name(), "': ", error.message());
+  }
+  if (plan.layout.numRanks() != comm.size() ||
+      plan.layout.slotsPerRank() != config.slotsPerRank ||
+      plan.layout.numExperts() != numExperts)
+    fail(context, "relayout hook '", hook.name(), "' returned a layout for N = ",
+         plan.layout.numRanks(), ", C = ", plan.layout.slotsPerRank(),
+         ", E = ", plan.layout.numExperts(), " but the layer runs N = ",
+         comm.size(), ", C = ", config.slotsPerRank, ", E = ", numExperts);
+  validatePlan(plan, counts, context);
+  if (config.historyWindow > 0) {
+    history.push_back(counts);
+    if (static_cast<int>(history.size()) > config.historyWindow)
+      history.pop_front();
+  }
+
+  // Agreement: a rank that computed another plan would deadlock or corrupt
+  // the exchanges below, so compare before any data moves.
+  auto mine = static_cast<std::int64_t>(fingerprint(plan));
+  std::vector<std::int64_t> all =
+      comm.allGather(std::span<const std::int64_t>(&mine, 1));
+  for (int peer = 0; peer < comm.size(); ++peer)
+    if (all[peer] != mine)
+      fail(context, "the plan of relayout hook '", hook.name(),
+           "' differs between this rank and rank ", peer,
+           "; hooks must be deterministic functions of their request");
+  return plan;
+}
+
