@@ -111,6 +111,12 @@ __global__ void convertKernel(const From *src, To *dst, std::int64_t n) {
   store(dst, i, load(src, i));
 }
 
+template <typename T>
+__global__ void accumulateKernel(const float *src, T *dst, std::int64_t n) {
+  LAER_GRID_STRIDE(i, n)
+  store(dst, i, load(dst, i) + src[i]);
+}
+
 constexpr int kThreads = 256;
 
 } // namespace
@@ -204,6 +210,18 @@ void convert(const void *src, Precision from, void *dst, Precision to,
     });
   });
   check(cudaGetLastError(), "convert launch");
+}
+
+void accumulate(const float *src, void *dst, Precision precision,
+                std::int64_t n, cudaStream_t stream) {
+  if (n == 0)
+    return;
+  withStorage(precision, [&](auto *type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    accumulateKernel<T><<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
+        src, static_cast<T *>(dst), n);
+  });
+  check(cudaGetLastError(), "accumulate launch");
 }
 
 } // namespace laer::rt::cuda

@@ -106,9 +106,23 @@ std::unique_ptr<NcclHandle> NcclCommunicator::finishOnStream() {
                                       timeout_);
 }
 
+void NcclCommunicator::after(cudaStream_t producer) {
+  ordering_.record(producer);
+  ordering_.waitOn(stream_.get());
+}
+
+void NcclCommunicator::after(const Event &event) { event.waitOn(stream_.get()); }
+
 std::unique_ptr<CommHandle>
 NcclCommunicator::startAllToAllV(const void *send, void *recv,
                                  const AllToAllSizes &sizes, DataType type) {
+  return startDeviceAllToAllV(send, recv, sizes, type);
+}
+
+std::unique_ptr<NcclHandle>
+NcclCommunicator::startDeviceAllToAllV(const void *send, void *recv,
+                                       const AllToAllSizes &sizes,
+                                       DataType type) {
   if (static_cast<int>(sizes.sendCounts.size()) != size_ ||
       static_cast<int>(sizes.recvCounts.size()) != size_ ||
       sizes.sendOffsets.size() != sizes.sendCounts.size() ||

@@ -90,12 +90,20 @@ public:
   std::size_t size() const { return size_; }
   std::size_t bytes() const { return size_ * sizeof(T); }
 
-  /// Copies `host` (at most size() elements) to the start of the buffer.
+  /// Copies `host` (at most size() elements) to the start of the buffer;
+  /// returns when the data is on the device (a pageable cudaMemcpy may
+  /// return before its DMA ends, and non-blocking streams do not wait for
+  /// the legacy stream).
   void upload(std::span<const T> host) {
+    if (host.size() > size_)
+      check(cudaErrorInvalidValue, "upload larger than the device buffer");
     check(cudaMemcpy(data_, host.data(), host.size() * sizeof(T),
                      cudaMemcpyHostToDevice),
           "cudaMemcpy to device");
+    check(cudaStreamSynchronize(cudaStreamLegacy), "cudaStreamSynchronize");
   }
+  /// The first `count` elements; the caller synchronises the streams that
+  /// wrote them first.
   std::vector<T> download(std::size_t count) const {
     std::vector<T> host(count);
     check(cudaMemcpy(host.data(), data_, count * sizeof(T),

@@ -109,6 +109,11 @@ void gatedActivationBackward(const void *gateProj, const void *upProj,
 void sumReplicas(const float *shards, int replicas, std::int64_t n,
                  float *out, bool accumulate, cudaStream_t stream);
 
+/// dst[i] += src[i] for n elements, dst in `precision` (a float32 partial
+/// result added to an activation gradient).
+void accumulate(const float *src, void *dst, Precision precision,
+                std::int64_t n, cudaStream_t stream);
+
 /// AdamW on a float32 master shard (laer::rt::adamwStep's arithmetic);
 /// when `bf16Weights` is given it receives the updated weights in bfloat16.
 void adamw(float *params, const float *grads, float *firstMoment,

@@ -70,6 +70,17 @@ public:
   std::unique_ptr<CommHandle> startAllToAllV(const void *send, void *recv,
                                              const AllToAllSizes &sizes,
                                              DataType type) override;
+  /// The same, typed for device-side waits (NcclHandle::waitOn).
+  std::unique_ptr<NcclHandle> startDeviceAllToAllV(const void *send,
+                                                   void *recv,
+                                                   const AllToAllSizes &sizes,
+                                                   DataType type);
+  /// Orders this communicator's next operations after the work queued so
+  /// far on `producer` (the kernels that filled a send buffer), without
+  /// blocking the host.
+  void after(cudaStream_t producer);
+  /// The same, after `event` (recorded by the caller).
+  void after(const Event &event);
   // The blocking collectives return when the result is in device memory.
   void allGather(const void *send, void *recv, std::int64_t count,
                  DataType type) override;
@@ -85,6 +96,7 @@ private:
   int rank_ = 0, size_ = 1, device_ = 0;
   std::chrono::milliseconds timeout_;
   Stream stream_;
+  Event ordering_;                       // what after(stream) records
   DeviceBuffer<float> barrierToken_{1}; // what barrier() all-reduces
   ncclComm_t comm_ = nullptr;
 };

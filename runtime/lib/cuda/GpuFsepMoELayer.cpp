@@ -1,0 +1,778 @@
+//===- GpuFsepMoELayer.cpp - one FSEP MoE layer on a GPU rank -------------===//
+//
+// Buffer layouts (the CPU layer's, see FsepMoELayer.cpp and
+// TokenExchange.h):
+// - restore: a rank sends peer q its working shard of the expert in each
+//   of q's used slots, in slot order; it receives from each owner the
+//   shards of its own used slots and assembles slot s's full weights as
+//   [owner 0's shard, owner 1's, ...] with one strided copy;
+// - gradients travel the reverse way (fp32) and are summed at the owner in
+//   source-rank order, as on the CPU;
+// - tokens: send rows by pair (gathered from x by sendPair), receive rows
+//   per chunk (source, then slot), expert rows chunk-major then slot then
+//   source; the gathers of TokenExchange::gathers() move rows between them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/runtime/cuda/GpuFsepMoELayer.h"
+
+#include <algorithm>
+
+using namespace laer::rt;
+using namespace laer::rt::cuda;
+
+namespace {
+
+template <typename T> void growTo(DeviceBuffer<T> &buffer, std::int64_t n) {
+  if (static_cast<std::int64_t>(buffer.size()) < n)
+    buffer = DeviceBuffer<T>(static_cast<std::size_t>(n));
+}
+
+template <typename T>
+void uploadAsync(DeviceBuffer<T> &buffer, const std::vector<T> &host,
+                 cudaStream_t stream) {
+  growTo(buffer, static_cast<std::int64_t>(host.size()));
+  if (!host.empty())
+    check(cudaMemcpyAsync(buffer.data(), host.data(), host.size() * sizeof(T),
+                          cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync to device");
+}
+
+void zeroAsync(void *data, std::size_t bytes, cudaStream_t stream) {
+  if (bytes)
+    check(cudaMemsetAsync(data, 0, bytes, stream), "cudaMemsetAsync");
+}
+
+const std::uint8_t *bytesAt(const void *base, std::int64_t elements,
+                            std::size_t elementBytes) {
+  return static_cast<const std::uint8_t *>(base) +
+         static_cast<std::size_t>(elements) * elementBytes;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// GpuContext and DeviceRows
+//===----------------------------------------------------------------------===//
+
+GpuContext::GpuContext(Communicator &host, NcclCommunicator &tokens,
+                       NcclCommunicator &params, Precision precision)
+    : host_(host), tokens_(tokens), params_(params), precision_(precision),
+      expertGemm_(precision, precision),
+      weightGradGemm_(precision, Precision::Float32),
+      routerGemm_(Precision::Float32, Precision::Float32) {
+  if (tokens.size() != host.size() || params.size() != host.size() ||
+      tokens.rank() != host.rank() || params.rank() != host.rank())
+    fail({host.rank(), -1, -1},
+         "the GPU context's communicators disagree: host rank ", host.rank(),
+         " of ", host.size(), ", token rank ", tokens.rank(), " of ",
+         tokens.size(), ", parameter rank ", params.rank(), " of ",
+         params.size());
+}
+
+void DeviceRows::reserve(std::int64_t rows, std::int64_t width,
+                         Precision precision) {
+  width_ = width;
+  element_ = bytesOf(precision);
+  // 16 spare bytes: the gathers copy 16-byte vectors.
+  auto bytes = static_cast<std::size_t>(rows * width) * element_ + 16;
+  if (bytes_.size() < bytes)
+    bytes_ = DeviceBuffer<std::uint8_t>(bytes);
+}
+
+//===----------------------------------------------------------------------===//
+// Construction and state
+//===----------------------------------------------------------------------===//
+
+GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
+                                 const MoELayerConfig &config, int layerIndex)
+    : ctx_(context), config_(config), layer_(layerIndex),
+      ranks_(context.host().size()), rank_(context.host().rank()) {
+  ErrorContext where{rank_, layerIndex, -1};
+  if (config.topK < 1 || config.topK > config.numExperts)
+    fail(where, "top_k must be in [1, E = ", config.numExperts, "], got ",
+         config.topK);
+  if (config.slotsPerRank < 1)
+    fail(where, "slots per rank must be >= 1, got ", config.slotsPerRank);
+  if (config.tokenChunks < 1)
+    fail(where, "token chunks must be >= 1, got ", config.tokenChunks);
+  const ExpertShape &shape = config.shape;
+  if (shape.hidden < 1 || shape.ffn < 1)
+    fail(where, "expert shape H = ", shape.hidden, ", F = ", shape.ffn,
+         " must be positive");
+  shard_ = (shape.parameters() + ranks_ - 1) / ranks_;
+  // Slots start on 512-byte boundaries (cuBLASLt's fastest paths want
+  // 256-byte aligned operands).
+  slotPitch_ = (ranks_ * shard_ + 127) / 128 * 128;
+
+  std::int64_t experts = config.numExperts, slots = config.slotsPerRank;
+  std::size_t bytes = bytesOf(ctx_.precision());
+  cudaStream_t compute = ctx_.compute();
+  auto persistent = static_cast<std::size_t>(experts * shard_);
+  master_ = DeviceBuffer<float>(persistent);
+  grads_ = DeviceBuffer<float>(persistent);
+  firstMoment_ = DeviceBuffer<float>(persistent);
+  secondMoment_ = DeviceBuffer<float>(persistent);
+  if (ctx_.precision() != Precision::Float32)
+    working_ = DeviceBuffer<std::uint8_t>(persistent * bytes);
+  auto gateSize = static_cast<std::size_t>(shape.hidden * experts);
+  gate_ = DeviceBuffer<float>(gateSize);
+  gateGrad_ = DeviceBuffer<float>(gateSize);
+  gateFirstMoment_ = DeviceBuffer<float>(gateSize);
+  gateSecondMoment_ = DeviceBuffer<float>(gateSize);
+  dGate_ = DeviceBuffer<float>(gateSize);
+
+  // A rank sends or receives at most C shards per peer.
+  auto exchange = static_cast<std::size_t>(ranks_ * slots * shard_);
+  restoreSend_ = DeviceBuffer<std::uint8_t>(exchange * bytes);
+  restoreRecv_ = DeviceBuffer<std::uint8_t>(exchange * bytes);
+  gradSend_ = DeviceBuffer<float>(exchange);
+  gradRecv_ = DeviceBuffer<float>(exchange);
+  slotWeights_ =
+      DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(slots * slotPitch_) * bytes);
+  slotGrads_ = DeviceBuffer<float>(static_cast<std::size_t>(slots * slotPitch_));
+  for (DeviceBuffer<float> *buffer :
+       {&master_, &grads_, &firstMoment_, &secondMoment_, &gate_, &gateGrad_,
+        &gateFirstMoment_, &gateSecondMoment_, &slotGrads_})
+    zeroAsync(buffer->data(), buffer->bytes(), compute);
+  zeroAsync(working_.data(), working_.bytes(), compute);
+  zeroAsync(slotWeights_.data(), slotWeights_.bytes(), compute);
+  weightsReady_.record(compute);
+  restoreRead_.record(compute);
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+}
+
+ErrorContext GpuFsepMoELayer::context() const {
+  return {rank_, layer_, step_};
+}
+
+void GpuFsepMoELayer::load(std::span<const float> shards,
+                           std::span<const float> gate) {
+  if (shards.size() != master_.size() || gate.size() != gate_.size())
+    fail(context(), "GPU layer load: got ", shards.size(), " shard and ",
+         gate.size(), " gate elements, the layer holds E * shard = ",
+         master_.size(), " and H * E = ", gate_.size());
+  cudaStream_t compute = ctx_.compute();
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  master_.upload(shards);
+  gate_.upload(gate);
+  for (DeviceBuffer<float> *buffer :
+       {&grads_, &firstMoment_, &secondMoment_, &gateGrad_, &gateFirstMoment_,
+        &gateSecondMoment_})
+    zeroAsync(buffer->data(), buffer->bytes(), compute);
+  if (ctx_.precision() != Precision::Float32)
+    convert(master_.data(), Precision::Float32, working_.data(),
+            ctx_.precision(), static_cast<std::int64_t>(master_.size()),
+            compute);
+  weightsReady_.record(compute);
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+}
+
+namespace {
+std::vector<float> downloadAfter(const DeviceBuffer<float> &buffer,
+                                 cudaStream_t stream) {
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  return buffer.download();
+}
+} // namespace
+
+std::vector<float> GpuFsepMoELayer::shardParams() const {
+  return downloadAfter(master_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::shardGrads() const {
+  return downloadAfter(grads_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::gate() const {
+  return downloadAfter(gate_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::gateGrad() const {
+  return downloadAfter(gateGrad_, ctx_.compute());
+}
+
+const void *GpuFsepMoELayer::workingShards() const {
+  return ctx_.precision() == Precision::Float32
+             ? static_cast<const void *>(master_.data())
+             : static_cast<const void *>(working_.data());
+}
+
+const void *GpuFsepMoELayer::slotWeight(int s, std::int64_t offset) const {
+  return bytesAt(slotWeights_.data(), s * slotPitch_ + offset,
+                 bytesOf(ctx_.precision()));
+}
+
+float *GpuFsepMoELayer::slotGrad(int s, std::int64_t offset) {
+  return slotGrads_.data() + s * slotPitch_ + offset;
+}
+
+void GpuFsepMoELayer::zeroGrads() {
+  cudaStream_t compute = ctx_.compute();
+  zeroAsync(grads_.data(), grads_.bytes(), compute);
+  zeroAsync(gateGrad_.data(), gateGrad_.bytes(), compute);
+}
+
+void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
+  cudaStream_t compute = ctx_.compute();
+  bool lowPrecision = ctx_.precision() != Precision::Float32;
+  adamw(master_.data(), grads_.data(), firstMoment_.data(),
+        secondMoment_.data(), static_cast<std::int64_t>(master_.size()),
+        config, step, lowPrecision ? working_.data() : nullptr, compute);
+  adamw(gate_.data(), gateGrad_.data(), gateFirstMoment_.data(),
+        gateSecondMoment_.data(), static_cast<std::int64_t>(gate_.size()),
+        config, step, nullptr, compute);
+  weightsReady_.record(compute);
+}
+
+//===----------------------------------------------------------------------===//
+// The whole layer
+//===----------------------------------------------------------------------===//
+
+void GpuFsepMoELayer::forward(const void *x, void *out, std::int64_t tokens,
+                              long step, RelayoutHook &hook) {
+  route(x, tokens, step);
+  relayout(hook);
+  int chunks = config_.tokenChunks;
+  startRestore();
+  for (int c = 0; c < chunks; ++c)
+    startDispatch(c, chunks);
+  finishRestore();
+  for (int c = 0; c < chunks; ++c) {
+    finishDispatch(c);
+    computeExperts(c);
+    startCombine(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    finishCombine(c, out);
+}
+
+void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
+  int chunks = static_cast<int>(chunks_.size());
+  zeroAsync(dx,
+            static_cast<std::size_t>(tokens_ * config_.shape.hidden) *
+                bytesOf(ctx_.precision()),
+            ctx_.compute());
+  for (int c = 0; c < chunks; ++c)
+    startCombineBackward(c, dOut);
+  for (int c = 0; c < chunks; ++c) {
+    finishCombineBackward(c);
+    computeExpertsBackward(c);
+    startDispatchBackward(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    finishDispatchBackward(c, dx);
+  startGradReduce();
+  routerBackward(dx);
+  finishGradReduce();
+}
+
+void GpuFsepMoELayer::expectStage(Stage stage, const char *phase) const {
+  if (stage_ == stage)
+    return;
+  auto name = [](Stage s) {
+    switch (s) {
+    case Stage::Idle:
+      return "before the router";
+    case Stage::Routed:
+      return "after the router";
+    case Stage::Planned:
+      return "after the relayout";
+    case Stage::Restored:
+      return "after the restore";
+    case Stage::ForwardDone:
+      return "after the forward";
+    }
+    return "?";
+  };
+  fail(context(), phase, " must run ", name(stage), ", but the layer is ",
+       name(stage_));
+}
+
+GpuFsepMoELayer::ChunkState &GpuFsepMoELayer::chunk(int c, const char *phase) {
+  if (c < 0 || c >= static_cast<int>(chunks_.size()))
+    fail(context(), phase, " of chunk ", c, ": the step's token exchange has ",
+         chunks_.size(), " chunks");
+  return chunks_[c];
+}
+
+AllToAllSizes GpuFsepMoELayer::chunkSizes(int c, bool dispatch) const {
+  const AllToAllSizes &elements = exchange_.chunks[c].sizes;
+  auto bytes = static_cast<std::int64_t>(bytesOf(ctx_.precision()));
+  auto scaled = [bytes](std::vector<std::int64_t> v) {
+    for (std::int64_t &x : v)
+      x *= bytes;
+    return v;
+  };
+  AllToAllSizes sizes{scaled(elements.sendCounts), scaled(elements.sendOffsets),
+                      scaled(elements.recvCounts), scaled(elements.recvOffsets)};
+  if (!dispatch) {
+    std::swap(sizes.sendCounts, sizes.recvCounts);
+    std::swap(sizes.sendOffsets, sizes.recvOffsets);
+  }
+  return sizes;
+}
+
+std::int64_t GpuFsepMoELayer::blockBegin(int c, int s) const {
+  return gathers_.blockBegin[c * config_.slotsPerRank + s];
+}
+
+std::int64_t GpuFsepMoELayer::blockRows(int c, int s) const {
+  return blockBegin(c, s + 1) - blockBegin(c, s);
+}
+
+//===----------------------------------------------------------------------===//
+// Forward phases
+//===----------------------------------------------------------------------===//
+
+void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
+  step_ = step;
+  for (Communicator *comm : {static_cast<Communicator *>(&ctx_.host()),
+                             static_cast<Communicator *>(&ctx_.tokens()),
+                             static_cast<Communicator *>(&ctx_.params())})
+    comm->setErrorContext(layer_, step);
+  if (tokens < 0)
+    fail(context(), "the router got ", tokens, " tokens");
+  if (restore_ && stage_ == Stage::Planned)
+    fail(context(), "the router of a new step ran while the last step's "
+                    "restore is still in flight");
+  if (gradReduceStarted_)
+    fail(context(), "the router of a new step ran while the last step's "
+                    "gradient all-to-all is still in flight");
+  tokens_ = tokens;
+  x_ = x;
+  chunks_.clear();
+  restore_.reset();
+  std::int64_t hidden = config_.shape.hidden, experts = config_.numExperts;
+  std::int64_t pairs = tokens * config_.topK;
+  growTo(xFloat_, tokens * hidden);
+  growTo(logits_, tokens * experts);
+  growTo(scores_, tokens * experts);
+  growTo(dLogits_, tokens * experts);
+  growTo(dxRouter_, tokens * hidden);
+  growTo(indicesDevice_, pairs);
+  growTo(routeWeights_, pairs);
+  growTo(dWeights_, pairs);
+
+  cudaStream_t compute = ctx_.compute();
+  convert(x, ctx_.precision(), xFloat_.data(), Precision::Float32,
+          tokens * hidden, compute);
+  GemmProblem logits{xFloat_.data(), gate_.data(), logits_.data(),
+                     tokens,         experts,      hidden};
+  ctx_.routerGemm().run({&logits, 1}, 1.0f, 0.0f, compute);
+  routerTopK(logits_.data(), tokens, config_.numExperts, config_.topK,
+             config_.score, config_.renormalize, scores_.data(),
+             indicesDevice_.data(), routeWeights_.data(), compute);
+  stage_ = Stage::Routed;
+}
+
+void GpuFsepMoELayer::relayout(RelayoutHook &hook) {
+  expectStage(Stage::Routed, "the relayout");
+  cudaStream_t compute = ctx_.compute();
+  indices_.resize(static_cast<std::size_t>(tokens_ * config_.topK));
+  if (!indices_.empty())
+    check(cudaMemcpyAsync(indices_.data(), indicesDevice_.data(),
+                          indices_.size() * sizeof(std::int32_t),
+                          cudaMemcpyDeviceToHost, compute),
+          "cudaMemcpyAsync of the router's choices");
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  plan_ = planLayerStep(ctx_.host(), hook, config_, layer_, step_, indices_,
+                        history_, counts_);
+  stage_ = Stage::Planned;
+}
+
+void GpuFsepMoELayer::startRestore() {
+  expectStage(Stage::Planned, "the restore");
+  if (restore_)
+    fail(context(), "the restore was started twice");
+  const Layout &layout = plan_.layout;
+  int slots = config_.slotsPerRank;
+  std::size_t bytes = bytesOf(ctx_.precision());
+  NcclCommunicator &params = ctx_.params();
+  // The working shards are final and the last restore's buffer was read.
+  params.after(weightsReady_);
+  params.after(restoreRead_);
+  std::int64_t offset = 0;
+  std::vector<std::int64_t> sendCounts(ranks_), recvCounts(ranks_);
+  for (int peer = 0; peer < ranks_; ++peer) {
+    for (int slot = 0; slot < slots; ++slot)
+      if (int expert = layout.expertAt(peer, slot); expert != Layout::kEmpty) {
+        check(cudaMemcpyAsync(restoreSend_.data() + offset * bytes,
+                              bytesAt(workingShards(), expert * shard_, bytes),
+                              shard_ * bytes, cudaMemcpyDeviceToDevice,
+                              params.stream()),
+              "cudaMemcpyAsync of a parameter shard");
+        offset += shard_;
+      }
+    sendCounts[peer] = layout.usedSlots(peer) * shard_ * bytes;
+    recvCounts[peer] = layout.usedSlots(rank_) * shard_ * bytes;
+  }
+  restore_ = params.startDeviceAllToAllV(
+      restoreSend_.data(), restoreRecv_.data(),
+      AllToAllSizes::packed(sendCounts, recvCounts), DataType::Byte);
+}
+
+void GpuFsepMoELayer::finishRestore() {
+  expectStage(Stage::Planned, "the restore's wait");
+  if (!restore_)
+    fail(context(), "the restore's wait ran before the restore started");
+  cudaStream_t compute = ctx_.compute();
+  restore_->waitOn(compute);
+  const Layout &layout = plan_.layout;
+  std::size_t bytes = bytesOf(ctx_.precision());
+  std::int64_t used = layout.usedSlots(rank_);
+  for (int slot = 0, index = 0; slot < config_.slotsPerRank; ++slot) {
+    if (layout.expertAt(rank_, slot) == Layout::kEmpty)
+      continue;
+    // Owner o's shard of this slot's expert sits at (o * used + index).
+    check(cudaMemcpy2DAsync(slotWeights_.data() + slot * slotPitch_ * bytes,
+                            shard_ * bytes,
+                            restoreRecv_.data() + index * shard_ * bytes,
+                            used * shard_ * bytes, shard_ * bytes, ranks_,
+                            cudaMemcpyDeviceToDevice, compute),
+          "cudaMemcpy2DAsync of restored shards");
+    ++index;
+  }
+  restoreRead_.record(compute);
+  stage_ = Stage::Restored;
+}
+
+void GpuFsepMoELayer::planChunks(int chunks) {
+  const MoELayerConfig &c = config_;
+  std::int64_t hidden = c.shape.hidden, ffn = c.shape.ffn;
+  exchange_ = TokenExchange::build(plan_, rank_, ranks_, c.slotsPerRank,
+                                   c.numExperts, indices_, hidden, chunks);
+  gathers_ = exchange_.gathers(c.slotsPerRank);
+  cudaStream_t compute = ctx_.compute();
+  uploadAsync(sendPair_, gathers_.sendPair, compute);
+  uploadAsync(pairRow_, gathers_.pairRow, compute);
+  uploadAsync(expertFromRecv_, gathers_.expertFromRecv, compute);
+  uploadAsync(recvFromExpert_, gathers_.recvFromExpert, compute);
+  if (auto pairs = static_cast<std::size_t>(tokens_ * c.topK);
+      onesHost_.size() < pairs) {
+    onesHost_.assign(pairs, 1.0f);
+    uploadAsync(ones_, onesHost_, compute);
+  }
+
+  Precision p = ctx_.precision();
+  std::int64_t sendRows = exchange_.sendRows;
+  std::int64_t recvRows = gathers_.chunkRowBegin.back();
+  for (DeviceRows *rows : {&send_, &pairOut_, &dSend_, &dPair_})
+    rows->reserve(sendRows, hidden, p);
+  for (DeviceRows *rows : {&recv_, &expertIn_, &expertOut_, &combineSend_,
+                           &dRecv_, &dExpertOut_, &dExpertIn_, &dReturn_})
+    rows->reserve(recvRows, hidden, p);
+  for (DeviceRows *rows :
+       {&gateProj_, &upProj_, &hidden_, &dHidden_, &dGateProj_, &dUpProj_})
+    rows->reserve(recvRows, ffn, p);
+
+  // Every pair's token row in send order, for all chunks at once.
+  gatherRows(x_, send_.data(), p, hidden, sendPair_.data(), sendRows, c.topK,
+             compute);
+  chunks_.clear();
+  chunks_.resize(static_cast<std::size_t>(chunks));
+  chunksCombined_ = chunksReturned_ = 0;
+}
+
+void GpuFsepMoELayer::startDispatch(int c, int chunks) {
+  if (stage_ != Stage::Planned && stage_ != Stage::Restored)
+    expectStage(Stage::Planned, "the dispatch");
+  if (chunks < 1)
+    fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
+  if (chunks_.empty())
+    planChunks(chunks);
+  else if (static_cast<int>(chunks_.size()) != chunks)
+    fail(context(), "dispatch of chunk ", c, " says ", chunks,
+         " chunks, an earlier one of this step ", chunks_.size());
+  ChunkState &state = chunk(c, "dispatch");
+  if (state.dispatch)
+    fail(context(), "chunk ", c, " was dispatched twice");
+  NcclCommunicator &tokens = ctx_.tokens();
+  tokens.after(ctx_.compute());
+  state.dispatch = tokens.startDeviceAllToAllV(
+      send_.row(exchange_.chunks[c].sendBegin),
+      recv_.row(gathers_.chunkRowBegin[c]), chunkSizes(c, true),
+      DataType::Byte);
+}
+
+void GpuFsepMoELayer::finishDispatch(int c) {
+  ChunkState &state = chunk(c, "the dispatch's wait");
+  if (!state.dispatch)
+    fail(context(), "the dispatch of chunk ", c,
+         " was waited for before it started");
+  cudaStream_t compute = ctx_.compute();
+  state.dispatch->waitOn(compute);
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatherRows(recv_.data(), expertIn_.row(begin), ctx_.precision(),
+             config_.shape.hidden, expertFromRecv_.data() + begin,
+             gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
+  state.dispatched = true;
+}
+
+void GpuFsepMoELayer::computeExperts(int c) {
+  expectStage(Stage::Restored, "expert compute");
+  ChunkState &state = chunk(c, "expert compute");
+  if (!state.dispatched)
+    fail(context(), "expert compute of chunk ", c,
+         " ran before its dispatch completed");
+  const ExpertShape &shape = config_.shape;
+  std::int64_t hidden = shape.hidden, ffn = shape.ffn;
+  cudaStream_t compute = ctx_.compute();
+  std::vector<GemmProblem> up, down;
+  for (int s = 0; s < config_.slotsPerRank; ++s) {
+    std::int64_t b = blockBegin(c, s), rows = blockRows(c, s);
+    if (rows == 0)
+      continue;
+    up.push_back({expertIn_.row(b), slotWeight(s, shape.w1Offset()),
+                  gateProj_.row(b), rows, ffn, hidden});
+    up.push_back({expertIn_.row(b), slotWeight(s, shape.w3Offset()),
+                  upProj_.row(b), rows, ffn, hidden});
+    down.push_back({hidden_.row(b), slotWeight(s, shape.w2Offset()),
+                    expertOut_.row(b), rows, hidden, ffn});
+  }
+  ctx_.expertGemm().run(up, 1.0f, 0.0f, compute);
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatedActivation(gateProj_.row(begin), upProj_.row(begin),
+                  hidden_.row(begin), ctx_.precision(),
+                  (gathers_.chunkRowBegin[c + 1] - begin) * ffn,
+                  config_.activation, compute);
+  ctx_.expertGemm().run(down, 1.0f, 0.0f, compute);
+  state.computed = true;
+}
+
+void GpuFsepMoELayer::startCombine(int c) {
+  ChunkState &state = chunk(c, "combine");
+  if (!state.computed)
+    fail(context(), "combine of chunk ", c, " ran before its experts");
+  cudaStream_t compute = ctx_.compute();
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatherRows(expertOut_.data(), combineSend_.row(begin), ctx_.precision(),
+             config_.shape.hidden, recvFromExpert_.data() + begin,
+             gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
+  NcclCommunicator &tokens = ctx_.tokens();
+  tokens.after(compute);
+  state.combine = tokens.startDeviceAllToAllV(
+      combineSend_.row(begin), pairOut_.row(exchange_.chunks[c].sendBegin),
+      chunkSizes(c, false), DataType::Byte);
+}
+
+void GpuFsepMoELayer::finishCombine(int c, void *out) {
+  ChunkState &state = chunk(c, "the combine's wait");
+  if (!state.combine)
+    fail(context(), "the combine of chunk ", c,
+         " was waited for before it started");
+  if (state.combined)
+    fail(context(), "the combine of chunk ", c, " was waited for twice");
+  cudaStream_t compute = ctx_.compute();
+  state.combine->waitOn(compute);
+  state.combined = true;
+  if (++chunksCombined_ < static_cast<int>(chunks_.size()))
+    return;
+  combineRows(pairOut_.data(), out, ctx_.precision(), config_.shape.hidden,
+              pairRow_.data(), routeWeights_.data(), tokens_, config_.topK,
+              /*accumulate=*/false, compute);
+  stage_ = Stage::ForwardDone;
+}
+
+//===----------------------------------------------------------------------===//
+// Backward phases
+//===----------------------------------------------------------------------===//
+
+void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
+  if (stage_ != Stage::ForwardDone)
+    fail(context(), "backward called without a completed forward");
+  ChunkState &state = chunk(c, "combine backward");
+  if (state.gradSent)
+    fail(context(), "combine backward of chunk ", c, " ran twice");
+  cudaStream_t compute = ctx_.compute();
+  bool first = std::none_of(chunks_.begin(), chunks_.end(),
+                            [](const ChunkState &k) { return k.gradSent; });
+  if (first) {
+    // Every pair's row gradient and d(weight), for all chunks at once.
+    combineRowsBackward(pairOut_.data(), dOut, dSend_.data(), dWeights_.data(),
+                        ctx_.precision(), config_.shape.hidden,
+                        pairRow_.data(), routeWeights_.data(), tokens_,
+                        config_.topK, compute);
+    zeroAsync(slotGrads_.data(), slotGrads_.bytes(), compute);
+  }
+  state.gradSent = true;
+  NcclCommunicator &tokens = ctx_.tokens();
+  tokens.after(compute);
+  state.gradIn = tokens.startDeviceAllToAllV(
+      dSend_.row(exchange_.chunks[c].sendBegin),
+      dRecv_.row(gathers_.chunkRowBegin[c]), chunkSizes(c, true),
+      DataType::Byte);
+}
+
+void GpuFsepMoELayer::finishCombineBackward(int c) {
+  ChunkState &state = chunk(c, "the combine backward's wait");
+  if (!state.gradIn)
+    fail(context(), "the combine backward of chunk ", c,
+         " was waited for before it started");
+  cudaStream_t compute = ctx_.compute();
+  state.gradIn->waitOn(compute);
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatherRows(dRecv_.data(), dExpertOut_.row(begin), ctx_.precision(),
+             config_.shape.hidden, expertFromRecv_.data() + begin,
+             gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
+  state.gradArrived = true;
+}
+
+void GpuFsepMoELayer::computeExpertsBackward(int c) {
+  ChunkState &state = chunk(c, "expert backward");
+  if (!state.gradArrived)
+    fail(context(), "expert backward of chunk ", c,
+         " ran before its output gradients arrived");
+  const ExpertShape &shape = config_.shape;
+  std::int64_t hidden = shape.hidden, ffn = shape.ffn;
+  cudaStream_t compute = ctx_.compute();
+  std::vector<GemmProblem> dHidden, dInputGate, dInputUp, dWeights;
+  for (int s = 0; s < config_.slotsPerRank; ++s) {
+    std::int64_t b = blockBegin(c, s), rows = blockRows(c, s);
+    if (rows == 0)
+      continue;
+    // dHidden = dY w2^T; dX = dGate w1^T + dUp w3^T.
+    dHidden.push_back({dExpertOut_.row(b), slotWeight(s, shape.w2Offset()),
+                       dHidden_.row(b), rows, ffn, hidden, false, true});
+    dInputGate.push_back({dGateProj_.row(b), slotWeight(s, shape.w1Offset()),
+                          dExpertIn_.row(b), rows, hidden, ffn, false, true});
+    dInputUp.push_back({dUpProj_.row(b), slotWeight(s, shape.w3Offset()),
+                        dExpertIn_.row(b), rows, hidden, ffn, false, true});
+    // dw1 += X^T dGate, dw3 += X^T dUp, dw2 += hidden^T dY.
+    dWeights.push_back({expertIn_.row(b), dGateProj_.row(b),
+                        slotGrad(s, shape.w1Offset()), hidden, ffn, rows, true,
+                        false});
+    dWeights.push_back({expertIn_.row(b), dUpProj_.row(b),
+                        slotGrad(s, shape.w3Offset()), hidden, ffn, rows, true,
+                        false});
+    dWeights.push_back({hidden_.row(b), dExpertOut_.row(b),
+                        slotGrad(s, shape.w2Offset()), ffn, hidden, rows, true,
+                        false});
+  }
+  GroupedGemm &gemm = ctx_.expertGemm();
+  gemm.run(dHidden, 1.0f, 0.0f, compute);
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatedActivationBackward(gateProj_.row(begin), upProj_.row(begin),
+                          dHidden_.row(begin), dGateProj_.row(begin),
+                          dUpProj_.row(begin), ctx_.precision(),
+                          (gathers_.chunkRowBegin[c + 1] - begin) * ffn,
+                          config_.activation, compute);
+  gemm.run(dInputGate, 1.0f, 0.0f, compute);
+  gemm.run(dInputUp, 1.0f, 1.0f, compute);
+  ctx_.weightGradGemm().run(dWeights, 1.0f, 1.0f, compute);
+  state.gradComputed = true;
+}
+
+void GpuFsepMoELayer::startDispatchBackward(int c) {
+  ChunkState &state = chunk(c, "dispatch backward");
+  if (!state.gradComputed)
+    fail(context(), "dispatch backward of chunk ", c,
+         " ran before its expert backward");
+  cudaStream_t compute = ctx_.compute();
+  std::int64_t begin = gathers_.chunkRowBegin[c];
+  gatherRows(dExpertIn_.data(), dReturn_.row(begin), ctx_.precision(),
+             config_.shape.hidden, recvFromExpert_.data() + begin,
+             gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
+  NcclCommunicator &tokens = ctx_.tokens();
+  tokens.after(compute);
+  state.gradOut = tokens.startDeviceAllToAllV(
+      dReturn_.row(begin), dPair_.row(exchange_.chunks[c].sendBegin),
+      chunkSizes(c, false), DataType::Byte);
+}
+
+void GpuFsepMoELayer::finishDispatchBackward(int c, void *dx) {
+  ChunkState &state = chunk(c, "the dispatch backward's wait");
+  if (!state.gradOut)
+    fail(context(), "the dispatch backward of chunk ", c,
+         " was waited for before it started");
+  if (state.gradReturned)
+    fail(context(), "the dispatch backward of chunk ", c,
+         " was waited for twice");
+  cudaStream_t compute = ctx_.compute();
+  state.gradOut->waitOn(compute);
+  state.gradReturned = true;
+  if (++chunksReturned_ < static_cast<int>(chunks_.size()))
+    return;
+  // Each token's input gradient: the sum of its pairs' returned rows.
+  combineRows(dPair_.data(), dx, ctx_.precision(), config_.shape.hidden,
+              pairRow_.data(), ones_.data(), tokens_, config_.topK,
+              /*accumulate=*/true, compute);
+}
+
+void GpuFsepMoELayer::startGradReduce() {
+  for (std::size_t c = 0; c < chunks_.size(); ++c)
+    if (!chunks_[c].gradComputed)
+      fail(context(), "the gradient all-to-all started before the expert "
+                      "backward of chunk ", c);
+  if (gradReduceStarted_)
+    fail(context(), "the gradient all-to-all was started twice");
+  const Layout &layout = plan_.layout;
+  NcclCommunicator &params = ctx_.params();
+  params.after(ctx_.compute());
+  // Slice `owner` of each restored expert's gradient goes to `owner`:
+  // the send buffer is [owner][used slot][shard].
+  std::int64_t used = layout.usedSlots(rank_);
+  for (int slot = 0, index = 0; slot < config_.slotsPerRank; ++slot) {
+    if (layout.expertAt(rank_, slot) == Layout::kEmpty)
+      continue;
+    check(cudaMemcpy2DAsync(gradSend_.data() + index * shard_,
+                            used * shard_ * sizeof(float), slotGrad(slot, 0),
+                            shard_ * sizeof(float), shard_ * sizeof(float),
+                            ranks_, cudaMemcpyDeviceToDevice, params.stream()),
+          "cudaMemcpy2DAsync of gradient slices");
+    ++index;
+  }
+  std::vector<std::int64_t> sendCounts(ranks_), recvCounts(ranks_);
+  for (int peer = 0; peer < ranks_; ++peer) {
+    sendCounts[peer] = used * shard_;
+    recvCounts[peer] = layout.usedSlots(peer) * shard_;
+  }
+  gradReduce_ = params.startDeviceAllToAllV(
+      gradSend_.data(), gradRecv_.data(),
+      AllToAllSizes::packed(sendCounts, recvCounts), DataType::Float32);
+  gradReduceStarted_ = true;
+}
+
+void GpuFsepMoELayer::finishGradReduce() {
+  if (!gradReduceStarted_)
+    fail(context(), "the gradient all-to-all's wait ran before it started");
+  cudaStream_t compute = ctx_.compute();
+  gradReduce_->waitOn(compute);
+  // Owners sum the replicas' slices in source-rank order, as on the CPU.
+  const Layout &layout = plan_.layout;
+  const float *in = gradRecv_.data();
+  for (int source = 0; source < ranks_; ++source)
+    for (int slot = 0; slot < config_.slotsPerRank; ++slot) {
+      int expert = layout.expertAt(source, slot);
+      if (expert == Layout::kEmpty)
+        continue;
+      sumReplicas(in, 1, shard_, grads_.data() + expert * shard_,
+                  /*accumulate=*/true, compute);
+      in += shard_;
+    }
+  gradReduceStarted_ = false;
+}
+
+void GpuFsepMoELayer::routerBackward(void *dx) {
+  for (std::size_t c = 0; c < chunks_.size(); ++c)
+    if (!chunks_[c].gradSent)
+      fail(context(), "the router gradient ran before the combine backward "
+                      "of chunk ", c);
+  std::int64_t hidden = config_.shape.hidden, experts = config_.numExperts;
+  cudaStream_t compute = ctx_.compute();
+  routerBackwardLogits(scores_.data(), indicesDevice_.data(),
+                       routeWeights_.data(), dWeights_.data(), tokens_,
+                       config_.numExperts, config_.topK, config_.score,
+                       config_.renormalize, dLogits_.data(), compute);
+  // dx += dLogits gate^T; dGate = x^T dLogits, all-reduced.
+  GemmProblem dInput{dLogits_.data(), gate_.data(), dxRouter_.data(), tokens_,
+                     hidden,          experts,      false,           true};
+  GemmProblem dGate{xFloat_.data(), dLogits_.data(), dGate_.data(), hidden,
+                    experts,        tokens_,         true,          false};
+  ctx_.routerGemm().run({&dInput, 1}, 1.0f, 0.0f, compute);
+  accumulate(dxRouter_.data(), dx, ctx_.precision(), tokens_ * hidden,
+             compute);
+  ctx_.routerGemm().run({&dGate, 1}, 1.0f, 0.0f, compute);
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  ctx_.tokens().allReduceSum(dGate_.data(), hidden * experts,
+                             DataType::Float32);
+  sumReplicas(dGate_.data(), 1, hidden * experts, gateGrad_.data(),
+              /*accumulate=*/true, compute);
+}
