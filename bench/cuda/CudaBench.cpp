@@ -10,7 +10,11 @@
 //     the device-to-device copy bandwidth (bytes read + written);
 //  3. a layer's restore (NCCL all-to-all of expert weights on the parameter
 //     communicator's stream) beside its expert GEMMs on a compute stream:
-//     the share of the restore time hidden behind compute.
+//     the share of the restore time hidden behind compute;
+//  4. the same with whole GPU FSEP layers (GpuFsepMoELayer, bf16): two
+//     layers' forward, the second layer's restore either after its own
+//     router (serial) or prefetched beside the first layer's compute; the
+//     share of the second layer's restore cost that the prefetch hides.
 // Events around each region, warm-up first, median of `repeats` runs,
 // inputs random (never zeros). Prints a markdown table; bench/RESULTS.md
 // keeps the figures with the device name.
@@ -19,11 +23,13 @@
 
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/cuda/GpuFsepMoELayer.h"
 #include "laer/runtime/cuda/GroupedGemm.h"
 #include "laer/runtime/cuda/Kernels.h"
 #include "laer/runtime/cuda/NcclCommunicator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -221,6 +227,102 @@ void restoreOverlap(int repeats) {
   });
 }
 
+/// Wall milliseconds of `body` (which blocks until its work is done: the
+/// layer phases block the host at the relayout, so host time is the
+/// step's time).
+double wallMs(const std::function<void()> &body) {
+  auto start = std::chrono::steady_clock::now();
+  body();
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+/// Median of `repeats` results of `timed` (milliseconds) after two
+/// warm-ups.
+double medianOf(int repeats, const std::function<double()> &timed) {
+  for (int i = 0; i < 2; ++i)
+    timed();
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i)
+    times.push_back(timed());
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void layerPrefetch(int repeats) {
+  using namespace laer::rt;
+  InProcessGroup::run(1, [&](Communicator &host) {
+    cuda::NcclCommunicator tokens(host, 0), params(host, 0);
+    cuda::GpuContext context(host, tokens, params, Precision::BFloat16);
+    // Mixtral-sized experts, 4 per layer (two layers' fp32 master state,
+    // gradients and moments fit one 80 GB GPU), 4096 tokens, top-2.
+    MoELayerConfig config;
+    config.shape = {H, F};
+    config.numExperts = 4;
+    config.topK = 2;
+    config.slotsPerRank = 4;
+    config.tokenChunks = 2;
+    const std::int64_t tokenCount = 4096;
+    cuda::GpuFsepMoELayer first(context, config, 0), second(context, config, 1);
+    std::vector<float> shards(static_cast<std::size_t>(4 * first.shardSize()));
+    std::vector<float> gate(static_cast<std::size_t>(H * 4));
+    for (std::size_t i = 0; i < shards.size(); ++i)
+      shards[i] = 0.02f * (2.0f * uniformAt(1, 0, i) - 1.0f);
+    for (std::size_t i = 0; i < gate.size(); ++i)
+      gate[i] = 2.0f * uniformAt(2, 0, i) - 1.0f;
+    first.load(shards, gate);
+    second.load(shards, gate);
+    Bf16 x(tokenCount * H, 31);
+    Bf16 middle(tokenCount * H, 32), out(tokenCount * H, 33);
+    StaticRoundRobinHook hook;
+    Layout layout = Layout::roundRobin(1, 4, 4);
+    long step = 1;
+    auto finish = [&] {
+      check(cudaDeviceSynchronize(), "layer step");
+      ++step;
+    };
+    double secondFull = medianOf(repeats, [&] {
+      return wallMs([&] {
+        second.forward(x.data(), out.data(), tokenCount, step, hook);
+        finish();
+      });
+    });
+    // The restore done before the clock starts: what the layer costs
+    // without it.
+    double secondWarm = medianOf(repeats, [&] {
+      second.prefetchRestore(layout);
+      check(cudaDeviceSynchronize(), "restore");
+      return wallMs([&] {
+        second.forward(x.data(), out.data(), tokenCount, step, hook);
+        finish();
+      });
+    });
+    double serial = medianOf(repeats, [&] {
+      return wallMs([&] {
+        first.forward(x.data(), middle.data(), tokenCount, step, hook);
+        second.forward(middle.data(), out.data(), tokenCount, step, hook);
+        finish();
+      });
+    });
+    double prefetched = medianOf(repeats, [&] {
+      return wallMs([&] {
+        second.prefetchRestore(layout);
+        first.forward(x.data(), middle.data(), tokenCount, step, hook);
+        second.forward(middle.data(), out.data(), tokenCount, step, hook);
+        finish();
+      });
+    });
+    double restoreCost = secondFull - secondWarm;
+    std::printf("\n| layer forward, restore in place ms | restored ahead ms | "
+                "two layers serial ms | second prefetched ms | restore "
+                "hidden |\n|---:|---:|---:|---:|---:|\n| %.3f | %.3f | %.3f "
+                "| %.3f | %.0f%% |\n",
+                secondFull, secondWarm, serial, prefetched,
+                100.0 * (serial - prefetched) / restoreCost);
+  });
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -243,6 +345,7 @@ int main(int argc, char **argv) {
     expertGemms(repeats, stream);
     permuteAndCombine(repeats, stream);
     restoreOverlap(repeats);
+    layerPrefetch(repeats);
   } catch (const std::exception &error) {
     std::fprintf(stderr, "laer-cuda-bench: %s\n", error.what());
     return 1;

@@ -231,7 +231,8 @@ void GpuFsepMoELayer::forward(const void *x, void *out, std::int64_t tokens,
   route(x, tokens, step);
   relayout(hook);
   int chunks = config_.tokenChunks;
-  startRestore();
+  if (!prefetchedSlots_)
+    startRestore();
   for (int c = 0; c < chunks; ++c)
     startDispatch(c, chunks);
   finishRestore();
@@ -333,13 +334,14 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
   if (restore_ && stage_ == Stage::Planned)
     fail(context(), "the router of a new step ran while the last step's "
                     "restore is still in flight");
+  if (!prefetchedSlots_)
+    restore_.reset();
   if (gradReduceStarted_)
     fail(context(), "the router of a new step ran while the last step's "
                     "gradient all-to-all is still in flight");
   tokens_ = tokens;
   x_ = x;
   chunks_.clear();
-  restore_.reset();
   std::int64_t hidden = config_.shape.hidden, experts = config_.numExperts;
   std::int64_t pairs = tokens * config_.topK;
   growTo(xFloat_, tokens * hidden);
@@ -375,6 +377,11 @@ void GpuFsepMoELayer::relayout(RelayoutHook &hook) {
   check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
   plan_ = planLayerStep(ctx_.host(), hook, config_, layer_, step_, indices_,
                         history_, counts_);
+  if (prefetchedSlots_ && *prefetchedSlots_ != plan_.layout.slots())
+    fail(context(), "relayout hook '", hook.name(),
+         "' chose another layout than the one this step's restore was "
+         "prefetched for; prefetch only with hooks whose layout is known "
+         "before the router runs");
   stage_ = Stage::Planned;
 }
 
@@ -382,7 +389,30 @@ void GpuFsepMoELayer::startRestore() {
   expectStage(Stage::Planned, "the restore");
   if (restore_)
     fail(context(), "the restore was started twice");
-  const Layout &layout = plan_.layout;
+  startRestoreFor(plan_.layout);
+}
+
+void GpuFsepMoELayer::prefetchRestore(const Layout &layout) {
+  if (stage_ != Stage::Idle && stage_ != Stage::ForwardDone)
+    fail(context(), "a restore was prefetched in the middle of a step");
+  if (gradReduceStarted_)
+    fail(context(), "a restore was prefetched while the last step's "
+                    "gradient all-to-all is in flight");
+  if (prefetchedSlots_)
+    fail(context(), "the restore was prefetched twice");
+  if (layout.numRanks() != ranks_ ||
+      layout.slotsPerRank() != config_.slotsPerRank ||
+      layout.numExperts() != config_.numExperts)
+    fail(context(), "a restore was prefetched for a layout of N = ",
+         layout.numRanks(), ", C = ", layout.slotsPerRank(), ", E = ",
+         layout.numExperts(), " but the layer runs N = ", ranks_, ", C = ",
+         config_.slotsPerRank, ", E = ", config_.numExperts);
+  restore_.reset();
+  startRestoreFor(layout);
+  prefetchedSlots_ = layout.slots();
+}
+
+void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
   int slots = config_.slotsPerRank;
   std::size_t bytes = bytesOf(ctx_.precision());
   NcclCommunicator &params = ctx_.params();
@@ -431,6 +461,7 @@ void GpuFsepMoELayer::finishRestore() {
     ++index;
   }
   restoreRead_.record(compute);
+  prefetchedSlots_.reset();
   stage_ = Stage::Restored;
 }
 

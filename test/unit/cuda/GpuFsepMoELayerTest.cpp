@@ -6,7 +6,9 @@
 // tokens; two steps with different token counts so the step buffers grow
 // and the second step runs on weights the optimizer updated. One rank per
 // GPU, so a one-GPU machine runs one rank with several slots and chunks;
-// an empty slot checks that unused slots move nothing.
+// an empty slot checks that unused slots move nothing. The second step
+// prefetches its restore before the router, as a layer does beside the
+// previous layer's compute.
 //
 //===----------------------------------------------------------------------===//
 
@@ -71,7 +73,8 @@ void compareSteps(Precision precision) {
     roundTo(cpu.experts().allParams(), precision);
     roundTo(cpu.gate(), precision);
     gpu.load(cpu.experts().allParams(), cpu.gate());
-    FixedLayoutHook hook(Layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1}));
+    Layout layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1});
+    FixedLayoutHook hook(layout);
     AdamWConfig adamw;
     adamw.learningRate = 1e-2f;
 
@@ -91,6 +94,8 @@ void compareSteps(Precision precision) {
       gpu.zeroGrads();
       std::vector<float> expectedOut = cpu.forward(hostX, step, hook);
       std::vector<float> expectedDx = cpu.backward(hostDOut);
+      if (step == 2)
+        gpu.prefetchRestore(layout);
       gpu.forward(x.data(), out.data(), tokenCount, step, hook);
       gpu.backward(dOut.data(), dx.data());
       synchronize();
@@ -159,6 +164,33 @@ TEST(GpuFsepMoELayer, PhasesOutOfOrderNameRankLayerAndStep) {
     EXPECT_THROW(gpu.computeExperts(1), RuntimeError); // not dispatched
     EXPECT_THROW(gpu.startDispatch(1, 3), RuntimeError); // chunk count
     EXPECT_THROW(gpu.finishDispatch(2), RuntimeError);   // no chunk 2
+  });
+}
+
+TEST(GpuFsepMoELayer, PrefetchForAnotherLayoutIsRefused) {
+  LAER_REQUIRE_GPU();
+  MoELayerConfig config = layerConfig();
+  InProcessGroup::run(1, [&](Communicator &host) {
+    NcclCommunicator tokens(host, 0), params(host, 0);
+    GpuContext context(host, tokens, params, Precision::Float32);
+    GpuFsepMoELayer gpu(context, config, /*layerIndex=*/0);
+    DeviceBuffer<float> x(static_cast<std::size_t>(8 * config.shape.hidden));
+    fillUniform(x.data(), Precision::Float32,
+                static_cast<std::int64_t>(x.size()), 9, 1.0f, nullptr);
+    synchronize();
+    EXPECT_THROW(gpu.prefetchRestore(Layout(1, 4, 4, {0, 1, 2, 3})),
+                 RuntimeError); // C = 4, the layer has 5 slots
+    gpu.prefetchRestore(Layout(1, 5, 4, {0, 1, 2, 3, Layout::kEmpty}));
+    FixedLayoutHook hook(Layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1}));
+    gpu.route(x.data(), 8, /*step=*/1);
+    try {
+      gpu.relayout(hook);
+      FAIL() << "the plan's layout differs from the prefetched one";
+    } catch (const RuntimeError &error) {
+      EXPECT_NE(std::string(error.what()).find("prefetched"),
+                std::string::npos)
+          << error.what();
+    }
   });
 }
 

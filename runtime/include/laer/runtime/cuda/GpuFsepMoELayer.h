@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -129,6 +130,12 @@ public:
   void relayout(RelayoutHook &hook);
   void startRestore();
   void finishRestore();
+  /// Starts this step's restore for `layout` before the router runs, so
+  /// it travels beside the previous layer's compute: for relayout hooks
+  /// whose layout is known ahead (a static placement, or one planned from
+  /// past load). The relayout then fails unless the plan keeps `layout`;
+  /// forward() skips its own restore.
+  void prefetchRestore(const Layout &layout);
   void startDispatch(int chunk, int chunks);
   void finishDispatch(int chunk);
   void computeExperts(int chunk);
@@ -182,6 +189,7 @@ private:
   const void *slotWeight(int s, std::int64_t offset) const;
   float *slotGrad(int s, std::int64_t offset);
   const void *workingShards() const;
+  void startRestoreFor(const Layout &layout);
 
   GpuContext &ctx_;
   MoELayerConfig config_;
@@ -201,6 +209,7 @@ private:
   DeviceBuffer<float> gradSend_, gradRecv_, slotGrads_;
   std::unique_ptr<NcclHandle> restore_, gradReduce_;
   bool gradReduceStarted_ = false;
+  std::optional<std::vector<int>> prefetchedSlots_; // layout of a prefetch
 
   // Step state.
   Stage stage_ = Stage::Idle;
