@@ -12,9 +12,12 @@ cmake --build "$build" --target laer-cuda-unittests laer-cuda-bench
 tests="$build/test/unit/laer-cuda-unittests"
 "$tests" --gtest_brief=1
 sanitizer=/usr/local/cuda/bin/compute-sanitizer
-for tool in memcheck racecheck; do
-  echo "== compute-sanitizer --tool $tool"
-  "$sanitizer" --tool "$tool" --error-exitcode 1 "$tests" --gtest_brief=1 \
-    --gtest_filter='CudaKernels.*:GroupedGemm.*'
-done
+# memcheck also covers the whole GPU layer (its NCCL transfers included);
+# racecheck checks the kernels' shared-memory use.
+echo "== compute-sanitizer --tool memcheck"
+"$sanitizer" --tool memcheck --error-exitcode 1 "$tests" --gtest_brief=1 \
+  --gtest_filter='CudaKernels.*:GroupedGemm.*:GpuFsepMoELayer.*'
+echo "== compute-sanitizer --tool racecheck"
+"$sanitizer" --tool racecheck --error-exitcode 1 "$tests" --gtest_brief=1 \
+  --gtest_filter='CudaKernels.*:GroupedGemm.*'
 "$build/bench/cuda/laer-cuda-bench" --repeats "${LAER_BENCH_REPEATS:-20}"
