@@ -69,13 +69,18 @@ GroupedGemm::GroupedGemm(Precision inputs, Precision output,
   checkLt(cublasLtCreate(&handle_), "cublasLtCreate");
 }
 
-GroupedGemm::~GroupedGemm() {
+void GroupedGemm::dropPlans() {
   for (auto &[shape, plan] : plans_) {
     cublasLtMatrixLayoutDestroy(plan.left);
     cublasLtMatrixLayoutDestroy(plan.right);
     cublasLtMatrixLayoutDestroy(plan.out);
     cublasLtMatmulDescDestroy(plan.desc);
   }
+  plans_.clear();
+}
+
+GroupedGemm::~GroupedGemm() {
+  dropPlans();
   if (handle_)
     cublasLtDestroy(handle_);
 }
@@ -86,6 +91,9 @@ const GroupedGemm::Plan &GroupedGemm::plan(const GemmProblem &p) {
   Shape shape{p.m, p.n, p.k, p.transA, p.transB, alignA, alignB, alignC};
   if (auto found = plans_.find(shape); found != plans_.end())
     return found->second;
+  // Expert row counts change every step; keep the cache bounded.
+  if (plans_.size() >= kMaxPlans)
+    dropPlans();
   Plan plan;
   checkLt(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
           "cublasLtMatmulDescCreate");

@@ -1,9 +1,11 @@
 //===- GroupedGemm.h - expert GEMMs through cuBLASLt -----------*- C++ -*-===//
 //
 // The GEMMs of the experts a rank computes: one problem per expert (its
-// rows times its weights), all of one precision. Each distinct shape gets
-// its cuBLASLt descriptors and its heuristic-chosen algorithm once; the
-// workspace is allocated once; run() allocates nothing.
+// rows times its weights), all of one precision. Each distinct shape (and
+// operand alignment) gets its cuBLASLt descriptors and its heuristic-chosen
+// algorithm once, in a cache of at most kMaxPlans entries (expert row
+// counts change every step); the workspace is allocated once; run()
+// allocates no device memory.
 //
 //===----------------------------------------------------------------------===//
 
@@ -62,6 +64,9 @@ private:
   using Shape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool,
                            bool, unsigned, unsigned, unsigned>;
   const Plan &plan(const GemmProblem &problem);
+  void dropPlans();
+  /// Plans kept at most (a full cache is dropped and refilled).
+  static constexpr std::size_t kMaxPlans = 1024;
 
   Precision inputs_, output_;
   cublasLtHandle_t handle_ = nullptr;
