@@ -80,6 +80,37 @@ TEST(GroupedGemm, AccumulatesWithBetaOne) {
   EXPECT_LT(relativeError(dc.download(), c), 1e-5);
 }
 
+TEST(GroupedGemm, OperandsOffIn256ByteBoundariesGetTheirOwnPlan) {
+  // Expert blocks start at any row of a shared buffer; cuBLASLt's
+  // heuristic assumes 256-byte operands unless told otherwise.
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  GroupedGemm gemm(Precision::BFloat16, Precision::BFloat16);
+  const std::int64_t m = 24, n = 40, k = 56, skip = 3; // 3 rows of 112 bytes
+  DeviceTensor a((m + skip) * k, Precision::BFloat16),
+      b(k * n, Precision::BFloat16), c((m + skip) * n, Precision::BFloat16);
+  std::vector<float> ha = a.rounded(random.uniform((m + skip) * k));
+  std::vector<float> hb = b.rounded(random.uniform(k * n));
+  for (std::int64_t offset : {std::int64_t{0}, skip}) {
+    c.poison();
+    synchronize();
+    auto *aRows = static_cast<std::uint8_t *>(a.data()) + offset * k * 2;
+    auto *cRows = static_cast<std::uint8_t *>(c.data()) + offset * n * 2;
+    GemmProblem p{aRows, b.data(), cRows, m, n, k};
+    gemm.run({&p, 1}, 1.0f, 0.0f, nullptr);
+    synchronize();
+    std::vector<float> want(m * n);
+    cpu::gemm(false, false, m, n, k, 1.0f, ha.data() + offset * k, hb.data(),
+              0.0f, want.data());
+    std::vector<float> got = c.download();
+    got.erase(got.begin(), got.begin() + offset * n);
+    got.resize(m * n);
+    EXPECT_LT(relativeError(got, want), 1e-2) << "offset " << offset;
+  }
+  EXPECT_EQ(gemm.plannedShapes(), 2u); // one shape, two alignments
+}
+
 TEST(GroupedGemm, ExpertFfnForwardAndBackwardMatchCpu) {
   // One expert's SwiGLU FFN on the GPU (three GEMMs, the activation, and
   // the five GEMMs of backward) against cpu::swigluForward/Backward.
