@@ -115,28 +115,6 @@ std::vector<float> FsepMoELayer::backward(std::span<const float> dOut) {
   return dx;
 }
 
-void FsepMoELayer::expectStage(Stage stage, const char *phase) const {
-  if (stage_ == stage)
-    return;
-  auto name = [](Stage s) {
-    switch (s) {
-    case Stage::Idle:
-      return "before the router";
-    case Stage::Routed:
-      return "after the router";
-    case Stage::Planned:
-      return "after the relayout";
-    case Stage::Restored:
-      return "after the restore";
-    case Stage::ForwardDone:
-      return "after the forward";
-    }
-    return "?";
-  };
-  fail(context(), phase, " must run ", name(stage), ", but the layer is ",
-       name(stage_));
-}
-
 //===----------------------------------------------------------------------===//
 // Forward phases
 //===----------------------------------------------------------------------===//
@@ -159,12 +137,12 @@ void FsepMoELayer::route(std::span<const float> x, long step) {
   router_ = cpu::routerForward(input_, gate_, tokens_, hidden,
                                config_.numExperts, config_.topK,
                                config_.score, config_.renormalize);
-  stage_ = Stage::Routed;
+  stage_ = LayerStage::Routed;
 }
 
 void FsepMoELayer::relayout(RelayoutHook &hook) {
   comm_.setErrorContext(layer_, step_);
-  expectStage(Stage::Routed, "the relayout");
+  expectStage(stage_, LayerStage::Routed, "the relayout", context());
   {
     ScopedPhase phase(times_, Phase::Plan);
     plan_ = planLayerStep(comm_, hook, config_, layer_, step_,
@@ -173,12 +151,12 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
   slots_.assign(config_.slotsPerRank, SlotState{});
   for (int slot = 0; slot < config_.slotsPerRank; ++slot)
     slots_[slot].expert = plan_.layout.expertAt(comm_.rank(), slot);
-  stage_ = Stage::Planned;
+  stage_ = LayerStage::Planned;
 }
 
 void FsepMoELayer::startRestore() {
   comm_.setErrorContext(layer_, step_);
-  expectStage(Stage::Planned, "the restore");
+  expectStage(stage_, LayerStage::Planned, "the restore", context());
   if (restoreStarted_)
     fail(context(), "the restore was started twice");
   ScopedPhase phase(times_, Phase::Restore);
@@ -207,7 +185,7 @@ void FsepMoELayer::startRestore() {
 
 void FsepMoELayer::finishRestore() {
   comm_.setErrorContext(layer_, step_);
-  expectStage(Stage::Planned, "the restore's wait");
+  expectStage(stage_, LayerStage::Planned, "the restore's wait", context());
   if (!restoreStarted_)
     fail(context(), "the restore's wait ran before the restore started");
   ScopedPhase phase(times_, Phase::Restore);
@@ -228,7 +206,7 @@ void FsepMoELayer::finishRestore() {
     ++index;
   }
   restore_ = Transfer{};
-  stage_ = Stage::Restored;
+  stage_ = LayerStage::Restored;
 }
 
 void FsepMoELayer::planTokenChunks(int chunks) {
@@ -321,8 +299,8 @@ FsepMoELayer::sendFromSlots(const TokenChunk &c,
 }
 
 void FsepMoELayer::startDispatch(int chunk, int chunks) {
-  if (stage_ != Stage::Planned && stage_ != Stage::Restored)
-    expectStage(Stage::Planned, "the dispatch");
+  if (stage_ != LayerStage::Planned && stage_ != LayerStage::Restored)
+    expectStage(stage_, LayerStage::Planned, "the dispatch", context());
   if (chunks < 1)
     fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
   if (chunks_.empty())
@@ -352,7 +330,7 @@ void FsepMoELayer::finishDispatch(int chunk) {
 }
 
 void FsepMoELayer::computeExperts(int chunk) {
-  expectStage(Stage::Restored, "expert compute");
+  expectStage(stage_, LayerStage::Restored, "expert compute", context());
   TokenChunk &c = tokenChunk(chunk, "expert compute");
   if (!c.dispatched)
     fail(context(), "expert compute of chunk ", chunk,
@@ -404,7 +382,7 @@ void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
   c.combined = true;
   if (std::all_of(chunks_.begin(), chunks_.end(),
                   [](const TokenChunk &k) { return k.combined; }))
-    stage_ = Stage::ForwardDone;
+    stage_ = LayerStage::ForwardDone;
 }
 
 //===----------------------------------------------------------------------===//
@@ -414,7 +392,7 @@ void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
 void FsepMoELayer::startCombineBackward(int chunk,
                                         std::span<const float> dOut) {
   comm_.setErrorContext(layer_, step_);
-  if (stage_ != Stage::ForwardDone)
+  if (stage_ != LayerStage::ForwardDone)
     fail(context(), "backward called without a completed forward");
   std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(dOut.size()) != tokens_ * hidden)

@@ -4,6 +4,42 @@
 
 using namespace laer::rt;
 
+void laer::rt::expectStage(LayerStage actual, LayerStage wanted,
+                           const char *phase, const ErrorContext &context) {
+  if (actual == wanted)
+    return;
+  auto name = [](LayerStage s) {
+    switch (s) {
+    case LayerStage::Idle:
+      return "before the router";
+    case LayerStage::Routed:
+      return "after the router";
+    case LayerStage::Planned:
+      return "after the relayout";
+    case LayerStage::Restored:
+      return "after the restore";
+    case LayerStage::ForwardDone:
+      return "after the forward";
+    }
+    return "?";
+  };
+  fail(context, phase, " must run ", name(wanted), ", but the layer is ",
+       name(actual));
+}
+
+void laer::rt::requireLayoutShape(const Layout &layout, int ranks,
+                                  const MoELayerConfig &config,
+                                  const std::string &source,
+                                  const ErrorContext &context) {
+  if (layout.numRanks() != ranks ||
+      layout.slotsPerRank() != config.slotsPerRank ||
+      layout.numExperts() != config.numExperts)
+    fail(context, source, " a layout for N = ", layout.numRanks(), ", C = ",
+         layout.slotsPerRank(), ", E = ", layout.numExperts(),
+         " but the layer runs N = ", ranks, ", C = ", config.slotsPerRank,
+         ", E = ", config.numExperts);
+}
+
 Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
                              const MoELayerConfig &config, int layer,
                              long step, std::span<const std::int32_t> indices,
@@ -36,13 +72,8 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
     // Hooks do not know the rank; say where the failure happened.
     fail(context, "relayout hook '", hook.name(), "': ", error.message());
   }
-  if (plan.layout.numRanks() != comm.size() ||
-      plan.layout.slotsPerRank() != config.slotsPerRank ||
-      plan.layout.numExperts() != numExperts)
-    fail(context, "relayout hook '", hook.name(), "' returned a layout for N = ",
-         plan.layout.numRanks(), ", C = ", plan.layout.slotsPerRank(),
-         ", E = ", plan.layout.numExperts(), " but the layer runs N = ",
-         comm.size(), ", C = ", config.slotsPerRank, ", E = ", numExperts);
+  requireLayoutShape(plan.layout, comm.size(), config,
+                     "relayout hook '" + hook.name() + "' returned", context);
   validatePlan(plan, counts, context);
   if (config.historyWindow > 0) {
     history.push_back(counts);

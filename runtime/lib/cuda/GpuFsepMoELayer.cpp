@@ -265,28 +265,6 @@ void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
   finishGradReduce();
 }
 
-void GpuFsepMoELayer::expectStage(Stage stage, const char *phase) const {
-  if (stage_ == stage)
-    return;
-  auto name = [](Stage s) {
-    switch (s) {
-    case Stage::Idle:
-      return "before the router";
-    case Stage::Routed:
-      return "after the router";
-    case Stage::Planned:
-      return "after the relayout";
-    case Stage::Restored:
-      return "after the restore";
-    case Stage::ForwardDone:
-      return "after the forward";
-    }
-    return "?";
-  };
-  fail(context(), phase, " must run ", name(stage), ", but the layer is ",
-       name(stage_));
-}
-
 GpuFsepMoELayer::ChunkState &GpuFsepMoELayer::chunk(int c, const char *phase) {
   if (c < 0 || c >= static_cast<int>(chunks_.size()))
     fail(context(), phase, " of chunk ", c, ": the step's token exchange has ",
@@ -331,7 +309,7 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
     comm->setErrorContext(layer_, step);
   if (tokens < 0)
     fail(context(), "the router got ", tokens, " tokens");
-  if (restore_ && stage_ == Stage::Planned)
+  if (restore_ && stage_ == LayerStage::Planned)
     fail(context(), "the router of a new step ran while the last step's "
                     "restore is still in flight");
   if (!prefetchedSlots_)
@@ -362,11 +340,11 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
   routerTopK(logits_.data(), tokens, config_.numExperts, config_.topK,
              config_.score, config_.renormalize, scores_.data(),
              indicesDevice_.data(), routeWeights_.data(), compute);
-  stage_ = Stage::Routed;
+  stage_ = LayerStage::Routed;
 }
 
 void GpuFsepMoELayer::relayout(RelayoutHook &hook) {
-  expectStage(Stage::Routed, "the relayout");
+  expectStage(stage_, LayerStage::Routed, "the relayout", context());
   cudaStream_t compute = ctx_.compute();
   indices_.resize(static_cast<std::size_t>(tokens_ * config_.topK));
   if (!indices_.empty())
@@ -382,31 +360,26 @@ void GpuFsepMoELayer::relayout(RelayoutHook &hook) {
          "' chose another layout than the one this step's restore was "
          "prefetched for; prefetch only with hooks whose layout is known "
          "before the router runs");
-  stage_ = Stage::Planned;
+  stage_ = LayerStage::Planned;
 }
 
 void GpuFsepMoELayer::startRestore() {
-  expectStage(Stage::Planned, "the restore");
+  expectStage(stage_, LayerStage::Planned, "the restore", context());
   if (restore_)
     fail(context(), "the restore was started twice");
   startRestoreFor(plan_.layout);
 }
 
 void GpuFsepMoELayer::prefetchRestore(const Layout &layout) {
-  if (stage_ != Stage::Idle && stage_ != Stage::ForwardDone)
+  if (stage_ != LayerStage::Idle && stage_ != LayerStage::ForwardDone)
     fail(context(), "a restore was prefetched in the middle of a step");
   if (gradReduceStarted_)
     fail(context(), "a restore was prefetched while the last step's "
                     "gradient all-to-all is in flight");
   if (prefetchedSlots_)
     fail(context(), "the restore was prefetched twice");
-  if (layout.numRanks() != ranks_ ||
-      layout.slotsPerRank() != config_.slotsPerRank ||
-      layout.numExperts() != config_.numExperts)
-    fail(context(), "a restore was prefetched for a layout of N = ",
-         layout.numRanks(), ", C = ", layout.slotsPerRank(), ", E = ",
-         layout.numExperts(), " but the layer runs N = ", ranks_, ", C = ",
-         config_.slotsPerRank, ", E = ", config_.numExperts);
+  requireLayoutShape(layout, ranks_, config_, "a restore was prefetched for",
+                     context());
   restore_.reset();
   startRestoreFor(layout);
   prefetchedSlots_ = layout.slots();
@@ -440,7 +413,7 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
 }
 
 void GpuFsepMoELayer::finishRestore() {
-  expectStage(Stage::Planned, "the restore's wait");
+  expectStage(stage_, LayerStage::Planned, "the restore's wait", context());
   if (!restore_)
     fail(context(), "the restore's wait ran before the restore started");
   cudaStream_t compute = ctx_.compute();
@@ -462,7 +435,7 @@ void GpuFsepMoELayer::finishRestore() {
   }
   restoreRead_.record(compute);
   prefetchedSlots_.reset();
-  stage_ = Stage::Restored;
+  stage_ = LayerStage::Restored;
 }
 
 void GpuFsepMoELayer::planChunks(int chunks) {
@@ -503,8 +476,8 @@ void GpuFsepMoELayer::planChunks(int chunks) {
 }
 
 void GpuFsepMoELayer::startDispatch(int c, int chunks) {
-  if (stage_ != Stage::Planned && stage_ != Stage::Restored)
-    expectStage(Stage::Planned, "the dispatch");
+  if (stage_ != LayerStage::Planned && stage_ != LayerStage::Restored)
+    expectStage(stage_, LayerStage::Planned, "the dispatch", context());
   if (chunks < 1)
     fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
   if (chunks_.empty())
@@ -538,7 +511,7 @@ void GpuFsepMoELayer::finishDispatch(int c) {
 }
 
 void GpuFsepMoELayer::computeExperts(int c) {
-  expectStage(Stage::Restored, "expert compute");
+  expectStage(stage_, LayerStage::Restored, "expert compute", context());
   ChunkState &state = chunk(c, "expert compute");
   if (!state.dispatched)
     fail(context(), "expert compute of chunk ", c,
@@ -599,7 +572,7 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
   combineRows(pairOut_.data(), out, ctx_.precision(), config_.shape.hidden,
               pairRow_.data(), routeWeights_.data(), tokens_, config_.topK,
               /*accumulate=*/false, compute);
-  stage_ = Stage::ForwardDone;
+  stage_ = LayerStage::ForwardDone;
 }
 
 //===----------------------------------------------------------------------===//
@@ -607,7 +580,7 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
 //===----------------------------------------------------------------------===//
 
 void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
-  if (stage_ != Stage::ForwardDone)
+  if (stage_ != LayerStage::ForwardDone)
     fail(context(), "backward called without a completed forward");
   ChunkState &state = chunk(c, "combine backward");
   if (state.gradSent)

@@ -135,9 +135,6 @@ private:
     AllToAllSizes sizes;
     std::unique_ptr<CommHandle> handle;
   };
-  enum class Stage {
-    Idle, Routed, Planned, Restored, ForwardDone
-  };
   struct SlotState {
     int expert = Layout::kEmpty;
     std::int64_t rows = 0;
@@ -166,7 +163,6 @@ private:
                         std::vector<float> SlotState::*rows);
   std::vector<float> sendFromSlots(const TokenChunk &c,
                                    std::vector<float> SlotState::*rows) const;
-  void expectStage(Stage stage, const char *phase) const;
 
   Communicator &comm_;
   MoELayerConfig config_;
@@ -177,7 +173,7 @@ private:
   PhaseTimes times_;
 
   // State of the step, used by the later phases and by backward.
-  Stage stage_ = Stage::Idle;
+  LayerStage stage_ = LayerStage::Idle;
   std::int64_t tokens_ = 0;
   std::vector<float> input_;
   cpu::RouterOutput router_;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace laer::rt {
@@ -36,6 +37,23 @@ struct MoELayerConfig {
   /// Chunks of the token exchanges in forward() and backward().
   int tokenChunks = 1;
 };
+
+/// Where a layer executor is in its step; phases check it so that one
+/// called out of order fails with a message instead of reading stale
+/// buffers.
+enum class LayerStage { Idle, Routed, Planned, Restored, ForwardDone };
+
+/// Fails (naming `phase`, the stage it needs and the one the layer is in)
+/// unless `actual` is `wanted`.
+void expectStage(LayerStage actual, LayerStage wanted, const char *phase,
+                 const ErrorContext &context);
+
+/// Fails unless `layout` is for `ranks` ranks and the config's slots and
+/// experts; `source` says where the layout came from.
+void requireLayoutShape(const Layout &layout, int ranks,
+                        const MoELayerConfig &config,
+                        const std::string &source,
+                        const ErrorContext &context);
 
 /// One layer's relayout: all-gathers the (token, choice) counts of every
 /// rank's `indices` (expert ids) into `counts` [source * E + e], asks

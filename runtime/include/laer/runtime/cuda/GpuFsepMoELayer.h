@@ -174,10 +174,8 @@ private:
     bool gradSent = false, gradArrived = false, gradComputed = false,
          gradReturned = false;
   };
-  enum class Stage { Idle, Routed, Planned, Restored, ForwardDone };
 
   ErrorContext context() const;
-  void expectStage(Stage stage, const char *phase) const;
   ChunkState &chunk(int c, const char *phase);
   void planChunks(int chunks);
   /// A chunk's token all-to-all in bytes, dispatch direction or reversed.
@@ -212,7 +210,7 @@ private:
   std::optional<std::vector<int>> prefetchedSlots_; // layout of a prefetch
 
   // Step state.
-  Stage stage_ = Stage::Idle;
+  LayerStage stage_ = LayerStage::Idle;
   std::int64_t tokens_ = 0;
   const void *x_ = nullptr;
   std::vector<std::int32_t> indices_;
