@@ -77,41 +77,17 @@ std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
                                          RelayoutHook &hook) {
   route(x, step);
   relayout(hook);
-  // The restore is in flight while the tokens are permuted and dispatched.
-  int chunks = config_.tokenChunks;
-  startRestore();
-  for (int c = 0; c < chunks; ++c)
-    startDispatch(c, chunks);
-  finishRestore();
   std::vector<float> out(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
                          0.0f);
-  for (int c = 0; c < chunks; ++c) {
-    finishDispatch(c);
-    computeExperts(c);
-    startCombine(c);
-  }
-  for (int c = 0; c < chunks; ++c)
-    finishCombine(c, out);
+  runForwardSchedule(*this, config_.tokenChunks, std::span<float>(out));
   return out;
 }
 
 std::vector<float> FsepMoELayer::backward(std::span<const float> dOut) {
-  int chunks = static_cast<int>(chunks_.size());
   std::vector<float> dx(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
                         0.0f);
-  for (int c = 0; c < chunks; ++c)
-    startCombineBackward(c, dOut);
-  for (int c = 0; c < chunks; ++c) {
-    finishCombineBackward(c);
-    computeExpertsBackward(c);
-    startDispatchBackward(c);
-  }
-  for (int c = 0; c < chunks; ++c)
-    finishDispatchBackward(c, dx);
-  // The gradient all-to-all runs while the router gradient is computed.
-  startGradReduce();
-  routerBackward(dx);
-  finishGradReduce();
+  runBackwardSchedule(*this, static_cast<int>(chunks_.size()), dOut,
+                      std::span<float>(dx));
   return dx;
 }
 

@@ -230,39 +230,16 @@ void GpuFsepMoELayer::forward(const void *x, void *out, std::int64_t tokens,
                               long step, RelayoutHook &hook) {
   route(x, tokens, step);
   relayout(hook);
-  int chunks = config_.tokenChunks;
-  if (!prefetchedSlots_)
-    startRestore();
-  for (int c = 0; c < chunks; ++c)
-    startDispatch(c, chunks);
-  finishRestore();
-  for (int c = 0; c < chunks; ++c) {
-    finishDispatch(c);
-    computeExperts(c);
-    startCombine(c);
-  }
-  for (int c = 0; c < chunks; ++c)
-    finishCombine(c, out);
+  runForwardSchedule(*this, config_.tokenChunks, out,
+                     /*restoreStarted=*/prefetchedSlots_.has_value());
 }
 
 void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
-  int chunks = static_cast<int>(chunks_.size());
   zeroAsync(dx,
             static_cast<std::size_t>(tokens_ * config_.shape.hidden) *
                 bytesOf(ctx_.precision()),
             ctx_.compute());
-  for (int c = 0; c < chunks; ++c)
-    startCombineBackward(c, dOut);
-  for (int c = 0; c < chunks; ++c) {
-    finishCombineBackward(c);
-    computeExpertsBackward(c);
-    startDispatchBackward(c);
-  }
-  for (int c = 0; c < chunks; ++c)
-    finishDispatchBackward(c, dx);
-  startGradReduce();
-  routerBackward(dx);
-  finishGradReduce();
+  runBackwardSchedule(*this, static_cast<int>(chunks_.size()), dOut, dx);
 }
 
 GpuFsepMoELayer::ChunkState &GpuFsepMoELayer::chunk(int c, const char *phase) {

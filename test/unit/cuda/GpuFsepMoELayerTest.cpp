@@ -18,6 +18,8 @@
 #include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
 
+#include <functional>
+
 using namespace laer::rt;
 using namespace laer::rt::cuda;
 using namespace laer::test;
@@ -132,19 +134,29 @@ TEST(GpuFsepMoELayer, StepMatchesCpuLayerBFloat16) {
   compareSteps(Precision::BFloat16);
 }
 
-TEST(GpuFsepMoELayer, PhasesOutOfOrderNameRankLayerAndStep) {
-  LAER_REQUIRE_GPU();
+/// Runs `body` with an fp32 GPU layer (index `layerIndex`, zero weights)
+/// on one rank and 8 random tokens `x` on the device.
+void withGpuLayer(int layerIndex,
+                  const std::function<void(GpuFsepMoELayer &, const float *)>
+                      &body) {
   MoELayerConfig config = layerConfig();
   InProcessGroup::run(1, [&](Communicator &host) {
     NcclCommunicator tokens(host, 0), params(host, 0);
     GpuContext context(host, tokens, params, Precision::Float32);
-    GpuFsepMoELayer gpu(context, config, /*layerIndex=*/2);
+    GpuFsepMoELayer gpu(context, config, layerIndex);
     DeviceBuffer<float> x(static_cast<std::size_t>(8 * config.shape.hidden));
     fillUniform(x.data(), Precision::Float32,
                 static_cast<std::int64_t>(x.size()), 7, 1.0f, nullptr);
     synchronize();
+    body(gpu, x.data());
+  });
+}
+
+TEST(GpuFsepMoELayer, PhasesOutOfOrderNameRankLayerAndStep) {
+  LAER_REQUIRE_GPU();
+  withGpuLayer(/*layerIndex=*/2, [](GpuFsepMoELayer &gpu, const float *x) {
     FixedLayoutHook hook(Layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1}));
-    gpu.route(x.data(), 8, /*step=*/11);
+    gpu.route(x, 8, /*step=*/11);
     try {
       gpu.startRestore();
       FAIL() << "the restore ran before the relayout";
@@ -169,20 +181,12 @@ TEST(GpuFsepMoELayer, PhasesOutOfOrderNameRankLayerAndStep) {
 
 TEST(GpuFsepMoELayer, PrefetchForAnotherLayoutIsRefused) {
   LAER_REQUIRE_GPU();
-  MoELayerConfig config = layerConfig();
-  InProcessGroup::run(1, [&](Communicator &host) {
-    NcclCommunicator tokens(host, 0), params(host, 0);
-    GpuContext context(host, tokens, params, Precision::Float32);
-    GpuFsepMoELayer gpu(context, config, /*layerIndex=*/0);
-    DeviceBuffer<float> x(static_cast<std::size_t>(8 * config.shape.hidden));
-    fillUniform(x.data(), Precision::Float32,
-                static_cast<std::int64_t>(x.size()), 9, 1.0f, nullptr);
-    synchronize();
+  withGpuLayer(/*layerIndex=*/0, [](GpuFsepMoELayer &gpu, const float *x) {
     EXPECT_THROW(gpu.prefetchRestore(Layout(1, 4, 4, {0, 1, 2, 3})),
                  RuntimeError); // C = 4, the layer has 5 slots
     gpu.prefetchRestore(Layout(1, 5, 4, {0, 1, 2, 3, Layout::kEmpty}));
     FixedLayoutHook hook(Layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1}));
-    gpu.route(x.data(), 8, /*step=*/1);
+    gpu.route(x, 8, /*step=*/1);
     try {
       gpu.relayout(hook);
       FAIL() << "the plan's layout differs from the prefetched one";

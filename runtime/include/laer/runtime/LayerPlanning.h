@@ -66,6 +66,47 @@ Plan planLayerStep(Communicator &comm, RelayoutHook &hook,
                    std::deque<std::vector<std::int64_t>> &history,
                    std::vector<std::int64_t> &counts);
 
+/// The fixed schedule of forward() after the relayout, for any executor
+/// with the phases of FsepMoELayer: the restore (started here unless
+/// `restoreStarted`) is in flight while the chunks are dispatched; each
+/// chunk's experts run as soon as its tokens are in, and its combine
+/// travels while the next chunk computes.
+template <typename Layer, typename Out>
+void runForwardSchedule(Layer &layer, int chunks, Out out,
+                        bool restoreStarted = false) {
+  if (!restoreStarted)
+    layer.startRestore();
+  for (int c = 0; c < chunks; ++c)
+    layer.startDispatch(c, chunks);
+  layer.finishRestore();
+  for (int c = 0; c < chunks; ++c) {
+    layer.finishDispatch(c);
+    layer.computeExperts(c);
+    layer.startCombine(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    layer.finishCombine(c, out);
+}
+
+/// The fixed schedule of backward(): the same chunks in reverse, then the
+/// gradient all-to-all in flight while the router gradient is computed.
+/// `dx` must start at zero (the phases add to it).
+template <typename Layer, typename In, typename Out>
+void runBackwardSchedule(Layer &layer, int chunks, In dOut, Out dx) {
+  for (int c = 0; c < chunks; ++c)
+    layer.startCombineBackward(c, dOut);
+  for (int c = 0; c < chunks; ++c) {
+    layer.finishCombineBackward(c);
+    layer.computeExpertsBackward(c);
+    layer.startDispatchBackward(c);
+  }
+  for (int c = 0; c < chunks; ++c)
+    layer.finishDispatchBackward(c, dx);
+  layer.startGradReduce();
+  layer.routerBackward(dx);
+  layer.finishGradReduce();
+}
+
 } // namespace laer::rt
 
 #endif // LAER_RUNTIME_LAYERPLANNING_H
