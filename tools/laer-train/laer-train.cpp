@@ -1,10 +1,11 @@
-//===- laer-train.cpp - train the hand-wired MoE LM on CPU ranks ----------===//
+//===- laer-train.cpp - train the hand-wired MoE LM -----------------------===//
 //
 //   mpirun -np N laer-train --data DIR_OR_FILE [options]
 //
 // Trains the runtime's MoE transformer LM (the model of
 // examples/make_model_ir.py tiny, wired by hand on the runtime's kernels)
-// with FSEP experts and a planner re-laying experts every step. The
+// with FSEP experts and a planner re-laying experts every step; the MoE
+// layers compute on CPU ranks or, with --device cuda, on a GPU per rank. The
 // reference the binaries laer-compile builds are checked against; the loop
 // itself is laer::rt::runTraining.
 //
@@ -32,18 +33,25 @@ int main(int argc, char **argv) {
     config.sequence = options.sequence;
     config.historyWindow = options.history;
     config.sharedFfn = options.sharedFfn;
+    config.tokenChunks = options.tokenChunks;
     config.slotsPerRank = slotsPerRank(options, config.experts, comm.size());
-    MoELanguageModel model(comm, config, options.seed);
-    char banner[256];
+    MoEBackendOptions backend;
+    backend.device = options.device;
+    backend.precision = options.precision;
+    MpiCommunicator::MachineRanks machine = comm.machineRanks();
+    backend.localRank = machine.index;
+    backend.localRanks = machine.count;
+    MoELanguageModel model(comm, config, options.seed, backend);
+    char banner[384];
     std::snprintf(banner, sizeof banner,
                   "laer-train: %d ranks, %lld tokens, planner %s, %d layers "
                   "x %d experts (top-%d)%s, %d slots per rank, batch %d x "
-                  "%d tokens",
+                  "%d tokens, MoE layers on %s",
                   comm.size(), static_cast<long long>(data.size()),
                   options.planner.c_str(), config.layers, config.experts,
                   config.topK, config.sharedFfn ? " + shared" : "",
-                  config.slotsPerRank, options.batch,
-                  options.sequence);
+                  config.slotsPerRank, options.batch, options.sequence,
+                  model.moeBackend().describe().c_str());
     runTraining(comm, options, data, model, banner);
   } catch (const std::exception &error) {
     MpiRuntime::abortJob(error.what());

@@ -111,6 +111,18 @@ MpiCommunicator::~MpiCommunicator() {
     MPI_Comm_free(&comm_);
 }
 
+MpiCommunicator::MachineRanks MpiCommunicator::machineRanks() const {
+  MPI_Comm machine = MPI_COMM_NULL;
+  check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_,
+                            MPI_INFO_NULL, &machine),
+        "MPI_Comm_split_type");
+  MachineRanks ranks;
+  MPI_Comm_rank(machine, &ranks.index);
+  MPI_Comm_size(machine, &ranks.count);
+  MPI_Comm_free(&machine);
+  return ranks;
+}
+
 void MpiCommunicator::check(int code, const char *op) const {
   if (code == MPI_SUCCESS)
     return;

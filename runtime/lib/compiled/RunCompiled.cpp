@@ -18,6 +18,12 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
     if (options.sharedFfn != 0)
       fail({comm.rank(), -1, -1}, "--shared-ffn is laer-train's: a compiled "
            "model's shared experts come from its IR");
+    if (options.device != "cpu" || !options.precision.empty() ||
+        options.tokenChunks != 1)
+      fail({comm.rank(), -1, -1}, "--device, --precision and "
+           "--token-chunks are laer-train's: a compiled model runs its MoE "
+           "layers on CPU ranks (its fsep ops call the CPU layer's phases) "
+           "in the chunks its pipeline chose");
     TextData data = loadTrainingData(options);
     CompiledModelOptions modelOptions;
     modelOptions.seed = options.seed;

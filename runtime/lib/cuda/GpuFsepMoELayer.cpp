@@ -189,6 +189,37 @@ std::vector<float> GpuFsepMoELayer::gateGrad() const {
   return downloadAfter(gateGrad_, ctx_.compute());
 }
 
+std::vector<float> GpuFsepMoELayer::shardFirstMoments() const {
+  return downloadAfter(firstMoment_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::shardSecondMoments() const {
+  return downloadAfter(secondMoment_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::gateFirstMoments() const {
+  return downloadAfter(gateFirstMoment_, ctx_.compute());
+}
+std::vector<float> GpuFsepMoELayer::gateSecondMoments() const {
+  return downloadAfter(gateSecondMoment_, ctx_.compute());
+}
+
+void GpuFsepMoELayer::loadMoments(std::span<const float> shardFirst,
+                                  std::span<const float> shardSecond,
+                                  std::span<const float> gateFirst,
+                                  std::span<const float> gateSecond) {
+  if (shardFirst.size() != master_.size() ||
+      shardSecond.size() != master_.size() ||
+      gateFirst.size() != gate_.size() || gateSecond.size() != gate_.size())
+    fail(context(), "GPU layer moments: got ", shardFirst.size(), " and ",
+         shardSecond.size(), " shard elements, ", gateFirst.size(), " and ",
+         gateSecond.size(), " gate elements; the layer holds E * shard = ",
+         master_.size(), " and H * E = ", gate_.size());
+  check(cudaStreamSynchronize(ctx_.compute()), "cudaStreamSynchronize");
+  firstMoment_.upload(shardFirst);
+  secondMoment_.upload(shardSecond);
+  gateFirstMoment_.upload(gateFirst);
+  gateSecondMoment_.upload(gateSecond);
+}
+
 const void *GpuFsepMoELayer::workingShards() const {
   return ctx_.precision() == Precision::Float32
              ? static_cast<const void *>(master_.data())

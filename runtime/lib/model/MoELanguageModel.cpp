@@ -27,7 +27,8 @@ Metadata identity(const LanguageModelConfig &config) {
 
 MoELanguageModel::MoELanguageModel(Communicator &comm,
                                    const LanguageModelConfig &config,
-                                   std::uint64_t seed)
+                                   std::uint64_t seed,
+                                   const MoEBackendOptions &backend)
     : comm_(comm), config_(config), state_(comm, identity(config)) {
   std::int64_t H = config.hidden, V = config.vocab;
   attention_.hidden = H;
@@ -81,8 +82,10 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
                          ? config.slotsPerRank
                          : (config.experts + comm.size() - 1) / comm.size();
   moe.historyWindow = config.historyWindow;
+  moe.tokenChunks = config.tokenChunks;
   for (int l = 0; l < config.layers; ++l)
     state_.addMoELayer(moe, seed);
+  backend_ = makeMoEBackend(state_, backend);
 }
 
 StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
@@ -97,7 +100,8 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
          " ids and ", targets.size(), " targets; both must be whole "
          "sequences of ", config_.sequence);
   attention_.tokens = T;
-  state_.zeroGrads();
+  std::fill(state_.denseGrad.begin(), state_.denseGrad.end(), 0.0f);
+  backend_->zeroGrads();
 
   // Forward, keeping what backward needs.
   struct Saved {
@@ -128,7 +132,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     s.invRms2.resize(T);
     rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
                           s.invRms2);
-    std::vector<float> m = state_.moe[l]->forward(s.n2, step, hook);
+    std::vector<float> m = backend_->forward(l, s.n2, step, hook);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> shared(T * H);
       gatedFfnForward<float>(s.n2, param(o.shared1, H * S).data(),
@@ -142,7 +146,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
       x[i] = s.r[i] + m[i];
     // Load balance of the layer this step: expert rows per rank.
     result.maxOverMean.push_back(
-        maxOverMeanRows(rowsPerRank(state_.moe[l]->lastPlan())));
+        maxOverMeanRows(rowsPerRank(backend_->lastPlan(l))));
   }
   std::vector<float> nf(T * H), invRmsF(T), logits(T * V), probs(T * V);
   rmsNormForward<float>(x, param(finalNorm_, H), T, H, 1e-5, nf, invRmsF);
@@ -167,7 +171,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   for (int l = config_.layers - 1; l >= 0; --l) {
     const LayerOffsets &o = layers_[l];
     Saved &s = saved[l];
-    std::vector<float> dn2 = state_.moe[l]->backward(dx);
+    std::vector<float> dn2 = backend_->backward(l, dx);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> dShared(T * H);
       gatedFfnBackward<float>(s.n2, param(o.shared1, H * S).data(),
@@ -203,7 +207,6 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   comm_.allReduceSum(std::span<float>(state_.denseGrad));
   adamwStep(state_.dense, state_.denseGrad, state_.denseM, state_.denseV,
             adamw, step + 1);
-  for (auto &moe : state_.moe)
-    moe->applyAdamW(adamw, step + 1);
+  backend_->applyAdamW(adamw, step + 1);
   return result;
 }

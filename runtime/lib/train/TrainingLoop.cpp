@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -99,6 +100,16 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --shared-ffn S     laer-train only: a shared expert of width S in every
                      layer (default 0: none; compiled models take theirs
                      from the IR)
+  --token-chunks K   laer-train only: split each MoE layer's token
+                     exchange into K chunks pipelined with the experts
+                     (default 1; compiled models take theirs from the
+                     pipeline)
+  --device D         laer-train only: where the MoE layers compute, cpu
+                     (default) or cuda (one GPU per rank: NCCL all-to-alls,
+                     cuBLASLt expert GEMMs; the dense part stays on the
+                     host)
+  --precision P      the MoE layers' precision on cuda: bf16 (default) or
+                     fp32 (fp32 master weights and moments either way)
   --checkpoint-dir D write sharded checkpoints (safetensors + index) to
                      D/step-<n>, and D/latest naming the newest
   --checkpoint-every K  steps between checkpoints (default 50)
@@ -157,6 +168,12 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.sharedFfn = static_cast<int>(number(flag, value));
     else if (flag == "--seed")
       o.seed = static_cast<std::uint64_t>(number(flag, value));
+    else if (flag == "--token-chunks")
+      o.tokenChunks = static_cast<int>(number(flag, value));
+    else if (flag == "--device")
+      o.device = value;
+    else if (flag == "--precision")
+      o.precision = value;
     else if (flag == "--checkpoint-dir")
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
@@ -179,9 +196,10 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   if (o.resume && o.checkpointDir.empty())
     fail({}, "--resume needs --checkpoint-dir");
   if (o.replanEvery < 1 || o.logEvery < 1 || o.checkpointEvery < 1 ||
-      o.batch < 1 || o.sequence < 0 || o.sharedFfn < 0)
-    fail({}, "--replan-every, --log-every, --checkpoint-every and --batch "
-             "must be at least 1, --sequence and --shared-ffn at least 0");
+      o.batch < 1 || o.tokenChunks < 1 || o.sequence < 0 || o.sharedFfn < 0)
+    fail({}, "--replan-every, --log-every, --checkpoint-every, --batch and "
+             "--token-chunks must be at least 1, --sequence and --shared-ffn "
+             "at least 0");
   return o;
 }
 
@@ -215,11 +233,20 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   planner::LayerSpec layer;
   layer.hidden = moe.shape.hidden;
   layer.ffn = moe.shape.ffn;
-  layer.bytesPerElement = 4;
   layer.recompute = false;
+  // The planner's cost model: CPU ranks, or GPUs (NVLink within a node of
+  // up to 8) with the MoE layers' element size.
+  planner::ClusterSpec cluster = planner::ClusterSpec::cpuNode(comm.size());
+  layer.bytesPerElement = 4;
+  if (options.device == "cuda") {
+    cluster = planner::ClusterSpec{};
+    cluster.numRanks = comm.size();
+    cluster.gpusPerNode = std::min(comm.size(), 8);
+    layer.bytesPerElement = options.precision == "fp32" ? 4 : 2;
+  }
   ReplanningHook hook(std::make_unique<planner::PlannerHook>(
-                          planner::makePlanner(options.planner),
-                          planner::ClusterSpec::cpuNode(comm.size()), layer),
+                          planner::makePlanner(options.planner), cluster,
+                          layer),
                       options.replanEvery);
   AdamWConfig adamw;
   adamw.learningRate = options.lr;
@@ -239,7 +266,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     if (!(latest >> name))
       fail({comm.rank(), -1, -1}, "--resume: no checkpoint recorded in '",
            options.checkpointDir, "/latest'");
-    first = state.load(options.checkpointDir + "/" + name) + 1;
+    first = model.loadCheckpoint(options.checkpointDir + "/" + name) + 1;
     if (comm.rank() == 0)
       std::printf("resumed from %s/%s at step %ld\n",
                   options.checkpointDir.c_str(), name.c_str(), first);
@@ -277,7 +304,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         ((step + 1) % options.checkpointEvery == 0 ||
          step + 1 == options.steps)) {
       std::string name = "step-" + std::to_string(step);
-      state.save(options.checkpointDir + "/" + name, step);
+      model.saveCheckpoint(options.checkpointDir + "/" + name, step);
       if (comm.rank() == 0) {
         // Point `latest` at it atomically.
         std::string staging = options.checkpointDir + "/latest.tmp";

@@ -63,6 +63,14 @@ public:
 
   MPI_Comm handle() const { return comm_; }
 
+  /// This rank's index among the ranks on its machine, and their count
+  /// (the ranks sharing memory with it): rank i of a machine takes its
+  /// GPU i. Collective.
+  struct MachineRanks {
+    int index = 0, count = 1;
+  };
+  MachineRanks machineRanks() const;
+
   /// Completes `request`, throwing RuntimeError if MPI reports an error or
   /// the deadline passes (a peer died or skipped the collective).
   void waitFor(MPI_Request &request, const char *op) const;

@@ -115,6 +115,24 @@ public:
   std::vector<float> shardGrads() const;
   std::vector<float> gate() const;
   std::vector<float> gateGrad() const;
+  /// The AdamW moments of the master shards `[E][shardSize()]` and of the
+  /// gate [H, E] (checkpoints: load() resets them, this puts them back).
+  void loadMoments(std::span<const float> shardFirst,
+                   std::span<const float> shardSecond,
+                   std::span<const float> gateFirst,
+                   std::span<const float> gateSecond);
+  std::vector<float> shardFirstMoments() const;
+  std::vector<float> shardSecondMoments() const;
+  std::vector<float> gateFirstMoments() const;
+  std::vector<float> gateSecondMoments() const;
+  /// The load history the relayout hook sees (oldest first), as on the
+  /// CPU layer; part of the training state.
+  const std::deque<std::vector<std::int64_t>> &loadHistory() const {
+    return history_;
+  }
+  void setLoadHistory(std::deque<std::vector<std::int64_t>> history) {
+    history_ = std::move(history);
+  }
 
   /// `x` [T, H] and `out` [T, H]: device buffers in the context's
   /// precision; `x` must stay unchanged until backward() returns.

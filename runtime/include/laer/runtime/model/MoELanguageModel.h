@@ -5,7 +5,8 @@
 // -> RMSNorm -> FSEP MoE layer (+ a shared expert) -> residual, final
 // RMSNorm, LM head,
 // cross-entropy. Dense parameters are replicated (gradients all-reduced),
-// expert parameters FSEP-sharded. It is the reference the compiled training
+// expert parameters FSEP-sharded. The dense part runs on the host; the MoE
+// layers on the backend the options name (CPU ranks, or a GPU per rank). It is the reference the compiled training
 // binary is checked against, and the runtime's own end-to-end training run.
 //
 //===----------------------------------------------------------------------===//
@@ -15,6 +16,7 @@
 
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 
 #include <memory>
@@ -37,6 +39,9 @@ struct LanguageModelConfig {
   /// Experts each rank computes; 0 picks ceil(E / N).
   int slotsPerRank = 0;
   int historyWindow = 0;
+  /// Chunks each layer's token exchange is split into, so chunk c + 1
+  /// travels while chunk c's experts compute.
+  int tokenChunks = 1;
   /// Width of the shared expert of every layer; 0: none.
   std::int64_t sharedFfn = 0;
 };
@@ -45,7 +50,7 @@ struct LanguageModelConfig {
 class MoELanguageModel : public Trainable {
 public:
   MoELanguageModel(Communicator &comm, const LanguageModelConfig &config,
-                   std::uint64_t seed);
+                   std::uint64_t seed, const MoEBackendOptions &backend = {});
 
   /// Forward, backward and AdamW on this rank's `ids`/`targets` (whole
   /// sequences of `config.sequence` tokens).
@@ -55,14 +60,22 @@ public:
 
   /// Parameters, moments and MoE layers; saves and loads checkpoints.
   TrainingState &state() override { return state_; }
-  std::vector<float> gatherParameters() { return state_.gatherParameters(); }
-  void saveCheckpoint(const std::string &directory, long step) {
+  std::vector<float> gatherParameters() {
+    backend_->storeState();
+    return state_.gatherParameters();
+  }
+  void saveCheckpoint(const std::string &directory, long step) override {
+    backend_->storeState();
     state_.save(directory, step);
   }
-  long loadCheckpoint(const std::string &directory) {
-    return state_.load(directory);
+  long loadCheckpoint(const std::string &directory) override {
+    long step = state_.load(directory);
+    backend_->loadState();
+    return step;
   }
   const LanguageModelConfig &config() const { return config_; }
+  /// Where the MoE layers compute.
+  const MoEBackend &moeBackend() const { return *backend_; }
   std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return state_.moe; }
 
 private:
@@ -83,6 +96,7 @@ private:
   std::size_t embed_ = 0, finalNorm_ = 0, head_ = 0;
   std::vector<LayerOffsets> layers_;
   TrainingState state_;
+  std::unique_ptr<MoEBackend> backend_;
 };
 
 } // namespace laer::rt

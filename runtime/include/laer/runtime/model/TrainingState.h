@@ -77,6 +77,15 @@ public:
                                long step, RelayoutHook &hook,
                                const AdamWConfig &adamw) = 0;
   virtual TrainingState &state() = 0;
+  /// Writes a checkpoint of the state after `step` (collective); a model
+  /// whose layers compute on a device brings state() up to date first.
+  virtual void saveCheckpoint(const std::string &directory, long step) {
+    state().save(directory, step);
+  }
+  /// Loads one; returns the step it was written after.
+  virtual long loadCheckpoint(const std::string &directory) {
+    return state().load(directory);
+  }
 };
 
 } // namespace laer::rt

@@ -34,8 +34,15 @@ struct TrainOptions {
   /// laer-train only: width of a shared expert in every layer (0: none);
   /// a compiled model's shared experts come from its IR.
   int sharedFfn = 0;
+  /// laer-train only: chunks of each layer's token exchange (a compiled
+  /// model's come from its pipeline's fsep-token-chunks).
+  int tokenChunks = 1;
   /// Tokens per sequence; 0: the model's (64 for laer-train).
   int sequence = 0;
+  /// Where the MoE layers compute (laer-train): cpu | cuda, and their
+  /// precision on the device: fp32 | bf16 ("" picks the device's: fp32 on
+  /// cpu, bf16 on cuda).
+  std::string device = "cpu", precision;
   float lr = 3e-3f;
   std::uint64_t seed = 1;
 };

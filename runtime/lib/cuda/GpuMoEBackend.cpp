@@ -1,0 +1,200 @@
+//===- GpuMoEBackend.cpp - a model's MoE layers on this rank's GPU --------===//
+//
+// The `cuda` MoE backend: every layer of TrainingState::moe gets a
+// GpuFsepMoELayer with the same configuration and state, on the GPU whose
+// index is the rank's index on its machine (NCCL wants one GPU per rank).
+// The model's dense part stays on the host, so each layer's input crosses
+// to the device once per forward (and is kept there for its backward) and
+// its output, gradient and input gradient cross once each.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/runtime/DeviceInfo.h"
+#include "laer/runtime/Error.h"
+#include "laer/runtime/cuda/GpuFsepMoELayer.h"
+#include "laer/runtime/model/MoEBackend.h"
+#include "laer/runtime/model/TrainingState.h"
+
+#include <algorithm>
+
+using namespace laer::rt;
+using namespace laer::rt::cuda;
+
+namespace {
+
+/// The GPU of this rank: its index on its machine, after checking that
+/// every rank of the machine has one. Makes it the current device.
+int chooseDevice(const TrainingState &state, const MoEBackendOptions &options) {
+  ErrorContext where{state.comm.rank(), -1, -1};
+  if (!deviceAvailable()) {
+    std::string why = describeDevices();
+    while (!why.empty() && why.back() == '\n')
+      why.pop_back();
+    fail(where, "--device cuda: ", why);
+  }
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (options.localRank < 0 || options.localRanks > count)
+    fail(where, "--device cuda: this machine runs ", options.localRanks,
+         " ranks but has ", count,
+         " GPUs; NCCL needs a GPU of its own for every rank, so start at "
+         "most ",
+         count, " ranks per machine");
+  check(cudaSetDevice(options.localRank), "cudaSetDevice");
+  return options.localRank;
+}
+
+Precision precisionOf(const MoEBackendOptions &options) {
+  return options.precision == "fp32" ? Precision::Float32
+                                     : Precision::BFloat16;
+}
+
+template <typename T> void growTo(DeviceBuffer<T> &buffer, std::size_t n) {
+  if (buffer.size() < n)
+    buffer = DeviceBuffer<T>(n);
+}
+
+class GpuMoEBackend : public MoEBackend {
+public:
+  GpuMoEBackend(TrainingState &state, const MoEBackendOptions &options)
+      : state_(state), device_(chooseDevice(state, options)),
+        tokens_(state.comm, device_), params_(state.comm, device_),
+        context_(state.comm, tokens_, params_, precisionOf(options)) {
+    for (auto &cpu : state.moe)
+      layers_.push_back(std::make_unique<GpuFsepMoELayer>(
+          context_, cpu->config(), cpu->layerIndex()));
+    inputs_.resize(layers_.size());
+    loadState();
+  }
+
+  std::string describe() const override {
+    cudaDeviceProp properties{};
+    check(cudaGetDeviceProperties(&properties, device_),
+          "cudaGetDeviceProperties");
+    return std::string("cuda ") +
+           (context_.precision() == Precision::Float32 ? "fp32" : "bf16") +
+           " on GPU " + std::to_string(device_) + " (" + properties.name +
+           ")";
+  }
+
+  std::vector<float> forward(int layer, std::span<const float> x, long step,
+                             RelayoutHook &hook) override {
+    GpuFsepMoELayer &gpu = at(layer, step);
+    std::int64_t tokens = rowsOf(x.size(), gpu, step, "forward input");
+    Precision precision = context_.precision();
+    std::int64_t hidden = gpu.config().shape.hidden;
+    inputs_[layer].reserve(tokens, hidden, precision);
+    output_.reserve(tokens, hidden, precision);
+    toDevice(x, inputs_[layer].data());
+    gpu.forward(inputs_[layer].data(), output_.data(), tokens, step, hook);
+    return toHost(output_.data(), x.size());
+  }
+
+  std::vector<float> backward(int layer,
+                              std::span<const float> dOut) override {
+    GpuFsepMoELayer &gpu = at(layer, -1);
+    std::int64_t tokens = rowsOf(dOut.size(), gpu, -1, "output gradient");
+    if (tokens != gpu.tokens())
+      fail({state_.comm.rank(), layer, -1}, "MoE backward got ", tokens,
+           " token rows; the layer's last forward had ", gpu.tokens());
+    Precision precision = context_.precision();
+    std::int64_t hidden = gpu.config().shape.hidden;
+    dOut_.reserve(tokens, hidden, precision);
+    dx_.reserve(tokens, hidden, precision);
+    toDevice(dOut, dOut_.data());
+    gpu.backward(dOut_.data(), dx_.data());
+    return toHost(dx_.data(), dOut.size());
+  }
+
+  void zeroGrads() override {
+    for (auto &layer : layers_)
+      layer->zeroGrads();
+  }
+  void applyAdamW(const AdamWConfig &config, long step) override {
+    for (auto &layer : layers_)
+      layer->applyAdamW(config, step);
+  }
+  const Plan &lastPlan(int layer) const override {
+    return layers_.at(layer)->lastPlan();
+  }
+
+  void storeState() override {
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const GpuFsepMoELayer &gpu = *layers_[l];
+      FsepMoELayer &cpu = *state_.moe[l];
+      copyInto(gpu.shardParams(), cpu.experts().allParams());
+      copyInto(gpu.shardFirstMoments(), cpu.experts().firstMoments());
+      copyInto(gpu.shardSecondMoments(), cpu.experts().secondMoments());
+      copyInto(gpu.gate(), cpu.gate());
+      copyInto(gpu.gateFirstMoments(), cpu.gateFirstMoment());
+      copyInto(gpu.gateSecondMoments(), cpu.gateSecondMoment());
+      cpu.setLoadHistory(gpu.loadHistory());
+    }
+  }
+
+  void loadState() override {
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      GpuFsepMoELayer &gpu = *layers_[l];
+      FsepMoELayer &cpu = *state_.moe[l];
+      gpu.load(cpu.experts().allParams(), cpu.gate());
+      gpu.loadMoments(cpu.experts().firstMoments(),
+                      cpu.experts().secondMoments(), cpu.gateFirstMoment(),
+                      cpu.gateSecondMoment());
+      gpu.setLoadHistory(cpu.loadHistory());
+    }
+  }
+
+private:
+  GpuFsepMoELayer &at(int layer, long step) {
+    if (layer < 0 || layer >= static_cast<int>(layers_.size()))
+      fail({state_.comm.rank(), layer, step}, "the model has ",
+           layers_.size(), " MoE layers");
+    return *layers_[layer];
+  }
+  std::int64_t rowsOf(std::size_t elements, const GpuFsepMoELayer &gpu,
+                      long step, const char *what) const {
+    auto hidden = static_cast<std::size_t>(gpu.config().shape.hidden);
+    if (elements % hidden != 0)
+      fail({state_.comm.rank(), gpu.layerIndex(), step}, "MoE ", what,
+           " has ", elements, " elements, not whole rows of H = ", hidden);
+    return static_cast<std::int64_t>(elements / hidden);
+  }
+  static void copyInto(const std::vector<float> &from, std::span<float> to) {
+    std::copy(from.begin(), from.end(), to.begin());
+  }
+  /// fp32 host rows into device rows in the context's precision.
+  void toDevice(std::span<const float> host, void *device) {
+    growTo(staging_, host.size());
+    staging_.upload(host);
+    convert(staging_.data(), Precision::Float32, device,
+            context_.precision(), static_cast<std::int64_t>(host.size()),
+            context_.compute());
+  }
+  /// Device rows in the context's precision back to fp32 on the host,
+  /// once the compute stream has written them.
+  std::vector<float> toHost(const void *device, std::size_t elements) {
+    growTo(staging_, elements);
+    convert(device, context_.precision(), staging_.data(), Precision::Float32,
+            static_cast<std::int64_t>(elements), context_.compute());
+    check(cudaStreamSynchronize(context_.compute()), "cudaStreamSynchronize");
+    return staging_.download(elements);
+  }
+
+  TrainingState &state_;
+  int device_;
+  NcclCommunicator tokens_, params_;
+  GpuContext context_;
+  std::vector<std::unique_ptr<GpuFsepMoELayer>> layers_;
+  /// Each layer's forward input, kept on the device for its backward.
+  std::vector<DeviceRows> inputs_;
+  DeviceRows output_, dOut_, dx_;
+  DeviceBuffer<float> staging_;
+};
+
+} // namespace
+
+std::unique_ptr<MoEBackend>
+laer::rt::makeGpuMoEBackend(TrainingState &state,
+                            const MoEBackendOptions &options) {
+  return std::make_unique<GpuMoEBackend>(state, options);
+}
