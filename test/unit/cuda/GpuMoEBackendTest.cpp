@@ -17,6 +17,7 @@
 #include "laer/runtime/model/MoELanguageModel.h"
 #include "laer/runtime/model/TextData.h"
 
+#include <cstdlib>
 #include <filesystem>
 
 using namespace laer;
@@ -37,6 +38,14 @@ LanguageModelConfig gpuConfig() {
   return config;
 }
 
+/// This checkout's runtime sources as text: where the build put them, or
+/// where LAER_SOURCE_DIR says (a prebuilt bundle on another machine).
+TextData sourceText() {
+  const char *moved = std::getenv("LAER_SOURCE_DIR");
+  std::string root = moved ? moved : LAER_SOURCE_DIR;
+  return TextData::fromPaths({root + "/runtime"}, ".cpp", 1 << 20);
+}
+
 MoEBackendOptions onDevice(const std::string &device,
                            const std::string &precision) {
   MoEBackendOptions options;
@@ -55,8 +64,7 @@ struct TrainedRun {
 TrainedRun train(const MoEBackendOptions &backend, std::uint64_t seed,
                  long from, long to, const std::string &resumeFrom = "",
                  const std::string &saveTo = "") {
-  TextData data = TextData::fromPaths({LAER_SOURCE_DIR "/runtime"}, ".cpp",
-                                      1 << 20);
+  TextData data = sourceText();
   TrainedRun run;
   InProcessGroup::run(1, [&](Communicator &comm) {
     LanguageModelConfig config = gpuConfig();
