@@ -14,10 +14,29 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 if [[ ${1:-} == --prebuilt ]]; then
-  bundle=${2:?--prebuilt needs the bundle folder}
-  # NCCL comes with the image's PyTorch (its nvidia-nccl wheel).
-  nccl=$(python3 -c 'import nvidia.nccl as m; print(m.__path__[0])')/lib
-  export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:$nccl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  bundle=$(realpath "${2:?--prebuilt needs the bundle folder}")
+  # cuBLASLt and NCCL stay on the device: in CUDA's folders or in the
+  # image's PyTorch wheels (nvidia-*).
+  folder_of() {
+    for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+      [[ -e $dir/$1 ]] && { echo "$dir"; return; }
+    done
+    python3 -c "import glob, os, site
+hits = [h for r in site.getsitepackages()
+        for h in glob.glob(os.path.join(r, 'nvidia', '**', '$1'), recursive=True)]
+print(os.path.dirname(hits[0]) if hits else '')"
+  }
+  libs=$bundle/lib
+  for lib in libcublasLt.so.13 libnccl.so.2; do
+    dir=$(folder_of "$lib")
+    [[ -n $dir ]] || { echo "gpu-check: $lib is nowhere on this machine"; exit 1; }
+    libs=$libs:$dir
+  done
+  export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "library path: $LD_LIBRARY_PATH"
+  if ldd "$bundle"/bin/* | grep 'not found'; then
+    echo "gpu-check: the bundle misses the libraries above"; exit 1
+  fi
   # The tests read text from this checkout, wherever it lies.
   export LAER_SOURCE_DIR=$PWD
   tests="$bundle/bin/laer-cuda-unittests"
