@@ -76,7 +76,6 @@ public:
   const LanguageModelConfig &config() const { return config_; }
   /// Where the MoE layers compute.
   const MoEBackend &moeBackend() const { return *backend_; }
-  std::vector<std::unique_ptr<FsepMoELayer>> &moeLayers() { return state_.moe; }
 
 private:
   struct LayerOffsets {
