@@ -1,6 +1,9 @@
-//===- RelayoutHook.cpp - the static round-robin plan ---------------------===//
+//===- RelayoutHook.cpp - the static and the re-planning hooks ------------===//
 
 #include "laer/runtime/RelayoutHook.h"
+
+#include <chrono>
+#include <utility>
 
 using namespace laer::rt;
 
@@ -11,3 +14,42 @@ Plan StaticRoundRobinHook::plan(const PlanRequest &request) {
   Routing routing = Routing::evenSplit(layout, request.counts);
   return Plan{std::move(layout), std::move(routing)};
 }
+
+ReplanningHook::ReplanningHook(std::unique_ptr<RelayoutHook> inner,
+                               long every)
+    : inner_(std::move(inner)), every_(every) {
+  if (every < 1)
+    fail({}, "re-planning every ", every, " steps: must be at least 1");
+}
+
+const Layout *ReplanningHook::keptLayout(int layer, long step) const {
+  auto last = layouts_.find(layer);
+  if (last == layouts_.end() || step % every_ == 0)
+    return nullptr;
+  return &last->second;
+}
+
+Plan ReplanningHook::plan(const PlanRequest &request) {
+  auto start = std::chrono::steady_clock::now();
+  Plan plan;
+  if (const Layout *kept = keptLayout(request.layer, request.step)) {
+    plan.layout = *kept;
+    plan.routing = Routing::evenSplit(plan.layout, request.counts);
+  } else {
+    plan = inner_->plan(request);
+    layouts_[request.layer] = plan.layout;
+  }
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                            start)
+                  .count();
+  return plan;
+}
+
+std::optional<Layout> ReplanningHook::layoutAhead(int layer,
+                                                  long step) const {
+  if (const Layout *kept = keptLayout(layer, step))
+    return *kept;
+  return std::nullopt;
+}
+
+double ReplanningHook::takeSeconds() { return std::exchange(seconds_, 0.0); }

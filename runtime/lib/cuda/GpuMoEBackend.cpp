@@ -5,7 +5,10 @@
 // index is the rank's index on its machine (NCCL wants one GPU per rank).
 // The model's dense part stays on the host, so each layer's input crosses
 // to the device once per forward (and is kept there for its backward) and
-// its output, gradient and input gradient cross once each.
+// its output, gradient and input gradient cross once each. When the hook
+// knows a layer's layout ahead (between re-plans), the layer's restore
+// starts as soon as the previous layer's output is back on the host, so
+// it travels while the host computes the layer's attention.
 //
 //===----------------------------------------------------------------------===//
 
@@ -64,6 +67,7 @@ public:
       layers_.push_back(std::make_unique<GpuFsepMoELayer>(
           context_, cpu->config(), cpu->layerIndex()));
     inputs_.resize(layers_.size());
+    prefetchedStep_.assign(layers_.size(), -1);
     loadState();
   }
 
@@ -85,9 +89,13 @@ public:
     std::int64_t hidden = gpu.config().shape.hidden;
     inputs_[layer].reserve(tokens, hidden, precision);
     output_.reserve(tokens, hidden, precision);
+    prefetch(layer, step, hook);
     toDevice(x, inputs_[layer].data());
     gpu.forward(inputs_[layer].data(), output_.data(), tokens, step, hook);
-    return toHost(output_.data(), x.size());
+    std::vector<float> out = toHost(output_.data(), x.size());
+    if (layer + 1 < static_cast<int>(layers_.size()))
+      prefetch(layer + 1, step, hook);
+    return out;
   }
 
   std::vector<float> backward(int layer,
@@ -117,6 +125,7 @@ public:
   const Plan &lastPlan(int layer) const override {
     return layers_.at(layer)->lastPlan();
   }
+  long restoresAhead() const override { return restoresAhead_; }
 
   void storeState() override {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -145,6 +154,17 @@ public:
   }
 
 private:
+  /// Starts `layer`'s restore for `step` now if the hook knows its layout
+  /// and it has not started yet.
+  void prefetch(int layer, long step, const RelayoutHook &hook) {
+    if (prefetchedStep_[layer] == step)
+      return;
+    if (std::optional<Layout> layout = hook.layoutAhead(layer, step)) {
+      layers_[layer]->prefetchRestore(*layout);
+      prefetchedStep_[layer] = step;
+      ++restoresAhead_;
+    }
+  }
   GpuFsepMoELayer &at(int layer, long step) {
     if (layer < 0 || layer >= static_cast<int>(layers_.size()))
       fail({state_.comm.rank(), layer, step}, "the model has ",
@@ -189,6 +209,9 @@ private:
   std::vector<DeviceRows> inputs_;
   DeviceRows output_, dOut_, dx_;
   DeviceBuffer<float> staging_;
+  /// The step each layer's restore was last started ahead for.
+  std::vector<long> prefetchedStep_;
+  long restoresAhead_ = 0;
 };
 
 } // namespace

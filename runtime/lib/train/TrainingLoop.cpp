@@ -3,6 +3,7 @@
 #include "laer/runtime/train/TrainingLoop.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/RelayoutHook.h"
 #include "laer/runtime/Trace.h"
 
 #include <unistd.h>
@@ -13,7 +14,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
 
 using namespace laer;
 using namespace laer::rt;
@@ -21,38 +21,6 @@ using namespace laer::rt;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// Wraps the planner: re-plans every `every` steps (in between the last
-/// layout is kept and this step's tokens split evenly over its replicas)
-/// and adds up the time spent planning.
-class ReplanningHook : public RelayoutHook {
-public:
-  ReplanningHook(std::unique_ptr<RelayoutHook> inner, long every)
-      : inner_(std::move(inner)), every_(every) {}
-  std::string name() const override { return inner_->name(); }
-  Plan plan(const PlanRequest &request) override {
-    auto start = Clock::now();
-    Plan plan;
-    auto last = layouts_.find(request.layer);
-    if (last != layouts_.end() && request.step % every_ != 0) {
-      plan.layout = last->second;
-      plan.routing = Routing::evenSplit(plan.layout, request.counts);
-    } else {
-      plan = inner_->plan(request);
-      layouts_[request.layer] = plan.layout;
-    }
-    seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    return plan;
-  }
-  /// Planning time since the last call.
-  double takeSeconds() { return std::exchange(seconds_, 0.0); }
-
-private:
-  std::unique_ptr<RelayoutHook> inner_;
-  long every_;
-  std::map<int, Layout> layouts_;
-  double seconds_ = 0;
-};
 
 long number(const std::string &flag, const std::string &value) {
   try {

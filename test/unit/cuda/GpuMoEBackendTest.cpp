@@ -4,9 +4,11 @@
 // with its MoE layers on the CPU (the independent reference: the CPU
 // layers' own kernels): same seed (fresh each run), same text, laer+
 // re-planning every step, 2 token chunks. Losses and final parameters
-// agree within 1e-5 in fp32 and 2e-2 in bf16. A checkpoint written from
-// the GPU carries the device state: a run resumed from it on the GPU ends
-// where the uninterrupted one did, and the CPU backend can read it.
+// agree within 1e-5 in fp32 and 2e-2 in bf16, also when layouts are kept
+// between re-plans and the backend starts their restores ahead. A
+// checkpoint written from the GPU carries the device state: a run resumed
+// from it on the GPU ends where the uninterrupted one did, and the CPU
+// backend can read it.
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,13 +59,15 @@ MoEBackendOptions onDevice(const std::string &device,
 struct TrainedRun {
   std::vector<double> losses;
   std::vector<float> params;
+  long restoresAhead = 0;
 };
 
-/// Trains steps [from, to) on one rank; loads `resumeFrom` first and
-/// writes `saveTo` after the last step when they are given.
+/// Trains steps [from, to) on one rank, laer+ re-planning every
+/// `replanEvery` steps; loads `resumeFrom` first and writes `saveTo` after
+/// the last step when they are given.
 TrainedRun train(const MoEBackendOptions &backend, std::uint64_t seed,
                  long from, long to, const std::string &resumeFrom = "",
-                 const std::string &saveTo = "") {
+                 const std::string &saveTo = "", long replanEvery = 1) {
   TextData data = sourceText();
   TrainedRun run;
   InProcessGroup::run(1, [&](Communicator &comm) {
@@ -75,8 +79,10 @@ TrainedRun train(const MoEBackendOptions &backend, std::uint64_t seed,
     planner::LayerSpec layer;
     layer.hidden = config.hidden;
     layer.ffn = config.ffn;
-    planner::PlannerHook hook(planner::makePlanner("laer+"),
-                              planner::ClusterSpec{}, layer);
+    ReplanningHook hook(
+        std::make_unique<planner::PlannerHook>(planner::makePlanner("laer+"),
+                                               planner::ClusterSpec{}, layer),
+        replanEvery);
     AdamWConfig adamw;
     adamw.learningRate = 1e-3f;
     std::vector<std::int32_t> ids, targets;
@@ -89,16 +95,24 @@ TrainedRun train(const MoEBackendOptions &backend, std::uint64_t seed,
     if (!saveTo.empty())
       model.saveCheckpoint(saveTo, to - 1);
     run.params = model.gatherParameters();
+    run.restoresAhead = model.moeBackend().restoresAhead();
   });
   return run;
 }
 
-void compareWithCpu(const std::string &precision, double tolerance) {
+void compareWithCpu(const std::string &precision, double tolerance,
+                    long replanEvery = 1) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
-  TrainedRun cpu = train(onDevice("cpu", ""), random.seed, 0, 4);
-  TrainedRun gpu = train(onDevice("cuda", precision), random.seed, 0, 4);
+  TrainedRun cpu =
+      train(onDevice("cpu", ""), random.seed, 0, 4, "", "", replanEvery);
+  TrainedRun gpu = train(onDevice("cuda", precision), random.seed, 0, 4, "",
+                         "", replanEvery);
+  // Between re-plans (steps 1 and 3 of 0-3 when re-planning every 2
+  // steps) both layers' restores start before their routers.
+  EXPECT_EQ(gpu.restoresAhead, replanEvery == 2 ? 4 : 0);
+  EXPECT_EQ(cpu.restoresAhead, 0);
   ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
   for (std::size_t step = 0; step < cpu.losses.size(); ++step)
     EXPECT_NEAR(gpu.losses[step], cpu.losses[step],
@@ -115,6 +129,10 @@ TEST(GpuMoEBackend, TrainsLikeTheCpuLayersInFp32) {
 
 TEST(GpuMoEBackend, TrainsLikeTheCpuLayersInBf16) {
   compareWithCpu("bf16", 2e-2);
+}
+
+TEST(GpuMoEBackend, RestoresKeptLayoutsAheadAndStillTrainsLikeTheCpu) {
+  compareWithCpu("fp32", 1e-5, /*replanEvery=*/2);
 }
 
 TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {

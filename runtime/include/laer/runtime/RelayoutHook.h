@@ -13,6 +13,9 @@
 
 #include "laer/runtime/Plan.h"
 
+#include <map>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -40,6 +43,14 @@ public:
   virtual ~RelayoutHook() = default;
   virtual std::string name() const = 0;
   virtual Plan plan(const PlanRequest &request) = 0;
+  /// The layout plan() will give `layer` at `step` when the hook knows it
+  /// before the step's counts exist (a layout kept between re-plans), so a
+  /// backend can start the layer's restore before its router runs;
+  /// nullopt when it depends on the counts.
+  virtual std::optional<Layout> layoutAhead(int /*layer*/,
+                                            long /*step*/) const {
+    return std::nullopt;
+  }
 };
 
 /// The FSDP+EP baseline: a fixed round-robin layout, tokens split evenly
@@ -48,6 +59,28 @@ class StaticRoundRobinHook : public RelayoutHook {
 public:
   std::string name() const override { return "static"; }
   Plan plan(const PlanRequest &request) override;
+};
+
+/// Wraps a planner: re-plans every `every` steps; in between, each layer
+/// keeps its last layout (known ahead, see layoutAhead) and this step's
+/// tokens split evenly over its replicas. Adds up the time spent planning.
+class ReplanningHook : public RelayoutHook {
+public:
+  ReplanningHook(std::unique_ptr<RelayoutHook> inner, long every);
+  std::string name() const override { return inner_->name(); }
+  Plan plan(const PlanRequest &request) override;
+  std::optional<Layout> layoutAhead(int layer, long step) const override;
+  /// Planning time since the last call.
+  double takeSeconds();
+
+private:
+  /// The layout `layer` keeps at `step`, or null on a re-planning step.
+  const Layout *keptLayout(int layer, long step) const;
+
+  std::unique_ptr<RelayoutHook> inner_;
+  long every_;
+  std::map<int, Layout> layouts_;
+  double seconds_ = 0;
 };
 
 } // namespace laer::rt

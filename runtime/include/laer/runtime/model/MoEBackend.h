@@ -43,6 +43,9 @@ public:
   virtual void zeroGrads() = 0;
   virtual void applyAdamW(const AdamWConfig &config, long step) = 0;
   virtual const Plan &lastPlan(int layer) const = 0;
+  /// Restores started before their layer's router, because the hook knew
+  /// the layout ahead (RelayoutHook::layoutAhead), so far.
+  virtual long restoresAhead() const { return 0; }
 
   /// Copies the backend's layer state into TrainingState::moe (before a
   /// checkpoint is written or the parameters gathered).
