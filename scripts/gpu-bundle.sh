@@ -23,9 +23,10 @@ for binary in "$bundle"/bin/*; do
       [[ $name =~ $stays ]] || cp -L "$path" "$bundle/lib/$name"
     done
 done
-# carry takes ignored paths only.
-mkdir -p .git/info
-grep -qxF "/$bundle/" .git/info/exclude 2>/dev/null ||
+# The device tool carries ignored paths only (.gitignore has the default).
+if ! git check-ignore -q "$bundle/bin"; then
+  mkdir -p .git/info
   echo "/$bundle/" >>.git/info/exclude
+fi
 ls "$bundle/lib"
 du -sh "$bundle"
