@@ -26,7 +26,13 @@ const Layout *ReplanningHook::keptLayout(int layer, long step) const {
   auto last = layouts_.find(layer);
   if (last == layouts_.end() || step % every_ == 0)
     return nullptr;
-  return &last->second;
+  // Only a layout with a replica of every expert serves any step's
+  // tokens; a planner may have left out experts that had no load.
+  const Layout &layout = last->second;
+  for (int e = 0; e < layout.numExperts(); ++e)
+    if (layout.replicasOf(e).empty())
+      return nullptr;
+  return &layout;
 }
 
 Plan ReplanningHook::plan(const PlanRequest &request) {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Kill a training run mid-way, resume it from its last checkpoint: the
-# losses of the resumed steps, and the final weights and optimizer state
-# (every rank's checkpoint file, byte for byte), equal those of an
-# uninterrupted run.
+# losses and load balance of the resumed steps, and the final weights,
+# optimizer state and kept layouts (every rank's checkpoint file, byte for
+# byte), equal those of an uninterrupted run.
 # Usage: resume.sh <scratch dir> <sequence> <mpirun command...> <training
-#        binary> <data dir>
-set -u
+#        binary> [training options...] <data dir>
+set -u -o pipefail
 scratch=$1
 sequence=$2
 shift 2
@@ -13,7 +13,12 @@ data=${*: -1}
 launch=("${@:1:$#-1}")
 common=(--data "$data" --suffix .cpp --steps 12 --log-every 1 --batch 8
         --sequence "$sequence" --no-progress)
-losses() { grep -E '^step +[0-9]+ +loss' | awk '{print $2, $4}'; }
+# Step, loss and each layer's max/mean load (the layout's mark).
+losses() {
+  grep -E '^step +[0-9]+ +loss' |
+    awk '{line = $2 " " $4; for (i = 12; i <= NF; i++) line = line " " $i;
+          print line}'
+}
 fail() { echo "resume: FAIL: $*"; exit 1; }
 
 rm -rf "$scratch" && mkdir -p "$scratch"
@@ -33,7 +38,7 @@ grep -q "resumed from .*step-7 at step 8" "$scratch/resumed.log" \
 expected=$(echo "$straight" | awk '$1 >= 8')
 echo "uninterrupted (steps 8-11):"; echo "$expected"
 echo "resumed:"; echo "$resumed"
-[ -n "$resumed" ] && [ "$resumed" = "$expected" ] || fail "losses differ"
+[ -n "$resumed" ] && [ "$resumed" = "$expected" ] || fail "losses or loads differ"
 for file in "$scratch"/straight/step-11/rank*.safetensors; do
   cmp "$file" "$scratch/step-11/$(basename "$file")" \
     || fail "final state differs: $(basename "$file")"

@@ -144,6 +144,12 @@ void TrainingState::save(const std::string &directory,
     }
     metadata["layer" + std::to_string(l) + ".load_history"] = text;
   }
+  for (const auto &[layer, slots] : keptLayouts) {
+    std::string text;
+    for (std::size_t i = 0; i < slots.size(); ++i)
+      text += (i ? "," : "") + std::to_string(slots[i]);
+    metadata["layer" + std::to_string(layer) + ".kept_layout"] = text;
+  }
   writeSafetensors(staging + "/rank" + std::to_string(comm.rank()) +
                        ".safetensors",
                    tensors, metadata);
@@ -211,6 +217,16 @@ long TrainingState::load(const std::string &directory) {
       }
       moe[l]->setLoadHistory(std::move(history));
     }
+    keptLayouts.clear();
+    for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
+      auto kept = metadata.find("layer" + std::to_string(l) + ".kept_layout");
+      if (kept == metadata.end())
+        continue;
+      std::stringstream slots(kept->second);
+      std::string slot;
+      while (std::getline(slots, slot, ','))
+        keptLayouts[l].push_back(std::stoi(slot));
+    }
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       ExpertShards &experts = moe[l]->experts();
       std::string prefix = "layer" + std::to_string(l) + ".experts";
@@ -220,7 +236,9 @@ long TrainingState::load(const std::string &directory) {
     }
   } else {
     // Re-shard: assemble every expert from the old ranks' shards and cut
-    // this rank's. The load history counted per old rank is dropped.
+    // this rank's. The load history counted per old rank and the layouts
+    // of the old ranks are dropped.
+    keptLayouts.clear();
     std::vector<TensorMap> old;
     for (int rank = 0; rank < savedRanks; ++rank)
       old.push_back(readSafetensors(file(rank), nullptr));

@@ -235,6 +235,16 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       fail({comm.rank(), -1, -1}, "--resume: no checkpoint recorded in '",
            options.checkpointDir, "/latest'");
     first = model.loadCheckpoint(options.checkpointDir + "/" + name) + 1;
+    // The layouts kept until the next re-plan, as the run that wrote the
+    // checkpoint had them.
+    for (const auto &[l, slots] : state.keptLayouts) {
+      if (l < 0 || l >= static_cast<int>(state.moe.size()))
+        fail({comm.rank(), l, first}, "the checkpoint keeps a layout for "
+             "MoE layer ", l, "; the model has ", state.moe.size());
+      const MoELayerConfig &config = state.moe[l]->config();
+      hook.keep(l, Layout(comm.size(), config.slotsPerRank, config.numExperts,
+                          slots, {comm.rank(), l, first}));
+    }
     if (comm.rank() == 0)
       std::printf("resumed from %s/%s at step %ld\n",
                   options.checkpointDir.c_str(), name.c_str(), first);
@@ -272,6 +282,9 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         ((step + 1) % options.checkpointEvery == 0 ||
          step + 1 == options.steps)) {
       std::string name = "step-" + std::to_string(step);
+      state.keptLayouts.clear();
+      for (const auto &[l, layout] : hook.keptLayouts())
+        state.keptLayouts[l] = layout.slots();
       model.saveCheckpoint(options.checkpointDir + "/" + name, step);
       if (comm.rank() == 0) {
         // Point `latest` at it atomically.

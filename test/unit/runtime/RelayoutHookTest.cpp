@@ -81,3 +81,38 @@ TEST(ReplanningHook, RefusesAPeriodBelowOne) {
   EXPECT_THROW(ReplanningHook(std::make_unique<RotatingHook>(), 0),
                RuntimeError);
 }
+
+namespace {
+
+/// A planner that leaves expert 3 (no load when it plans) out.
+class LeavesOutIdleExpertHook : public RelayoutHook {
+public:
+  std::string name() const override { return "leaves-out"; }
+  Plan plan(const PlanRequest &request) override {
+    ++calls;
+    Layout layout(2, 2, 4, {0, 1, 2, 0});
+    return {layout, Routing::evenSplit(layout, request.counts)};
+  }
+  int calls = 0;
+};
+
+} // namespace
+
+TEST(ReplanningHook, ReplansWhenTheKeptLayoutMissesAnExpert) {
+  auto owned = std::make_unique<LeavesOutIdleExpertHook>();
+  LeavesOutIdleExpertHook &planner = *owned;
+  ReplanningHook hook(std::move(owned), /*every=*/4);
+  std::vector<std::int64_t> idle = {3, 1, 2, 0, 1, 0, 5, 0};
+  PlanRequest request;
+  request.numRanks = 2;
+  request.slotsPerRank = 2;
+  request.numExperts = 4;
+  request.counts = idle;
+  hook.plan(request);
+  // Step 1 could route tokens to expert 3: nothing is promised ahead, and
+  // the planner is asked again.
+  request.step = 1;
+  EXPECT_FALSE(hook.layoutAhead(0, 1));
+  hook.plan(request);
+  EXPECT_EQ(planner.calls, 2);
+}

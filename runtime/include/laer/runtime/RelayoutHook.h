@@ -63,7 +63,9 @@ public:
 
 /// Wraps a planner: re-plans every `every` steps; in between, each layer
 /// keeps its last layout (known ahead, see layoutAhead) and this step's
-/// tokens split evenly over its replicas. Adds up the time spent planning.
+/// tokens split evenly over its replicas, as long as that layout has a
+/// replica of every expert (else it re-plans: any expert may get tokens).
+/// Adds up the time spent planning.
 class ReplanningHook : public RelayoutHook {
 public:
   ReplanningHook(std::unique_ptr<RelayoutHook> inner, long every);
@@ -72,6 +74,10 @@ public:
   std::optional<Layout> layoutAhead(int layer, long step) const override;
   /// Planning time since the last call.
   double takeSeconds();
+  /// The layout each layer keeps until the next re-plan (checkpoints).
+  const std::map<int, Layout> &keptLayouts() const { return layouts_; }
+  /// Makes `layer` keep `layout` until the next re-plan (a resumed run).
+  void keep(int layer, Layout layout) { layouts_[layer] = std::move(layout); }
 
 private:
   /// The layout `layer` keeps at `step`, or null on a re-planning step.

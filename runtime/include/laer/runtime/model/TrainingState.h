@@ -14,6 +14,7 @@
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/Safetensors.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,10 @@ struct TrainingState {
   Metadata identity;
   std::vector<float> dense, denseGrad, denseM, denseV;
   std::vector<std::unique_ptr<FsepMoELayer>> moe;
+  /// The expert layout each MoE layer keeps until the planner's next
+  /// re-plan (layer -> slots, see ReplanningHook), so a resumed run keeps
+  /// it too. Restored with the same number of ranks only.
+  std::map<int, std::vector<int>> keptLayouts;
 };
 
 struct StepResult {
