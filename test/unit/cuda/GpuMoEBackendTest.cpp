@@ -14,12 +14,10 @@
 
 #include "CudaTestSupport.h"
 
-#include "laer/planner/Planner.h"
-#include "laer/runtime/InProcessCommunicator.h"
-#include "laer/runtime/model/MoELanguageModel.h"
-#include "laer/runtime/model/TextData.h"
+#include "LanguageModelRuns.h"
 
-#include <cstdlib>
+#include "laer/runtime/InProcessCommunicator.h"
+
 #include <filesystem>
 
 using namespace laer;
@@ -40,14 +38,6 @@ LanguageModelConfig gpuConfig() {
   return config;
 }
 
-/// This checkout's runtime sources as text: where the build put them, or
-/// where LAER_SOURCE_DIR says (a prebuilt bundle on another machine).
-TextData sourceText() {
-  const char *moved = std::getenv("LAER_SOURCE_DIR");
-  std::string root = moved ? moved : LAER_SOURCE_DIR;
-  return TextData::fromPaths({root + "/runtime"}, ".cpp", 1 << 20);
-}
-
 MoEBackendOptions onDevice(const std::string &device,
                            const std::string &precision) {
   MoEBackendOptions options;
@@ -56,48 +46,23 @@ MoEBackendOptions onDevice(const std::string &device,
   return options;
 }
 
-struct TrainedRun {
-  std::vector<double> losses;
-  std::vector<float> params;
-  long restoresAhead = 0;
-};
-
-/// Trains steps [from, to) on one rank, laer+ re-planning every
-/// `replanEvery` steps; loads `resumeFrom` first and writes `saveTo` after
-/// the last step when they are given.
-TrainedRun train(const MoEBackendOptions &backend, std::uint64_t seed,
-                 long from, long to, const std::string &resumeFrom = "",
-                 const std::string &saveTo = "", long replanEvery = 1) {
-  TextData data = sourceText();
-  TrainedRun run;
-  InProcessGroup::run(1, [&](Communicator &comm) {
-    LanguageModelConfig config = gpuConfig();
-    MoELanguageModel model(comm, config, seed, backend);
-    if (!resumeFrom.empty()) {
-      EXPECT_EQ(model.loadCheckpoint(resumeFrom), from - 1);
-    }
-    planner::LayerSpec layer;
-    layer.hidden = config.hidden;
-    layer.ffn = config.ffn;
-    ReplanningHook hook(
-        std::make_unique<planner::PlannerHook>(planner::makePlanner("laer+"),
-                                               planner::ClusterSpec{}, layer),
-        replanEvery);
-    AdamWConfig adamw;
-    adamw.learningRate = 1e-3f;
-    std::vector<std::int32_t> ids, targets;
-    for (long step = from; step < to; ++step) {
-      data.batch(step, seed, /*batch=*/4, config.sequence, comm.rank(),
-                 comm.size(), ids, targets);
-      run.losses.push_back(
-          model.trainStep(ids, targets, step, hook, adamw).loss);
-    }
-    if (!saveTo.empty())
-      model.saveCheckpoint(saveTo, to - 1);
-    run.params = model.gatherParameters();
-    run.restoresAhead = model.moeBackend().restoresAhead();
-  });
-  return run;
+/// Steps [from, to) on one rank, laer+ re-planning every `replanEvery`
+/// steps; loads `resumeFrom` first and writes `saveTo` after the last step
+/// when they are given.
+TrainingResult train(const MoEBackendOptions &backend, std::uint64_t seed,
+                     long from, long to, const std::string &resumeFrom = "",
+                     const std::string &saveTo = "", long replanEvery = 1) {
+  TrainingRun run;
+  run.config = gpuConfig();
+  run.backend = backend;
+  run.seed = run.dataSeed = seed;
+  run.batch = 4;
+  run.from = from;
+  run.to = to;
+  run.replanEvery = replanEvery;
+  run.resumeFrom = resumeFrom;
+  run.saveTo = saveTo;
+  return trainLanguageModel(run, LAER_SOURCE_DIR);
 }
 
 void compareWithCpu(const std::string &precision, double tolerance,
@@ -105,10 +70,10 @@ void compareWithCpu(const std::string &precision, double tolerance,
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
-  TrainedRun cpu =
+  TrainingResult cpu =
       train(onDevice("cpu", ""), random.seed, 0, 4, "", "", replanEvery);
-  TrainedRun gpu = train(onDevice("cuda", precision), random.seed, 0, 4, "",
-                         "", replanEvery);
+  TrainingResult gpu = train(onDevice("cuda", precision), random.seed, 0, 4,
+                             "", "", replanEvery);
   // Between re-plans (steps 1 and 3 of 0-3 when re-planning every 2
   // steps) both layers' restores start before their routers.
   EXPECT_EQ(gpu.restoresAhead, replanEvery == 2 ? 4 : 0);
@@ -143,10 +108,10 @@ TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {
       ::testing::TempDir() + "/laer-gpu-checkpoint-" +
       std::to_string(random.seed);
   MoEBackendOptions gpu = onDevice("cuda", "fp32");
-  TrainedRun straight = train(gpu, random.seed, 0, 5);
-  TrainedRun first = train(gpu, random.seed, 0, 3, "", directory);
+  TrainingResult straight = train(gpu, random.seed, 0, 5);
+  TrainingResult first = train(gpu, random.seed, 0, 3, "", directory);
   // Another seed: everything must come from the checkpoint.
-  TrainedRun resumed = train(gpu, random.seed + 1, 3, 5, directory);
+  TrainingResult resumed = train(gpu, random.seed + 1, 3, 5, directory);
   // Two runs on the GPU agree to rounding (its reductions need not run in
   // the same order each time).
   for (int step = 0; step < 5; ++step)
@@ -155,7 +120,7 @@ TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {
         << "step " << step;
   EXPECT_LT(relativeError(resumed.params, straight.params), 1e-6);
   // The CPU backend reads what the GPU wrote: the same parameters.
-  TrainedRun onCpu =
+  TrainingResult onCpu =
       train(onDevice("cpu", ""), random.seed + 2, 3, 3, directory);
   EXPECT_EQ(onCpu.params, first.params);
   std::filesystem::remove_all(directory);

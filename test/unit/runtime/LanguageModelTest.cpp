@@ -1,5 +1,7 @@
 //===- LanguageModelTest.cpp - training the MoE LM on N ranks -------------===//
 
+#include "LanguageModelRuns.h"
+
 #include "laer/planner/Planner.h"
 #include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/model/MoELanguageModel.h"
@@ -31,59 +33,32 @@ LanguageModelConfig tinyConfig() {
 }
 
 /// Real text that is always there: this project's own runtime sources.
-TextData sourceText() {
-  return TextData::fromPaths({LAER_SOURCE_DIR "/runtime"}, ".cpp", 1 << 20);
-}
+TextData sourceText() { return test::sourceText(LAER_SOURCE_DIR); }
 
 /// Trains `steps` steps on `ranks` threads with laer+ re-planning every
 /// step; returns the losses and the final parameters.
-std::pair<std::vector<double>, std::vector<float>>
-train(int ranks, int steps, float learningRate) {
-  TextData data = sourceText();
-  std::vector<double> losses(steps);
-  std::vector<float> params;
-  InProcessGroup::run(ranks, [&](Communicator &comm) {
-    LanguageModelConfig config = tinyConfig();
-    MoELanguageModel model(comm, config, /*seed=*/5);
-    planner::LayerSpec layer;
-    layer.hidden = config.hidden;
-    layer.ffn = config.ffn;
-    planner::PlannerHook hook(planner::makePlanner("laer+"),
-                              planner::ClusterSpec{}, layer);
-    AdamWConfig adamw;
-    adamw.learningRate = learningRate;
-    std::vector<std::int32_t> ids, targets;
-    for (int step = 0; step < steps; ++step) {
-      data.batch(step, 11, /*batch=*/8, config.sequence, comm.rank(),
-                 comm.size(), ids, targets);
-      StepResult result = model.trainStep(ids, targets, step, hook, adamw);
-      if (comm.rank() == 0)
-        losses[step] = result.loss;
-    }
-    std::vector<float> all = model.gatherParameters();
-    if (comm.rank() == 0)
-      params = std::move(all);
-  });
-  return {losses, params};
+test::TrainingResult train(int ranks, int steps, float learningRate) {
+  test::TrainingRun run;
+  run.config = tinyConfig();
+  run.ranks = ranks;
+  run.to = steps;
+  run.learningRate = learningRate;
+  return test::trainLanguageModel(run, LAER_SOURCE_DIR);
 }
 
 TEST(LanguageModel, FourRanksTrainLikeOneRank) {
-  auto [one, oneParams] = train(1, 6, 1e-3f);
-  auto [four, fourParams] = train(4, 6, 1e-3f);
-  for (std::size_t step = 0; step < one.size(); ++step)
-    EXPECT_NEAR(four[step], one[step], 1e-4 * std::abs(one[step]))
+  test::TrainingResult one = train(1, 6, 1e-3f);
+  test::TrainingResult four = train(4, 6, 1e-3f);
+  for (std::size_t step = 0; step < one.losses.size(); ++step)
+    EXPECT_NEAR(four.losses[step], one.losses[step],
+                1e-4 * std::abs(one.losses[step]))
         << "step " << step;
-  ASSERT_EQ(oneParams.size(), fourParams.size());
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < oneParams.size(); ++i) {
-    diff += std::pow(double(fourParams[i]) - oneParams[i], 2);
-    norm += std::pow(double(oneParams[i]), 2);
-  }
-  EXPECT_LT(std::sqrt(diff / norm), 1e-4);
+  ASSERT_EQ(one.params.size(), four.params.size());
+  EXPECT_LT(test::normwiseRelativeError(four.params, one.params), 1e-4);
 }
 
 TEST(LanguageModel, LossFallsOnRealText) {
-  auto [losses, params] = train(2, 60, 3e-3f);
+  std::vector<double> losses = train(2, 60, 3e-3f).losses;
   double first = 0, last = 0;
   for (int i = 0; i < 10; ++i) {
     first += losses[i] / 10;

@@ -7,15 +7,13 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/planner/Planner.h"
+#include "LanguageModelRuns.h"
+
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/model/MoELanguageModel.h"
-#include "laer/runtime/model/TextData.h"
 
 #include <gtest/gtest.h>
-
-#include <cmath>
 
 using namespace laer;
 using namespace laer::rt;
@@ -49,36 +47,16 @@ std::string errorOf(const MoEBackendOptions &options) {
   return message;
 }
 
-/// Two ranks train `steps` steps with laer+; the losses and the final
-/// parameters.
-std::pair<std::vector<double>, std::vector<float>>
-train(const LanguageModelConfig &config, int steps) {
-  TextData data = TextData::fromPaths({LAER_SOURCE_DIR "/runtime"}, ".cpp",
-                                      1 << 20);
-  std::vector<double> losses(steps);
-  std::vector<float> params;
-  InProcessGroup::run(2, [&](Communicator &comm) {
-    MoELanguageModel model(comm, config, /*seed=*/3);
-    EXPECT_EQ(model.moeBackend().describe(), "cpu");
-    planner::LayerSpec layer;
-    layer.hidden = config.hidden;
-    layer.ffn = config.ffn;
-    planner::PlannerHook hook(planner::makePlanner("laer+"),
-                              planner::ClusterSpec{}, layer);
-    std::vector<std::int32_t> ids, targets;
-    for (int step = 0; step < steps; ++step) {
-      data.batch(step, 7, /*batch=*/6, config.sequence, comm.rank(),
-                 comm.size(), ids, targets);
-      double loss =
-          model.trainStep(ids, targets, step, hook, AdamWConfig{}).loss;
-      if (comm.rank() == 0)
-        losses[step] = loss;
-    }
-    std::vector<float> all = model.gatherParameters();
-    if (comm.rank() == 0)
-      params = std::move(all);
-  });
-  return {losses, params};
+/// Two ranks train `steps` steps with laer+ on the CPU backend.
+test::TrainingResult train(const LanguageModelConfig &config, int steps) {
+  test::TrainingRun run;
+  run.config = config;
+  run.ranks = 2;
+  run.seed = 3;
+  run.dataSeed = 7;
+  run.batch = 6;
+  run.to = steps;
+  return test::trainLanguageModel(run, LAER_SOURCE_DIR);
 }
 
 } // namespace
@@ -96,6 +74,13 @@ TEST(MoEBackend, UnknownDeviceOrPrecisionIsRefusedWithTheRank) {
   cudaFp16.precision = "fp16";
   EXPECT_EQ(errorOf(cudaFp16),
             "rank 1: --precision must be fp32 or bf16, got 'fp16'");
+}
+
+TEST(MoEBackend, CpuRanksAreTheDefault) {
+  InProcessGroup::run(1, [](Communicator &comm) {
+    MoELanguageModel model(comm, smallConfig(), 1);
+    EXPECT_EQ(model.moeBackend().describe(), "cpu");
+  });
 }
 
 TEST(MoEBackend, CudaWithoutAGpuSaysWhy) {
@@ -117,19 +102,16 @@ TEST(MoEBackend, TokenChunksChangeOnlyTheSumOrder) {
   // and only the weight gradients sum their rows chunk by chunk.
   LanguageModelConfig chunked = smallConfig();
   chunked.tokenChunks = 3;
-  auto [losses, params] = train(smallConfig(), 3);
-  auto [chunkedLosses, chunkedParams] = train(chunked, 3);
-  ASSERT_EQ(chunkedLosses.size(), losses.size());
-  for (std::size_t step = 0; step < losses.size(); ++step)
-    EXPECT_NEAR(chunkedLosses[step], losses[step], 1e-6 * losses[step])
+  test::TrainingResult plain = train(smallConfig(), 3);
+  test::TrainingResult split = train(chunked, 3);
+  ASSERT_EQ(split.losses.size(), plain.losses.size());
+  for (std::size_t step = 0; step < plain.losses.size(); ++step)
+    EXPECT_NEAR(split.losses[step], plain.losses[step],
+                1e-6 * plain.losses[step])
         << "step " << step;
-  ASSERT_EQ(chunkedParams.size(), params.size());
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    diff += std::pow(double(chunkedParams[i]) - params[i], 2);
-    norm += std::pow(double(params[i]), 2);
-  }
-  EXPECT_LT(std::sqrt(diff / norm), 1e-6);
-  EXPECT_NE(chunkedParams, std::vector<float>(params.size(), 0.0f));
-  EXPECT_LT(losses.back(), losses.front());
+  EXPECT_LT(test::normwiseRelativeError(split.params, plain.params), 1e-6);
+  EXPECT_NE(plain.params, std::vector<float>(plain.params.size(), 0.0f));
+  EXPECT_EQ(plain.restoresAhead, 0) << "the CPU layers restore after "
+                                       "their routers";
+  EXPECT_LT(plain.losses.back(), plain.losses.front());
 }

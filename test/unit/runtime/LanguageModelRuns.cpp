@@ -1,0 +1,71 @@
+//===- LanguageModelRuns.cpp - training the LM in tests -------------------===//
+
+#include "LanguageModelRuns.h"
+
+#include "laer/planner/Planner.h"
+#include "laer/runtime/InProcessCommunicator.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+
+using namespace laer;
+using namespace laer::rt;
+
+TextData laer::test::sourceText(const std::string &root) {
+  const char *moved = std::getenv("LAER_SOURCE_DIR");
+  return TextData::fromPaths({(moved ? std::string(moved) : root) + "/runtime"},
+                             ".cpp", 1 << 20);
+}
+
+laer::test::TrainingResult
+laer::test::trainLanguageModel(const TrainingRun &run,
+                               const std::string &root) {
+  TextData data = sourceText(root);
+  TrainingResult result;
+  InProcessGroup::run(run.ranks, [&](Communicator &comm) {
+    MoELanguageModel model(comm, run.config, run.seed, run.backend);
+    if (!run.resumeFrom.empty()) {
+      EXPECT_EQ(model.loadCheckpoint(run.resumeFrom), run.from - 1);
+    }
+    planner::LayerSpec layer;
+    layer.hidden = run.config.hidden;
+    layer.ffn = run.config.ffn;
+    ReplanningHook hook(
+        std::make_unique<planner::PlannerHook>(planner::makePlanner("laer+"),
+                                               planner::ClusterSpec{}, layer),
+        run.replanEvery);
+    AdamWConfig adamw;
+    adamw.learningRate = run.learningRate;
+    std::vector<double> losses;
+    std::vector<std::int32_t> ids, targets;
+    for (long step = run.from; step < run.to; ++step) {
+      data.batch(step, run.dataSeed, run.batch, run.config.sequence,
+                 comm.rank(), comm.size(), ids, targets);
+      losses.push_back(model.trainStep(ids, targets, step, hook, adamw).loss);
+    }
+    if (!run.saveTo.empty())
+      model.saveCheckpoint(run.saveTo, run.to - 1);
+    std::vector<float> params = model.gatherParameters();
+    if (comm.rank() == 0) {
+      result.losses = std::move(losses);
+      result.params = std::move(params);
+      result.restoresAhead = model.moeBackend().restoresAhead();
+    }
+  });
+  return result;
+}
+
+double laer::test::normwiseRelativeError(const std::vector<float> &a,
+                                         const std::vector<float> &b) {
+  if (a.size() != b.size())
+    return INFINITY;
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff += std::pow(double(a[i]) - b[i], 2);
+    norm += std::pow(double(b[i]), 2);
+  }
+  return std::sqrt(diff / norm);
+}
