@@ -275,15 +275,8 @@ FsepMoELayer::sendFromSlots(const TokenChunk &c,
 }
 
 void FsepMoELayer::startDispatch(int chunk, int chunks) {
-  if (stage_ != LayerStage::Planned && stage_ != LayerStage::Restored)
-    expectStage(stage_, LayerStage::Planned, "the dispatch", context());
-  if (chunks < 1)
-    fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
-  if (chunks_.empty())
+  if (startsTokenChunks(stage_, chunk, chunks, chunks_.size(), context()))
     planTokenChunks(chunks);
-  else if (static_cast<int>(chunks_.size()) != chunks)
-    fail(context(), "dispatch of chunk ", chunk, " says ", chunks,
-         " chunks, an earlier one of this step ", chunks_.size());
   TokenChunk &c = tokenChunk(chunk, "dispatch");
   if (c.dispatched || c.transfer.handle)
     fail(context(), "chunk ", chunk, " was dispatched twice");

@@ -94,3 +94,16 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
   return plan;
 }
 
+
+bool laer::rt::startsTokenChunks(LayerStage stage, int chunk, int chunks,
+                                 std::size_t planned,
+                                 const ErrorContext &context) {
+  if (stage != LayerStage::Planned && stage != LayerStage::Restored)
+    expectStage(stage, LayerStage::Planned, "the dispatch", context);
+  if (chunks < 1)
+    fail(context, "the dispatch needs >= 1 chunks, got ", chunks);
+  if (planned != 0 && static_cast<int>(planned) != chunks)
+    fail(context, "dispatch of chunk ", chunk, " says ", chunks,
+         " chunks, an earlier one of this step ", planned);
+  return planned == 0;
+}

@@ -484,15 +484,8 @@ void GpuFsepMoELayer::planChunks(int chunks) {
 }
 
 void GpuFsepMoELayer::startDispatch(int c, int chunks) {
-  if (stage_ != LayerStage::Planned && stage_ != LayerStage::Restored)
-    expectStage(stage_, LayerStage::Planned, "the dispatch", context());
-  if (chunks < 1)
-    fail(context(), "the dispatch needs >= 1 chunks, got ", chunks);
-  if (chunks_.empty())
+  if (startsTokenChunks(stage_, c, chunks, chunks_.size(), context()))
     planChunks(chunks);
-  else if (static_cast<int>(chunks_.size()) != chunks)
-    fail(context(), "dispatch of chunk ", c, " says ", chunks,
-         " chunks, an earlier one of this step ", chunks_.size());
   ChunkState &state = chunk(c, "dispatch");
   if (state.dispatch)
     fail(context(), "chunk ", c, " was dispatched twice");

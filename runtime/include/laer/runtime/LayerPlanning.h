@@ -48,6 +48,13 @@ enum class LayerStage { Idle, Routed, Planned, Restored, ForwardDone };
 void expectStage(LayerStage actual, LayerStage wanted, const char *phase,
                  const ErrorContext &context);
 
+/// Checks the dispatch of chunk `chunk` of `chunks` against the layer's
+/// stage (after the relayout) and against the chunk count of the step's
+/// earlier dispatches (`planned`: 0 before the first). True when it is the
+/// step's first dispatch, so the caller cuts the exchange into `chunks`.
+bool startsTokenChunks(LayerStage stage, int chunk, int chunks,
+                       std::size_t planned, const ErrorContext &context);
+
 /// Fails unless `layout` is for `ranks` ranks and the config's slots and
 /// experts; `source` says where the layout came from.
 void requireLayoutShape(const Layout &layout, int ranks,
