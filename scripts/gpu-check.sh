@@ -40,18 +40,21 @@ print(os.path.dirname(hits[0]) if hits else '')"
   # The tests read text from this checkout, wherever it lies.
   export LAER_SOURCE_DIR=$PWD
   tests="$bundle/bin/laer-cuda-unittests"
+  compiled="$bundle/bin/laer-cuda-compiled-unittests"
   bench="$bundle/bin/laer-cuda-bench"
   train=
 else
   build=${1:-build-gpu}
   cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" --target laer-cuda-unittests laer-cuda-bench \
-    laer-train
+  cmake --build "$build" --target laer-cuda-unittests \
+    laer-cuda-compiled-unittests laer-cuda-bench laer-train
   tests="$build/test/unit/laer-cuda-unittests"
+  compiled="$build/test/unit/laer-cuda-compiled-unittests"
   bench="$build/bench/cuda/laer-cuda-bench"
   train="$build/bin/laer-train"
 fi
 "$tests" --gtest_brief=1
+"$compiled" --gtest_brief=1
 sanitizer=/usr/local/cuda/bin/compute-sanitizer
 # memcheck also covers the whole GPU layer (its NCCL transfers included)
 # and one bf16 training run through the GPU backend; racecheck checks the

@@ -35,13 +35,10 @@ int main(int argc, char **argv) {
     config.sharedFfn = options.sharedFfn;
     config.tokenChunks = options.tokenChunks;
     config.slotsPerRank = slotsPerRank(options, config.experts, comm.size());
-    MoEBackendOptions backend;
-    backend.device = options.device;
-    backend.precision = options.precision;
     MpiCommunicator::MachineRanks machine = comm.machineRanks();
-    backend.localRank = machine.index;
-    backend.localRanks = machine.count;
-    MoELanguageModel model(comm, config, options.seed, backend);
+    MoELanguageModel model(
+        comm, config, options.seed,
+        moeBackendOptions(options, machine.index, machine.count));
     char banner[384];
     std::snprintf(banner, sizeof banner,
                   "laer-train: %d ranks, %lld tokens, planner %s, %d layers "

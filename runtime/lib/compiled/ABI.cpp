@@ -356,12 +356,12 @@ void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer, F32x2 *x,
                                      F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_moe_forward";
-  FsepMoELayer &moe = m.moeLayer(layer);
   int l = static_cast<int>(layer);
-  std::int64_t H = moe.config().shape.hidden;
+  std::int64_t H = m.moeConfig(layer).shape.hidden;
   auto xs = check(m, f, "input", x, {-1, H}, l);
   auto y = check(m, f, "output", out, {x->sizes[0], H}, l);
-  std::vector<float> result = moe.forward(in(xs), m.step(), m.hook());
+  std::vector<float> result =
+      m.moeBackend().forward(l, in(xs), m.step(), m.hook());
   std::copy(result.begin(), result.end(), y.begin());
 }
 
@@ -369,12 +369,11 @@ void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
                                       F32x2 *dOut, F32x2 *dX) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_moe_backward";
-  FsepMoELayer &moe = m.moeLayer(layer);
   int l = static_cast<int>(layer);
-  std::int64_t H = moe.config().shape.hidden;
+  std::int64_t H = m.moeConfig(layer).shape.hidden;
   auto d = check(m, f, "d_output", dOut, {-1, H}, l);
   auto dx = check(m, f, "d_input", dX, {dOut->sizes[0], H}, l);
-  std::vector<float> result = moe.backward(in(d));
+  std::vector<float> result = m.moeBackend().backward(l, in(d));
   std::copy(result.begin(), result.end(), dx.begin());
 }
 
@@ -525,9 +524,10 @@ void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
 
 void _mlir_ciface_laerrt_moe_update(void *ctx, std::int64_t layer) {
   CompiledModel &m = model(ctx);
-  FsepMoELayer &moe = m.moeLayer(layer);
-  moe.scaleGrads(1.0f / static_cast<float>(m.comm().size()));
-  moe.applyAdamW(m.adamw(), m.step() + 1);
+  m.moeConfig(layer); // validates the index
+  m.moeBackend().update(static_cast<int>(layer),
+                        1.0f / static_cast<float>(m.comm().size()),
+                        m.adamw(), m.step() + 1);
 }
 
 } // extern "C"

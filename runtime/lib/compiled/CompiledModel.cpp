@@ -63,6 +63,31 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
     identity[prefix + "hidden"] = std::to_string(config.shape.hidden);
     identity[prefix + "ffn"] = std::to_string(config.shape.ffn);
   }
+  if (options.backend.device != "cpu")
+    for (std::size_t l = 0; l < moeRanks_.size(); ++l)
+      if (moeRanks_[l] > 0)
+        fail(where(static_cast<int>(l)), "--device ", options.backend.device,
+             ": the program was compiled for ", moeRanks_[l],
+             " ranks (laer-compile --ranks): its fsep ops drive the CPU "
+             "layers' phases; compile it without --ranks to run its MoE "
+             "layers on another device");
+  backend_ = makeMoEBackend(state_, options.backend);
+}
+
+std::vector<float> CompiledModel::gatherParameters() {
+  backend_->storeState();
+  return state_.gatherParameters();
+}
+
+void CompiledModel::saveCheckpoint(const std::string &directory, long step) {
+  backend_->storeState();
+  state_.save(directory, step);
+}
+
+long CompiledModel::loadCheckpoint(const std::string &directory) {
+  long step = state_.load(directory);
+  backend_->loadState();
+  return step;
 }
 
 void CompiledModel::declareModel(std::int64_t vocab, std::int64_t sequence) {
@@ -125,10 +150,18 @@ std::span<float> CompiledModel::denseMoment(std::int64_t index,
       .subspan(dense_[index].offset, dense_[index].size);
 }
 
-FsepMoELayer &CompiledModel::moeLayer(std::int64_t layer) {
+const MoELayerConfig &CompiledModel::moeConfig(std::int64_t layer) {
   if (layer < 0 || static_cast<std::size_t>(layer) >= state_.moe.size())
     fail(where(), "no MoE layer ", layer, " (the program declared ",
          state_.moe.size(), ")");
+  return state_.moe[layer]->config();
+}
+
+FsepMoELayer &CompiledModel::moeLayer(std::int64_t layer) {
+  moeConfig(layer); // validates the index
+  if (options_.backend.device != "cpu")
+    fail(where(static_cast<int>(layer)), "an fsep op ran with the MoE "
+         "layers on ", backend_->describe(), "; fsep ops drive CPU layers");
   return *state_.moe[layer];
 }
 
@@ -159,7 +192,8 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
         targets[i] >= vocab_)
       fail(where(), "token ", i, " (id ", ids[i], ", target ", targets[i],
            ") is outside the compiled model's vocabulary of ", vocab_);
-  state_.zeroGrads();
+  std::fill(state_.denseGrad.begin(), state_.denseGrad.end(), 0.0f);
+  backend_->zeroGrads();
   hook_ = &hook;
   adamw_ = &adamw;
   auto memref = [](std::span<const std::int32_t> data) {
@@ -176,8 +210,8 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
   comm.allReduceSum(std::span<double>(&loss, 1));
   StepResult result;
   result.loss = loss / comm.size();
-  for (auto &layer : state_.moe)
-    result.maxOverMean.push_back(
-        maxOverMeanRows(rowsPerRank(layer->lastPlan())));
+  for (std::size_t l = 0; l < state_.moe.size(); ++l)
+    result.maxOverMean.push_back(maxOverMeanRows(
+        rowsPerRank(backend_->lastPlan(static_cast<int>(l)))));
   return result;
 }

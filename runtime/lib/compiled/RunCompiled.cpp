@@ -18,17 +18,18 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
     if (options.sharedFfn != 0)
       fail({comm.rank(), -1, -1}, "--shared-ffn is laer-train's: a compiled "
            "model's shared experts come from its IR");
-    if (options.device != "cpu" || !options.precision.empty() ||
-        options.tokenChunks != 1)
-      fail({comm.rank(), -1, -1}, "--device, --precision and "
-           "--token-chunks are laer-train's: a compiled model runs its MoE "
-           "layers on CPU ranks (its fsep ops call the CPU layer's phases) "
-           "in the chunks its pipeline chose");
+    if (options.tokenChunks != 1)
+      fail({comm.rank(), -1, -1}, "--token-chunks is laer-train's: a "
+           "compiled model's MoE layers run in the chunks its pipeline "
+           "chose (laer-compile --chunks)");
     TextData data = loadTrainingData(options);
     CompiledModelOptions modelOptions;
     modelOptions.seed = options.seed;
     modelOptions.slotsPerRank = options.slots;
     modelOptions.historyWindow = options.history;
+    MpiCommunicator::MachineRanks machine = comm.machineRanks();
+    modelOptions.backend =
+        moeBackendOptions(options, machine.index, machine.count);
     CompiledModel model(comm, program, modelOptions);
     if (options.sequence != 0 && options.sequence != model.sequence())
       fail({comm.rank(), -1, -1}, "--sequence ", options.sequence,
@@ -39,16 +40,16 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
       fail({comm.rank(), -1, -1}, "the data's vocabulary of ", data.vocab(),
            " does not fit the compiled model's ", model.vocab());
     const MoELayerConfig &moe = model.state().moe.front()->config();
-    char banner[320];
+    char banner[448];
     std::snprintf(banner, sizeof banner,
                   "%s (compiled): %d ranks, %lld tokens, planner %s, %zu MoE "
                   "layers x %d experts (top-%d), %d slots per rank, batch %d "
-                  "x %d tokens",
+                  "x %d tokens, MoE layers on %s",
                   name.c_str(), comm.size(),
                   static_cast<long long>(data.size()),
                   options.planner.c_str(), model.state().moe.size(),
                   moe.numExperts, moe.topK, moe.slotsPerRank, options.batch,
-                  options.sequence);
+                  options.sequence, model.moeBackend().describe().c_str());
     runTraining(comm, options, data, model, banner);
   } catch (const std::exception &error) {
     MpiRuntime::abortJob(error.what());

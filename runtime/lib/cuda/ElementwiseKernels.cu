@@ -117,6 +117,11 @@ __global__ void accumulateKernel(const float *src, T *dst, std::int64_t n) {
   store(dst, i, load(dst, i) + src[i]);
 }
 
+__global__ void scaleKernel(float *data, std::int64_t n, float factor) {
+  LAER_GRID_STRIDE(i, n)
+  data[i] *= factor;
+}
+
 constexpr int kThreads = 256;
 
 } // namespace
@@ -210,6 +215,14 @@ void convert(const void *src, Precision from, void *dst, Precision to,
     });
   });
   check(cudaGetLastError(), "convert launch");
+}
+
+void scale(float *data, std::int64_t n, float factor, cudaStream_t stream) {
+  if (n == 0)
+    return;
+  scaleKernel<<<blocksFor(n, kThreads), kThreads, 0, stream>>>(data, n,
+                                                               factor);
+  check(cudaGetLastError(), "scale launch");
 }
 
 void accumulate(const float *src, void *dst, Precision precision,

@@ -241,6 +241,14 @@ void GpuFsepMoELayer::zeroGrads() {
   zeroAsync(gateGrad_.data(), gateGrad_.bytes(), compute);
 }
 
+void GpuFsepMoELayer::scaleGrads(float factor) {
+  cudaStream_t compute = ctx_.compute();
+  scale(grads_.data(), static_cast<std::int64_t>(grads_.size()), factor,
+        compute);
+  scale(gateGrad_.data(), static_cast<std::int64_t>(gateGrad_.size()), factor,
+        compute);
+}
+
 void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   cudaStream_t compute = ctx_.compute();
   bool lowPrecision = ctx_.precision() != Precision::Float32;

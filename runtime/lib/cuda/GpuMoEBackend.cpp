@@ -118,9 +118,12 @@ public:
     for (auto &layer : layers_)
       layer->zeroGrads();
   }
-  void applyAdamW(const AdamWConfig &config, long step) override {
-    for (auto &layer : layers_)
-      layer->applyAdamW(config, step);
+  void update(int layer, float gradScale, const AdamWConfig &config,
+              long step) override {
+    GpuFsepMoELayer &gpu = at(layer, step - 1);
+    if (gradScale != 1.0f)
+      gpu.scaleGrads(gradScale);
+    gpu.applyAdamW(config, step);
   }
   const Plan &lastPlan(int layer) const override {
     return layers_.at(layer)->lastPlan();

@@ -27,9 +27,12 @@ public:
     for (auto &layer : state_.moe)
       layer->zeroGrads();
   }
-  void applyAdamW(const AdamWConfig &config, long step) override {
-    for (auto &layer : state_.moe)
-      layer->applyAdamW(config, step);
+  void update(int layer, float gradScale, const AdamWConfig &config,
+              long step) override {
+    FsepMoELayer &moe = *state_.moe.at(layer);
+    if (gradScale != 1.0f)
+      moe.scaleGrads(gradScale);
+    moe.applyAdamW(config, step);
   }
   const Plan &lastPlan(int layer) const override {
     return state_.moe.at(layer)->lastPlan();

@@ -207,6 +207,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   comm_.allReduceSum(std::span<float>(state_.denseGrad));
   adamwStep(state_.dense, state_.denseGrad, state_.denseM, state_.denseV,
             adamw, step + 1);
-  backend_->applyAdamW(adamw, step + 1);
+  for (int l = 0; l < config_.layers; ++l)
+    backend_->update(l, 1.0f, adamw, step + 1);
   return result;
 }

@@ -191,6 +191,17 @@ int laer::rt::slotsPerRank(const TrainOptions &options, int experts,
                            : (experts + ranks - 1) / ranks + 1;
 }
 
+MoEBackendOptions laer::rt::moeBackendOptions(const TrainOptions &options,
+                                              int localRank,
+                                              int localRanks) {
+  MoEBackendOptions backend;
+  backend.device = options.device;
+  backend.precision = options.precision;
+  backend.localRank = localRank;
+  backend.localRanks = localRanks;
+  return backend;
+}
+
 void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
                            const TextData &data, Trainable &model,
                            const std::string &banner) {

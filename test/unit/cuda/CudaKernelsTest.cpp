@@ -243,7 +243,7 @@ TEST(CudaKernels, GatedActivationMatchesCpu) {
     }
 }
 
-TEST(CudaKernels, ReplicaSumAndAdamWMatchCpu) {
+TEST(CudaKernels, ReplicaSumScaleAndAdamWMatchCpu) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
@@ -261,6 +261,13 @@ TEST(CudaKernels, ReplicaSumAndAdamWMatchCpu) {
   for (int r = 0; r < replicas; ++r)
     for (std::int64_t i = 0; i < n; ++i)
       want[i] += shards[r * n + i];
+  EXPECT_LT(relativeError(sum.download(), want), 1e-6);
+
+  // The mean over ranks of a gradient: scaled in place.
+  scale(sum.data(), n, 0.25f, nullptr);
+  synchronize();
+  for (float &value : want)
+    value *= 0.25f;
   EXPECT_LT(relativeError(sum.download(), want), 1e-6);
 
   AdamWConfig config;

@@ -19,8 +19,10 @@
 #define LAER_RUNTIME_COMPILED_COMPILEDMODEL_H
 
 #include "laer/runtime/compiled/MemRef.h"
+#include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,10 @@ struct CompiledModelOptions {
   /// Experts each rank computes; 0 picks ceil(E / N) + 1.
   int slotsPerRank = 0;
   int historyWindow = 2;
+  /// Where the MoE layers compute. Only a program lowered without
+  /// --ranks (its MoE layers are whole laerrt_moe_* calls) runs them off
+  /// the CPU: an FSEP-scheduled one calls the CPU layers' phases.
+  MoEBackendOptions backend;
 };
 
 class CompiledModel : public Trainable {
@@ -51,6 +57,10 @@ public:
                        std::span<const std::int32_t> targets, long step,
                        RelayoutHook &hook, const AdamWConfig &adamw) override;
   TrainingState &state() override { return state_; }
+  /// Every parameter, full (collective; brings device state home first).
+  std::vector<float> gatherParameters();
+  void saveCheckpoint(const std::string &directory, long step) override;
+  long loadCheckpoint(const std::string &directory) override;
 
   std::int64_t vocab() const { return vocab_; }
   std::int64_t sequence() const { return sequence_; }
@@ -66,7 +76,12 @@ public:
   /// Dense parameter `index` as a flat span; fails naming the index.
   std::span<float> denseParameter(std::int64_t index);
   std::span<float> denseMoment(std::int64_t index, bool second);
+  /// MoE layer `layer`'s configuration; fails naming a bad index.
+  const MoELayerConfig &moeConfig(std::int64_t layer);
+  /// The CPU layer the fsep ops of an FSEP-scheduled program drive.
   FsepMoELayer &moeLayer(std::int64_t layer);
+  /// Where the laerrt_moe_* calls run the MoE layers.
+  MoEBackend &moeBackend() { return *backend_; }
   Communicator &comm() { return state_.comm; }
   long step() const { return step_; }
   RelayoutHook &hook();
@@ -85,6 +100,7 @@ private:
   CompiledModelOptions options_;
   CompiledProgram program_;
   TrainingState state_;
+  std::unique_ptr<MoEBackend> backend_;
   std::vector<DenseDecl> dense_;
   std::vector<MoELayerConfig> moeConfigs_;
   std::vector<int> moeRanks_; // 0: any number of ranks

@@ -177,6 +177,8 @@ public:
   void routerBackward(void *dx);
 
   void zeroGrads();
+  /// Multiplies the expert-shard and gate gradients by `factor`.
+  void scaleGrads(float factor);
   void applyAdamW(const AdamWConfig &config, long step);
 
   const Plan &lastPlan() const { return plan_; }

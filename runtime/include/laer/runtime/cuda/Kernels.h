@@ -114,6 +114,10 @@ void sumReplicas(const float *shards, int replicas, std::int64_t n,
 void accumulate(const float *src, void *dst, Precision precision,
                 std::int64_t n, cudaStream_t stream);
 
+/// data[i] *= factor (gradients: the sum over data-parallel ranks into
+/// their mean).
+void scale(float *data, std::int64_t n, float factor, cudaStream_t stream);
+
 /// AdamW on a float32 master shard (laer::rt::adamwStep's arithmetic);
 /// when `bf16Weights` is given it receives the updated weights in bfloat16.
 void adamw(float *params, const float *grads, float *firstMoment,

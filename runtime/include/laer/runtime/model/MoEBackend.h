@@ -41,7 +41,10 @@ public:
                                       std::span<const float> dOut) = 0;
   /// Zeroes every layer's gradients.
   virtual void zeroGrads() = 0;
-  virtual void applyAdamW(const AdamWConfig &config, long step) = 0;
+  /// Layer `layer`'s optimizer step: its gradients times `gradScale` (1/N
+  /// turns a sum over data-parallel ranks into their mean), then AdamW.
+  virtual void update(int layer, float gradScale, const AdamWConfig &config,
+                      long step) = 0;
   virtual const Plan &lastPlan(int layer) const = 0;
   /// Restores started before their layer's router, because the hook knew
   /// the layout ahead (RelayoutHook::layoutAhead), so far.

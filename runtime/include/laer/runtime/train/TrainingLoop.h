@@ -11,6 +11,7 @@
 #define LAER_RUNTIME_TRAIN_TRAININGLOOP_H
 
 #include "laer/runtime/Communicator.h"
+#include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/model/TrainingState.h"
 
@@ -39,7 +40,7 @@ struct TrainOptions {
   int tokenChunks = 1;
   /// Tokens per sequence; 0: the model's (64 for laer-train).
   int sequence = 0;
-  /// Where the MoE layers compute (laer-train): cpu | cuda, and their
+  /// Where the MoE layers compute: cpu | cuda, and their
   /// precision on the device: fp32 | bf16 ("" picks the device's: fp32 on
   /// cpu, bf16 on cuda).
   std::string device = "cpu", precision;
@@ -57,6 +58,11 @@ TextData loadTrainingData(const TrainOptions &options);
 /// Experts each rank computes: --slots, or ceil(E / N) + 1 so hot experts
 /// can have replicas.
 int slotsPerRank(const TrainOptions &options, int experts, int ranks);
+
+/// Where the options put the MoE layers, for a rank that is `localRank` of
+/// `localRanks` on its machine.
+MoEBackendOptions moeBackendOptions(const TrainOptions &options,
+                                    int localRank, int localRanks);
 
 /// Trains `model` for the options' steps (collective); `banner` is printed
 /// by rank 0 first.
