@@ -26,7 +26,9 @@ using namespace laer::rt::cuda;
 namespace {
 
 /// The GPU of this rank: its index on its machine, after checking that
-/// every rank of the machine has one. Makes it the current device.
+/// every rank of the machine has one; or the only GPU it sees (a launcher
+/// that gives each rank its own, CUDA_VISIBLE_DEVICES). Makes it the
+/// current device.
 int chooseDevice(const TrainingState &state, const MoEBackendOptions &options) {
   ErrorContext where{state.comm.rank(), -1, -1};
   if (!deviceAvailable()) {
@@ -37,14 +39,15 @@ int chooseDevice(const TrainingState &state, const MoEBackendOptions &options) {
   }
   int count = 0;
   check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
-  if (options.localRank < 0 || options.localRanks > count)
+  int device = count == 1 ? 0 : options.localRank;
+  if (count > 1 && (options.localRank < 0 || options.localRanks > count))
     fail(where, "--device cuda: this machine runs ", options.localRanks,
-         " ranks but has ", count,
+         " ranks but this rank sees ", count,
          " GPUs; NCCL needs a GPU of its own for every rank, so start at "
          "most ",
-         count, " ranks per machine");
-  check(cudaSetDevice(options.localRank), "cudaSetDevice");
-  return options.localRank;
+         count, " ranks per machine (or give each rank one GPU)");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  return device;
 }
 
 Precision precisionOf(const MoEBackendOptions &options) {
