@@ -19,6 +19,7 @@
 #include "laer/runtime/model/TrainingState.h"
 
 #include <algorithm>
+#include <cstring>
 
 using namespace laer::rt;
 using namespace laer::rt::cuda;
@@ -47,6 +48,23 @@ int chooseDevice(const TrainingState &state, const MoEBackendOptions &options) {
          "most ",
          count, " ranks per machine (or give each rank one GPU)");
   check(cudaSetDevice(device), "cudaSetDevice");
+  // Two ranks on one GPU would only fail inside NCCL's set-up: compare the
+  // GPUs' UUIDs first and say which ranks share one.
+  cudaDeviceProp properties{};
+  check(cudaGetDeviceProperties(&properties, device),
+        "cudaGetDeviceProperties");
+  constexpr int kUuidBytes = sizeof(properties.uuid.bytes);
+  Communicator &comm = state.comm;
+  std::vector<char> uuids(static_cast<std::size_t>(kUuidBytes) * comm.size());
+  comm.allGather(properties.uuid.bytes, uuids.data(), kUuidBytes,
+                 DataType::Byte);
+  const char *mine = uuids.data() + kUuidBytes * comm.rank();
+  for (int other = 0; other < comm.size(); ++other)
+    if (other != comm.rank() &&
+        std::memcmp(uuids.data() + kUuidBytes * other, mine, kUuidBytes) == 0)
+      fail(where, "--device cuda: ranks ", std::min(other, comm.rank()),
+           " and ", std::max(other, comm.rank()), " share GPU ", device, " (",
+           properties.name, "); NCCL needs a GPU of its own for every rank");
   return device;
 }
 

@@ -153,3 +153,24 @@ TEST(GpuMoEBackend, EveryRankOfAMachineNeedsAGpuOfItsOwn) {
     }
   });
 }
+
+TEST(GpuMoEBackend, RanksSharingAGpuAreNamed) {
+  LAER_REQUIRE_GPU();
+  // Two ranks that each see only GPU 0 (one per machine by their count):
+  // refused before NCCL's set-up, naming both.
+  std::vector<std::string> errors(2);
+  InProcessGroup::run(2, [&](Communicator &comm) {
+    MoEBackendOptions options = onDevice("cuda", "bf16");
+    options.localRanks = 1;
+    options.localRank = 0;
+    try {
+      MoELanguageModel model(comm, gpuConfig(), 1, options);
+    } catch (const RuntimeError &error) {
+      errors[comm.rank()] = error.what();
+    }
+  });
+  for (int rank = 0; rank < 2; ++rank)
+    EXPECT_NE(errors[rank].find("ranks 0 and 1 share GPU 0"),
+              std::string::npos)
+        << "rank " << rank << ": " << errors[rank];
+}
