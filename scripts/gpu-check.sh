@@ -10,6 +10,7 @@
 #                                             packed on a build machine (the
 #                                             device machines have none of
 #                                             those; no laer-train then)
+#   GPU_CHECK_PARTS="tests sanitize bench train": what to run (default all)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -53,20 +54,29 @@ else
   bench="$build/bench/cuda/laer-cuda-bench"
   train="$build/bin/laer-train"
 fi
-"$tests" --gtest_brief=1
-"$compiled" --gtest_brief=1
-sanitizer=/usr/local/cuda/bin/compute-sanitizer
-# memcheck also covers the whole GPU layer (its NCCL transfers included)
-# and one bf16 training run through the GPU backend; racecheck checks the
-# kernels' shared-memory use.
-echo "== compute-sanitizer --tool memcheck"
-"$sanitizer" --tool memcheck --error-exitcode 1 "$tests" --gtest_brief=1 \
-  --gtest_filter='CudaKernels.*:GroupedGemm.*:GpuFsepMoELayer.*:GpuMoEBackend.TrainsLikeTheCpuLayersInBf16'
-echo "== compute-sanitizer --tool racecheck"
-"$sanitizer" --tool racecheck --error-exitcode 1 "$tests" --gtest_brief=1 \
-  --gtest_filter='CudaKernels.*:GroupedGemm.*'
-"$bench" --repeats "${LAER_BENCH_REPEATS:-20}"
-[[ -n $train ]] || exit 0
+# GPU_CHECK_PARTS picks what runs (default all; the device tool allows 10
+# minutes a call, so a slow machine may need one call per part).
+parts=" ${GPU_CHECK_PARTS:-tests sanitize bench train} "
+if [[ $parts == *" tests "* ]]; then
+  "$tests" --gtest_brief=1
+  "$compiled" --gtest_brief=1
+fi
+if [[ $parts == *" sanitize "* ]]; then
+  sanitizer=/usr/local/cuda/bin/compute-sanitizer
+  # memcheck also covers the whole GPU layer (its NCCL transfers included)
+  # and one bf16 training run through the GPU backend; racecheck checks
+  # the kernels' shared-memory use.
+  echo "== compute-sanitizer --tool memcheck"
+  "$sanitizer" --tool memcheck --error-exitcode 1 "$tests" --gtest_brief=1 \
+    --gtest_filter='CudaKernels.*:GroupedGemm.*:GpuFsepMoELayer.*:GpuMoEBackend.TrainsLikeTheCpuLayersInBf16'
+  echo "== compute-sanitizer --tool racecheck"
+  "$sanitizer" --tool racecheck --error-exitcode 1 "$tests" --gtest_brief=1 \
+    --gtest_filter='CudaKernels.*:GroupedGemm.*'
+fi
+if [[ $parts == *" bench "* ]]; then
+  "$bench" --repeats "${LAER_BENCH_REPEATS:-20}"
+fi
+[[ -n $train && $parts == *" train "* ]] || exit 0
 # One rank (a singleton MPI process): the same 20 steps with the MoE
 # layers on the CPU, then on the GPU in fp32 (losses within 1e-5 of the
 # CPU's) and bf16.
