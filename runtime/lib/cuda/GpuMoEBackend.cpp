@@ -8,17 +8,22 @@
 // its output, gradient and input gradient cross once each. When the hook
 // knows a layer's layout ahead (between re-plans), the layer's restore
 // starts as soon as the previous layer's output is back on the host, so
-// it travels while the host computes the layer's attention.
+// it travels while the host computes the layer's attention. With a
+// tracer attached to the layers' phase times (--trace), each layer's
+// forward and backward is one span: a call returns once the device is
+// done, so the span is its wall time.
 //
 //===----------------------------------------------------------------------===//
 
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/Trace.h"
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
 #include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 using namespace laer::rt;
@@ -89,6 +94,7 @@ public:
           context_, cpu->config(), cpu->layerIndex()));
     inputs_.resize(layers_.size());
     prefetchedStep_.assign(layers_.size(), -1);
+    forwardStep_.assign(layers_.size(), -1);
     loadState();
   }
 
@@ -110,10 +116,13 @@ public:
     std::int64_t hidden = gpu.config().shape.hidden;
     inputs_[layer].reserve(tokens, hidden, precision);
     output_.reserve(tokens, hidden, precision);
+    auto start = std::chrono::steady_clock::now();
     prefetch(layer, step, hook);
     toDevice(x, inputs_[layer].data());
     gpu.forward(inputs_[layer].data(), output_.data(), tokens, step, hook);
     std::vector<float> out = toHost(output_.data(), x.size());
+    forwardStep_[layer] = step;
+    trace(layer, "GPU forward", start, step);
     if (layer + 1 < static_cast<int>(layers_.size()))
       prefetch(layer + 1, step, hook);
     return out;
@@ -130,9 +139,12 @@ public:
     std::int64_t hidden = gpu.config().shape.hidden;
     dOut_.reserve(tokens, hidden, precision);
     dx_.reserve(tokens, hidden, precision);
+    auto start = std::chrono::steady_clock::now();
     toDevice(dOut, dOut_.data());
     gpu.backward(dOut_.data(), dx_.data());
-    return toHost(dx_.data(), dOut.size());
+    std::vector<float> dx = toHost(dx_.data(), dOut.size());
+    trace(layer, "GPU backward", start, forwardStep_[layer]);
+    return dx;
   }
 
   void zeroGrads() override {
@@ -189,6 +201,13 @@ private:
       ++restoresAhead_;
     }
   }
+  /// A span on the trace the CPU layer's phase times are attached to.
+  void trace(int layer, const char *what,
+             std::chrono::steady_clock::time_point start, long step) {
+    if (Tracer *tracer = state_.moe[layer]->times().tracer())
+      tracer->record(std::string(what) + " L" + std::to_string(layer), "moe",
+                     start, step);
+  }
   GpuFsepMoELayer &at(int layer, long step) {
     if (layer < 0 || layer >= static_cast<int>(layers_.size()))
       fail({state_.comm.rank(), layer, step}, "the model has ",
@@ -233,8 +252,9 @@ private:
   std::vector<DeviceRows> inputs_;
   DeviceRows output_, dOut_, dx_;
   DeviceBuffer<float> staging_;
-  /// The step each layer's restore was last started ahead for.
-  std::vector<long> prefetchedStep_;
+  /// The step each layer's restore was last started ahead for, and the
+  /// step of its last forward.
+  std::vector<long> prefetchedStep_, forwardStep_;
   long restoresAhead_ = 0;
 };
 

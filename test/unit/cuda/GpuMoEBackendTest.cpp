@@ -17,6 +17,7 @@
 #include "LanguageModelRuns.h"
 
 #include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/Trace.h"
 
 #include <filesystem>
 
@@ -173,4 +174,28 @@ TEST(GpuMoEBackend, RanksSharingAGpuAreNamed) {
     EXPECT_NE(errors[rank].find("ranks 0 and 1 share GPU 0"),
               std::string::npos)
         << "rank " << rank << ": " << errors[rank];
+}
+
+TEST(GpuMoEBackend, TracesEachLayersForwardAndBackward) {
+  LAER_REQUIRE_GPU();
+  InProcessGroup::run(1, [&](Communicator &comm) {
+    MoELanguageModel model(comm, gpuConfig(), 1, onDevice("cuda", "bf16"));
+    Tracer tracer(comm.rank());
+    for (int l = 0; l < gpuConfig().layers; ++l)
+      model.state().moe[l]->times().attach(&tracer, l);
+    std::vector<std::int32_t> ids(2 * gpuConfig().sequence, 3),
+        targets(ids.size(), 4);
+    StaticRoundRobinHook hook;
+    model.trainStep(ids, targets, /*step=*/6, hook, AdamWConfig{});
+    std::vector<std::string> names;
+    for (const Tracer::Event &event : tracer.events()) {
+      EXPECT_EQ(event.step, 6) << event.name;
+      EXPECT_GT(event.durationMicros, 0.0) << event.name;
+      names.push_back(event.name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"GPU forward L0",
+                                               "GPU forward L1",
+                                               "GPU backward L1",
+                                               "GPU backward L0"}));
+  });
 }
