@@ -71,23 +71,7 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
              " ranks (laer-compile --ranks): its fsep ops drive the CPU "
              "layers' phases; compile it without --ranks to run its MoE "
              "layers on another device");
-  backend_ = makeMoEBackend(state_, options.backend);
-}
-
-std::vector<float> CompiledModel::gatherParameters() {
-  backend_->storeState();
-  return state_.gatherParameters();
-}
-
-void CompiledModel::saveCheckpoint(const std::string &directory, long step) {
-  backend_->storeState();
-  state_.save(directory, step);
-}
-
-long CompiledModel::loadCheckpoint(const std::string &directory) {
-  long step = state_.load(directory);
-  backend_->loadState();
-  return step;
+  state_.placeMoELayers(options.backend);
 }
 
 void CompiledModel::declareModel(std::int64_t vocab, std::int64_t sequence) {
@@ -161,7 +145,7 @@ FsepMoELayer &CompiledModel::moeLayer(std::int64_t layer) {
   moeConfig(layer); // validates the index
   if (options_.backend.device != "cpu")
     fail(where(static_cast<int>(layer)), "an fsep op ran with the MoE "
-         "layers on ", backend_->describe(), "; fsep ops drive CPU layers");
+         "layers on ", moeBackend().describe(), "; fsep ops drive CPU layers");
   return *state_.moe[layer];
 }
 
@@ -192,8 +176,7 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
         targets[i] >= vocab_)
       fail(where(), "token ", i, " (id ", ids[i], ", target ", targets[i],
            ") is outside the compiled model's vocabulary of ", vocab_);
-  std::fill(state_.denseGrad.begin(), state_.denseGrad.end(), 0.0f);
-  backend_->zeroGrads();
+  state_.zeroGrads();
   hook_ = &hook;
   adamw_ = &adamw;
   auto memref = [](std::span<const std::int32_t> data) {
@@ -212,6 +195,6 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
   result.loss = loss / comm.size();
   for (std::size_t l = 0; l < state_.moe.size(); ++l)
     result.maxOverMean.push_back(maxOverMeanRows(
-        rowsPerRank(backend_->lastPlan(static_cast<int>(l)))));
+        rowsPerRank(moeBackend().lastPlan(static_cast<int>(l)))));
   return result;
 }

@@ -85,7 +85,7 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
   moe.tokenChunks = config.tokenChunks;
   for (int l = 0; l < config.layers; ++l)
     state_.addMoELayer(moe, seed);
-  backend_ = makeMoEBackend(state_, backend);
+  state_.placeMoELayers(backend);
 }
 
 StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
@@ -100,8 +100,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
          " ids and ", targets.size(), " targets; both must be whole "
          "sequences of ", config_.sequence);
   attention_.tokens = T;
-  std::fill(state_.denseGrad.begin(), state_.denseGrad.end(), 0.0f);
-  backend_->zeroGrads();
+  state_.zeroGrads();
 
   // Forward, keeping what backward needs.
   struct Saved {
@@ -132,7 +131,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     s.invRms2.resize(T);
     rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
                           s.invRms2);
-    std::vector<float> m = backend_->forward(l, s.n2, step, hook);
+    std::vector<float> m = state_.moeBackend().forward(l, s.n2, step, hook);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> shared(T * H);
       gatedFfnForward<float>(s.n2, param(o.shared1, H * S).data(),
@@ -146,7 +145,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
       x[i] = s.r[i] + m[i];
     // Load balance of the layer this step: expert rows per rank.
     result.maxOverMean.push_back(
-        maxOverMeanRows(rowsPerRank(backend_->lastPlan(l))));
+        maxOverMeanRows(rowsPerRank(state_.moeBackend().lastPlan(l))));
   }
   std::vector<float> nf(T * H), invRmsF(T), logits(T * V), probs(T * V);
   rmsNormForward<float>(x, param(finalNorm_, H), T, H, 1e-5, nf, invRmsF);
@@ -171,7 +170,7 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   for (int l = config_.layers - 1; l >= 0; --l) {
     const LayerOffsets &o = layers_[l];
     Saved &s = saved[l];
-    std::vector<float> dn2 = backend_->backward(l, dx);
+    std::vector<float> dn2 = state_.moeBackend().backward(l, dx);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> dShared(T * H);
       gatedFfnBackward<float>(s.n2, param(o.shared1, H * S).data(),
@@ -208,6 +207,6 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   adamwStep(state_.dense, state_.denseGrad, state_.denseM, state_.denseV,
             adamw, step + 1);
   for (int l = 0; l < config_.layers; ++l)
-    backend_->update(l, 1.0f, adamw, step + 1);
+    state_.moeBackend().update(l, 1.0f, adamw, step + 1);
   return result;
 }

@@ -12,6 +12,14 @@
 
 using namespace laer::rt;
 
+TrainingState::TrainingState(Communicator &comm, Metadata identity)
+    : comm(comm), identity(std::move(identity)),
+      moeBackend_(makeMoEBackend(*this, {})) {}
+
+void TrainingState::placeMoELayers(const MoEBackendOptions &options) {
+  moeBackend_ = makeMoEBackend(*this, options);
+}
+
 void TrainingState::resizeDense(std::size_t size) {
   dense.assign(size, 0.0f);
   denseGrad.assign(size, 0.0f);
@@ -40,11 +48,11 @@ FsepMoELayer &TrainingState::addMoELayer(const MoELayerConfig &config,
 
 void TrainingState::zeroGrads() {
   std::fill(denseGrad.begin(), denseGrad.end(), 0.0f);
-  for (auto &layer : moe)
-    layer->zeroGrads();
+  moeBackend_->zeroGrads();
 }
 
 std::vector<float> TrainingState::gatherParameters() {
+  moeBackend_->storeState();
   std::vector<float> all = dense;
   for (auto &layer : moe) {
     std::vector<float> experts = layer->experts().gatherFullParams(comm);
@@ -96,6 +104,7 @@ void TrainingState::save(const std::string &directory,
   namespace fs = std::filesystem;
   std::string staging = directory + ".tmp";
   ErrorContext where{comm.rank(), -1, step};
+  moeBackend_->storeState();
   if (comm.rank() == 0) {
     std::error_code error;
     fs::remove_all(staging, error);
@@ -283,5 +292,6 @@ long TrainingState::load(const std::string &directory) {
              first);
   }
   comm.barrier();
+  moeBackend_->loadState();
   return step;
 }

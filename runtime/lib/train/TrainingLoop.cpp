@@ -245,7 +245,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     if (!(latest >> name))
       fail({comm.rank(), -1, -1}, "--resume: no checkpoint recorded in '",
            options.checkpointDir, "/latest'");
-    first = model.loadCheckpoint(options.checkpointDir + "/" + name) + 1;
+    first = state.load(options.checkpointDir + "/" + name) + 1;
     // The layouts kept until the next re-plan, as the run that wrote the
     // checkpoint had them.
     for (const auto &[l, slots] : state.keptLayouts) {
@@ -296,7 +296,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       state.keptLayouts.clear();
       for (const auto &[l, layout] : hook.keptLayouts())
         state.keptLayouts[l] = layout.slots();
-      model.saveCheckpoint(options.checkpointDir + "/" + name, step);
+      state.save(options.checkpointDir + "/" + name, step);
       if (comm.rank() == 0) {
         // Point `latest` at it atomically.
         std::string staging = options.checkpointDir + "/latest.tmp";

@@ -66,7 +66,7 @@ Trained train(const std::string &device, std::uint64_t seed, int steps) {
       trained.losses.push_back(
           model.trainStep(ids, targets, step, hook, adamw).loss);
     }
-    trained.params = model.gatherParameters();
+    trained.params = model.state().gatherParameters();
   });
   return trained;
 }

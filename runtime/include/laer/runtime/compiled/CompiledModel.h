@@ -19,10 +19,8 @@
 #define LAER_RUNTIME_COMPILED_COMPILEDMODEL_H
 
 #include "laer/runtime/compiled/MemRef.h"
-#include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,10 +55,6 @@ public:
                        std::span<const std::int32_t> targets, long step,
                        RelayoutHook &hook, const AdamWConfig &adamw) override;
   TrainingState &state() override { return state_; }
-  /// Every parameter, full (collective; brings device state home first).
-  std::vector<float> gatherParameters();
-  void saveCheckpoint(const std::string &directory, long step) override;
-  long loadCheckpoint(const std::string &directory) override;
 
   std::int64_t vocab() const { return vocab_; }
   std::int64_t sequence() const { return sequence_; }
@@ -81,7 +75,7 @@ public:
   /// The CPU layer the fsep ops of an FSEP-scheduled program drive.
   FsepMoELayer &moeLayer(std::int64_t layer);
   /// Where the laerrt_moe_* calls run the MoE layers.
-  MoEBackend &moeBackend() { return *backend_; }
+  MoEBackend &moeBackend() { return state_.moeBackend(); }
   Communicator &comm() { return state_.comm; }
   long step() const { return step_; }
   RelayoutHook &hook();
@@ -100,7 +94,6 @@ private:
   CompiledModelOptions options_;
   CompiledProgram program_;
   TrainingState state_;
-  std::unique_ptr<MoEBackend> backend_;
   std::vector<DenseDecl> dense_;
   std::vector<MoELayerConfig> moeConfigs_;
   std::vector<int> moeRanks_; // 0: any number of ranks

@@ -6,7 +6,7 @@
 // Whatever the backend, the layers' training state of record is
 // TrainingState::moe (expert shards, gate, AdamW moments, load history):
 // checkpoints read and write it there. A backend that computes elsewhere
-// holds a copy and moves it with storeState() / loadState().
+// holds a copy, which TrainingState moves with storeState() / loadState().
 //
 //===----------------------------------------------------------------------===//
 

@@ -16,7 +16,6 @@
 
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/cpu/DenseKernels.h"
-#include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 
 #include <memory>
@@ -60,22 +59,16 @@ public:
 
   /// Parameters, moments and MoE layers; saves and loads checkpoints.
   TrainingState &state() override { return state_; }
-  std::vector<float> gatherParameters() {
-    backend_->storeState();
-    return state_.gatherParameters();
-  }
-  void saveCheckpoint(const std::string &directory, long step) override {
-    backend_->storeState();
+  std::vector<float> gatherParameters() { return state_.gatherParameters(); }
+  void saveCheckpoint(const std::string &directory, long step) {
     state_.save(directory, step);
   }
-  long loadCheckpoint(const std::string &directory) override {
-    long step = state_.load(directory);
-    backend_->loadState();
-    return step;
+  long loadCheckpoint(const std::string &directory) {
+    return state_.load(directory);
   }
   const LanguageModelConfig &config() const { return config_; }
   /// Where the MoE layers compute.
-  const MoEBackend &moeBackend() const { return *backend_; }
+  MoEBackend &moeBackend() { return state_.moeBackend(); }
 
 private:
   struct LayerOffsets {
@@ -95,7 +88,6 @@ private:
   std::size_t embed_ = 0, finalNorm_ = 0, head_ = 0;
   std::vector<LayerOffsets> layers_;
   TrainingState state_;
-  std::unique_ptr<MoEBackend> backend_;
 };
 
 } // namespace laer::rt

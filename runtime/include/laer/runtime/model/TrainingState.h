@@ -4,7 +4,10 @@
 // parameters in one flat buffer with their gradients and AdamW moments, and
 // the FSEP MoE layers (expert shards, gate, moments, planner load history).
 // Both the hand-wired MoELanguageModel and compiled training programs keep
-// their state here, so they share one sharded checkpoint format.
+// their state here, so they share one sharded checkpoint format. The MoE
+// layers compute on a backend (the CPU layers themselves, or a GPU per
+// rank); one that keeps a copy of the layers' state elsewhere is synced
+// here, before every save or gather and after every load.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +16,7 @@
 
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/Safetensors.h"
+#include "laer/runtime/model/MoEBackend.h"
 
 #include <map>
 #include <memory>
@@ -24,8 +28,8 @@ namespace laer::rt {
 struct TrainingState {
   /// `identity` names the model (shapes, sizes); a checkpoint loads only
   /// into a state with the same identity.
-  TrainingState(Communicator &comm, Metadata identity)
-      : comm(comm), identity(std::move(identity)) {}
+  /// The MoE layers compute on the CPU until placeMoELayers says otherwise.
+  TrainingState(Communicator &comm, Metadata identity);
 
   /// Sizes the dense buffers (parameters, gradient, moments) to `size`.
   void resizeDense(std::size_t size);
@@ -36,6 +40,10 @@ struct TrainingState {
                        std::int64_t fanIn, std::uint64_t seed);
   /// Appends MoE layer `moe.size()`, its weights initialised from the seed.
   FsepMoELayer &addMoELayer(const MoELayerConfig &config, std::uint64_t seed);
+  /// Makes the MoE layers (all added by now) compute where `options` say.
+  void placeMoELayers(const MoEBackendOptions &options);
+  /// Where the MoE layers compute.
+  MoEBackend &moeBackend() { return *moeBackend_; }
   /// Zeroes every gradient (dense and experts).
   void zeroGrads();
 
@@ -64,6 +72,9 @@ struct TrainingState {
   /// re-plan (layer -> slots, see ReplanningHook), so a resumed run keeps
   /// it too. Restored with the same number of ranks only.
   std::map<int, std::vector<int>> keptLayouts;
+
+private:
+  std::unique_ptr<MoEBackend> moeBackend_;
 };
 
 struct StepResult {
@@ -82,15 +93,6 @@ public:
                                long step, RelayoutHook &hook,
                                const AdamWConfig &adamw) = 0;
   virtual TrainingState &state() = 0;
-  /// Writes a checkpoint of the state after `step` (collective); a model
-  /// whose layers compute on a device brings state() up to date first.
-  virtual void saveCheckpoint(const std::string &directory, long step) {
-    state().save(directory, step);
-  }
-  /// Loads one; returns the step it was written after.
-  virtual long loadCheckpoint(const std::string &directory) {
-    return state().load(directory);
-  }
 };
 
 } // namespace laer::rt
