@@ -9,6 +9,8 @@
 #ifndef LAER_TEST_UNIT_CUDA_CUDATESTSUPPORT_H
 #define LAER_TEST_UNIT_CUDA_CUDATESTSUPPORT_H
 
+#include "RelativeError.h"
+
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/Error.h"
 #include "laer/runtime/cuda/CudaRuntime.h"
@@ -48,21 +50,6 @@ struct FreshRandom {
     return v;
   }
 };
-
-/// ||a - b|| / ||b|| (0 when both are zero); NaN anywhere gives infinity.
-inline double relativeError(const std::vector<float> &a,
-                            const std::vector<float> &b) {
-  if (a.size() != b.size())
-    return INFINITY;
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i]))
-      return INFINITY;
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
-}
 
 /// Device storage of float data in a precision: upload converts from
 /// float32, download converts back (through the GPU convert kernel).

@@ -8,6 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "RelativeError.h"
+
 #include "laer/planner/Planner.h"
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/InProcessCommunicator.h"
@@ -16,7 +18,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
 #include <random>
 
@@ -27,6 +28,7 @@ _mlir_ciface_laer_train_step(void *ctx, laer::rt::MemRef<std::int32_t, 1> *ids,
 
 using namespace laer;
 using namespace laer::rt;
+using laer::test::relativeError;
 
 namespace {
 
@@ -69,18 +71,6 @@ Trained train(const std::string &device, std::uint64_t seed, int steps) {
     trained.params = model.state().gatherParameters();
   });
   return trained;
-}
-
-double relativeError(const std::vector<float> &a,
-                     const std::vector<float> &b) {
-  if (a.size() != b.size())
-    return INFINITY;
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff += std::pow(double(a[i]) - b[i], 2);
-    norm += std::pow(double(b[i]), 2);
-  }
-  return std::sqrt(diff / norm);
 }
 
 } // namespace

@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
 #include <memory>
 
@@ -56,16 +55,4 @@ laer::test::trainLanguageModel(const TrainingRun &run,
     }
   });
   return result;
-}
-
-double laer::test::normwiseRelativeError(const std::vector<float> &a,
-                                         const std::vector<float> &b) {
-  if (a.size() != b.size())
-    return INFINITY;
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff += std::pow(double(a[i]) - b[i], 2);
-    norm += std::pow(double(b[i]), 2);
-  }
-  return std::sqrt(diff / norm);
 }

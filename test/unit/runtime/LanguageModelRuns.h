@@ -48,10 +48,6 @@ struct TrainingResult {
 TrainingResult trainLanguageModel(const TrainingRun &run,
                                   const std::string &root);
 
-/// ||a - b|| / ||b||.
-double normwiseRelativeError(const std::vector<float> &a,
-                             const std::vector<float> &b);
-
 } // namespace laer::test
 
 #endif // LAER_TEST_LANGUAGEMODELRUNS_H
