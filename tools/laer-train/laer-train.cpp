@@ -35,10 +35,8 @@ int main(int argc, char **argv) {
     config.sharedFfn = options.sharedFfn;
     config.tokenChunks = options.tokenChunks;
     config.slotsPerRank = slotsPerRank(options, config.experts, comm.size());
-    MpiCommunicator::MachineRanks machine = comm.machineRanks();
-    MoELanguageModel model(
-        comm, config, options.seed,
-        moeBackendOptions(options, machine.index, machine.count));
+    MoELanguageModel model(comm, config, options.seed,
+                           moeBackendOptions(options, comm));
     char banner[384];
     std::snprintf(banner, sizeof banner,
                   "laer-train: %d ranks, %lld tokens, planner %s, %d layers "

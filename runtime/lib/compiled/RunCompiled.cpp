@@ -27,9 +27,7 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
     modelOptions.seed = options.seed;
     modelOptions.slotsPerRank = options.slots;
     modelOptions.historyWindow = options.history;
-    MpiCommunicator::MachineRanks machine = comm.machineRanks();
-    modelOptions.backend =
-        moeBackendOptions(options, machine.index, machine.count);
+    modelOptions.backend = moeBackendOptions(options, comm);
     CompiledModel model(comm, program, modelOptions);
     if (options.sequence != 0 && options.sequence != model.sequence())
       fail({comm.rank(), -1, -1}, "--sequence ", options.sequence,

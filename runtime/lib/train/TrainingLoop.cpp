@@ -192,13 +192,13 @@ int laer::rt::slotsPerRank(const TrainOptions &options, int experts,
 }
 
 MoEBackendOptions laer::rt::moeBackendOptions(const TrainOptions &options,
-                                              int localRank,
-                                              int localRanks) {
+                                              const MpiCommunicator &comm) {
+  MpiCommunicator::MachineRanks machine = comm.machineRanks();
   MoEBackendOptions backend;
   backend.device = options.device;
   backend.precision = options.precision;
-  backend.localRank = localRank;
-  backend.localRanks = localRanks;
+  backend.localRank = machine.index;
+  backend.localRanks = machine.count;
   return backend;
 }
 

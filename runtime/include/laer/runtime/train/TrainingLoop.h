@@ -11,6 +11,7 @@
 #define LAER_RUNTIME_TRAIN_TRAININGLOOP_H
 
 #include "laer/runtime/Communicator.h"
+#include "laer/runtime/MpiCommunicator.h"
 #include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/model/TrainingState.h"
@@ -59,10 +60,10 @@ TextData loadTrainingData(const TrainOptions &options);
 /// can have replicas.
 int slotsPerRank(const TrainOptions &options, int experts, int ranks);
 
-/// Where the options put the MoE layers, for a rank that is `localRank` of
-/// `localRanks` on its machine.
+/// Where the options put the MoE layers of this rank, from its place
+/// among the ranks of its machine (collective).
 MoEBackendOptions moeBackendOptions(const TrainOptions &options,
-                                    int localRank, int localRanks);
+                                    const MpiCommunicator &comm);
 
 /// Trains `model` for the options' steps (collective); `banner` is printed
 /// by rank 0 first.
