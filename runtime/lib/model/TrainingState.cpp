@@ -70,6 +70,23 @@ namespace {
 
 constexpr const char *kFormat = "laer-checkpoint-1";
 
+/// Numbers of a checkpoint's metadata, separated by ','.
+template <typename T> std::string joinNumbers(const std::vector<T> &values) {
+  std::string text;
+  for (std::size_t i = 0; i < values.size(); ++i)
+    text += (i ? "," : "") + std::to_string(values[i]);
+  return text;
+}
+
+template <typename T> std::vector<T> splitNumbers(const std::string &text) {
+  std::vector<T> values;
+  std::stringstream stream(text);
+  std::string number;
+  while (std::getline(stream, number, ','))
+    values.push_back(static_cast<T>(std::stoll(number)));
+  return values;
+}
+
 Float32Tensor tensorOf(std::span<const float> data,
                        std::vector<std::int64_t> shape) {
   return Float32Tensor{std::move(shape),
@@ -145,20 +162,13 @@ void TrainingState::save(const std::string &directory,
   // by ';', counts by ','.
   for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
     std::string text;
-    for (const std::vector<std::int64_t> &counts : moe[l]->loadHistory()) {
-      if (!text.empty())
-        text += ';';
-      for (std::size_t i = 0; i < counts.size(); ++i)
-        text += (i ? "," : "") + std::to_string(counts[i]);
-    }
+    for (const std::vector<std::int64_t> &counts : moe[l]->loadHistory())
+      text += (text.empty() ? "" : ";") + joinNumbers(counts);
     metadata["layer" + std::to_string(l) + ".load_history"] = text;
   }
-  for (const auto &[layer, slots] : keptLayouts) {
-    std::string text;
-    for (std::size_t i = 0; i < slots.size(); ++i)
-      text += (i ? "," : "") + std::to_string(slots[i]);
-    metadata["layer" + std::to_string(layer) + ".kept_layout"] = text;
-  }
+  for (const auto &[layer, slots] : keptLayouts)
+    metadata["layer" + std::to_string(layer) + ".kept_layout"] =
+        joinNumbers(slots);
   writeSafetensors(staging + "/rank" + std::to_string(comm.rank()) +
                        ".safetensors",
                    tensors, metadata);
@@ -217,13 +227,9 @@ long TrainingState::load(const std::string &directory) {
       std::deque<std::vector<std::int64_t>> history;
       std::stringstream steps(metadata["layer" + std::to_string(l) +
                                        ".load_history"]);
-      std::string entry, count;
-      while (std::getline(steps, entry, ';')) {
-        std::stringstream counts(entry);
-        history.emplace_back();
-        while (std::getline(counts, count, ','))
-          history.back().push_back(std::stoll(count));
-      }
+      std::string entry;
+      while (std::getline(steps, entry, ';'))
+        history.push_back(splitNumbers<std::int64_t>(entry));
       moe[l]->setLoadHistory(std::move(history));
     }
     keptLayouts.clear();
@@ -231,10 +237,7 @@ long TrainingState::load(const std::string &directory) {
       auto kept = metadata.find("layer" + std::to_string(l) + ".kept_layout");
       if (kept == metadata.end())
         continue;
-      std::stringstream slots(kept->second);
-      std::string slot;
-      while (std::getline(slots, slot, ','))
-        keptLayouts[l].push_back(std::stoi(slot));
+      keptLayouts[l] = splitNumbers<int>(kept->second);
     }
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       ExpertShards &experts = moe[l]->experts();
