@@ -101,8 +101,8 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
     fail(where, "expert shape H = ", shape.hidden, ", F = ", shape.ffn,
          " must be positive");
   shard_ = (shape.parameters() + ranks_ - 1) / ranks_;
-  // Slots start on 512-byte boundaries (cuBLASLt's fastest paths want
-  // 256-byte aligned operands).
+  // Slots start on 128-element boundaries, 256 bytes or more (cuBLASLt's
+  // fastest paths want 256-byte aligned operands).
   slotPitch_ = (ranks_ * shard_ + 127) / 128 * 128;
 
   std::int64_t experts = config.numExperts, slots = config.slotsPerRank;
