@@ -212,14 +212,6 @@ void FsepMoELayer::planTokenChunks(int chunks) {
   dWeights_.assign(static_cast<std::size_t>(tokens_ * config_.topK), 0.0f);
 }
 
-FsepMoELayer::TokenChunk &FsepMoELayer::tokenChunk(int chunk,
-                                                   const char *phase) {
-  if (chunk < 0 || chunk >= static_cast<int>(chunks_.size()))
-    fail(context(), phase, " of chunk ", chunk, ": the step's token exchange has ",
-         chunks_.size(), " chunks");
-  return chunks_[chunk];
-}
-
 void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
                                bool forward) {
   comm_.setErrorContext(layer_, step_);
@@ -234,12 +226,9 @@ void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
                                   DataType::Float32);
 }
 
-std::vector<float> FsepMoELayer::finishTokens(TokenChunk &c,
-                                              const char *phase) {
+std::vector<float> FsepMoELayer::finishTokens(TokenChunk &c) {
   comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
-  if (!t.handle)
-    fail(context(), phase, " waited for a token exchange that was not started");
   t.handle->wait();
   std::vector<float> received = std::move(t.recv);
   t = Transfer{};
@@ -277,9 +266,8 @@ FsepMoELayer::sendFromSlots(const TokenChunk &c,
 void FsepMoELayer::startDispatch(int chunk, int chunks) {
   if (startsTokenChunks(stage_, chunk, chunks, chunks_.size(), context()))
     planTokenChunks(chunks);
-  TokenChunk &c = tokenChunk(chunk, "dispatch");
-  if (c.dispatched || c.transfer.handle)
-    fail(context(), "chunk ", chunk, " was dispatched twice");
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::DispatchStarted, context());
   ScopedPhase phase(times_, Phase::Dispatch);
   std::int64_t hidden = config_.shape.hidden;
   int topK = config_.topK;
@@ -291,19 +279,16 @@ void FsepMoELayer::startDispatch(int chunk, int chunks) {
 }
 
 void FsepMoELayer::finishDispatch(int chunk) {
-  TokenChunk &c = tokenChunk(chunk, "the dispatch's wait");
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::Dispatched, context());
   ScopedPhase phase(times_, Phase::Dispatch);
-  std::vector<float> received = finishTokens(c, "the dispatch");
+  std::vector<float> received = finishTokens(c);
   receiveIntoSlots(c, received, &SlotState::input);
-  c.dispatched = true;
 }
 
 void FsepMoELayer::computeExperts(int chunk) {
   expectStage(stage_, LayerStage::Restored, "expert compute", context());
-  TokenChunk &c = tokenChunk(chunk, "expert compute");
-  if (!c.dispatched)
-    fail(context(), "expert compute of chunk ", chunk,
-         " ran before its dispatch completed");
+  advanceChunk(chunks_, chunk, ChunkStage::Computed, context());
   ScopedPhase phase(times_, Phase::Compute);
   std::int64_t hidden = config_.shape.hidden, ffn = config_.shape.ffn;
   for (SlotState &state : slots_) {
@@ -319,25 +304,24 @@ void FsepMoELayer::computeExperts(int chunk) {
                        config_.activation, span(state.output),
                        state.saved[chunk]);
   }
-  c.computed = true;
 }
 
 void FsepMoELayer::startCombine(int chunk) {
-  TokenChunk &c = tokenChunk(chunk, "combine");
-  if (!c.computed)
-    fail(context(), "combine of chunk ", chunk, " ran before its experts");
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::CombineStarted, context());
   ScopedPhase phase(times_, Phase::Combine);
   startTokens(c, sendFromSlots(c, &SlotState::output), /*forward=*/false);
 }
 
 void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
-  TokenChunk &c = tokenChunk(chunk, "the combine's wait");
   std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(out.size()) != tokens_ * hidden)
     fail(context(), "combine output has ", out.size(),
          " elements, expected T * H = ", tokens_, " * ", hidden);
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::Combined, context());
   ScopedPhase phase(times_, Phase::Combine);
-  std::vector<float> received = finishTokens(c, "the combine");
+  std::vector<float> received = finishTokens(c);
   std::copy(received.begin(), received.end(),
             pairOutput_.begin() + c.sendBegin * hidden);
   int topK = config_.topK;
@@ -348,9 +332,7 @@ void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
     for (std::int64_t h = 0; h < hidden; ++h)
       dst[h] += weight * src[h];
   }
-  c.combined = true;
-  if (std::all_of(chunks_.begin(), chunks_.end(),
-                  [](const TokenChunk &k) { return k.combined; }))
+  if (allChunksReached(chunks_, ChunkStage::Combined))
     stage_ = LayerStage::ForwardDone;
 }
 
@@ -368,10 +350,8 @@ void FsepMoELayer::startCombineBackward(int chunk,
     fail(context(), "output gradient has ", dOut.size(),
          " elements but the forward produced T * H = ", tokens_, " * ",
          hidden, " = ", tokens_ * hidden);
-  TokenChunk &c = tokenChunk(chunk, "combine backward");
-  if (c.gradSent)
-    fail(context(), "combine backward of chunk ", chunk, " ran twice");
-  c.gradSent = true;
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::GradSent, context());
   ScopedPhase phase(times_, Phase::Dispatch);
   // d(weights) and the rows' gradients, in send layout.
   int topK = config_.topK;
@@ -391,21 +371,18 @@ void FsepMoELayer::startCombineBackward(int chunk,
 }
 
 void FsepMoELayer::finishCombineBackward(int chunk) {
-  TokenChunk &c = tokenChunk(chunk, "the combine backward's wait");
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::GradArrived, context());
   ScopedPhase phase(times_, Phase::Dispatch);
-  std::vector<float> received = finishTokens(c, "combine backward");
+  std::vector<float> received = finishTokens(c);
   for (SlotState &state : slots_)
     if (state.dOutput.empty())
       state.dOutput.assign(state.input.size(), 0.0f);
   receiveIntoSlots(c, received, &SlotState::dOutput);
-  c.gradArrived = true;
 }
 
 void FsepMoELayer::computeExpertsBackward(int chunk) {
-  TokenChunk &c = tokenChunk(chunk, "expert backward");
-  if (!c.gradArrived)
-    fail(context(), "expert backward of chunk ", chunk,
-         " ran before its output gradients arrived");
+  advanceChunk(chunks_, chunk, ChunkStage::GradComputed, context());
   ScopedPhase phase(times_, Phase::Compute);
   std::int64_t hidden = config_.shape.hidden, ffn = config_.shape.ffn;
   for (SlotState &state : slots_) {
@@ -429,26 +406,24 @@ void FsepMoELayer::computeExpertsBackward(int chunk) {
                         config_.activation, span(state.dInput),
                         state.weightGrad, /*accumulate=*/true);
   }
-  c.gradComputed = true;
 }
 
 void FsepMoELayer::startDispatchBackward(int chunk) {
-  TokenChunk &c = tokenChunk(chunk, "dispatch backward");
-  if (!c.gradComputed)
-    fail(context(), "dispatch backward of chunk ", chunk,
-         " ran before its expert backward");
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::GradReturnStarted, context());
   ScopedPhase phase(times_, Phase::Combine);
   startTokens(c, sendFromSlots(c, &SlotState::dInput), /*forward=*/false);
 }
 
 void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
-  TokenChunk &c = tokenChunk(chunk, "the dispatch backward's wait");
   std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(dx.size()) != tokens_ * hidden)
     fail(context(), "input gradient has ", dx.size(),
          " elements, expected T * H = ", tokens_, " * ", hidden);
+  TokenChunk &c =
+      advanceChunk(chunks_, chunk, ChunkStage::GradReturned, context());
   ScopedPhase phase(times_, Phase::Combine);
-  std::vector<float> received = finishTokens(c, "dispatch backward");
+  std::vector<float> received = finishTokens(c);
   int topK = config_.topK;
   for (std::int64_t pair : c.pairs) {
     const float *src = received.data() + (pairRow_[pair] - c.sendBegin) * hidden;
@@ -456,15 +431,12 @@ void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
     for (std::int64_t h = 0; h < hidden; ++h)
       dst[h] += src[h];
   }
-  c.gradReturned = true;
 }
 
 void FsepMoELayer::startGradReduce() {
   comm_.setErrorContext(layer_, step_);
-  for (std::size_t c = 0; c < chunks_.size(); ++c)
-    if (!chunks_[c].gradComputed)
-      fail(context(), "the gradient all-to-all started before the expert "
-                      "backward of chunk ", c);
+  requireAllChunks(chunks_, ChunkStage::GradComputed,
+                   "the gradient all-to-all", context());
   if (gradReduceStarted_)
     fail(context(), "the gradient all-to-all was started twice");
   ScopedPhase phase(times_, Phase::GradAllToAll);
@@ -519,10 +491,8 @@ void FsepMoELayer::finishGradReduce() {
 
 void FsepMoELayer::routerBackward(std::span<float> dx) {
   comm_.setErrorContext(layer_, step_);
-  for (std::size_t c = 0; c < chunks_.size(); ++c)
-    if (!chunks_[c].gradSent)
-      fail(context(), "the router gradient ran before the combine backward "
-                      "of chunk ", c);
+  requireAllChunks(chunks_, ChunkStage::GradSent, "the router gradient",
+                   context());
   std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(dx.size()) != tokens_ * hidden)
     fail(context(), "router input gradient has ", dx.size(),

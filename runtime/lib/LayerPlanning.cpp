@@ -95,6 +95,96 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
 }
 
 
+namespace {
+
+/// The phase that moves a chunk into `stage`.
+const char *phaseInto(ChunkStage stage) {
+  switch (stage) {
+  case ChunkStage::Planned:
+    return "the token exchange's plan";
+  case ChunkStage::DispatchStarted:
+    return "dispatch";
+  case ChunkStage::Dispatched:
+    return "the dispatch's wait";
+  case ChunkStage::Computed:
+    return "expert compute";
+  case ChunkStage::CombineStarted:
+    return "combine";
+  case ChunkStage::Combined:
+    return "the combine's wait";
+  case ChunkStage::GradSent:
+    return "combine backward";
+  case ChunkStage::GradArrived:
+    return "the combine backward's wait";
+  case ChunkStage::GradComputed:
+    return "expert backward";
+  case ChunkStage::GradReturnStarted:
+    return "dispatch backward";
+  case ChunkStage::GradReturned:
+    return "the dispatch backward's wait";
+  }
+  return "?";
+}
+
+/// What a chunk in `stage` has done last.
+const char *doneAt(ChunkStage stage) {
+  switch (stage) {
+  case ChunkStage::Planned:
+    return "token exchange plan";
+  case ChunkStage::DispatchStarted:
+    return "dispatch started";
+  case ChunkStage::Dispatched:
+    return "dispatch completed";
+  case ChunkStage::Computed:
+    return "expert compute";
+  case ChunkStage::CombineStarted:
+    return "combine started";
+  case ChunkStage::Combined:
+    return "combine completed";
+  case ChunkStage::GradSent:
+    return "combine backward started";
+  case ChunkStage::GradArrived:
+    return "output gradients arrived";
+  case ChunkStage::GradComputed:
+    return "expert backward";
+  case ChunkStage::GradReturnStarted:
+    return "dispatch backward started";
+  case ChunkStage::GradReturned:
+    return "dispatch backward completed";
+  }
+  return "?";
+}
+
+} // namespace
+
+void laer::rt::advanceChunk(ChunkStage &stage, ChunkStage next, int chunk,
+                            const ErrorContext &context) {
+  auto previous = static_cast<ChunkStage>(static_cast<int>(next) - 1);
+  if (stage == previous) {
+    stage = next;
+    return;
+  }
+  if (stage < previous)
+    fail(context, phaseInto(next), " of chunk ", chunk, " ran before its ",
+         doneAt(previous));
+  if (stage == next)
+    fail(context, phaseInto(next), " of chunk ", chunk, " ran twice");
+  fail(context, phaseInto(next), " of chunk ", chunk, " ran after its ",
+       doneAt(stage));
+}
+
+void laer::rt::requireChunk(int chunk, std::size_t chunks, ChunkStage next,
+                            const ErrorContext &context) {
+  if (chunk < 0 || static_cast<std::size_t>(chunk) >= chunks)
+    fail(context, phaseInto(next), " of chunk ", chunk,
+         ": the step's token exchange has ", chunks, " chunks");
+}
+
+void laer::rt::failChunkBehind(const char *phase, std::size_t chunk,
+                               ChunkStage stage, const ErrorContext &context) {
+  fail(context, phase, " ran before chunk ", chunk, "'s ", doneAt(stage));
+}
+
 bool laer::rt::startsTokenChunks(LayerStage stage, int chunk, int chunks,
                                  std::size_t planned,
                                  const ErrorContext &context) {

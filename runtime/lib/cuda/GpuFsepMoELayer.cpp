@@ -281,13 +281,6 @@ void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
   runBackwardSchedule(*this, static_cast<int>(chunks_.size()), dOut, dx);
 }
 
-GpuFsepMoELayer::ChunkState &GpuFsepMoELayer::chunk(int c, const char *phase) {
-  if (c < 0 || c >= static_cast<int>(chunks_.size()))
-    fail(context(), phase, " of chunk ", c, ": the step's token exchange has ",
-         chunks_.size(), " chunks");
-  return chunks_[c];
-}
-
 AllToAllSizes GpuFsepMoELayer::chunkSizes(int c, bool dispatch) const {
   const AllToAllSizes &elements = exchange_.chunks[c].sizes;
   auto bytes = static_cast<std::int64_t>(bytesOf(ctx_.precision()));
@@ -488,15 +481,13 @@ void GpuFsepMoELayer::planChunks(int chunks) {
              compute);
   chunks_.clear();
   chunks_.resize(static_cast<std::size_t>(chunks));
-  chunksCombined_ = chunksReturned_ = 0;
 }
 
 void GpuFsepMoELayer::startDispatch(int c, int chunks) {
   if (startsTokenChunks(stage_, c, chunks, chunks_.size(), context()))
     planChunks(chunks);
-  ChunkState &state = chunk(c, "dispatch");
-  if (state.dispatch)
-    fail(context(), "chunk ", c, " was dispatched twice");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::DispatchStarted, context());
   NcclCommunicator &tokens = ctx_.tokens();
   tokens.after(ctx_.compute());
   state.dispatch = tokens.startDeviceAllToAllV(
@@ -506,25 +497,19 @@ void GpuFsepMoELayer::startDispatch(int c, int chunks) {
 }
 
 void GpuFsepMoELayer::finishDispatch(int c) {
-  ChunkState &state = chunk(c, "the dispatch's wait");
-  if (!state.dispatch)
-    fail(context(), "the dispatch of chunk ", c,
-         " was waited for before it started");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::Dispatched, context());
   cudaStream_t compute = ctx_.compute();
   state.dispatch->waitOn(compute);
   std::int64_t begin = gathers_.chunkRowBegin[c];
   gatherRows(recv_.data(), expertIn_.row(begin), ctx_.precision(),
              config_.shape.hidden, expertFromRecv_.data() + begin,
              gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
-  state.dispatched = true;
 }
 
 void GpuFsepMoELayer::computeExperts(int c) {
   expectStage(stage_, LayerStage::Restored, "expert compute", context());
-  ChunkState &state = chunk(c, "expert compute");
-  if (!state.dispatched)
-    fail(context(), "expert compute of chunk ", c,
-         " ran before its dispatch completed");
+  advanceChunk(chunks_, c, ChunkStage::Computed, context());
   const ExpertShape &shape = config_.shape;
   std::int64_t hidden = shape.hidden, ffn = shape.ffn;
   cudaStream_t compute = ctx_.compute();
@@ -547,13 +532,11 @@ void GpuFsepMoELayer::computeExperts(int c) {
                   (gathers_.chunkRowBegin[c + 1] - begin) * ffn,
                   config_.activation, compute);
   ctx_.expertGemm().run(down, 1.0f, 0.0f, compute);
-  state.computed = true;
 }
 
 void GpuFsepMoELayer::startCombine(int c) {
-  ChunkState &state = chunk(c, "combine");
-  if (!state.computed)
-    fail(context(), "combine of chunk ", c, " ran before its experts");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::CombineStarted, context());
   cudaStream_t compute = ctx_.compute();
   std::int64_t begin = gathers_.chunkRowBegin[c];
   gatherRows(expertOut_.data(), combineSend_.row(begin), ctx_.precision(),
@@ -567,16 +550,11 @@ void GpuFsepMoELayer::startCombine(int c) {
 }
 
 void GpuFsepMoELayer::finishCombine(int c, void *out) {
-  ChunkState &state = chunk(c, "the combine's wait");
-  if (!state.combine)
-    fail(context(), "the combine of chunk ", c,
-         " was waited for before it started");
-  if (state.combined)
-    fail(context(), "the combine of chunk ", c, " was waited for twice");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::Combined, context());
   cudaStream_t compute = ctx_.compute();
   state.combine->waitOn(compute);
-  state.combined = true;
-  if (++chunksCombined_ < static_cast<int>(chunks_.size()))
+  if (!allChunksReached(chunks_, ChunkStage::Combined))
     return;
   combineRows(pairOut_.data(), out, ctx_.precision(), config_.shape.hidden,
               pairRow_.data(), routeWeights_.data(), tokens_, config_.topK,
@@ -591,12 +569,13 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
 void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
   if (stage_ != LayerStage::ForwardDone)
     fail(context(), "backward called without a completed forward");
-  ChunkState &state = chunk(c, "combine backward");
-  if (state.gradSent)
-    fail(context(), "combine backward of chunk ", c, " ran twice");
+  requireChunk(c, chunks_.size(), ChunkStage::GradSent, context());
   cudaStream_t compute = ctx_.compute();
-  bool first = std::none_of(chunks_.begin(), chunks_.end(),
-                            [](const ChunkState &k) { return k.gradSent; });
+  bool first = std::none_of(
+      chunks_.begin(), chunks_.end(),
+      [](const ChunkState &k) { return k.stage >= ChunkStage::GradSent; });
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::GradSent, context());
   if (first) {
     // Every pair's row gradient and d(weight), for all chunks at once.
     combineRowsBackward(pairOut_.data(), dOut, dSend_.data(), dWeights_.data(),
@@ -605,7 +584,6 @@ void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
                         config_.topK, compute);
     zeroAsync(slotGrads_.data(), slotGrads_.bytes(), compute);
   }
-  state.gradSent = true;
   NcclCommunicator &tokens = ctx_.tokens();
   tokens.after(compute);
   state.gradIn = tokens.startDeviceAllToAllV(
@@ -615,24 +593,18 @@ void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
 }
 
 void GpuFsepMoELayer::finishCombineBackward(int c) {
-  ChunkState &state = chunk(c, "the combine backward's wait");
-  if (!state.gradIn)
-    fail(context(), "the combine backward of chunk ", c,
-         " was waited for before it started");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::GradArrived, context());
   cudaStream_t compute = ctx_.compute();
   state.gradIn->waitOn(compute);
   std::int64_t begin = gathers_.chunkRowBegin[c];
   gatherRows(dRecv_.data(), dExpertOut_.row(begin), ctx_.precision(),
              config_.shape.hidden, expertFromRecv_.data() + begin,
              gathers_.chunkRowBegin[c + 1] - begin, 1, compute);
-  state.gradArrived = true;
 }
 
 void GpuFsepMoELayer::computeExpertsBackward(int c) {
-  ChunkState &state = chunk(c, "expert backward");
-  if (!state.gradArrived)
-    fail(context(), "expert backward of chunk ", c,
-         " ran before its output gradients arrived");
+  advanceChunk(chunks_, c, ChunkStage::GradComputed, context());
   const ExpertShape &shape = config_.shape;
   std::int64_t hidden = shape.hidden, ffn = shape.ffn;
   cudaStream_t compute = ctx_.compute();
@@ -670,14 +642,11 @@ void GpuFsepMoELayer::computeExpertsBackward(int c) {
   gemm.run(dInputGate, 1.0f, 0.0f, compute);
   gemm.run(dInputUp, 1.0f, 1.0f, compute);
   ctx_.weightGradGemm().run(dWeights, 1.0f, 1.0f, compute);
-  state.gradComputed = true;
 }
 
 void GpuFsepMoELayer::startDispatchBackward(int c) {
-  ChunkState &state = chunk(c, "dispatch backward");
-  if (!state.gradComputed)
-    fail(context(), "dispatch backward of chunk ", c,
-         " ran before its expert backward");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::GradReturnStarted, context());
   cudaStream_t compute = ctx_.compute();
   std::int64_t begin = gathers_.chunkRowBegin[c];
   gatherRows(dExpertIn_.data(), dReturn_.row(begin), ctx_.precision(),
@@ -691,17 +660,11 @@ void GpuFsepMoELayer::startDispatchBackward(int c) {
 }
 
 void GpuFsepMoELayer::finishDispatchBackward(int c, void *dx) {
-  ChunkState &state = chunk(c, "the dispatch backward's wait");
-  if (!state.gradOut)
-    fail(context(), "the dispatch backward of chunk ", c,
-         " was waited for before it started");
-  if (state.gradReturned)
-    fail(context(), "the dispatch backward of chunk ", c,
-         " was waited for twice");
+  ChunkState &state =
+      advanceChunk(chunks_, c, ChunkStage::GradReturned, context());
   cudaStream_t compute = ctx_.compute();
   state.gradOut->waitOn(compute);
-  state.gradReturned = true;
-  if (++chunksReturned_ < static_cast<int>(chunks_.size()))
+  if (!allChunksReached(chunks_, ChunkStage::GradReturned))
     return;
   // Each token's input gradient: the sum of its pairs' returned rows.
   combineRows(dPair_.data(), dx, ctx_.precision(), config_.shape.hidden,
@@ -710,10 +673,8 @@ void GpuFsepMoELayer::finishDispatchBackward(int c, void *dx) {
 }
 
 void GpuFsepMoELayer::startGradReduce() {
-  for (std::size_t c = 0; c < chunks_.size(); ++c)
-    if (!chunks_[c].gradComputed)
-      fail(context(), "the gradient all-to-all started before the expert "
-                      "backward of chunk ", c);
+  requireAllChunks(chunks_, ChunkStage::GradComputed,
+                   "the gradient all-to-all", context());
   if (gradReduceStarted_)
     fail(context(), "the gradient all-to-all was started twice");
   const Layout &layout = plan_.layout;
@@ -764,10 +725,8 @@ void GpuFsepMoELayer::finishGradReduce() {
 }
 
 void GpuFsepMoELayer::routerBackward(void *dx) {
-  for (std::size_t c = 0; c < chunks_.size(); ++c)
-    if (!chunks_[c].gradSent)
-      fail(context(), "the router gradient ran before the combine backward "
-                      "of chunk ", c);
+  requireAllChunks(chunks_, ChunkStage::GradSent, "the router gradient",
+                   context());
   std::int64_t hidden = config_.shape.hidden, experts = config_.numExperts;
   cudaStream_t compute = ctx_.compute();
   routerBackwardLogits(scores_.data(), indicesDevice_.data(),

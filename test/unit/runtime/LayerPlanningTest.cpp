@@ -41,3 +41,90 @@ TEST(LayerPlanning, DispatchesOutOfTurnNameRankLayerStepAndValue) {
       << early;
   EXPECT_NE(early.find("after the router"), std::string::npos) << early;
 }
+
+namespace {
+
+struct Chunk {
+  ChunkStage stage = ChunkStage::Planned;
+};
+
+/// The message `body` fails with ("" when it does not).
+template <typename Body> std::string failureOf(Body body) {
+  try {
+    body();
+  } catch (const RuntimeError &error) {
+    return error.what();
+  }
+  return "";
+}
+
+constexpr ChunkStage kStepInOrder[] = {
+    ChunkStage::DispatchStarted,   ChunkStage::Dispatched,
+    ChunkStage::Computed,          ChunkStage::CombineStarted,
+    ChunkStage::Combined,          ChunkStage::GradSent,
+    ChunkStage::GradArrived,       ChunkStage::GradComputed,
+    ChunkStage::GradReturnStarted, ChunkStage::GradReturned};
+
+} // namespace
+
+TEST(LayerPlanning, ChunksMoveThroughEveryPhaseInOrder) {
+  std::vector<Chunk> chunks(2);
+  ErrorContext where{0, 0, 0};
+  for (ChunkStage next : kStepInOrder) {
+    EXPECT_FALSE(allChunksReached(chunks, next));
+    EXPECT_EQ(&advanceChunk(chunks, 1, next, where), &chunks[1]);
+    EXPECT_EQ(chunks[1].stage, next);
+    EXPECT_FALSE(allChunksReached(chunks, next)); // chunk 0 is behind
+    advanceChunk(chunks, 0, next, where);
+    EXPECT_TRUE(allChunksReached(chunks, next));
+    requireAllChunks(chunks, next, "the next phase", where);
+  }
+}
+
+TEST(LayerPlanning, ChunkPhasesOutOfOrderNameTheChunkAndWhatItWaitsFor) {
+  ErrorContext where{2, 3, 9};
+  std::vector<Chunk> chunks(3);
+  advanceChunk(chunks, 2, ChunkStage::DispatchStarted, where);
+  // Computing on rows still in flight.
+  EXPECT_EQ(failureOf([&] {
+              advanceChunk(chunks, 2, ChunkStage::Computed, where);
+            }),
+            "rank 2, layer 3, step 9: expert compute of chunk 2 ran before "
+            "its dispatch completed");
+  EXPECT_EQ(chunks[2].stage, ChunkStage::DispatchStarted); // unchanged
+  EXPECT_EQ(failureOf([&] {
+              advanceChunk(chunks, 2, ChunkStage::DispatchStarted, where);
+            }),
+            "rank 2, layer 3, step 9: dispatch of chunk 2 ran twice");
+  for (ChunkStage next : {ChunkStage::Dispatched, ChunkStage::Computed,
+                          ChunkStage::CombineStarted})
+    advanceChunk(chunks, 2, next, where);
+  EXPECT_EQ(failureOf([&] {
+              advanceChunk(chunks, 2, ChunkStage::Computed, where);
+            }),
+            "rank 2, layer 3, step 9: expert compute of chunk 2 ran after "
+            "its combine started");
+  // A backward before the chunk's combine completed.
+  EXPECT_EQ(failureOf([&] {
+              advanceChunk(chunks, 2, ChunkStage::GradSent, where);
+            }),
+            "rank 2, layer 3, step 9: combine backward of chunk 2 ran "
+            "before its combine completed");
+  // No such chunk.
+  EXPECT_EQ(failureOf([&] {
+              advanceChunk(chunks, 3, ChunkStage::Combined, where);
+            }),
+            "rank 2, layer 3, step 9: the combine's wait of chunk 3: the "
+            "step's token exchange has 3 chunks");
+  EXPECT_NE(failureOf([&] {
+              advanceChunk(chunks, -1, ChunkStage::DispatchStarted, where);
+            }).find("chunk -1: the step's token exchange has 3 chunks"),
+            std::string::npos);
+  // A phase over every chunk names the first one behind.
+  EXPECT_EQ(failureOf([&] {
+              requireAllChunks(chunks, ChunkStage::Dispatched,
+                               "the gradient all-to-all", where);
+            }),
+            "rank 2, layer 3, step 9: the gradient all-to-all ran before "
+            "chunk 0's dispatch completed");
+}

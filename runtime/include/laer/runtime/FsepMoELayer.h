@@ -147,17 +147,14 @@ private:
   };
   /// The token exchange of one chunk (from the plan) and its progress.
   struct TokenChunk : ExchangeChunk {
-    // Progress of this chunk through the step.
-    bool dispatched = false, computed = false, combined = false;
-    bool gradSent = false, gradArrived = false, gradComputed = false, gradReturned = false;
+    ChunkStage stage = ChunkStage::Planned;
     Transfer transfer;
   };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
   void planTokenChunks(int chunks);
-  TokenChunk &tokenChunk(int chunk, const char *phase);
   void startTokens(TokenChunk &c, std::vector<float> send, bool forward);
-  std::vector<float> finishTokens(TokenChunk &c, const char *phase);
+  std::vector<float> finishTokens(TokenChunk &c);
   /// Copies a chunk's receive buffer into / out of the slots' row buffers.
   void receiveIntoSlots(const TokenChunk &c, std::span<const float> received,
                         std::vector<float> SlotState::*rows);

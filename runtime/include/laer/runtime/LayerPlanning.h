@@ -1,8 +1,9 @@
 //===- LayerPlanning.h - an MoE layer's configuration and plan --*- C++ -*-===//
 //
 // What every executor of an FSEP MoE layer (CPU ranks, GPU ranks) shares:
-// the layer's configuration and the relayout step that turns this step's
-// router choices into the plan all ranks follow.
+// the layer's configuration, the relayout step that turns this step's
+// router choices into the plan all ranks follow, the order of the phases
+// (the layer's stage and each token chunk's) and the schedules over them.
 //
 //===----------------------------------------------------------------------===//
 
@@ -54,6 +55,66 @@ void expectStage(LayerStage actual, LayerStage wanted, const char *phase,
 /// step's first dispatch, so the caller cuts the exchange into `chunks`.
 bool startsTokenChunks(LayerStage stage, int chunk, int chunks,
                        std::size_t planned, const ErrorContext &context);
+
+/// How far one token chunk of a step has come. Each chunk phase of an
+/// executor (FsepMoELayer's phases, on CPU or GPU buffers) moves its chunk
+/// one stage on, so a schedule that calls them out of order fails with a
+/// message naming the chunk instead of reading a buffer still in flight.
+enum class ChunkStage {
+  Planned,
+  DispatchStarted,
+  Dispatched,
+  Computed,
+  CombineStarted,
+  Combined,
+  GradSent,
+  GradArrived,
+  GradComputed,
+  GradReturnStarted,
+  GradReturned
+};
+
+/// Moves chunk `chunk`'s `stage` on to `next`; fails (naming the phase
+/// that leads to `next` and what it waits for) unless `next` directly
+/// follows `stage`.
+void advanceChunk(ChunkStage &stage, ChunkStage next, int chunk,
+                  const ErrorContext &context);
+
+/// Fails unless the step has a chunk `chunk` (of `chunks`).
+void requireChunk(int chunk, std::size_t chunks, ChunkStage next,
+                  const ErrorContext &context);
+
+/// Fails naming `phase` and the chunk that has not reached `stage`.
+[[noreturn]] void failChunkBehind(const char *phase, std::size_t chunk,
+                                  ChunkStage stage,
+                                  const ErrorContext &context);
+
+/// Chunk `chunk` of `chunks` (elements with a ChunkStage `stage`), moved
+/// on to `next`.
+template <typename Chunk>
+Chunk &advanceChunk(std::vector<Chunk> &chunks, int chunk, ChunkStage next,
+                    const ErrorContext &context) {
+  requireChunk(chunk, chunks.size(), next, context);
+  advanceChunk(chunks[chunk].stage, next, chunk, context);
+  return chunks[chunk];
+}
+
+template <typename Chunk>
+bool allChunksReached(const std::vector<Chunk> &chunks, ChunkStage stage) {
+  for (const Chunk &chunk : chunks)
+    if (chunk.stage < stage)
+      return false;
+  return true;
+}
+
+/// Fails unless every chunk has reached `stage` before `phase` runs.
+template <typename Chunk>
+void requireAllChunks(const std::vector<Chunk> &chunks, ChunkStage stage,
+                      const char *phase, const ErrorContext &context) {
+  for (std::size_t c = 0; c < chunks.size(); ++c)
+    if (chunks[c].stage < stage)
+      failChunkBehind(phase, c, stage, context);
+}
 
 /// Fails unless `layout` is for `ranks` ranks and the config's slots and
 /// experts; `source` says where the layout came from.

@@ -190,13 +190,10 @@ private:
   /// an NcclHandle blocks the host until its transfer is done).
   struct ChunkState {
     std::unique_ptr<NcclHandle> dispatch, combine, gradIn, gradOut;
-    bool dispatched = false, computed = false, combined = false;
-    bool gradSent = false, gradArrived = false, gradComputed = false,
-         gradReturned = false;
+    ChunkStage stage = ChunkStage::Planned;
   };
 
   ErrorContext context() const;
-  ChunkState &chunk(int c, const char *phase);
   void planChunks(int chunks);
   /// A chunk's token all-to-all in bytes, dispatch direction or reversed.
   AllToAllSizes chunkSizes(int c, bool dispatch) const;
@@ -240,7 +237,6 @@ private:
   TokenExchange exchange_;
   ExchangeGathers gathers_;
   std::vector<ChunkState> chunks_;
-  int chunksCombined_ = 0, chunksReturned_ = 0;
 
   // Step buffers (grown to the largest step).
   DeviceBuffer<float> xFloat_, logits_, scores_, routeWeights_, dWeights_,
