@@ -140,13 +140,8 @@ void FsepMoELayer::startRestore() {
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
 
-  std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
-  for (int peer = 0; peer < ranks; ++peer) {
-    sendCounts[peer] = layout.usedSlots(peer) * shard;
-    recvCounts[peer] = layout.usedSlots(me) * shard;
-  }
   Transfer &t = restore_;
-  t.sizes = AllToAllSizes::packed(sendCounts, recvCounts);
+  t.sizes = restoreSizes(layout, me, shard);
   t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
   t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
   float *out = t.send.data();
@@ -217,9 +212,7 @@ void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
   comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
   const AllToAllSizes &d = c.sizes;
-  t.sizes = forward ? d
-                    : AllToAllSizes{d.recvCounts, d.recvOffsets, d.sendCounts,
-                                    d.sendOffsets};
+  t.sizes = forward ? d : d.reversed();
   t.send = std::move(send);
   t.recv.assign(static_cast<std::size_t>(t.sizes.totalRecv()), 0.0f);
   t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
@@ -444,13 +437,8 @@ void FsepMoELayer::startGradReduce() {
   const Layout &layout = plan_.layout;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
-  std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
-  for (int peer = 0; peer < ranks; ++peer) {
-    sendCounts[peer] = layout.usedSlots(me) * shard;
-    recvCounts[peer] = layout.usedSlots(peer) * shard;
-  }
   Transfer &t = gradReduce_;
-  t.sizes = AllToAllSizes::packed(sendCounts, recvCounts);
+  t.sizes = restoreSizes(layout, me, shard).reversed();
   t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
   t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
   float *out = t.send.data();

@@ -95,6 +95,17 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
 }
 
 
+AllToAllSizes laer::rt::restoreSizes(const Layout &layout, int rank,
+                                     std::int64_t shard) {
+  int ranks = layout.numRanks();
+  std::vector<std::int64_t> sendCounts(ranks), recvCounts(ranks);
+  for (int peer = 0; peer < ranks; ++peer) {
+    sendCounts[peer] = layout.usedSlots(peer) * shard;
+    recvCounts[peer] = layout.usedSlots(rank) * shard;
+  }
+  return AllToAllSizes::packed(std::move(sendCounts), std::move(recvCounts));
+}
+
 namespace {
 
 /// The phase that moves a chunk into `stage`.

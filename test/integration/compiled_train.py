@@ -13,28 +13,40 @@ same seed and data (the laer+ planner re-planning every step):
     and on 1 rank with 3 chunks: the same losses as the fused binary;
   - the 4-rank FSEP binary started on 2 ranks: a clear error, no hang;
   - the loss falls (mean of the first 10 steps vs the last 10).
-Usage: compiled_train.py [--reference-args=ARGS] SCRATCH LAER_COMPILE MODEL
-                         LAER_TRAIN DATA MPIRUN...
+Usage: compiled_train.py [--reference-args=ARGS] [--suffix=S] SCRATCH
+                         LAER_COMPILE MODEL LAER_TRAIN DATA MPIRUN...
 ARGS (split at spaces) go to laer-train only, to give it the model's shape
-(--shared-ffn S for a model with shared experts).
+(--shared-ffn S for a model with shared experts). DATA: the text, files
+ending in S (default .py) under a folder that does not change from commit
+to commit (the Python standard library): the runs sum in different
+orders, so a router near-tie that flips between them turns a rounding
+difference into a visible one, and whether the batches hold one must not
+depend on what was last edited.
 """
 import os
 import re
 import subprocess
 import sys
 
-args = sys.argv[1:]
-reference_args = []
-if args and args[0].startswith("--reference-args="):
-    reference_args = args.pop(0).split("=", 1)[1].split()
-scratch, compiler, model, reference, data = args[:5]
-mpirun = args[5:]
-STEPS = 20
-
-
 def fail(message):
     print("compiled_train: FAIL:", message)
     sys.exit(1)
+
+
+args = sys.argv[1:]
+reference_args = []
+suffix = ".py"
+while args and args[0].startswith("--"):
+    option, value = args.pop(0).split("=", 1)
+    if option == "--reference-args":
+        reference_args = value.split()
+    elif option == "--suffix":
+        suffix = value
+    else:
+        fail("unknown option " + option)
+scratch, compiler, model, reference, data = args[:5]
+mpirun = args[5:]
+STEPS = 20
 
 
 def run(command, timeout=240):
@@ -48,7 +60,7 @@ def run(command, timeout=240):
 
 def train_command(binary, ranks, extra=()):
     return mpirun + ["--timeout", "200", "-np", str(ranks), binary,
-                     *extra, "--data", data, "--suffix", ".cpp",
+                     *extra, "--data", data, "--suffix", suffix,
                      "--steps", str(STEPS), "--log-every", "1",
                      "--batch", "8", "--sequence", "64",
                      "--planner", "laer+", "--replan-every", "1",

@@ -60,6 +60,19 @@ std::int64_t AllToAllSizes::totalRecv() const {
                          std::int64_t{0});
 }
 
+AllToAllSizes AllToAllSizes::reversed() const {
+  return {recvCounts, recvOffsets, sendCounts, sendOffsets};
+}
+
+AllToAllSizes AllToAllSizes::scaled(std::int64_t factor) const {
+  AllToAllSizes sizes = *this;
+  for (auto *values : {&sizes.sendCounts, &sizes.sendOffsets,
+                       &sizes.recvCounts, &sizes.recvOffsets})
+    for (std::int64_t &value : *values)
+      value *= factor;
+  return sizes;
+}
+
 void Communicator::checkSpan(std::size_t elements,
                              const std::vector<std::int64_t> &counts,
                              const std::vector<std::int64_t> &offsets,

@@ -283,19 +283,9 @@ void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
 
 AllToAllSizes GpuFsepMoELayer::chunkSizes(int c, bool dispatch) const {
   const AllToAllSizes &elements = exchange_.chunks[c].sizes;
-  auto bytes = static_cast<std::int64_t>(bytesOf(ctx_.precision()));
-  auto scaled = [bytes](std::vector<std::int64_t> v) {
-    for (std::int64_t &x : v)
-      x *= bytes;
-    return v;
-  };
-  AllToAllSizes sizes{scaled(elements.sendCounts), scaled(elements.sendOffsets),
-                      scaled(elements.recvCounts), scaled(elements.recvOffsets)};
-  if (!dispatch) {
-    std::swap(sizes.sendCounts, sizes.recvCounts);
-    std::swap(sizes.sendOffsets, sizes.recvOffsets);
-  }
-  return sizes;
+  AllToAllSizes bytes = elements.scaled(
+      static_cast<std::int64_t>(bytesOf(ctx_.precision())));
+  return dispatch ? bytes : bytes.reversed();
 }
 
 std::int64_t GpuFsepMoELayer::blockBegin(int c, int s) const {
@@ -402,8 +392,7 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
   params.after(weightsReady_);
   params.after(restoreRead_);
   std::int64_t offset = 0;
-  std::vector<std::int64_t> sendCounts(ranks_), recvCounts(ranks_);
-  for (int peer = 0; peer < ranks_; ++peer) {
+  for (int peer = 0; peer < ranks_; ++peer)
     for (int slot = 0; slot < slots; ++slot)
       if (int expert = layout.expertAt(peer, slot); expert != Layout::kEmpty) {
         check(cudaMemcpyAsync(restoreSend_.data() + offset * bytes,
@@ -413,12 +402,11 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
               "cudaMemcpyAsync of a parameter shard");
         offset += shard_;
       }
-    sendCounts[peer] = layout.usedSlots(peer) * shard_ * bytes;
-    recvCounts[peer] = layout.usedSlots(rank_) * shard_ * bytes;
-  }
   restore_ = params.startDeviceAllToAllV(
       restoreSend_.data(), restoreRecv_.data(),
-      AllToAllSizes::packed(sendCounts, recvCounts), DataType::Byte);
+      restoreSizes(layout, rank_, shard_)
+          .scaled(static_cast<std::int64_t>(bytes)),
+      DataType::Byte);
 }
 
 void GpuFsepMoELayer::finishRestore() {
@@ -693,14 +681,9 @@ void GpuFsepMoELayer::startGradReduce() {
           "cudaMemcpy2DAsync of gradient slices");
     ++index;
   }
-  std::vector<std::int64_t> sendCounts(ranks_), recvCounts(ranks_);
-  for (int peer = 0; peer < ranks_; ++peer) {
-    sendCounts[peer] = used * shard_;
-    recvCounts[peer] = layout.usedSlots(peer) * shard_;
-  }
   gradReduce_ = params.startDeviceAllToAllV(
       gradSend_.data(), gradRecv_.data(),
-      AllToAllSizes::packed(sendCounts, recvCounts), DataType::Float32);
+      restoreSizes(layout, rank_, shard_).reversed(), DataType::Float32);
   gradReduceStarted_ = true;
 }
 

@@ -128,3 +128,36 @@ TEST(LayerPlanning, ChunkPhasesOutOfOrderNameTheChunkAndWhatItWaitsFor) {
             "rank 2, layer 3, step 9: the gradient all-to-all ran before "
             "chunk 0's dispatch completed");
 }
+
+TEST(LayerPlanning, RestoreSizesAgreeBetweenEveryPairOfRanks) {
+  // 3 ranks, 3 slots, 4 experts; rank 1 has an empty slot, rank 2 two.
+  Layout layout(3, 3, 4,
+                {0, 1, 2, /**/ 3, Layout::kEmpty, 0, /**/ Layout::kEmpty, 1,
+                 Layout::kEmpty});
+  constexpr std::int64_t shard = 5;
+  std::vector<AllToAllSizes> sizes;
+  for (int rank = 0; rank < 3; ++rank)
+    sizes.push_back(restoreSizes(layout, rank, shard));
+  // Rank 0 sends each peer the shards of that peer's used slots, in order.
+  EXPECT_EQ(sizes[0].sendCounts, (std::vector<std::int64_t>{15, 10, 5}));
+  EXPECT_EQ(sizes[0].sendOffsets, (std::vector<std::int64_t>{0, 15, 25}));
+  // Rank 2 gets its one used slot's shard from every owner.
+  EXPECT_EQ(sizes[2].recvCounts, (std::vector<std::int64_t>{5, 5, 5}));
+  EXPECT_EQ(sizes[2].recvOffsets, (std::vector<std::int64_t>{0, 5, 10}));
+  for (int a = 0; a < 3; ++a)
+    for (int b = 0; b < 3; ++b) {
+      // What a sends b, b receives from a; the gradients go back.
+      EXPECT_EQ(sizes[a].sendCounts[b], sizes[b].recvCounts[a]);
+      AllToAllSizes gradA = sizes[a].reversed(), gradB = sizes[b].reversed();
+      EXPECT_EQ(gradA.sendCounts[b], gradB.recvCounts[a]);
+      EXPECT_EQ(gradA.sendCounts[b], sizes[a].recvCounts[b]);
+      EXPECT_EQ(gradA.recvOffsets[b], sizes[a].sendOffsets[b]);
+    }
+  // In bytes (a bf16 restore): counts and offsets both.
+  AllToAllSizes bytes = sizes[0].scaled(2);
+  EXPECT_EQ(bytes.sendCounts, (std::vector<std::int64_t>{30, 20, 10}));
+  EXPECT_EQ(bytes.sendOffsets, (std::vector<std::int64_t>{0, 30, 50}));
+  EXPECT_EQ(bytes.recvCounts, (std::vector<std::int64_t>{30, 30, 30}));
+  EXPECT_EQ(bytes.recvOffsets, (std::vector<std::int64_t>{0, 30, 60}));
+  EXPECT_EQ(bytes.totalSend(), 2 * sizes[0].totalSend());
+}

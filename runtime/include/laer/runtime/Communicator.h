@@ -57,6 +57,10 @@ struct AllToAllSizes {
                               std::vector<std::int64_t> recvCounts);
   std::int64_t totalSend() const;
   std::int64_t totalRecv() const;
+  /// The same exchange the other way round: what was sent comes back.
+  AllToAllSizes reversed() const;
+  /// Counts and offsets `factor` times larger (elements into bytes).
+  AllToAllSizes scaled(std::int64_t factor) const;
 };
 
 /// An operation in flight. Destroying an unfinished handle waits for it.

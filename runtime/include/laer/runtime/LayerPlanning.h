@@ -56,6 +56,13 @@ void expectStage(LayerStage actual, LayerStage wanted, const char *phase,
 bool startsTokenChunks(LayerStage stage, int chunk, int chunks,
                        std::size_t planned, const ErrorContext &context);
 
+/// The restore's all-to-all for `rank` under `layout`, in elements of
+/// `shard`-element shards: to each peer the shards of the experts in its
+/// used slots (in slot order), from each owner the shards of this rank's
+/// used slots. The gradient all-to-all is its reverse.
+AllToAllSizes restoreSizes(const Layout &layout, int rank,
+                           std::int64_t shard);
+
 /// How far one token chunk of a step has come. Each chunk phase of an
 /// executor (FsepMoELayer's phases, on CPU or GPU buffers) moves its chunk
 /// one stage on, so a schedule that calls them out of order fails with a
