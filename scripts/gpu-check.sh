@@ -38,8 +38,10 @@ print(os.path.dirname(hits[0]) if hits else '')"
   if ldd "$bundle"/bin/* | grep 'not found'; then
     echo "gpu-check: the bundle misses the libraries above"; exit 1
   fi
-  # The tests read text from this checkout, wherever it lies.
-  export LAER_SOURCE_DIR=$PWD
+  # The tests train on the Python standard library; this machine's lies
+  # elsewhere than the build machine's.
+  LAER_TEXT_DIR=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+  export LAER_TEXT_DIR
   tests="$bundle/bin/laer-cuda-unittests"
   compiled="$bundle/bin/laer-cuda-compiled-unittests"
   bench="$bundle/bin/laer-cuda-bench"

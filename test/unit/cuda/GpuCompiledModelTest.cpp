@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "RelativeError.h"
+#include "TrainingText.h"
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/DeviceInfo.h"
@@ -18,7 +19,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <random>
 
 extern "C" void _mlir_ciface_laer_model_declare(void *ctx);
@@ -38,10 +38,7 @@ struct Trained {
 };
 
 Trained train(const std::string &device, std::uint64_t seed, int steps) {
-  const char *moved = std::getenv("LAER_SOURCE_DIR");
-  TextData data = TextData::fromPaths(
-      {std::string(moved ? moved : LAER_SOURCE_DIR) + "/runtime"}, ".cpp",
-      1 << 20);
+  TextData data = test::trainingText();
   Trained trained;
   InProcessGroup::run(1, [&](Communicator &comm) {
     CompiledModelOptions options;

@@ -63,7 +63,7 @@ TrainingResult train(const MoEBackendOptions &backend, std::uint64_t seed,
   run.replanEvery = replanEvery;
   run.resumeFrom = resumeFrom;
   run.saveTo = saveTo;
-  return trainLanguageModel(run, LAER_SOURCE_DIR);
+  return trainLanguageModel(run);
 }
 
 void compareWithCpu(const std::string &precision, double tolerance,

@@ -1,28 +1,21 @@
 //===- LanguageModelRuns.cpp - training the LM in tests -------------------===//
 
 #include "LanguageModelRuns.h"
+#include "TrainingText.h"
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/InProcessCommunicator.h"
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <memory>
 
 using namespace laer;
 using namespace laer::rt;
 
-TextData laer::test::sourceText(const std::string &root) {
-  const char *moved = std::getenv("LAER_SOURCE_DIR");
-  return TextData::fromPaths({(moved ? std::string(moved) : root) + "/runtime"},
-                             ".cpp", 1 << 20);
-}
-
 laer::test::TrainingResult
-laer::test::trainLanguageModel(const TrainingRun &run,
-                               const std::string &root) {
-  TextData data = sourceText(root);
+laer::test::trainLanguageModel(const TrainingRun &run) {
+  TextData data = trainingText();
   TrainingResult result;
   InProcessGroup::run(run.ranks, [&](Communicator &comm) {
     MoELanguageModel model(comm, run.config, run.seed, run.backend);

@@ -1,7 +1,7 @@
 //===- LanguageModelRuns.h - training the LM in tests ------------*- C++ -*-===//
 //
 // One helper for the tests that train the runtime's language model: on N
-// in-process ranks, on this project's own sources as text, with laer+
+// in-process ranks, on the tests' fixed text (TrainingText.h), with laer+
 // re-planning every K steps, its MoE layers on a chosen backend, and
 // optionally resuming from or writing a checkpoint.
 //
@@ -17,11 +17,6 @@
 #include <vector>
 
 namespace laer::test {
-
-/// The runtime's .cpp sources under `root` (this checkout's by default, or
-/// where the LAER_SOURCE_DIR environment variable says: a test binary
-/// carried to another machine).
-rt::TextData sourceText(const std::string &root);
 
 struct TrainingRun {
   rt::LanguageModelConfig config;
@@ -44,9 +39,8 @@ struct TrainingResult {
   long restoresAhead = 0;     // rank 0's MoE backend's
 };
 
-/// Runs `run` on text read from `root` (collective over run.ranks threads).
-TrainingResult trainLanguageModel(const TrainingRun &run,
-                                  const std::string &root);
+/// Runs `run` on trainingText() (collective over run.ranks threads).
+TrainingResult trainLanguageModel(const TrainingRun &run);
 
 } // namespace laer::test
 

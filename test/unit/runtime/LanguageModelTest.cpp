@@ -2,6 +2,7 @@
 
 #include "LanguageModelRuns.h"
 #include "RelativeError.h"
+#include "TrainingText.h"
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/InProcessCommunicator.h"
@@ -33,9 +34,6 @@ LanguageModelConfig tinyConfig() {
   return config;
 }
 
-/// Real text that is always there: this project's own runtime sources.
-TextData sourceText() { return test::sourceText(LAER_SOURCE_DIR); }
-
 /// Trains `steps` steps on `ranks` threads with laer+ re-planning every
 /// step; returns the losses and the final parameters.
 test::TrainingResult train(int ranks, int steps, float learningRate) {
@@ -44,7 +42,7 @@ test::TrainingResult train(int ranks, int steps, float learningRate) {
   run.ranks = ranks;
   run.to = steps;
   run.learningRate = learningRate;
-  return test::trainLanguageModel(run, LAER_SOURCE_DIR);
+  return test::trainLanguageModel(run);
 }
 
 TEST(LanguageModel, FourRanksTrainLikeOneRank) {
@@ -74,7 +72,7 @@ TEST(LanguageModel, LossFallsOnRealText) {
 TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
   // 8 steps straight, against 5 steps, a checkpoint, a fresh model loading
   // it, and the last 3 steps: the same losses and parameters, bit for bit.
-  TextData data = sourceText();
+  TextData data = test::trainingText();
   std::string directory = ::testing::TempDir() + "/laer-checkpoint";
   auto run = [&](Communicator &comm, long from, long to,
                  MoELanguageModel &model, std::vector<double> &losses) {

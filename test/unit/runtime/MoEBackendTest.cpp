@@ -57,7 +57,7 @@ test::TrainingResult train(const LanguageModelConfig &config, int steps) {
   run.dataSeed = 7;
   run.batch = 6;
   run.to = steps;
-  return test::trainLanguageModel(run, LAER_SOURCE_DIR);
+  return test::trainLanguageModel(run);
 }
 
 } // namespace
