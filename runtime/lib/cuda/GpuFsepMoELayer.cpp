@@ -557,13 +557,13 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
 void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
   if (stage_ != LayerStage::ForwardDone)
     fail(context(), "backward called without a completed forward");
-  requireChunk(c, chunks_.size(), ChunkStage::GradSent, context());
-  cudaStream_t compute = ctx_.compute();
-  bool first = std::none_of(
-      chunks_.begin(), chunks_.end(),
-      [](const ChunkState &k) { return k.stage >= ChunkStage::GradSent; });
   ChunkState &state =
       advanceChunk(chunks_, c, ChunkStage::GradSent, context());
+  cudaStream_t compute = ctx_.compute();
+  bool first = std::count_if(chunks_.begin(), chunks_.end(),
+                             [](const ChunkState &k) {
+                               return k.stage >= ChunkStage::GradSent;
+                             }) == 1;
   if (first) {
     // Every pair's row gradient and d(weight), for all chunks at once.
     combineRowsBackward(pairOut_.data(), dOut, dSend_.data(), dWeights_.data(),

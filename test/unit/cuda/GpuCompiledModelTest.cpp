@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "LaerPlusHook.h"
 #include "RelativeError.h"
 #include "TrainingText.h"
 
-#include "laer/planner/Planner.h"
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/compiled/CompiledModel.h"
@@ -50,13 +50,8 @@ Trained train(const std::string &device, std::uint64_t seed, int steps) {
                          &_mlir_ciface_laer_train_step},
                         options);
     const MoELayerConfig &moe = model.state().moe.front()->config();
-    planner::LayerSpec layer;
-    layer.hidden = moe.shape.hidden;
-    layer.ffn = moe.shape.ffn;
-    ReplanningHook hook(
-        std::make_unique<planner::PlannerHook>(planner::makePlanner("laer+"),
-                                               planner::ClusterSpec{}, layer),
-        1);
+    ReplanningHook hook =
+        test::laerPlusHook(moe.shape.hidden, moe.shape.ffn, 1);
     AdamWConfig adamw;
     std::vector<std::int32_t> ids, targets;
     for (int step = 0; step < steps; ++step) {

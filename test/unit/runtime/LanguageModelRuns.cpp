@@ -1,14 +1,13 @@
 //===- LanguageModelRuns.cpp - training the LM in tests -------------------===//
 
 #include "LanguageModelRuns.h"
+#include "LaerPlusHook.h"
 #include "TrainingText.h"
 
-#include "laer/planner/Planner.h"
 #include "laer/runtime/InProcessCommunicator.h"
 
 #include <gtest/gtest.h>
 
-#include <memory>
 
 using namespace laer;
 using namespace laer::rt;
@@ -22,13 +21,8 @@ laer::test::trainLanguageModel(const TrainingRun &run) {
     if (!run.resumeFrom.empty()) {
       EXPECT_EQ(model.loadCheckpoint(run.resumeFrom), run.from - 1);
     }
-    planner::LayerSpec layer;
-    layer.hidden = run.config.hidden;
-    layer.ffn = run.config.ffn;
-    ReplanningHook hook(
-        std::make_unique<planner::PlannerHook>(planner::makePlanner("laer+"),
-                                               planner::ClusterSpec{}, layer),
-        run.replanEvery);
+    ReplanningHook hook =
+        laerPlusHook(run.config.hidden, run.config.ffn, run.replanEvery);
     AdamWConfig adamw;
     adamw.learningRate = run.learningRate;
     std::vector<double> losses;

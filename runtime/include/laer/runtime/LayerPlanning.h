@@ -106,21 +106,27 @@ Chunk &advanceChunk(std::vector<Chunk> &chunks, int chunk, ChunkStage next,
   return chunks[chunk];
 }
 
+/// The first chunk that has not reached `stage` (chunks.size() if none).
+template <typename Chunk>
+std::size_t firstChunkBehind(const std::vector<Chunk> &chunks,
+                             ChunkStage stage) {
+  std::size_t c = 0;
+  while (c < chunks.size() && chunks[c].stage >= stage)
+    ++c;
+  return c;
+}
+
 template <typename Chunk>
 bool allChunksReached(const std::vector<Chunk> &chunks, ChunkStage stage) {
-  for (const Chunk &chunk : chunks)
-    if (chunk.stage < stage)
-      return false;
-  return true;
+  return firstChunkBehind(chunks, stage) == chunks.size();
 }
 
 /// Fails unless every chunk has reached `stage` before `phase` runs.
 template <typename Chunk>
 void requireAllChunks(const std::vector<Chunk> &chunks, ChunkStage stage,
                       const char *phase, const ErrorContext &context) {
-  for (std::size_t c = 0; c < chunks.size(); ++c)
-    if (chunks[c].stage < stage)
-      failChunkBehind(phase, c, stage, context);
+  if (std::size_t c = firstChunkBehind(chunks, stage); c < chunks.size())
+    failChunkBehind(phase, c, stage, context);
 }
 
 /// Fails unless `layout` is for `ranks` ranks and the config's slots and
