@@ -62,7 +62,8 @@ protected:
     auto layer = LayerOp::create(
         b, loc, x, args[0], args[1], args[2], args[3], args[4],
         shared ? args[5] : none, shared ? args[6] : none,
-        shared ? args[7] : none, topK, ScoreFunction::Softmax,
+        shared ? args[7] : none, /*shared_gate=*/none, topK,
+        ScoreFunction::Softmax,
         /*renormalize=*/true, Activation::Silu);
     func::ReturnOp::create(b, loc, layer.getOutput());
     return module;

@@ -145,6 +145,12 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
     }
     if (normOnly || tensor.getRank() == 1)
       fanIn = 0;
+    // Attention biases start at zero, like nn.Linear's in the HF models.
+    for (Operation *user : arg.getUsers())
+      if (auto attention = dyn_cast<dense::AttentionOp>(user))
+        if (arg == attention.getBq() || arg == attention.getBk() ||
+            arg == attention.getBv())
+          fanIn = kZeroInitialised;
     info.denseIndex[i] = static_cast<int>(info.dense.size());
     info.dense.push_back({i, tensor, fanIn});
   }
@@ -220,26 +226,56 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
             s.f64(loc, n.getEpsilon().convertToDouble()), dx, dw});
     return success();
   }
+  // Absent optional operands and results cross the ABI as empty memrefs.
+  auto optional = [&](Value v, int64_t rank) {
+    return v ? abi(v) : s.empty(loc, rank);
+  };
+  auto optionalOut = [&](Value result, int64_t rank) {
+    return result ? out(result, Value()) : s.empty(loc, rank);
+  };
   if (auto a = dyn_cast<dense::AttentionOp>(op)) {
     Value o = out(a.getOutput(), a.getInput());
+    double epsilon = a.getQkNormEpsilon()
+                         ? a.getQkNormEpsilon()->convertToDouble()
+                         : 0.0;
     s.call(loc, "attention",
            {s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
-            abi(a.getWv()), abi(a.getWo()), s.i64(loc, a.getHeads()),
-            s.i64(loc, a.getKvHeads()), s.i64(loc, a.getSequenceLength()),
-            s.f64(loc, a.getRopeTheta().convertToDouble()), o});
+            abi(a.getWv()), abi(a.getWo()), optional(a.getBq(), 1),
+            optional(a.getBk(), 1), optional(a.getBv(), 1),
+            optional(a.getQNorm(), 1), optional(a.getKNorm(), 1),
+            s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
+            s.i64(loc, a.getSequenceLength()),
+            s.f64(loc, a.getRopeTheta().convertToDouble()),
+            s.f64(loc, epsilon), o});
     return success();
   }
   if (auto a = dyn_cast<dense::AttentionGradOp>(op)) {
     Value dx = out(a.getDInput(), a.getInput());
     Value dq = out(a.getDWq(), Value()), dk = out(a.getDWk(), Value()),
           dv = out(a.getDWv(), Value()), dO = out(a.getDWo(), Value());
-    s.call(loc, "attention_grad",
-           {s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
-            abi(a.getWv()), abi(a.getWo()), abi(a.getDOutput()),
-            s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
-            s.i64(loc, a.getSequenceLength()),
-            s.f64(loc, a.getRopeTheta().convertToDouble()), dx, dq, dk, dv,
-            dO});
+    // The optional gradients, by the optional operand they belong to.
+    SmallVector<Value, 5> dOptional(5);
+    auto next = a.getDOptional().begin();
+    Value optionalOperands[] = {a.getBq(), a.getBk(), a.getBv(),
+                                a.getQNorm(), a.getKNorm()};
+    for (auto [i, operand] : llvm::enumerate(optionalOperands))
+      if (operand)
+        dOptional[i] = *next++;
+    double epsilon = a.getQkNormEpsilon()
+                         ? a.getQkNormEpsilon()->convertToDouble()
+                         : 0.0;
+    SmallVector<Value> args{
+        s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
+        abi(a.getWv()), abi(a.getWo()), optional(a.getBq(), 1),
+        optional(a.getBk(), 1), optional(a.getBv(), 1),
+        optional(a.getQNorm(), 1), optional(a.getKNorm(), 1),
+        abi(a.getDOutput()), s.i64(loc, a.getHeads()),
+        s.i64(loc, a.getKvHeads()), s.i64(loc, a.getSequenceLength()),
+        s.f64(loc, a.getRopeTheta().convertToDouble()), s.f64(loc, epsilon),
+        dx, dq, dk, dv, dO};
+    for (Value d : dOptional)
+      args.push_back(optionalOut(d, 1));
+    s.call(loc, "attention_grad", args);
     return success();
   }
   if (auto l = dyn_cast<dense::LinearOp>(op)) {
@@ -257,7 +293,8 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   if (auto f = dyn_cast<dense::SwiGluOp>(op)) {
     Value o = out(f.getOutput(), f.getInput());
     s.call(loc, "swiglu", {s.ctx, abi(f.getInput()), abi(f.getW1()),
-                           abi(f.getW3()), abi(f.getW2()), o});
+                           abi(f.getW3()), abi(f.getW2()),
+                           optional(f.getGate(), 2), o});
     return success();
   }
   if (auto f = dyn_cast<dense::SwiGluGradOp>(op)) {
@@ -266,7 +303,8 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
           d2 = out(f.getDW2(), Value());
     s.call(loc, "swiglu_grad",
            {s.ctx, abi(f.getInput()), abi(f.getW1()), abi(f.getW3()),
-            abi(f.getW2()), abi(f.getDOutput()), dx, d1, d3, d2});
+            abi(f.getW2()), optional(f.getGate(), 2), abi(f.getDOutput()), dx,
+            d1, d3, d2, optionalOut(f.getDGate(), 2)});
     return success();
   }
   if (auto c = dyn_cast<dense::CrossEntropyOp>(op)) {

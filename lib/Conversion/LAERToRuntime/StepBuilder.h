@@ -27,11 +27,16 @@ using namespace mlir;
 
 constexpr const char *kPass = "convert-laer-to-runtime";
 
+/// DenseParam::fanIn of a parameter that starts at zero (biases).
+constexpr int64_t kZeroInitialised = -1;
+
 /// A dense parameter: an argument of `@f_grad` the runtime owns.
 struct DenseParam {
   unsigned argument;
   RankedTensorType type;
-  int64_t fanIn; // 0: a norm weight, initialised to one
+  /// > 0: uniform in +-1/sqrt(fanIn); 0: a norm weight, initialised to one;
+  /// kZeroInitialised: zeros.
+  int64_t fanIn;
 };
 
 /// A MoE layer: its forward op, and the gate/expert arguments it owns.
@@ -113,6 +118,15 @@ public:
     if (type == target)
       return memref;
     return memref::CastOp::create(b, loc, target, memref);
+  }
+
+  /// An empty memref of `rank` (sizes 0) in the ABI's dynamic type: what
+  /// an absent optional operand or result crosses the ABI as.
+  Value empty(Location loc, int64_t rank) {
+    auto type = MemRefType::get(SmallVector<int64_t>(rank, 0), f32());
+    Value buffer = memref::AllocaOp::create(b, loc, type);
+    return memref::CastOp::create(b, loc, rank == 1 ? dyn1() : dyn2(),
+                                  buffer);
   }
 
   /// A fresh buffer for `result`, sized like `like` in its dynamic dims.

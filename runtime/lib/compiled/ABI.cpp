@@ -138,89 +138,138 @@ void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
 
 namespace {
 
-AttentionShape attentionShape(CompiledModel &m, const char *f, F32x2 *x,
-                              F32x2 *wk, std::int64_t heads,
-                              std::int64_t kvHeads, std::int64_t sequence,
-                              double ropeTheta) {
-  AttentionShape shape;
-  shape.tokens = x->sizes[0];
-  shape.hidden = x->sizes[1];
-  shape.heads = heads;
-  shape.kvHeads = kvHeads;
-  shape.sequenceLength = sequence;
-  shape.ropeTheta = ropeTheta;
-  if (heads <= 0 || kvHeads <= 0 || sequence <= 0 ||
-      shape.hidden % heads != 0 || heads % kvHeads != 0 ||
-      shape.tokens % sequence != 0 || wk->sizes[1] != shape.kvWidth())
-    fail(m.where(), f, ": ", heads, " heads, ", kvHeads, " KV heads, ",
-         shape.tokens, " tokens in sequences of ", sequence, ", hidden ",
-         shape.hidden, " and K projection width ", wk->sizes[1],
-         " do not fit together");
-  return shape;
+/// An optional vector operand: empty when absent (a memref of size 0),
+/// else of one of the lengths `allowed`.
+std::span<float> optionalVector(CompiledModel &m, const char *f,
+                                const char *name, F32x1 *ref,
+                                std::initializer_list<std::int64_t> allowed) {
+  if (!ref || ref->sizes[0] == 0)
+    return {};
+  std::span<float> v = check(m, f, name, ref, {-1});
+  for (std::int64_t length : allowed)
+    if (ref->sizes[0] == length)
+      return v;
+  fail(m.where(), f, ": ", name, " has ", ref->sizes[0],
+       " elements, which fits no form of it");
 }
 
 /// The checked operands every attention function takes.
 struct AttentionOperands {
   AttentionShape shape;
-  std::span<float> x, wq, wk, wv, wo;
+  std::span<float> x;
+  AttentionParams<float> params;
 };
 
 AttentionOperands checkAttention(CompiledModel &m, const char *f, F32x2 *x,
                                  F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                 F32x1 *bq, F32x1 *bk, F32x1 *bv,
+                                 F32x1 *qNorm, F32x1 *kNorm,
                                  std::int64_t heads, std::int64_t kvHeads,
-                                 std::int64_t sequence, double ropeTheta) {
+                                 std::int64_t sequence, double ropeTheta,
+                                 double qkNormEpsilon) {
   AttentionOperands a;
   a.x = check(m, f, "input", x, {-1, -1});
   std::int64_t H = x->sizes[1];
-  a.wk = check(m, f, "wk", wk, {H, -1});
-  a.shape = attentionShape(m, f, x, wk, heads, kvHeads, sequence, ropeTheta);
-  a.wq = check(m, f, "wq", wq, {H, H});
-  a.wv = check(m, f, "wv", wv, {H, a.shape.kvWidth()});
-  a.wo = check(m, f, "wo", wo, {H, H});
+  auto q = check(m, f, "wq", wq, {H, -1});
+  AttentionShape &shape = a.shape;
+  shape.tokens = x->sizes[0];
+  shape.hidden = H;
+  shape.heads = heads;
+  shape.kvHeads = kvHeads;
+  shape.sequenceLength = sequence;
+  shape.ropeTheta = ropeTheta;
+  std::int64_t qWidth = wq->sizes[1];
+  if (heads <= 0 || kvHeads <= 0 || sequence <= 0 || qWidth % heads != 0 ||
+      heads % kvHeads != 0 || shape.tokens % sequence != 0)
+    fail(m.where(), f, ": ", heads, " heads, ", kvHeads, " KV heads, ",
+         shape.tokens, " tokens in sequences of ", sequence,
+         " and Q projection width ", qWidth, " do not fit together");
+  shape.headDim = qWidth / heads;
+  std::int64_t kv = shape.kvWidth(), d = shape.headSize();
+  AttentionParams<float> &p = a.params;
+  p.wq = q;
+  p.wk = check(m, f, "wk", wk, {H, kv});
+  p.wv = check(m, f, "wv", wv, {H, kv});
+  p.wo = check(m, f, "wo", wo, {qWidth, H});
+  p.bq = optionalVector(m, f, "bq", bq, {qWidth});
+  p.bk = optionalVector(m, f, "bk", bk, {kv});
+  p.bv = optionalVector(m, f, "bv", bv, {kv});
+  p.qNorm = optionalVector(m, f, "q_norm", qNorm, {d, qWidth});
+  p.kNorm = optionalVector(m, f, "k_norm", kNorm, {d, kv});
+  if (!p.qNorm.empty() && !(qkNormEpsilon > 0))
+    fail(m.where(), f, ": QK-norm epsilon ", qkNormEpsilon, " must be > 0");
+  shape.qkNormEpsilon = qkNormEpsilon;
   return a;
+}
+
+/// A gradient of an optional parameter: given exactly when the parameter
+/// is, with its size.
+std::span<float> optionalGrad(CompiledModel &m, const char *f,
+                              const char *name, F32x1 *ref,
+                              std::span<const float> param) {
+  std::int64_t size = ref ? ref->sizes[0] : 0;
+  if (size != static_cast<std::int64_t>(param.size()))
+    fail(m.where(), f, ": ", name, " has ", size, " elements, expected ",
+         param.size());
+  if (size == 0)
+    return {};
+  std::span<float> g = check(m, f, name, ref, {size});
+  std::fill(g.begin(), g.end(), 0.0f);
+  return g;
 }
 
 } // namespace
 
 void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
                                    F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                   F32x1 *bq, F32x1 *bk, F32x1 *bv,
+                                   F32x1 *qNorm, F32x1 *kNorm,
                                    std::int64_t heads, std::int64_t kvHeads,
                                    std::int64_t sequence, double ropeTheta,
-                                   F32x2 *out) {
+                                   double qkNormEpsilon, F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_attention";
-  AttentionOperands a = checkAttention(m, f, x, wq, wk, wv, wo, heads,
-                                       kvHeads, sequence, ropeTheta);
+  AttentionOperands a =
+      checkAttention(m, f, x, wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm, heads,
+                     kvHeads, sequence, ropeTheta, qkNormEpsilon);
   auto y = check(m, f, "output", out, {x->sizes[0], x->sizes[1]});
   AttentionSaved<float> saved;
-  attentionForward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
-                          a.shape, y, saved);
+  attentionForward<float>(in(a.x), a.params, a.shape, y, saved);
 }
 
 void _mlir_ciface_laerrt_attention_grad(
     void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
-    F32x2 *dOut, std::int64_t heads, std::int64_t kvHeads,
-    std::int64_t sequence, double ropeTheta, F32x2 *dX, F32x2 *dWq,
-    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo) {
+    F32x1 *bq, F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
+    std::int64_t heads, std::int64_t kvHeads, std::int64_t sequence,
+    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq,
+    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv,
+    F32x1 *dQNorm, F32x1 *dKNorm) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_attention_grad";
-  AttentionOperands a = checkAttention(m, f, x, wq, wk, wv, wo, heads,
-                                       kvHeads, sequence, ropeTheta);
+  AttentionOperands a =
+      checkAttention(m, f, x, wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm, heads,
+                     kvHeads, sequence, ropeTheta, qkNormEpsilon);
   std::int64_t T = x->sizes[0], H = x->sizes[1], kv = a.shape.kvWidth();
+  std::int64_t qWidth = a.shape.qWidth();
   auto d = check(m, f, "d_output", dOut, {T, H});
   auto dx = check(m, f, "d_input", dX, {T, H});
-  auto dq = check(m, f, "d_wq", dWq, {H, H});
-  auto dk = check(m, f, "d_wk", dWk, {H, kv});
-  auto dv = check(m, f, "d_wv", dWv, {H, kv});
-  auto dout = check(m, f, "d_wo", dWo, {H, H});
+  AttentionGrads<float> grads;
+  grads.wq = check(m, f, "d_wq", dWq, {H, qWidth});
+  grads.wk = check(m, f, "d_wk", dWk, {H, kv});
+  grads.wv = check(m, f, "d_wv", dWv, {H, kv});
+  grads.wo = check(m, f, "d_wo", dWo, {qWidth, H});
+  for (std::span<float> g : {grads.wq, grads.wk, grads.wv, grads.wo})
+    std::fill(g.begin(), g.end(), 0.0f);
+  const AttentionParams<float> &p = a.params;
+  grads.bq = optionalGrad(m, f, "d_bq", dBq, p.bq);
+  grads.bk = optionalGrad(m, f, "d_bk", dBk, p.bk);
+  grads.bv = optionalGrad(m, f, "d_bv", dBv, p.bv);
+  grads.qNorm = optionalGrad(m, f, "d_q_norm", dQNorm, p.qNorm);
+  grads.kNorm = optionalGrad(m, f, "d_k_norm", dKNorm, p.kNorm);
   AttentionSaved<float> saved;
   std::vector<float> y(T * H);
-  attentionForward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
-                          a.shape, y, saved);
-  for (std::span<float> g : {dq, dk, dv, dout})
-    std::fill(g.begin(), g.end(), 0.0f);
-  attentionBackward<float>(in(a.x), in(a.wq), in(a.wk), in(a.wv), in(a.wo),
-                           a.shape, saved, in(d), dx, dq, dk, dv, dout);
+  attentionForward<float>(in(a.x), p, a.shape, y, saved);
+  attentionBackward<float>(in(a.x), p, a.shape, saved, in(d), dx, grads);
 }
 
 namespace {
@@ -291,10 +340,18 @@ SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x,
   return o;
 }
 
+/// An optional [H, 1] gate: empty when absent (a memref of size 0).
+std::span<float> optionalGate(CompiledModel &m, const char *f, F32x2 *gate,
+                              std::int64_t H) {
+  if (!gate || gate->sizes[0] * gate->sizes[1] == 0)
+    return {};
+  return check(m, f, "gate", gate, {H, 1});
+}
+
 } // namespace
 
 void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
-                                F32x2 *w2, F32x2 *out) {
+                                F32x2 *w2, F32x2 *gate, F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_swiglu";
   SwiGluOperands o = checkSwiGlu(m, f, x, w1, w3, w2);
@@ -302,12 +359,16 @@ void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
   SwiGluSaved saved;
   gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
                          o.H, o.S, Activation::Silu, y, saved);
+  if (std::span<float> g = optionalGate(m, f, gate, o.H); !g.empty()) {
+    std::vector<float> gateValues(o.T);
+    sigmoidGateForward<float>(in(o.x), in(g), o.T, o.H, y, gateValues);
+  }
 }
 
 void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
-                                     F32x2 *w3, F32x2 *w2, F32x2 *dOut,
-                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
-                                     F32x2 *dW2) {
+                                     F32x2 *w3, F32x2 *w2, F32x2 *gate,
+                                     F32x2 *dOut, F32x2 *dX, F32x2 *dW1,
+                                     F32x2 *dW3, F32x2 *dW2, F32x2 *dGate) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_swiglu_grad";
   SwiGluOperands o = checkSwiGlu(m, f, x, w1, w3, w2);
@@ -316,13 +377,38 @@ void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
   auto d1 = check(m, f, "d_w1", dW1, {o.H, o.S});
   auto d3 = check(m, f, "d_w3", dW3, {o.H, o.S});
   auto d2 = check(m, f, "d_w2", dW2, {o.S, o.H});
+  std::span<float> g = optionalGate(m, f, gate, o.H);
+  std::span<float> dg = optionalGate(m, f, dGate, g.empty() ? 0 : o.H);
+  if (g.empty() != dg.empty())
+    fail(m.where(), f, ": gate and d_gate must both be given or both empty");
   // Recomputes the projections of the forward (like the other gradients).
   std::vector<float> y(o.T * o.H);
   SwiGluSaved saved;
   gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
                          o.H, o.S, Activation::Silu, y, saved);
+  std::span<const float> dUngated = in(d);
+  std::vector<float> gateValues, dUngatedBuffer;
+  if (!g.empty()) {
+    std::vector<float> gated = y;
+    gateValues.resize(o.T);
+    sigmoidGateForward<float>(in(o.x), in(g), o.T, o.H, gated, gateValues);
+    dUngatedBuffer.resize(o.T * o.H);
+    std::fill(dg.begin(), dg.end(), 0.0f);
+    // dx gets the gate's share after the FFN's backward overwrites it.
+    std::vector<float> dxGate(o.T * o.H, 0.0f);
+    sigmoidGateBackward<float>(in(o.x), in(g), y, gateValues, in(d), o.T,
+                               o.H, dUngatedBuffer, dxGate, dg);
+    dUngated = dUngatedBuffer;
+    gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
+                            saved, dUngated, o.T, o.H, o.S, Activation::Silu,
+                            dx, d1.data(), d3.data(), d2.data(),
+                            /*accumulate=*/false);
+    for (std::size_t i = 0; i < dx.size(); ++i)
+      dx[i] += dxGate[i];
+    return;
+  }
   gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
-                          saved, in(d), o.T, o.H, o.S, Activation::Silu, dx,
+                          saved, dUngated, o.T, o.H, o.S, Activation::Silu, dx,
                           d1.data(), d3.data(), d2.data(),
                           /*accumulate=*/false);
 }

@@ -87,6 +87,9 @@ void CompiledModel::declareDense(std::int64_t index,
                                  std::int64_t fanIn) {
   if (index < 0 || index > 1000000)
     fail(where(), "laerrt_declare_dense: bad parameter index ", index);
+  if (fanIn < -1)
+    fail(where(), "laerrt_declare_dense: parameter ", index, " has fan-in ",
+         fanIn, " (-1: zeros, 0: ones, > 0: uniform)");
   for (std::int64_t d : shape)
     if (d <= 0)
       fail(where(), "laerrt_declare_dense: parameter ", index,

@@ -123,49 +123,174 @@ void rotate(std::span<T> data, std::int64_t width, const AttentionShape &shape,
   }
 }
 
-void checkAttention(const AttentionShape &shape) {
+/// The sizes of an attention call, after checkAttention.
+struct AttentionLayout {
+  std::int64_t T, H, d, qw, kvw, S, group;
+  bool bias = false, norm = false;
+  /// With QK-norm: the length of the rows RMSNorm normalizes in q and k
+  /// (the head size, or the whole width) and how many rows there are.
+  std::int64_t qRow = 0, kRow = 0, qRows = 0, kRows = 0;
+};
+
+void checkSize(const char *operand, std::size_t size, std::int64_t expected,
+               const char *what) {
+  if (static_cast<std::int64_t>(size) != expected)
+    fail({}, "attention: ", operand, " has ", size, " elements, expected ",
+         expected, " (", what, ")");
+}
+
+/// The row length of a QK-norm weight of `size` elements: the head size
+/// (per head) or the projection's whole width.
+std::int64_t normRow(const char *operand, std::size_t size, std::int64_t d,
+                     std::int64_t width, const char *widthName) {
+  auto n = static_cast<std::int64_t>(size);
+  if (n == d || n == width)
+    return n;
+  if (d == width)
+    fail({}, "attention: ", operand, " has ", size, " elements, expected ", d,
+         " (head size = ", widthName, ")");
+  fail({}, "attention: ", operand, " has ", size, " elements, expected ", d,
+       " (head size: per-head QK-norm) or ", width, " (", widthName,
+       ": whole-projection QK-norm)");
+}
+
+template <typename T>
+AttentionLayout checkAttention(const AttentionShape &shape,
+                               std::span<const T> input,
+                               const AttentionParams<T> &params) {
   if (shape.heads < 1 || shape.kvHeads < 1 || shape.heads % shape.kvHeads ||
-      shape.hidden % shape.heads || shape.headSize() % 2 ||
+      shape.tokens < 0 || shape.hidden < 1 || shape.headDim < 0 ||
+      (shape.headDim == 0 && shape.hidden % shape.heads) ||
       shape.sequenceLength < 1 || shape.tokens % shape.sequenceLength)
     fail({}, "attention: inconsistent shape (tokens ", shape.tokens,
          ", hidden ", shape.hidden, ", heads ", shape.heads, ", kv_heads ",
-         shape.kvHeads, ", sequence length ", shape.sequenceLength,
-         "); heads must divide hidden into even head sizes and kv_heads "
-         "divide heads");
+         shape.kvHeads, ", head_dim ", shape.headDim, ", sequence length ",
+         shape.sequenceLength,
+         "); kv_heads must divide heads, the sequence length the tokens, and "
+         "heads the hidden size unless head_dim is set");
+  if (shape.headSize() % 2)
+    fail({}, "attention: head size ", shape.headSize(),
+         " is odd; the rotary embedding rotates the two halves of each head, "
+         "so it must be even");
+  AttentionLayout l;
+  l.T = shape.tokens;
+  l.H = shape.hidden;
+  l.d = shape.headSize();
+  l.qw = shape.qWidth();
+  l.kvw = shape.kvWidth();
+  l.S = shape.sequenceLength;
+  l.group = shape.heads / shape.kvHeads;
+  checkSize("input", input.size(), l.T * l.H, "tokens x hidden");
+  checkSize("wq", params.wq.size(), l.H * l.qw, "hidden x q width");
+  checkSize("wk", params.wk.size(), l.H * l.kvw, "hidden x kv width");
+  checkSize("wv", params.wv.size(), l.H * l.kvw, "hidden x kv width");
+  checkSize("wo", params.wo.size(), l.qw * l.H, "q width x hidden");
+
+  l.bias = !params.bq.empty() || !params.bk.empty() || !params.bv.empty();
+  if (l.bias) {
+    if (params.bq.empty() || params.bk.empty() || params.bv.empty())
+      fail({}, "attention: bq, bk and bv have ", params.bq.size(), ", ",
+           params.bk.size(), " and ", params.bv.size(),
+           " elements; the q/k/v biases are all given or all absent");
+    checkSize("bq", params.bq.size(), l.qw, "q width");
+    checkSize("bk", params.bk.size(), l.kvw, "kv width");
+    checkSize("bv", params.bv.size(), l.kvw, "kv width");
+  }
+
+  l.norm = !params.qNorm.empty() || !params.kNorm.empty();
+  if (l.norm) {
+    if (params.qNorm.empty() || params.kNorm.empty())
+      fail({}, "attention: qNorm has ", params.qNorm.size(),
+           " elements and kNorm ", params.kNorm.size(),
+           "; the QK-norm needs both weights or neither");
+    l.qRow = normRow("qNorm", params.qNorm.size(), l.d, l.qw, "q width");
+    l.kRow = normRow("kNorm", params.kNorm.size(), l.d, l.kvw, "kv width");
+    l.qRows = l.T * (l.qw / l.qRow);
+    l.kRows = l.T * (l.kvw / l.kRow);
+    if (!(shape.qkNormEpsilon >= 0))
+      fail({}, "attention: QK-norm epsilon ", shape.qkNormEpsilon,
+           " is negative");
+  }
+  return l;
+}
+
+/// `data` [rows, width] += bias [width] on every row.
+template <typename T>
+void addBias(std::vector<T> &data, std::span<const T> bias,
+             std::int64_t width) {
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] += bias[i % width];
+}
+
+/// dBias [width] += the column sums of `d` [rows, width].
+template <typename T>
+void addBiasGrad(const std::vector<T> &d, std::span<T> dBias,
+                 std::int64_t width) {
+  for (std::size_t i = 0; i < d.size(); ++i)
+    dBias[i % width] += d[i];
+}
+
+template <typename T>
+void checkGrad(const char *param, std::span<const T> value,
+               std::span<T> grad) {
+  if (grad.size() != value.size())
+    fail({}, "attention: the gradient of ", param, " has ", grad.size(),
+         " elements, expected ", value.size(),
+         value.empty() ? " (the parameter is absent)" : " (as the parameter)");
 }
 
 } // namespace
 
 template <typename T>
-void attentionForward(std::span<const T> input, std::span<const T> wq,
-                      std::span<const T> wk, std::span<const T> wv,
-                      std::span<const T> wo, const AttentionShape &shape,
-                      std::span<T> output, AttentionSaved<T> &saved) {
-  checkAttention(shape);
-  std::int64_t T_ = shape.tokens, H = shape.hidden, d = shape.headSize();
-  std::int64_t kvw = shape.kvWidth(), S = shape.sequenceLength;
-  std::int64_t group = shape.heads / shape.kvHeads;
-  saved.q.assign(T_ * H, 0);
+void attentionForward(std::span<const T> input,
+                      const AttentionParams<T> &params,
+                      const AttentionShape &shape, std::span<T> output,
+                      AttentionSaved<T> &saved) {
+  AttentionLayout l = checkAttention(shape, input, params);
+  checkSize("output", output.size(), l.T * l.H, "tokens x hidden");
+  std::int64_t T_ = l.T, H = l.H, d = l.d, qw = l.qw, kvw = l.kvw, S = l.S;
+  std::int64_t group = l.group;
+  saved.q.assign(T_ * qw, 0);
   saved.k.assign(T_ * kvw, 0);
   saved.v.assign(T_ * kvw, 0);
-  gemmT<T>(false, false, T_, H, H, 1, input.data(), wq.data(), 0,
+  gemmT<T>(false, false, T_, qw, H, 1, input.data(), params.wq.data(), 0,
            saved.q.data());
-  gemmT<T>(false, false, T_, kvw, H, 1, input.data(), wk.data(), 0,
+  gemmT<T>(false, false, T_, kvw, H, 1, input.data(), params.wk.data(), 0,
            saved.k.data());
-  gemmT<T>(false, false, T_, kvw, H, 1, input.data(), wv.data(), 0,
+  gemmT<T>(false, false, T_, kvw, H, 1, input.data(), params.wv.data(), 0,
            saved.v.data());
-  rotate<T>(saved.q, H, shape, false);
+  if (l.bias) {
+    addBias<T>(saved.q, params.bq, qw);
+    addBias<T>(saved.k, params.bk, kvw);
+    addBias<T>(saved.v, params.bv, kvw);
+  }
+  if (l.norm) {
+    saved.qPreNorm = saved.q;
+    saved.kPreNorm = saved.k;
+    saved.qInvRms.assign(l.qRows, 0);
+    saved.kInvRms.assign(l.kRows, 0);
+    rmsNormForward<T>(saved.qPreNorm, params.qNorm, l.qRows, l.qRow,
+                      shape.qkNormEpsilon, saved.q, saved.qInvRms);
+    rmsNormForward<T>(saved.kPreNorm, params.kNorm, l.kRows, l.kRow,
+                      shape.qkNormEpsilon, saved.k, saved.kInvRms);
+  } else {
+    saved.qPreNorm.clear();
+    saved.kPreNorm.clear();
+    saved.qInvRms.clear();
+    saved.kInvRms.clear();
+  }
+  rotate<T>(saved.q, qw, shape, false);
   rotate<T>(saved.k, kvw, shape, false);
 
   T scale = static_cast<T>(1.0 / std::sqrt(double(d)));
   saved.probs.assign(shape.heads * T_ * S, 0);
-  saved.context.assign(T_ * H, 0);
+  saved.context.assign(T_ * qw, 0);
   for (std::int64_t head = 0; head < shape.heads; ++head) {
     std::int64_t kvHead = head / group;
     for (std::int64_t t = 0; t < T_; ++t) {
       std::int64_t start = t - t % S, i = t % S;
       T *p = saved.probs.data() + (head * T_ + t) * S;
-      const T *q = saved.q.data() + t * H + head * d;
+      const T *q = saved.q.data() + t * qw + head * d;
       T max = -INFINITY;
       for (std::int64_t j = 0; j <= i; ++j) {
         const T *k = saved.k.data() + (start + j) * kvw + kvHead * d;
@@ -178,7 +303,7 @@ void attentionForward(std::span<const T> input, std::span<const T> wq,
       T sum = 0;
       for (std::int64_t j = 0; j <= i; ++j)
         sum += p[j] = std::exp(p[j] - max);
-      T *ctx = saved.context.data() + t * H + head * d;
+      T *ctx = saved.context.data() + t * qw + head * d;
       for (std::int64_t j = 0; j <= i; ++j) {
         p[j] /= sum;
         const T *v = saved.v.data() + (start + j) * kvw + kvHead * d;
@@ -187,37 +312,63 @@ void attentionForward(std::span<const T> input, std::span<const T> wq,
       }
     }
   }
-  gemmT<T>(false, false, T_, H, H, 1, saved.context.data(), wo.data(), 0,
-           output.data());
+  gemmT<T>(false, false, T_, H, qw, 1, saved.context.data(), params.wo.data(),
+           0, output.data());
 }
 
 template <typename T>
-void attentionBackward(std::span<const T> input, std::span<const T> wq,
-                       std::span<const T> wk, std::span<const T> wv,
-                       std::span<const T> wo, const AttentionShape &shape,
+void attentionBackward(std::span<const T> input,
+                       const AttentionParams<T> &params,
+                       const AttentionShape &shape,
                        const AttentionSaved<T> &saved,
                        std::span<const T> dOutput, std::span<T> dInput,
-                       std::span<T> dWq, std::span<T> dWk, std::span<T> dWv,
-                       std::span<T> dWo) {
-  checkAttention(shape);
-  std::int64_t T_ = shape.tokens, H = shape.hidden, d = shape.headSize();
-  std::int64_t kvw = shape.kvWidth(), S = shape.sequenceLength;
-  std::int64_t group = shape.heads / shape.kvHeads;
+                       const AttentionGrads<T> &grads) {
+  AttentionLayout l = checkAttention(shape, input, params);
+  std::int64_t T_ = l.T, H = l.H, d = l.d, qw = l.qw, kvw = l.kvw, S = l.S;
+  std::int64_t group = l.group;
+  checkSize("dOutput", dOutput.size(), T_ * H, "tokens x hidden");
+  checkSize("dInput", dInput.size(), T_ * H, "tokens x hidden");
+  checkGrad<T>("wq", params.wq, grads.wq);
+  checkGrad<T>("wk", params.wk, grads.wk);
+  checkGrad<T>("wv", params.wv, grads.wv);
+  checkGrad<T>("wo", params.wo, grads.wo);
+  checkGrad<T>("bq", params.bq, grads.bq);
+  checkGrad<T>("bk", params.bk, grads.bk);
+  checkGrad<T>("bv", params.bv, grads.bv);
+  checkGrad<T>("qNorm", params.qNorm, grads.qNorm);
+  checkGrad<T>("kNorm", params.kNorm, grads.kNorm);
+  auto checkSaved = [](const char *what, std::size_t size,
+                       std::int64_t expected) {
+    if (static_cast<std::int64_t>(size) != expected)
+      fail({}, "attention: saved.", what, " has ", size,
+           " elements, expected ", expected,
+           "; backward needs what attentionForward saved for the same "
+           "shape and parameters");
+  };
+  checkSaved("q", saved.q.size(), T_ * qw);
+  checkSaved("k", saved.k.size(), T_ * kvw);
+  checkSaved("v", saved.v.size(), T_ * kvw);
+  checkSaved("probs", saved.probs.size(), shape.heads * T_ * S);
+  checkSaved("context", saved.context.size(), T_ * qw);
+  checkSaved("qPreNorm", saved.qPreNorm.size(), l.norm ? T_ * qw : 0);
+  checkSaved("kPreNorm", saved.kPreNorm.size(), l.norm ? T_ * kvw : 0);
+  checkSaved("qInvRms", saved.qInvRms.size(), l.qRows);
+  checkSaved("kInvRms", saved.kInvRms.size(), l.kRows);
   T scale = static_cast<T>(1.0 / std::sqrt(double(d)));
 
-  std::vector<T> dContext(T_ * H);
-  gemmT<T>(false, true, T_, H, H, 1, dOutput.data(), wo.data(), 0,
+  std::vector<T> dContext(T_ * qw);
+  gemmT<T>(false, true, T_, qw, H, 1, dOutput.data(), params.wo.data(), 0,
            dContext.data());
-  gemmT<T>(true, false, H, H, T_, 1, saved.context.data(), dOutput.data(), 1,
-           dWo.data());
+  gemmT<T>(true, false, qw, H, T_, 1, saved.context.data(), dOutput.data(), 1,
+           grads.wo.data());
 
-  std::vector<T> dq(T_ * H, 0), dk(T_ * kvw, 0), dv(T_ * kvw, 0), dp(S);
+  std::vector<T> dq(T_ * qw, 0), dk(T_ * kvw, 0), dv(T_ * kvw, 0), dp(S);
   for (std::int64_t head = 0; head < shape.heads; ++head) {
     std::int64_t kvHead = head / group;
     for (std::int64_t t = 0; t < T_; ++t) {
       std::int64_t start = t - t % S, i = t % S;
       const T *p = saved.probs.data() + (head * T_ + t) * S;
-      const T *dctx = dContext.data() + t * H + head * d;
+      const T *dctx = dContext.data() + t * qw + head * d;
       T dot = 0;
       for (std::int64_t j = 0; j <= i; ++j) {
         const T *v = saved.v.data() + (start + j) * kvw + kvHead * d;
@@ -229,8 +380,8 @@ void attentionBackward(std::span<const T> input, std::span<const T> wq,
         }
         dot += p[j] * dp[j];
       }
-      const T *q = saved.q.data() + t * H + head * d;
-      T *dqt = dq.data() + t * H + head * d;
+      const T *q = saved.q.data() + t * qw + head * d;
+      T *dqt = dq.data() + t * qw + head * d;
       for (std::int64_t j = 0; j <= i; ++j) {
         T ds = p[j] * (dp[j] - dot) * scale;
         const T *k = saved.k.data() + (start + j) * kvw + kvHead * d;
@@ -242,18 +393,35 @@ void attentionBackward(std::span<const T> input, std::span<const T> wq,
       }
     }
   }
-  rotate<T>(dq, H, shape, true);
+  rotate<T>(dq, qw, shape, true);
   rotate<T>(dk, kvw, shape, true);
-  gemmT<T>(false, true, T_, H, H, 1, dq.data(), wq.data(), 0, dInput.data());
-  gemmT<T>(false, true, T_, H, kvw, 1, dk.data(), wk.data(), 1,
+  if (l.norm) {
+    // dq, dk: of the normed q and k; make them of the pre-norm ones.
+    std::vector<T> dqPre(T_ * qw), dkPre(T_ * kvw);
+    rmsNormBackward<T>(saved.qPreNorm, params.qNorm, saved.qInvRms, dq,
+                       l.qRows, l.qRow, dqPre, grads.qNorm);
+    rmsNormBackward<T>(saved.kPreNorm, params.kNorm, saved.kInvRms, dk,
+                       l.kRows, l.kRow, dkPre, grads.kNorm);
+    dq.swap(dqPre);
+    dk.swap(dkPre);
+  }
+  if (l.bias) {
+    addBiasGrad<T>(dq, grads.bq, qw);
+    addBiasGrad<T>(dk, grads.bk, kvw);
+    addBiasGrad<T>(dv, grads.bv, kvw);
+  }
+  gemmT<T>(false, true, T_, H, qw, 1, dq.data(), params.wq.data(), 0,
            dInput.data());
-  gemmT<T>(false, true, T_, H, kvw, 1, dv.data(), wv.data(), 1,
+  gemmT<T>(false, true, T_, H, kvw, 1, dk.data(), params.wk.data(), 1,
            dInput.data());
-  gemmT<T>(true, false, H, H, T_, 1, input.data(), dq.data(), 1, dWq.data());
+  gemmT<T>(false, true, T_, H, kvw, 1, dv.data(), params.wv.data(), 1,
+           dInput.data());
+  gemmT<T>(true, false, H, qw, T_, 1, input.data(), dq.data(), 1,
+           grads.wq.data());
   gemmT<T>(true, false, H, kvw, T_, 1, input.data(), dk.data(), 1,
-           dWk.data());
+           grads.wk.data());
   gemmT<T>(true, false, H, kvw, T_, 1, input.data(), dv.data(), 1,
-           dWv.data());
+           grads.wv.data());
 }
 
 template <typename T>
@@ -305,15 +473,14 @@ void crossEntropyBackward(std::span<const T> probs,
                                    std::span<const T>, std::span<const T>,    \
                                    std::int64_t, std::int64_t, std::span<T>,  \
                                    std::span<T>);                             \
-  template void attentionForward<T>(                                          \
-      std::span<const T>, std::span<const T>, std::span<const T>,             \
-      std::span<const T>, std::span<const T>, const AttentionShape &,         \
-      std::span<T>, AttentionSaved<T> &);                                     \
+  template void attentionForward<T>(std::span<const T>,                       \
+                                    const AttentionParams<T> &,               \
+                                    const AttentionShape &, std::span<T>,     \
+                                    AttentionSaved<T> &);                     \
   template void attentionBackward<T>(                                         \
-      std::span<const T>, std::span<const T>, std::span<const T>,             \
-      std::span<const T>, std::span<const T>, const AttentionShape &,         \
+      std::span<const T>, const AttentionParams<T> &, const AttentionShape &, \
       const AttentionSaved<T> &, std::span<const T>, std::span<T>,            \
-      std::span<T>, std::span<T>, std::span<T>, std::span<T>);                \
+      const AttentionGrads<T> &);                                             \
   template T crossEntropyForward<T>(std::span<const T>,                       \
                                     std::span<const std::int32_t>,            \
                                     std::int64_t, std::int64_t, std::span<T>); \

@@ -108,6 +108,56 @@ LAER_INSTANTIATE_GATED_FFN(float)
 LAER_INSTANTIATE_GATED_FFN(double)
 #undef LAER_INSTANTIATE_GATED_FFN
 
+template <typename T>
+void cpu::sigmoidGateForward(std::span<const T> x, std::span<const T> gate,
+                             std::int64_t rows, std::int64_t hidden,
+                             std::span<T> y, std::span<T> gateValues) {
+  for (std::int64_t t = 0; t < rows; ++t) {
+    T z = 0;
+    for (std::int64_t h = 0; h < hidden; ++h)
+      z += x[t * hidden + h] * gate[h];
+    T g = T(1) / (T(1) + std::exp(-z));
+    gateValues[t] = g;
+    for (std::int64_t h = 0; h < hidden; ++h)
+      y[t * hidden + h] *= g;
+  }
+}
+
+template <typename T>
+void cpu::sigmoidGateBackward(std::span<const T> x, std::span<const T> gate,
+                              std::span<const T> ungated,
+                              std::span<const T> gateValues,
+                              std::span<const T> dOutput, std::int64_t rows,
+                              std::int64_t hidden, std::span<T> dUngated,
+                              std::span<T> dx, std::span<T> dGate) {
+  for (std::int64_t t = 0; t < rows; ++t) {
+    T g = gateValues[t], dg = 0;
+    for (std::int64_t h = 0; h < hidden; ++h) {
+      dg += dOutput[t * hidden + h] * ungated[t * hidden + h];
+      dUngated[t * hidden + h] = g * dOutput[t * hidden + h];
+    }
+    // d sigmoid(z) / dz = g (1 - g).
+    T dz = dg * g * (T(1) - g);
+    for (std::int64_t h = 0; h < hidden; ++h) {
+      dx[t * hidden + h] += dz * gate[h];
+      dGate[h] += dz * x[t * hidden + h];
+    }
+  }
+}
+
+#define LAER_INSTANTIATE_SIGMOID_GATE(T)                                       \
+  template void cpu::sigmoidGateForward<T>(std::span<const T>,                 \
+                                           std::span<const T>, std::int64_t,   \
+                                           std::int64_t, std::span<T>,         \
+                                           std::span<T>);                      \
+  template void cpu::sigmoidGateBackward<T>(                                   \
+      std::span<const T>, std::span<const T>, std::span<const T>,              \
+      std::span<const T>, std::span<const T>, std::int64_t, std::int64_t,      \
+      std::span<T>, std::span<T>, std::span<T>);
+LAER_INSTANTIATE_SIGMOID_GATE(float)
+LAER_INSTANTIATE_SIGMOID_GATE(double)
+#undef LAER_INSTANTIATE_SIGMOID_GATE
+
 void cpu::swigluForward(std::span<const float> x,
                         std::span<const float> weights, std::int64_t rows,
                         std::int64_t hidden, std::int64_t ffn,

@@ -121,9 +121,11 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     rmsNormForward<float>(s.x, param(o.norm1, H), T, H, 1e-5, s.n1,
                           s.invRms1);
     std::vector<float> a(T * H);
-    attentionForward<float>(s.n1, param(o.wq, H * H), param(o.wk, H * kv),
-                            param(o.wv, H * kv), param(o.wo, H * H),
-                            attention_, a, s.attention);
+    AttentionParams<float> ap{.wq = param(o.wq, H * H),
+                              .wk = param(o.wk, H * kv),
+                              .wv = param(o.wv, H * kv),
+                              .wo = param(o.wo, H * H)};
+    attentionForward<float>(s.n1, ap, attention_, a, s.attention);
     s.r.resize(T * H);
     for (std::int64_t i = 0; i < T * H; ++i)
       s.r[i] = s.x[i] + a[i];
@@ -190,11 +192,15 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
     for (std::int64_t i = 0; i < T * H; ++i)
       dr[i] += dx[i];
     std::vector<float> dn1(T * H);
-    attentionBackward<float>(s.n1, param(o.wq, H * H), param(o.wk, H * kv),
-                             param(o.wv, H * kv), param(o.wo, H * H),
-                             attention_, s.attention, dr, dn1,
-                             grad(o.wq, H * H), grad(o.wk, H * kv),
-                             grad(o.wv, H * kv), grad(o.wo, H * H));
+    AttentionParams<float> ap{.wq = param(o.wq, H * H),
+                              .wk = param(o.wk, H * kv),
+                              .wv = param(o.wv, H * kv),
+                              .wo = param(o.wo, H * H)};
+    AttentionGrads<float> ag{.wq = grad(o.wq, H * H),
+                             .wk = grad(o.wk, H * kv),
+                             .wv = grad(o.wv, H * kv),
+                             .wo = grad(o.wo, H * H)};
+    attentionBackward<float>(s.n1, ap, attention_, s.attention, dr, dn1, ag);
     rmsNormBackward<float>(s.x, param(o.norm1, H), s.invRms1, dn1, T, H, dx,
                            grad(o.norm1, H));
     for (std::int64_t i = 0; i < T * H; ++i)

@@ -29,6 +29,10 @@ void TrainingState::resizeDense(std::size_t size) {
 
 void TrainingState::initializeDense(std::size_t offset, std::size_t size,
                                     std::int64_t fanIn, std::uint64_t seed) {
+  if (fanIn < 0) { // biases
+    std::fill_n(dense.begin() + offset, size, 0.0f);
+    return;
+  }
   double scale = fanIn ? 1.0 / std::sqrt(double(fanIn)) : 0.0;
   for (std::size_t i = offset; i < offset + size; ++i)
     dense[i] = fanIn ? static_cast<float>(

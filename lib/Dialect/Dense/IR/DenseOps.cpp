@@ -42,6 +42,14 @@ LogicalResult RMSNormOp::verify() {
   return success();
 }
 
+SmallVector<Value> AttentionOp::getParameters() {
+  SmallVector<Value> params{getWq(), getWk(), getWv(), getWo()};
+  for (Value v : {getBq(), getBk(), getBv(), getQNorm(), getKNorm()})
+    if (v)
+      params.push_back(v);
+  return params;
+}
+
 LogicalResult AttentionOp::verify() {
   OperandChecker check(*this);
   int64_t heads = getHeads(), kvHeads = getKvHeads();
@@ -57,13 +65,18 @@ LogicalResult AttentionOp::verify() {
   Value input = getInput();
   if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
       failed(check.dimIs(input, "input", 1, ShapedType::kDynamic,
-                         "the hidden size", /*requireStatic=*/true)))
+                         "the hidden size", /*requireStatic=*/true)) ||
+      failed(check.tensor(getWq(), "wq", 2, ElementKind::Float)) ||
+      failed(check.dimIs(getWq(), "wq", 1, ShapedType::kDynamic,
+                         "heads * head size", /*requireStatic=*/true)))
     return failure();
   int64_t hidden = OperandChecker::dim(input, 1);
-  if (hidden % heads != 0)
-    return emitOpError() << "hidden size " << hidden
-                         << " is not divisible by heads = " << heads;
-  int64_t kvWidth = kvHeads * (hidden / heads);
+  int64_t qWidth = OperandChecker::dim(getWq(), 1);
+  if (qWidth % heads != 0 || (qWidth / heads) % 2 != 0)
+    return emitOpError() << "wq's width " << qWidth << " is not " << heads
+                         << " heads of an even head size";
+  int64_t headSize = qWidth / heads;
+  int64_t kvWidth = kvHeads * headSize;
   int64_t tokens = OperandChecker::dim(input, 0);
   if (!ShapedType::isDynamic(tokens) && tokens % sequence != 0)
     return emitOpError() << tokens << " tokens are not whole sequences of "
@@ -71,17 +84,67 @@ LogicalResult AttentionOp::verify() {
   struct Weight {
     Value value;
     const char *name;
-    int64_t columns;
+    int64_t rows, columns;
+    const char *rowsAre, *columnsAre;
   };
-  for (Weight w : {Weight{getWq(), "wq", hidden}, Weight{getWk(), "wk", kvWidth},
-                   Weight{getWv(), "wv", kvWidth}, Weight{getWo(), "wo", hidden}})
+  for (Weight w :
+       {Weight{getWq(), "wq", hidden, qWidth, "the hidden size",
+               "heads * head size"},
+        Weight{getWk(), "wk", hidden, kvWidth, "the hidden size",
+               "kv_heads * head size"},
+        Weight{getWv(), "wv", hidden, kvWidth, "the hidden size",
+               "kv_heads * head size"},
+        Weight{getWo(), "wo", qWidth, hidden, "heads * head size",
+               "the hidden size"}})
     if (failed(check.tensor(w.value, w.name, 2, ElementKind::Float)) ||
-        failed(check.dimIs(w.value, w.name, 0, hidden, "the hidden size")) ||
-        failed(check.dimIs(w.value, w.name, 1, w.columns,
-                           w.columns == hidden ? "the hidden size"
-                                               : "kv_heads * head size")) ||
+        failed(check.dimIs(w.value, w.name, 0, w.rows, w.rowsAre)) ||
+        failed(check.dimIs(w.value, w.name, 1, w.columns, w.columnsAre)) ||
         failed(check.sameElementType(input, "input", w.value, w.name)))
       return failure();
+
+  // A vector parameter of one of the lengths `allowed`.
+  auto vector = [&](Value v, const char *name,
+                    std::initializer_list<int64_t> allowed,
+                    const char *what) -> LogicalResult {
+    if (failed(check.tensor(v, name, 1, ElementKind::Float)) ||
+        failed(check.sameElementType(input, "input", v, name)))
+      return failure();
+    int64_t length = OperandChecker::dim(v, 0);
+    if (ShapedType::isDynamic(length))
+      return emitOpError() << "'" << name << "' must have a static length";
+    for (int64_t a : allowed)
+      if (length == a)
+        return success();
+    return emitOpError() << "'" << name << "' has length " << length
+                         << ", expected " << what;
+  };
+  int numBiases = (getBq() ? 1 : 0) + (getBk() ? 1 : 0) + (getBv() ? 1 : 0);
+  if (numBiases != 0 && numBiases != 3)
+    return emitOpError() << "biases need all three of bq, bk, bv, got "
+                         << numBiases;
+  if (numBiases == 3 &&
+      (failed(vector(getBq(), "bq", {qWidth}, "heads * head size")) ||
+       failed(vector(getBk(), "bk", {kvWidth}, "kv_heads * head size")) ||
+       failed(vector(getBv(), "bv", {kvWidth}, "kv_heads * head size"))))
+    return failure();
+  if (static_cast<bool>(getQNorm()) != static_cast<bool>(getKNorm()))
+    return emitOpError() << "QK-norm needs both q_norm and k_norm";
+  if (static_cast<bool>(getQNorm()) != getQkNormEpsilon().has_value())
+    return emitOpError()
+           << "qk_norm_epsilon must be given exactly when q_norm and k_norm "
+              "are";
+  if (getQNorm()) {
+    double epsilon = getQkNormEpsilon()->convertToDouble();
+    if (!(epsilon > 0))
+      return emitOpError() << "qk_norm_epsilon must be > 0, got " << epsilon;
+    if (failed(vector(getQNorm(), "q_norm", {headSize, qWidth},
+                      "the head size (per head) or heads * head size "
+                      "(whole projection)")) ||
+        failed(vector(getKNorm(), "k_norm", {headSize, kvWidth},
+                      "the head size (per head) or kv_heads * head size "
+                      "(whole projection)")))
+      return failure();
+  }
   if (getOutput().getType() != input.getType())
     return emitOpError() << "output type " << getOutput().getType()
                          << " differs from input type " << input.getType();
@@ -123,6 +186,12 @@ LogicalResult SwiGluOp::verify() {
   for (auto [value, name] : {std::pair{w1, "w1"}, std::pair{w3, "w3"},
                              std::pair{w2, "w2"}})
     if (failed(check.sameElementType(input, "input", value, name)))
+      return failure();
+  if (Value gate = getGate())
+    if (failed(check.tensor(gate, "gate", 2, ElementKind::Float)) ||
+        failed(check.sameDim(input, "input", 1, gate, "gate", 0, "H")) ||
+        failed(check.dimIs(gate, "gate", 1, 1, "one gate per token")) ||
+        failed(check.sameElementType(input, "input", gate, "gate")))
       return failure();
   if (getOutput().getType() != input.getType())
     return emitOpError() << "output type " << getOutput().getType()
@@ -188,11 +257,22 @@ LogicalResult AttentionGradOp::verify() {
   if (getDOutput().getType() != getInput().getType())
     return emitOpError() << "'d_output' must have the input's type "
                          << getInput().getType();
-  return verifyGradients(*this, {{getInput(), getDInput()},
-                                 {getWq(), getDWq()},
-                                 {getWk(), getDWk()},
-                                 {getWv(), getDWv()},
-                                 {getWo(), getDWo()}});
+  SmallVector<Value> optional;
+  for (Value v : {getBq(), getBk(), getBv(), getQNorm(), getKNorm()})
+    if (v)
+      optional.push_back(v);
+  if (getDOptional().size() != optional.size())
+    return emitOpError() << "has " << getDOptional().size()
+                         << " gradients of optional parameters for "
+                         << optional.size() << " optional parameters";
+  SmallVector<std::pair<Value, Value>> pairs{{getInput(), getDInput()},
+                                             {getWq(), getDWq()},
+                                             {getWk(), getDWk()},
+                                             {getWv(), getDWv()},
+                                             {getWo(), getDWo()}};
+  for (auto [value, gradient] : llvm::zip(optional, getDOptional()))
+    pairs.push_back({value, gradient});
+  return verifyGradients(*this, pairs);
 }
 
 LogicalResult LinearGradOp::verify() {
@@ -204,10 +284,15 @@ LogicalResult SwiGluGradOp::verify() {
   if (getDOutput().getType() != getInput().getType())
     return emitOpError() << "'d_output' must have the input's type "
                          << getInput().getType();
-  return verifyGradients(*this, {{getInput(), getDInput()},
-                                 {getW1(), getDW1()},
-                                 {getW3(), getDW3()},
-                                 {getW2(), getDW2()}});
+  if (static_cast<bool>(getGate()) != static_cast<bool>(getDGate()))
+    return emitOpError() << "has a gate gradient exactly when it has a gate";
+  SmallVector<std::pair<Value, Value>> pairs{{getInput(), getDInput()},
+                                             {getW1(), getDW1()},
+                                             {getW3(), getDW3()},
+                                             {getW2(), getDW2()}};
+  if (getGate())
+    pairs.push_back({getGate(), getDGate()});
+  return verifyGradients(*this, pairs);
 }
 
 LogicalResult CrossEntropyGradOp::verify() {
@@ -236,13 +321,16 @@ LogicalResult RMSNormOp::buildGradients(OpBuilder &b, ValueRange grads,
 
 LogicalResult AttentionOp::buildGradients(OpBuilder &b, ValueRange grads,
                                           SmallVectorImpl<Value> &out) {
+  SmallVector<Type> types{getInput().getType()};
+  for (Value param : getParameters())
+    types.push_back(param.getType());
   auto grad = AttentionGradOp::create(
-      b, getLoc(),
-      TypeRange{getInput().getType(), getWq().getType(), getWk().getType(),
-                getWv().getType(), getWo().getType()},
-      getInput(), getWq(), getWk(), getWv(), getWo(), grads[0],
-      getHeadsAttr(), getKvHeadsAttr(), getSequenceLengthAttr(),
-      getRopeThetaAttr());
+      b, getLoc(), types, getInput(), getWq(), getWk(), getWv(), getWo(),
+      getBq(), getBk(), getBv(), getQNorm(), getKNorm(), grads[0],
+      getQkNormEpsilonAttr(), getHeadsAttr(), getKvHeadsAttr(),
+      getSequenceLengthAttr(), getRopeThetaAttr());
+  // One gradient per operand, in operand order (absent optionals have no
+  // operand).
   out.assign(grad->result_begin(), grad->result_end());
   return success();
 }
@@ -258,11 +346,12 @@ LogicalResult LinearOp::buildGradients(OpBuilder &b, ValueRange grads,
 
 LogicalResult SwiGluOp::buildGradients(OpBuilder &b, ValueRange grads,
                                        SmallVectorImpl<Value> &out) {
-  auto grad = SwiGluGradOp::create(
-      b, getLoc(),
-      TypeRange{getInput().getType(), getW1().getType(), getW3().getType(),
-                getW2().getType()},
-      getInput(), getW1(), getW3(), getW2(), grads[0]);
+  SmallVector<Type> types{getInput().getType(), getW1().getType(),
+                          getW3().getType(), getW2().getType()};
+  if (getGate())
+    types.push_back(getGate().getType());
+  auto grad = SwiGluGradOp::create(b, getLoc(), types, getInput(), getW1(),
+                                   getW3(), getW2(), grads[0], getGate());
   out.assign(grad->result_begin(), grad->result_end());
   return success();
 }

@@ -219,6 +219,8 @@ LogicalResult LayerOp::verify() {
 
   Value s1 = getSharedW1(), s3 = getSharedW3(), s2 = getSharedW2();
   int numShared = (s1 ? 1 : 0) + (s3 ? 1 : 0) + (s2 ? 1 : 0);
+  if (numShared == 0 && getSharedGate())
+    return emitOpError() << "'shared_gate' needs shared experts";
   if (numShared == 0)
     return success();
   if (numShared != 3)
@@ -230,6 +232,16 @@ LogicalResult LayerOp::verify() {
       failed(check.sameDim(input, "input", 1, s1, "shared_w1", 0, "H")) ||
       failed(check.sameElementType(input, "input", s1, "shared_w1")))
     return failure();
+  if (Value sharedGate = getSharedGate())
+    if (failed(check.tensor(sharedGate, "shared_gate", 2,
+                            ElementKind::Float)) ||
+        failed(check.sameDim(input, "input", 1, sharedGate, "shared_gate", 0,
+                             "H")) ||
+        failed(check.dimIs(sharedGate, "shared_gate", 1, 1,
+                           "one gate per token")) ||
+        failed(check.sameElementType(input, "input", sharedGate,
+                                     "shared_gate")))
+      return failure();
   return success();
 }
 

@@ -1,5 +1,7 @@
 //===- Decompose.cpp - moe.layer into its four stages ---------------------===//
 
+#include "laer/Dialect/Dense/IR/DenseDialect.h"
+#include "laer/Dialect/Dense/IR/DenseOps.h"
 #include "laer/Dialect/MoE/IR/MoEOps.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
 
@@ -84,7 +86,13 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
                                      expertsOp.getOutput(),
                                      router.getIndices(), router.getWeights());
 
-    if (layer.hasSharedExperts()) {
+    if (layer.getSharedGate()) {
+      // A gated shared expert is a dense.swiglu with its gate.
+      Value shared = laer::dense::SwiGluOp::create(
+          rewriter, loc, inputType, input, layer.getSharedW1(),
+          layer.getSharedW3(), layer.getSharedW2(), layer.getSharedGate());
+      output = arith::AddFOp::create(rewriter, loc, output, shared);
+    } else if (layer.hasSharedExperts()) {
       Value counts = buildAllTokensCount(rewriter, loc, input);
       Value w1 = buildSingleExpertWeight(rewriter, loc, layer.getSharedW1());
       Value w3 = buildSingleExpertWeight(rewriter, loc, layer.getSharedW3());

@@ -30,11 +30,11 @@ LogicalResult splitSharedExperts(LayerOp layer) {
   auto routed = LayerOp::create(
       b, loc, layer.getType(), layer.getInput(), layer.getGate(),
       layer.getW1(), layer.getW3(), layer.getW2(), Value(), Value(), Value(),
-      layer.getTopKAttr(), layer.getScoreAttr(), layer.getRenormalizeAttr(),
+      Value(), layer.getTopKAttr(), layer.getScoreAttr(), layer.getRenormalizeAttr(),
       layer.getActivationAttr());
   auto shared = laer::dense::SwiGluOp::create(
       b, loc, layer.getType(), layer.getInput(), layer.getSharedW1(),
-      layer.getSharedW3(), layer.getSharedW2());
+      layer.getSharedW3(), layer.getSharedW2(), layer.getSharedGate());
   auto sum = arith::AddFOp::create(b, loc, routed, shared);
   layer.replaceAllUsesWith(sum.getResult());
   layer.erase();

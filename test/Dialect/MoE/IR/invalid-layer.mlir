@@ -61,7 +61,7 @@ func.func @partial_shared(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
   %y = "moe.layer"(%x, %g, %w1, %w3, %w2, %s1)
       <{top_k = 1 : i64, score = #moe.score_function<softmax>,
         activation = #moe.activation<silu>,
-        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0>}>
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>}>
       : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
          tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<8x16xf32>)
       -> tensor<4x8xf32>
@@ -95,5 +95,33 @@ func.func @shared_hidden(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
       : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
          tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<16x32xf32>,
          tensor<16x32xf32>, tensor<32x16xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @shared_gate_without_shared(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                                      %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                                      %w2: tensor<8x128x64xf32>, %sg: tensor<64x1xf32>) {
+  // expected-error @+1 {{'shared_gate' needs shared experts}}
+  %y = "moe.layer"(%x, %g, %w1, %w3, %w2, %sg) <{top_k = 2 : i64, score = #moe.score_function<softmax>,
+        activation = #moe.activation<silu>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 1>}>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<64x1xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @shared_gate_width(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                             %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                             %w2: tensor<8x128x64xf32>, %s1: tensor<64x96xf32>,
+                             %s3: tensor<64x96xf32>, %s2: tensor<96x64xf32>,
+                             %sg: tensor<32x1xf32>) {
+  // expected-error @+1 {{H mismatch: 'input' dimension 1 is 64 but 'shared_gate' dimension 0 is 32}}
+  %y = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2) shared_gate(%sg)
+      top_k = 2 score<softmax> activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<64x96xf32>,
+         tensor<64x96xf32>, tensor<96x64xf32>, tensor<32x1xf32>) -> tensor<16x64xf32>
   return
 }

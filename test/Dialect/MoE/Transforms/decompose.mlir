@@ -104,3 +104,26 @@ func.func @shared_dynamic_tokens(
          tensor<64x96xf32>, tensor<96x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// A shared expert with a sigmoid gate (Qwen-MoE) becomes a gated
+// dense.swiglu added to the routed output.
+
+// CHECK-LABEL: func.func @gated_shared_expert
+// CHECK-SAME: %[[S1:[^:]*]]: tensor<64x96xf32>, %[[S3:[^:]*]]: tensor<64x96xf32>, %[[S2:[^:]*]]: tensor<96x64xf32>, %[[SG:[^:]*]]: tensor<64x1xf32>
+// CHECK: %[[ROUTED:.*]] = moe.combine
+// CHECK: %[[SHARED:.*]] = dense.swiglu %{{.*}}, %[[S1]], %[[S3]], %[[S2]] gate(%[[SG]])
+// CHECK: arith.addf %[[ROUTED]], %[[SHARED]]
+func.func @gated_shared_expert(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                               %w1: tensor<8x64x128xf32>, %w3: tensor<8x64x128xf32>,
+                               %w2: tensor<8x128x64xf32>, %s1: tensor<64x96xf32>,
+                               %s3: tensor<64x96xf32>, %s2: tensor<96x64xf32>,
+                               %sg: tensor<64x1xf32>) -> tensor<16x64xf32> {
+  %y = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2) shared_gate(%sg)
+      top_k = 2 score<softmax> activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<64x96xf32>,
+         tensor<64x96xf32>, tensor<96x64xf32>, tensor<64x1xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}

@@ -43,19 +43,35 @@ def Dense_RMSNormOp : Dense_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<Grad
   let hasVerifier = 1;
 }
 
-def Dense_AttentionOp : Dense_Op<"attention", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
+def Dense_AttentionOp : Dense_Op<"attention", [Pure, AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "causal grouped-query self-attention with rotary positions";
   let description = [{
     Self-attention over each sequence of `sequence_length` tokens of
     `input` `[T, H]`: queries `input x wq` (`heads` heads of size
-    `H / heads`), keys and values `input x wk`, `input x wv` (`kv_heads`
-    heads each; query head h reads key/value head `h / (heads / kv_heads)`),
-    rotary position embedding with base `rope_theta` on queries and keys,
-    causal softmax(q k^T / sqrt(head size)) v, then `x wo`. `wq` `[H, H]`,
-    `wk`, `wv` `[H, kv_heads * H / heads]`, `wo` `[H, H]`.
+    `d = width(wq) / heads`), keys and values `input x wk`, `input x wv`
+    (`kv_heads` heads of size `d` each; query head h reads key/value head
+    `h / (heads / kv_heads)`), rotary position embedding with base
+    `rope_theta` on queries and keys (half-split rotation, as in Llama),
+    causal softmax(q k^T / sqrt(d)) v, then `x wo`. `wq` `[H, heads * d]`,
+    `wk`, `wv` `[H, kv_heads * d]`, `wo` `[heads * d, H]`; `d` is even and
+    need not be `H / heads` (Qwen3-MoE: 2048 wide, 32 heads of 128).
+
+    Optional, in the order they apply after the projections:
+    - `bias(bq, bk, bv)`: biases `[heads * d]`, `[kv_heads * d]`,
+      `[kv_heads * d]` added to q, k and v (Qwen2-MoE);
+    - `qk_norm(q_norm, k_norm) epsilon = e`: RMSNorm of q and k with these
+      weights before the rotation, either per head (weights `[d]`, Qwen3-MoE)
+      or over the whole projection (weights `[heads * d]` and
+      `[kv_heads * d]`, OLMoE); the weights' lengths say which.
 
     ```mlir
     %a = dense.attention %x, %wq, %wk, %wv, %wo
+        heads = 4 kv_heads = 2 sequence_length = 32 rope_theta = 10000.0
+        : tensor<?x64xf32>, tensor<64x64xf32>, tensor<64x32xf32>,
+          tensor<64x32xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
+    %b = dense.attention %x, %wq, %wk, %wv, %wo
+        qk_norm(%qn, %kn : tensor<16xf32>, tensor<16xf32>) epsilon = 1.0e-06
         heads = 4 kv_heads = 2 sequence_length = 32 rope_theta = 10000.0
         : tensor<?x64xf32>, tensor<64x64xf32>, tensor<64x32xf32>,
           tensor<64x32xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
@@ -63,16 +79,32 @@ def Dense_AttentionOp : Dense_Op<"attention", [Pure, DeclareOpInterfaceMethods<G
   }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$wq,
                        AnyRankedTensor:$wk, AnyRankedTensor:$wv,
-                       AnyRankedTensor:$wo, I64Attr:$heads, I64Attr:$kv_heads,
+                       AnyRankedTensor:$wo,
+                       Optional<AnyRankedTensor>:$bq,
+                       Optional<AnyRankedTensor>:$bk,
+                       Optional<AnyRankedTensor>:$bv,
+                       Optional<AnyRankedTensor>:$q_norm,
+                       Optional<AnyRankedTensor>:$k_norm,
+                       OptionalAttr<F64Attr>:$qk_norm_epsilon,
+                       I64Attr:$heads, I64Attr:$kv_heads,
                        I64Attr:$sequence_length, F64Attr:$rope_theta);
   let results = (outs AnyRankedTensor:$output);
   let assemblyFormat = [{
-    $input `,` $wq `,` $wk `,` $wv `,` $wo `heads` `=` $heads `kv_heads` `=`
+    $input `,` $wq `,` $wk `,` $wv `,` $wo
+    (`bias` `(` $bq^ `,` $bk `,` $bv `:` type($bq) `,` type($bk) `,`
+     type($bv) `)`)?
+    (`qk_norm` `(` $q_norm^ `,` $k_norm `:` type($q_norm) `,` type($k_norm)
+     `)` `epsilon` `=` $qk_norm_epsilon)?
+    `heads` `=` $heads `kv_heads` `=`
     $kv_heads `sequence_length` `=` $sequence_length `rope_theta` `=`
     $rope_theta attr-dict `:` type($input) `,` type($wq) `,` type($wk) `,`
     type($wv) `,` type($wo) `->` type($output)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The operands after `input`: weights, then the optional ones present.
+    ::mlir::SmallVector<::mlir::Value> getParameters();
+  }];
 }
 
 def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
@@ -90,13 +122,17 @@ def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<Gradien
 }
 
 def Dense_SwiGluOp : Dense_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
-  let summary = "gated SiLU feed-forward network (the shared experts of a layer)";
+  let summary = "gated SiLU feed-forward network (shared experts, dense MLP layers)";
   let description = [{
     `output = (silu(input w1) * (input w3)) w2` with `input` `[T, H]`,
     `w1`, `w3` `[H, S]` and `w2` `[S, H]`: the always-active shared experts
     of a `moe.layer` once `moe-split-shared-experts` has taken them out
-    (several shared experts are one FFN of their summed width `S`). Every
-    rank computes it on its own tokens; its weights are dense parameters.
+    (several shared experts are one FFN of their summed width `S`), or the
+    MLP of a dense layer of a MoE model. Every rank computes it on its own
+    tokens; its weights are dense parameters.
+
+    With `gate(g)`, `g` `[H, 1]`, every token's output is scaled by
+    `sigmoid(input g)` (Qwen2-MoE's `shared_expert_gate`).
 
     ```mlir
     %y = dense.swiglu %x, %w1, %w3, %w2 : tensor<?x64xf32>, tensor<64x96xf32>,
@@ -104,11 +140,12 @@ def Dense_SwiGluOp : Dense_Op<"swiglu", [Pure, DeclareOpInterfaceMethods<Gradien
     ```
   }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$w1,
-                       AnyRankedTensor:$w3, AnyRankedTensor:$w2);
+                       AnyRankedTensor:$w3, AnyRankedTensor:$w2,
+                       Optional<AnyRankedTensor>:$gate);
   let results = (outs AnyRankedTensor:$output);
   let assemblyFormat = [{
-    $input `,` $w1 `,` $w3 `,` $w2 attr-dict `:` type(operands) `->`
-    type($output)
+    $input `,` $w1 `,` $w3 `,` $w2 (`gate` `(` $gate^ `)`)? attr-dict `:`
+    type(operands) `->` type($output)
   }];
   let hasVerifier = 1;
 }
@@ -159,18 +196,36 @@ def Dense_RMSNormGradOp : Dense_Op<"rms_norm_grad", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dense_AttentionGradOp : Dense_Op<"attention_grad", [Pure]> {
+def Dense_AttentionGradOp : Dense_Op<"attention_grad", [Pure,
+    AttrSizedOperandSegments]> {
   let summary = "gradient of dense.attention";
+  let description = [{
+    The gradients of a `dense.attention`'s input and parameters, given its
+    operands and the gradient of its output: `d_input`, `d_wq`, `d_wk`,
+    `d_wv`, `d_wo`, then one gradient per optional parameter present, in
+    operand order (`bq`, `bk`, `bv`, `q_norm`, `k_norm`).
+  }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$wq,
                        AnyRankedTensor:$wk, AnyRankedTensor:$wv,
-                       AnyRankedTensor:$wo, AnyRankedTensor:$d_output,
+                       AnyRankedTensor:$wo,
+                       Optional<AnyRankedTensor>:$bq,
+                       Optional<AnyRankedTensor>:$bk,
+                       Optional<AnyRankedTensor>:$bv,
+                       Optional<AnyRankedTensor>:$q_norm,
+                       Optional<AnyRankedTensor>:$k_norm,
+                       AnyRankedTensor:$d_output,
+                       OptionalAttr<F64Attr>:$qk_norm_epsilon,
                        I64Attr:$heads, I64Attr:$kv_heads,
                        I64Attr:$sequence_length, F64Attr:$rope_theta);
   let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_wq,
                       AnyRankedTensor:$d_wk, AnyRankedTensor:$d_wv,
-                      AnyRankedTensor:$d_wo);
+                      AnyRankedTensor:$d_wo,
+                      Variadic<AnyRankedTensor>:$d_optional);
   let assemblyFormat = [{
-    $input `,` $wq `,` $wk `,` $wv `,` $wo `,` $d_output `heads` `=` $heads
+    $input `,` $wq `,` $wk `,` $wv `,` $wo
+    (`bias` `(` $bq^ `,` $bk `,` $bv `)`)?
+    (`qk_norm` `(` $q_norm^ `,` $k_norm `)` `epsilon` `=` $qk_norm_epsilon)?
+    `,` $d_output `heads` `=` $heads
     `kv_heads` `=` $kv_heads `sequence_length` `=` $sequence_length
     `rope_theta` `=` $rope_theta attr-dict `:` type(operands) `->`
     type(results)
@@ -192,14 +247,20 @@ def Dense_LinearGradOp : Dense_Op<"linear_grad", [Pure]> {
 
 def Dense_SwiGluGradOp : Dense_Op<"swiglu_grad", [Pure]> {
   let summary = "gradient of dense.swiglu";
+  let description = [{
+    Gradients of a `dense.swiglu`'s input and weights (and of its sigmoid
+    gate `g`, when it has one) given the gradient of its output.
+  }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$w1,
                        AnyRankedTensor:$w3, AnyRankedTensor:$w2,
-                       AnyRankedTensor:$d_output);
+                       AnyRankedTensor:$d_output,
+                       Optional<AnyRankedTensor>:$gate);
   let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_w1,
-                      AnyRankedTensor:$d_w3, AnyRankedTensor:$d_w2);
+                      AnyRankedTensor:$d_w3, AnyRankedTensor:$d_w2,
+                      Optional<AnyRankedTensor>:$d_gate);
   let assemblyFormat = [{
-    $input `,` $w1 `,` $w3 `,` $w2 `,` $d_output attr-dict `:` type(operands)
-    `->` type(results)
+    $input `,` $w1 `,` $w3 `,` $w2 `,` $d_output (`gate` `(` $gate^ `)`)?
+    attr-dict `:` type(operands) `->` type(results)
   }];
   let hasVerifier = 1;
 }

@@ -193,7 +193,9 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
     Operands: `input` `[T, H]`, `gate` `[H, E]`, expert weights `w1`, `w3`
     `[E, H, F]` and `w2` `[E, F, H]`; with `shared(...)`, the shared expert
     weights `shared_w1`, `shared_w3` `[H, S]` and `shared_w2` `[S, H]` (all
-    three or none). Result: `[T, H]`.
+    three or none), and with `shared_gate(g)`, `g` `[H, 1]`, the shared
+    experts' output of each token is scaled by `sigmoid(input g)` (Qwen-MoE's
+    `shared_expert_gate`). Result: `[T, H]`.
 
     `moe-decompose` rewrites it into `moe.router`, `moe.dispatch`,
     `moe.experts` and `moe.combine`.
@@ -210,6 +212,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
                        Optional<MoE_Tensor>:$shared_w1,
                        Optional<MoE_Tensor>:$shared_w3,
                        Optional<MoE_Tensor>:$shared_w2,
+                       Optional<MoE_Tensor>:$shared_gate,
                        I64Attr:$top_k,
                        MoE_ScoreFunctionAttr:$score,
                        UnitAttr:$renormalize,
@@ -218,6 +221,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments,
   let assemblyFormat = [{
     $input `,` $gate `,` $w1 `,` $w3 `,` $w2
     (`shared` `(` $shared_w1^ `,` $shared_w3 `,` $shared_w2 `)`)?
+    (`shared_gate` `(` $shared_gate^ `)`)?
     `top_k` `=` $top_k `score` `` $score (`renormalize` $renormalize^)?
     `activation` `` $activation
     attr-dict `:` functional-type(operands, results)

@@ -20,11 +20,13 @@ def MoEDecompose : Pass<"moe-decompose"> {
 
     Shared experts become a second `moe.experts` with a single expert that
     receives every token (its weights gain a leading unit dimension through
-    `tensor.expand_shape`), added to the routed output with `arith.addf`.
-    Expert indices are `i32`, token counts `i64`.
+    `tensor.expand_shape`), added to the routed output with `arith.addf`;
+    shared experts with a sigmoid `shared_gate` become a gated
+    `dense.swiglu` instead. Expert indices are `i32`, token counts `i64`.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
-                           "::mlir::tensor::TensorDialect"];
+                           "::mlir::tensor::TensorDialect",
+                           "::laer::dense::DenseDialect"];
 }
 
 def MoESplitSharedExperts : Pass<"moe-split-shared-experts"> {

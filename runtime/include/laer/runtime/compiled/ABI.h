@@ -32,7 +32,7 @@ using namespace laer::rt;
 void _mlir_ciface_laerrt_declare_model(void *ctx, std::int64_t vocab,
                                        std::int64_t sequence);
 /// A dense parameter of rank 1 (`d1` = 0) or 2; `fanIn` 0 initialises it to
-/// one, otherwise uniform in +-1/sqrt(fanIn).
+/// one, -1 to zero, otherwise uniform in +-1/sqrt(fanIn).
 void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
                                        std::int64_t d0, std::int64_t d1,
                                        std::int64_t fanIn);
@@ -61,29 +61,37 @@ void _mlir_ciface_laerrt_rms_norm(void *ctx, F32x2 *x, F32x1 *weight,
 void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
                                        F32x2 *dOut, double epsilon,
                                        F32x2 *dX, F32x1 *dWeight);
+// Attention: `bq`, `bk`, `bv` (biases) and `qNorm`, `kNorm` (QK-norm
+// weights, with `qkNormEpsilon`) are optional: absent ones, and their
+// gradients, are empty memrefs (size 0).
 void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
                                    F32x2 *wk, F32x2 *wv, F32x2 *wo,
+                                   F32x1 *bq, F32x1 *bk, F32x1 *bv,
+                                   F32x1 *qNorm, F32x1 *kNorm,
                                    std::int64_t heads, std::int64_t kvHeads,
                                    std::int64_t sequence, double ropeTheta,
-                                   F32x2 *out);
+                                   double qkNormEpsilon, F32x2 *out);
 void _mlir_ciface_laerrt_attention_grad(
     void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
-    F32x2 *dOut, std::int64_t heads, std::int64_t kvHeads,
-    std::int64_t sequence, double ropeTheta, F32x2 *dX, F32x2 *dWq,
-    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo);
+    F32x1 *bq, F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
+    std::int64_t heads, std::int64_t kvHeads, std::int64_t sequence,
+    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq,
+    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv,
+    F32x1 *dQNorm, F32x1 *dKNorm);
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
                                 F32x2 *out);
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
                                      F32x2 *dOut, F32x2 *dX,
                                      F32x2 *dWeight);
-// Shared experts: y = (silu(x w1) * (x w3)) w2, x [T, H], w1 and w3
-// [H, S], w2 [S, H].
+// Shared experts and dense MLPs: y = (silu(x w1) * (x w3)) w2, x [T, H],
+// w1 and w3 [H, S], w2 [S, H], times sigmoid(x gate) per token when `gate`
+// [H, 1] is not empty (then `dGate` [H, 1] is its gradient).
 void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
-                                F32x2 *w2, F32x2 *out);
+                                F32x2 *w2, F32x2 *gate, F32x2 *out);
 void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
-                                     F32x2 *w3, F32x2 *w2, F32x2 *dOut,
-                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
-                                     F32x2 *dW2);
+                                     F32x2 *w3, F32x2 *w2, F32x2 *gate,
+                                     F32x2 *dOut, F32x2 *dX, F32x2 *dW1,
+                                     F32x2 *dW3, F32x2 *dW2, F32x2 *dGate);
 void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
                                        I32x1 *targets, F32x0 *loss);
 void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,

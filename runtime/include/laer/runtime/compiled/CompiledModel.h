@@ -87,7 +87,7 @@ public:
 private:
   struct DenseDecl {
     std::vector<std::int64_t> shape;
-    std::int64_t fanIn = 0; // 0: initialised to one (a norm weight)
+    std::int64_t fanIn = 0; // 0: ones (a norm weight), -1: zeros (a bias)
     std::size_t offset = 0, size = 0;
   };
 

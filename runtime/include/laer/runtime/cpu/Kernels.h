@@ -76,6 +76,23 @@ void gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
                       Activation activation, std::span<T> dx, T *dw1, T *dw3,
                       T *dw2, bool accumulate);
 
+/// Scales each row t of `y` [n, H] (in place) by sigmoid(x[t] . gate),
+/// `gate` [H]: Qwen-MoE's shared-expert gate. `gateValues` [n] is saved.
+template <typename T>
+void sigmoidGateForward(std::span<const T> x, std::span<const T> gate,
+                        std::int64_t rows, std::int64_t hidden, std::span<T> y,
+                        std::span<T> gateValues);
+
+/// Gradients of sigmoidGateForward given `ungated`, the rows before the
+/// scaling: `dUngated` is overwritten; `dx` and `dGate` are added to.
+template <typename T>
+void sigmoidGateBackward(std::span<const T> x, std::span<const T> gate,
+                         std::span<const T> ungated,
+                         std::span<const T> gateValues,
+                         std::span<const T> dOutput, std::int64_t rows,
+                         std::int64_t hidden, std::span<T> dUngated,
+                         std::span<T> dx, std::span<T> dGate);
+
 /// gatedFfnForward for one expert whose flattened weights are `weights` =
 /// w1 [H, F] | w3 [H, F] | w2 [F, H].
 void swigluForward(std::span<const float> x, std::span<const float> weights,
