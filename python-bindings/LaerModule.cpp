@@ -1,14 +1,18 @@
 //===- LaerModule.cpp - the laer Python extension -------------------------===//
 //
-// Thin wrappers only: the logic lives in LAERDriver and laer_runtime.
+// Thin wrappers only: the logic lives in LAERDriver, LAERTarget and
+// laer_runtime.
 //
 //===----------------------------------------------------------------------===//
 
 #include "laer/Driver/RunPipeline.h"
+#include "laer/Target/HFConfigImport.h"
 #include "laer/runtime/DeviceInfo.h"
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <optional>
 
 namespace py = pybind11;
 
@@ -43,6 +47,38 @@ PYBIND11_MODULE(_laer, m) {
       "Parse and verify `ir`, run the pass pipeline (e.g. 'moe-decompose'), "
       "return the printed result. Raises CompileError with the located "
       "diagnostics on failure.");
+
+  m.def(
+      "import_hf_config",
+      [](const std::string &config, std::optional<int64_t> layers,
+         int64_t hidden_div, std::optional<int64_t> vocab,
+         std::optional<int64_t> seq_len, const std::string &name) {
+        laer::HFImportOptions options;
+        options.layers = layers;
+        options.hiddenDiv = hidden_div;
+        options.vocab = vocab;
+        options.sequenceLength = seq_len;
+        options.functionName = name;
+        laer::HFImportResult result;
+        {
+          py::gil_scoped_release release;
+          result = laer::importHFConfig(config, options);
+        }
+        if (!result.ok)
+          throw CompileError(result.diagnostics);
+        for (const std::string &note : result.notes)
+          if (PyErr_WarnEx(PyExc_UserWarning, note.c_str(), 1) != 0)
+            throw py::error_already_set();
+        return result.ir;
+      },
+      py::arg("config"), py::arg("layers") = py::none(),
+      py::arg("hidden_div") = 1, py::arg("vocab") = py::none(),
+      py::arg("seq_len") = py::none(), py::arg("name") = "",
+      "Import a Hugging Face MoE config.json (its text) as laer model IR, "
+      "verified; `layers`, `hidden_div`, `vocab`, `seq_len` scale it down "
+      "(laer-import's options, docs/Importing.md), `name` names the "
+      "function. Raises CompileError naming the refused field; notes "
+      "(e.g. an auxiliary loss HF would not apply) are UserWarnings.");
 
   py::class_<laer::rt::GpuInfo>(m, "GpuInfo")
       .def_readonly("ordinal", &laer::rt::GpuInfo::ordinal)

@@ -1,8 +1,9 @@
 """laer: compile and train Mixture-of-Experts models with FSEP.
 
 The compiler is reached through :func:`run_pipeline` (IR text in, IR text
-out); the runtime through the device queries. Both are thin wrappers over
-the C++ libraries.
+out), model IR from a Hugging Face config.json through
+:func:`import_hf_config`, the runtime through the device queries: thin
+wrappers over the C++ libraries.
 """
 
 from ._laer import (  # noqa: F401
@@ -11,6 +12,7 @@ from ._laer import (  # noqa: F401
     built_with_cuda,
     describe_devices,
     gpus,
+    import_hf_config,
     run_pipeline,
 )
 

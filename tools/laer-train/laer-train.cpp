@@ -3,7 +3,7 @@
 //   mpirun -np N laer-train --data DIR_OR_FILE [options]
 //
 // Trains the runtime's MoE transformer LM (the model of
-// examples/make_model_ir.py tiny, wired by hand on the runtime's kernels)
+// examples/tiny_moe_lm.mlir, wired by hand on the runtime's kernels)
 // with FSEP experts and a planner re-laying experts every step; the MoE
 // layers compute on CPU ranks or, with --device cuda, on a GPU per rank. The
 // reference the binaries laer-compile builds are checked against; the loop

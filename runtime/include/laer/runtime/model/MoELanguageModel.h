@@ -1,6 +1,6 @@
 //===- MoELanguageModel.h - a MoE transformer LM on the runtime -*- C++ -*-===//
 //
-// The model `examples/make_model_ir.py` describes, wired by hand on the
+// The model `examples/tiny_moe_lm.mlir` describes, wired by hand on the
 // runtime's kernels: embedding, per layer RMSNorm -> attention -> residual
 // -> RMSNorm -> FSEP MoE layer (+ a shared expert) -> residual, final
 // RMSNorm, LM head,

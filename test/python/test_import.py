@@ -1,0 +1,70 @@
+"""The Hugging Face config importer through the Python module."""
+
+import json
+
+import pytest
+
+import laer
+
+# A tiny Mixtral config.json.
+TINY_MIXTRAL = {
+    "architectures": ["MixtralForCausalLM"],
+    "model_type": "mixtral",
+    "vocab_size": 100,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_local_experts": 4,
+    "num_experts_per_tok": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 16,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "output_router_logits": False,
+}
+
+
+def test_import_verifies_and_scales_down():
+    ir = laer.import_hf_config(json.dumps(TINY_MIXTRAL), name="tiny")
+    assert "func.func @tiny(" in ir
+    assert ir.count("moe.layer") == 2
+    assert "top_k = 2 score<softmax> renormalize" in ir
+    # The IR goes through the compiler as it is.
+    assert "moe.layer" in laer.run_pipeline(ir)
+
+    small = laer.import_hf_config(json.dumps(TINY_MIXTRAL), layers=1,
+                                  hidden_div=2, vocab=10, seq_len=8)
+    assert "func.func @mixtral_lm(" in small
+    assert small.count("moe.layer") == 1
+    assert "%embed: tensor<10x16xf32>" in small
+    assert "%w1_0: tensor<4x16x24xf32>" in small
+    assert "sequence_length = 8" in small
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_act", "gelu", "field 'hidden_act' = \"gelu\""),
+    ("tie_word_embeddings", True, "field 'tie_word_embeddings' = true"),
+    ("rope_scaling", {"type": "yarn", "factor": 4.0},
+     "field 'rope_scaling.type' = \"yarn\": YaRN"),
+    ("frobnicate", 1, "field 'frobnicate' is not known for model_type mixtral"),
+])
+def test_refused_field_raises_naming_it(field, value, message):
+    config = dict(TINY_MIXTRAL, **{field: value})
+    with pytest.raises(laer.CompileError) as info:
+        laer.import_hf_config(json.dumps(config))
+    assert message in str(info.value)
+
+
+def test_bad_option_raises():
+    with pytest.raises(laer.CompileError, match="--hidden-div 3: field 'hidden_size' = 32"):
+        laer.import_hf_config(json.dumps(TINY_MIXTRAL), hidden_div=3)
+
+
+def test_notes_are_warnings():
+    config = dict(TINY_MIXTRAL, router_aux_loss_coef=0.02)
+    with pytest.warns(UserWarning, match="router_aux_loss_coef' = 0.02 is not applied"):
+        laer.import_hf_config(json.dumps(config))
