@@ -24,14 +24,10 @@ difference into a visible one, and whether the batches hold one must not
 depend on what was last edited.
 """
 import os
-import re
 import subprocess
 import sys
 
-def fail(message):
-    print("compiled_train: FAIL:", message)
-    sys.exit(1)
-
+from train_runs import TrainRuns
 
 args = sys.argv[1:]
 reference_args = []
@@ -43,46 +39,11 @@ while args and args[0].startswith("--"):
     elif option == "--suffix":
         suffix = value
     else:
-        fail("unknown option " + option)
+        print("compiled_train: FAIL: unknown option " + option)
+        sys.exit(1)
 scratch, compiler, model, reference, data = args[:5]
-mpirun = args[5:]
-STEPS = 20
-
-
-def run(command, timeout=240):
-    done = subprocess.run(command, capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        fail("%s exited %d:\n%s%s" % (" ".join(command), done.returncode,
-                                        done.stdout, done.stderr))
-    return done.stdout
-
-
-def train_command(binary, ranks, extra=()):
-    return mpirun + ["--timeout", "200", "-np", str(ranks), binary,
-                     *extra, "--data", data, "--suffix", suffix,
-                     "--steps", str(STEPS), "--log-every", "1",
-                     "--batch", "8", "--sequence", "64",
-                     "--planner", "laer+", "--replan-every", "1",
-                     "--no-progress"]
-
-
-def losses(binary, ranks, extra=()):
-    out = run(train_command(binary, ranks, extra))
-    found = [float(m.group(2)) for m in
-             re.finditer(r"^step +(\d+) +loss +([0-9.]+)", out, re.M)]
-    if len(found) != STEPS:
-        fail("expected %d losses from %s on %d ranks, got:\n%s"
-             % (STEPS, binary, ranks, out))
-    return found
-
-
-def compare(name, a, b, tolerance=1e-4):
-    worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
-    print("%-32s max relative difference %.2e" % (name, worst))
-    if worst > tolerance:
-        fail("%s: losses differ by %.2e relative\n%s\n%s"
-             % (name, worst, a, b))
+runs = TrainRuns("compiled_train", args[5:], data, suffix=suffix)
+run, losses, compare, fail = runs.run, runs.losses, runs.compare, runs.fail
 
 
 os.makedirs(scratch, exist_ok=True)
@@ -101,7 +62,7 @@ run([compiler, model, "--ranks", "4", "--chunks", "2", "-o", fsep4])
 run([compiler, model, "--ranks", "1", "--chunks", "3", "-o", fsep1])
 compare("fsep program 4 ranks vs fused", losses(fsep4, 4), one)
 compare("fsep program 1 rank vs fused", losses(fsep1, 1), one)
-wrong = subprocess.run(train_command(fsep4, 2), capture_output=True,
+wrong = subprocess.run(runs.train_command(fsep4, 2), capture_output=True,
                        text=True, timeout=120)
 expected = "compiled for 4 ranks (laer-compile --ranks 4) but runs on 2"
 if wrong.returncode == 0 or expected not in wrong.stdout + wrong.stderr:
@@ -109,8 +70,5 @@ if wrong.returncode == 0 or expected not in wrong.stdout + wrong.stderr:
          "rank count, got exit %d:\n%s%s"
          % (wrong.returncode, wrong.stdout, wrong.stderr))
 print("4-rank program on 2 ranks: clear error")
-first, last = sum(four[:10]) / 10, sum(four[-10:]) / 10
-print("mean loss, steps 0-9: %.4f, steps 10-19: %.4f" % (first, last))
-if not last < first - 0.1:
-    fail("the loss did not fall")
+runs.expect_falling(four)
 print("compiled_train: PASS")

@@ -15,68 +15,24 @@ Usage: imported_train.py SCRATCH LAER_IMPORT LAER_COMPILE CONFIG DATA MPIRUN...
 DATA: a folder of text (.py files; the Python standard library).
 """
 import os
-import re
-import subprocess
 import sys
 
-STEPS = 20
-
-
-def fail(message):
-    print("imported_train: FAIL:", message)
-    sys.exit(1)
-
+from train_runs import TrainRuns
 
 scratch, importer, compiler, config, data = sys.argv[1:6]
-mpirun = sys.argv[6:]
-
-
-def run(command, timeout=240):
-    done = subprocess.run(command, capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        fail("%s exited %d:\n%s%s" % (" ".join(command), done.returncode,
-                                        done.stdout, done.stderr))
-    return done.stdout
-
-
-def losses(binary, ranks):
-    out = run(mpirun + ["--timeout", "200", "-np", str(ranks), binary,
-                        "--data", data, "--suffix", ".py",
-                        "--steps", str(STEPS), "--log-every", "1",
-                        "--batch", "4", "--sequence", "32",
-                        "--planner", "laer+", "--replan-every", "1",
-                        "--no-progress"])
-    found = [float(m.group(2)) for m in
-             re.finditer(r"^step +(\d+) +loss +([0-9.]+)", out, re.M)]
-    if len(found) != STEPS:
-        fail("expected %d losses from %s on %d ranks, got:\n%s"
-             % (STEPS, binary, ranks, out))
-    return found
-
-
-def compare(name, a, b, tolerance=1e-4):
-    worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
-    print("%-34s max relative difference %.2e" % (name, worst))
-    if worst > tolerance:
-        fail("%s: losses differ by %.2e relative\n%s\n%s"
-             % (name, worst, a, b))
-
+runs = TrainRuns("imported_train", sys.argv[6:], data, batch=4, sequence=32)
 
 os.makedirs(scratch, exist_ok=True)
 model = os.path.join(scratch, "model.mlir")
-run([importer, config, "--vocab", "256", "--seq-len", "32", "-o", model])
+runs.run([importer, config, "--vocab", "256", "--seq-len", "32", "-o", model])
 binary = os.path.join(scratch, "train")
-run([compiler, model, "-o", binary])
-two = losses(binary, 2)
-one = losses(binary, 1)
+runs.run([compiler, model, "-o", binary])
+two = runs.losses(binary, 2)
+one = runs.losses(binary, 1)
 print("losses (2 ranks):", " ".join("%.4f" % x for x in two))
-compare("2 ranks vs 1 rank", two, one)
+runs.compare("2 ranks vs 1 rank", two, one)
 fsep = os.path.join(scratch, "train-fsep2")
-run([compiler, model, "--ranks", "2", "--chunks", "2", "-o", fsep])
-compare("fsep program 2 ranks vs fused", losses(fsep, 2), one)
-first, last = sum(two[:10]) / 10, sum(two[-10:]) / 10
-print("mean loss, steps 0-9: %.4f, steps 10-19: %.4f" % (first, last))
-if not last < first - 0.1:
-    fail("the loss did not fall")
+runs.run([compiler, model, "--ranks", "2", "--chunks", "2", "-o", fsep])
+runs.compare("fsep program 2 ranks vs fused", runs.losses(fsep, 2), one)
+runs.expect_falling(two)
 print("imported_train: PASS")

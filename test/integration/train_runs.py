@@ -1,0 +1,62 @@
+"""What the integration scripts that train compiled binaries share: run a
+command or fail the test, train under mpirun and read the logged losses,
+compare two runs' losses."""
+import re
+import subprocess
+import sys
+
+
+class TrainRuns:
+    """`name` prefixes PASS/FAIL lines; `mpirun` is the launcher's argv."""
+
+    def __init__(self, name, mpirun, data, suffix=".py", steps=20,
+                 batch=8, sequence=64):
+        self.name, self.mpirun, self.data = name, mpirun, data
+        self.suffix, self.steps = suffix, steps
+        self.batch, self.sequence = batch, sequence
+
+    def fail(self, message):
+        print("%s: FAIL: %s" % (self.name, message))
+        sys.exit(1)
+
+    def run(self, command, timeout=240):
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            self.fail("%s exited %d:\n%s%s"
+                      % (" ".join(command), done.returncode, done.stdout,
+                         done.stderr))
+        return done.stdout
+
+    def train_command(self, binary, ranks, extra=()):
+        """Same seed and data every time; laer+ re-plans every step."""
+        return self.mpirun + [
+            "--timeout", "200", "-np", str(ranks), binary, *extra,
+            "--data", self.data, "--suffix", self.suffix,
+            "--steps", str(self.steps), "--log-every", "1",
+            "--batch", str(self.batch), "--sequence", str(self.sequence),
+            "--planner", "laer+", "--replan-every", "1", "--no-progress"]
+
+    def losses(self, binary, ranks, extra=()):
+        out = self.run(self.train_command(binary, ranks, extra))
+        found = [float(m.group(2)) for m in
+                 re.finditer(r"^step +(\d+) +loss +([0-9.]+)", out, re.M)]
+        if len(found) != self.steps:
+            self.fail("expected %d losses from %s on %d ranks, got:\n%s"
+                      % (self.steps, binary, ranks, out))
+        return found
+
+    def compare(self, what, a, b, tolerance=1e-4):
+        worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
+        print("%-34s max relative difference %.2e" % (what, worst))
+        if worst > tolerance:
+            self.fail("%s: losses differ by %.2e relative\n%s\n%s"
+                      % (what, worst, a, b))
+
+    def expect_falling(self, losses):
+        """The mean of the first 10 steps beats that of the last 10 by 0.1."""
+        first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+        print("mean loss, steps 0-9: %.4f, last 10 steps: %.4f"
+              % (first, last))
+        if not last < first - 0.1:
+            self.fail("the loss did not fall")
