@@ -134,6 +134,7 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
     // start at one; every other matrix maps its rows ([in, out]).
     int64_t fanIn = tensor.getDimSize(0);
     bool normOnly = true;
+    bool bias = false;
     for (Operation *user : arg.getUsers()) {
       if (isa<dense::EmbeddingOp>(user))
         fanIn = tensor.getDimSize(1);
@@ -142,15 +143,15 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
                   (isa<dense::RMSNormGradOp>(user) &&
                    cast<dense::RMSNormGradOp>(user).getWeight() == arg);
       normOnly &= norm;
+      if (auto attention = dyn_cast<dense::AttentionOp>(user))
+        bias |= arg == attention.getBq() || arg == attention.getBk() ||
+                arg == attention.getBv();
     }
     if (normOnly || tensor.getRank() == 1)
       fanIn = 0;
     // Attention biases start at zero, like nn.Linear's in the HF models.
-    for (Operation *user : arg.getUsers())
-      if (auto attention = dyn_cast<dense::AttentionOp>(user))
-        if (arg == attention.getBq() || arg == attention.getBk() ||
-            arg == attention.getBv())
-          fanIn = kZeroInitialised;
+    if (bias)
+      fanIn = kZeroInitialised;
     info.denseIndex[i] = static_cast<int>(info.dense.size());
     info.dense.push_back({i, tensor, fanIn});
   }
@@ -233,20 +234,30 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   auto optionalOut = [&](Value result, int64_t rank) {
     return result ? out(result, Value()) : s.empty(loc, rank);
   };
+  // What attention and attention_grad pass alike: the input and weights,
+  // the optional biases and QK-norm weights, and the scalar attributes.
+  auto attentionOperands = [&](auto a) {
+    return SmallVector<Value>{
+        abi(a.getInput()),      abi(a.getWq()),          abi(a.getWk()),
+        abi(a.getWv()),         abi(a.getWo()),          optional(a.getBq(), 1),
+        optional(a.getBk(), 1), optional(a.getBv(), 1),
+        optional(a.getQNorm(), 1), optional(a.getKNorm(), 1)};
+  };
+  auto attentionAttributes = [&](auto a) {
+    std::optional<APFloat> epsilon = a.getQkNormEpsilon();
+    return SmallVector<Value>{
+        s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
+        s.i64(loc, a.getSequenceLength()),
+        s.f64(loc, a.getRopeTheta().convertToDouble()),
+        s.f64(loc, epsilon ? epsilon->convertToDouble() : 0.0)};
+  };
   if (auto a = dyn_cast<dense::AttentionOp>(op)) {
     Value o = out(a.getOutput(), a.getInput());
-    double epsilon = a.getQkNormEpsilon()
-                         ? a.getQkNormEpsilon()->convertToDouble()
-                         : 0.0;
-    s.call(loc, "attention",
-           {s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
-            abi(a.getWv()), abi(a.getWo()), optional(a.getBq(), 1),
-            optional(a.getBk(), 1), optional(a.getBv(), 1),
-            optional(a.getQNorm(), 1), optional(a.getKNorm(), 1),
-            s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
-            s.i64(loc, a.getSequenceLength()),
-            s.f64(loc, a.getRopeTheta().convertToDouble()),
-            s.f64(loc, epsilon), o});
+    SmallVector<Value> args{s.ctx};
+    llvm::append_range(args, attentionOperands(a));
+    llvm::append_range(args, attentionAttributes(a));
+    args.push_back(o);
+    s.call(loc, "attention", args);
     return success();
   }
   if (auto a = dyn_cast<dense::AttentionGradOp>(op)) {
@@ -261,18 +272,11 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
     for (auto [i, operand] : llvm::enumerate(optionalOperands))
       if (operand)
         dOptional[i] = *next++;
-    double epsilon = a.getQkNormEpsilon()
-                         ? a.getQkNormEpsilon()->convertToDouble()
-                         : 0.0;
-    SmallVector<Value> args{
-        s.ctx, abi(a.getInput()), abi(a.getWq()), abi(a.getWk()),
-        abi(a.getWv()), abi(a.getWo()), optional(a.getBq(), 1),
-        optional(a.getBk(), 1), optional(a.getBv(), 1),
-        optional(a.getQNorm(), 1), optional(a.getKNorm(), 1),
-        abi(a.getDOutput()), s.i64(loc, a.getHeads()),
-        s.i64(loc, a.getKvHeads()), s.i64(loc, a.getSequenceLength()),
-        s.f64(loc, a.getRopeTheta().convertToDouble()), s.f64(loc, epsilon),
-        dx, dq, dk, dv, dO};
+    SmallVector<Value> args{s.ctx};
+    llvm::append_range(args, attentionOperands(a));
+    args.push_back(abi(a.getDOutput()));
+    llvm::append_range(args, attentionAttributes(a));
+    llvm::append_range(args, ValueRange{dx, dq, dk, dv, dO});
     for (Value d : dOptional)
       args.push_back(optionalOut(d, 1));
     s.call(loc, "attention_grad", args);

@@ -340,12 +340,13 @@ SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x,
   return o;
 }
 
-/// An optional [H, 1] gate: empty when absent (a memref of size 0).
-std::span<float> optionalGate(CompiledModel &m, const char *f, F32x2 *gate,
-                              std::int64_t H) {
+/// An optional [H, 1] gate (or its gradient): empty when absent (a memref
+/// of size 0).
+std::span<float> optionalGate(CompiledModel &m, const char *f,
+                              const char *name, F32x2 *gate, std::int64_t H) {
   if (!gate || gate->sizes[0] * gate->sizes[1] == 0)
     return {};
-  return check(m, f, "gate", gate, {H, 1});
+  return check(m, f, name, gate, {H, 1});
 }
 
 } // namespace
@@ -359,7 +360,8 @@ void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
   SwiGluSaved saved;
   gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
                          o.H, o.S, Activation::Silu, y, saved);
-  if (std::span<float> g = optionalGate(m, f, gate, o.H); !g.empty()) {
+  if (std::span<float> g = optionalGate(m, f, "gate", gate, o.H);
+      !g.empty()) {
     std::vector<float> gateValues(o.T);
     sigmoidGateForward<float>(in(o.x), in(g), o.T, o.H, y, gateValues);
   }
@@ -377,8 +379,9 @@ void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
   auto d1 = check(m, f, "d_w1", dW1, {o.H, o.S});
   auto d3 = check(m, f, "d_w3", dW3, {o.H, o.S});
   auto d2 = check(m, f, "d_w2", dW2, {o.S, o.H});
-  std::span<float> g = optionalGate(m, f, gate, o.H);
-  std::span<float> dg = optionalGate(m, f, dGate, g.empty() ? 0 : o.H);
+  std::span<float> g = optionalGate(m, f, "gate", gate, o.H);
+  std::span<float> dg =
+      optionalGate(m, f, "d_gate", dGate, g.empty() ? 0 : o.H);
   if (g.empty() != dg.empty())
     fail(m.where(), f, ": gate and d_gate must both be given or both empty");
   // Recomputes the projections of the forward (like the other gradients).
@@ -386,31 +389,26 @@ void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
   SwiGluSaved saved;
   gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
                          o.H, o.S, Activation::Silu, y, saved);
+  // With a gate, the FFN's output gradient is the gated one scaled back,
+  // and d_input gets the gate's share after the FFN's backward writes it.
   std::span<const float> dUngated = in(d);
-  std::vector<float> gateValues, dUngatedBuffer;
+  std::vector<float> dUngatedBuffer, dxGate;
   if (!g.empty()) {
-    std::vector<float> gated = y;
-    gateValues.resize(o.T);
+    std::vector<float> gated = y, gateValues(o.T);
     sigmoidGateForward<float>(in(o.x), in(g), o.T, o.H, gated, gateValues);
     dUngatedBuffer.resize(o.T * o.H);
+    dxGate.assign(o.T * o.H, 0.0f);
     std::fill(dg.begin(), dg.end(), 0.0f);
-    // dx gets the gate's share after the FFN's backward overwrites it.
-    std::vector<float> dxGate(o.T * o.H, 0.0f);
     sigmoidGateBackward<float>(in(o.x), in(g), y, gateValues, in(d), o.T,
                                o.H, dUngatedBuffer, dxGate, dg);
     dUngated = dUngatedBuffer;
-    gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
-                            saved, dUngated, o.T, o.H, o.S, Activation::Silu,
-                            dx, d1.data(), d3.data(), d2.data(),
-                            /*accumulate=*/false);
-    for (std::size_t i = 0; i < dx.size(); ++i)
-      dx[i] += dxGate[i];
-    return;
   }
   gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
                           saved, dUngated, o.T, o.H, o.S, Activation::Silu, dx,
                           d1.data(), d3.data(), d2.data(),
                           /*accumulate=*/false);
+  for (std::size_t i = 0; i < dxGate.size(); ++i)
+    dx[i] += dxGate[i];
 }
 
 void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
