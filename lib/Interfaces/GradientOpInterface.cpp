@@ -20,10 +20,26 @@ struct AddFGradient
     return success();
   }
 };
+/// d(a * b) = (d * b, d * a).
+struct MulFGradient
+    : laer::GradientOpInterface::ExternalModel<MulFGradient, arith::MulFOp> {
+  LogicalResult buildGradients(Operation *op, OpBuilder &builder,
+                               ValueRange resultGrads,
+                               SmallVectorImpl<Value> &operandGrads) const {
+    auto mul = cast<arith::MulFOp>(op);
+    Location loc = op->getLoc();
+    Value d = resultGrads[0];
+    operandGrads.assign(
+        {arith::MulFOp::create(builder, loc, d, mul.getRhs()).getResult(),
+         arith::MulFOp::create(builder, loc, d, mul.getLhs()).getResult()});
+    return success();
+  }
+};
 } // namespace
 
 void laer::registerUpstreamGradientModels(DialectRegistry &registry) {
   registry.addExtension(+[](MLIRContext *context, arith::ArithDialect *) {
     arith::AddFOp::attachInterface<AddFGradient>(*context);
+    arith::MulFOp::attachInterface<MulFGradient>(*context);
   });
 }

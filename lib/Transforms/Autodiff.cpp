@@ -62,16 +62,32 @@ LogicalResult buildGradientFunction(func::FuncOp forward) {
       resultGrads.push_back(grads.lookup(result));
       any |= static_cast<bool>(resultGrads.back());
     }
-    if (!any)
+    // Constants (a loss coefficient) are not differentiated.
+    if (!any || op->hasTrait<OpTrait::ConstantLike>())
       continue;
     auto differentiable = dyn_cast<laer::GradientOpInterface>(op);
     if (!differentiable)
       return op->emitError() << "laer-autodiff: '" << op->getName()
                              << "' lies between the parameters and the "
                                 "loss but has no gradient";
-    if (llvm::is_contained(resultGrads, Value()))
-      return op->emitError("laer-autodiff: only some results of this op "
-                           "reach the loss; not supported");
+    // Results that do not reach the loss (a router loss the model does
+    // not use) have a zero gradient.
+    for (auto [result, grad] : llvm::zip(op->getResults(), resultGrads)) {
+      if (grad)
+        continue;
+      auto type = dyn_cast<RankedTensorType>(result.getType());
+      if (!type || !type.hasStaticShape() ||
+          !isa<FloatType>(type.getElementType()))
+        return op->emitError()
+               << "laer-autodiff: result #"
+               << cast<OpResult>(result).getResultNumber()
+               << " does not reach the loss and has no static float type "
+                  "for a zero gradient";
+      grad = arith::ConstantOp::create(
+          b, op->getLoc(),
+          DenseElementsAttr::get(type,
+                                 b.getFloatAttr(type.getElementType(), 0.0)));
+    }
     SmallVector<Value> operandGrads;
     if (failed(differentiable.buildGradients(b, resultGrads, operandGrads)))
       return failure();

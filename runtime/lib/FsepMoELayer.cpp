@@ -20,18 +20,15 @@ FsepMoELayer::FsepMoELayer(Communicator &comm, const MoELayerConfig &config,
                            int layerIndex)
     : comm_(comm), config_(config), layer_(layerIndex),
       experts_(config.shape, config.numExperts, comm.size(), comm.rank()) {
-  ErrorContext where{comm.rank(), layerIndex, -1};
-  if (config.topK < 1 || config.topK > config.numExperts)
-    fail(where, "top_k must be in [1, E = ", config.numExperts, "], got ",
-         config.topK);
-  if (config.slotsPerRank < 1)
-    fail(where, "slots per rank must be >= 1, got ", config.slotsPerRank);
+  checkLayerConfig(config, {comm.rank(), layerIndex, -1});
   auto gateSize =
       static_cast<std::size_t>(config.shape.hidden * config.numExperts);
   gate_.assign(gateSize, 0.0f);
   gateGrad_.assign(gateSize, 0.0f);
   gateM_.assign(gateSize, 0.0f);
   gateV_.assign(gateSize, 0.0f);
+  if (config.routing.selectionBias)
+    bias_.assign(static_cast<std::size_t>(config.numExperts), 0.0f);
 }
 
 void FsepMoELayer::initialize(std::uint64_t seed, float expertScale,
@@ -67,6 +64,70 @@ void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   adamwStep(experts_.allParams(), experts_.allGrads(),
             experts_.firstMoments(), experts_.secondMoments(), config, step);
   adamwStep(gate_, gateGrad_, gateM_, gateV_, config, step);
+  updateSelectionBias();
+}
+
+void FsepMoELayer::updateSelectionBias() {
+  if (config_.biasUpdateRate == 0.0 || counts_.empty())
+    return;
+  // The loads over every rank (identical on all ranks, so is the bias).
+  int E = config_.numExperts;
+  std::vector<std::int64_t> load(E, 0);
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < counts_.size(); ++i) {
+    load[i % E] += counts_[i];
+    total += counts_[i];
+  }
+  auto rate = static_cast<float>(config_.biasUpdateRate);
+  for (int e = 0; e < E; ++e) {
+    // sign(mean - load), compared as E * load against the total.
+    std::int64_t scaled = load[e] * E;
+    bias_[e] += scaled < total ? rate : scaled > total ? -rate : 0.0f;
+  }
+}
+
+std::pair<std::vector<std::int64_t>, std::int64_t>
+FsepMoELayer::auxLoads() const {
+  if (config_.losses.aux != AuxLoss::GlobalBatch)
+    return {localLoads_, tokens_};
+  int E = config_.numExperts;
+  std::vector<std::int64_t> load(E, 0);
+  std::int64_t pairs = 0;
+  for (std::size_t i = 0; i < counts_.size(); ++i) {
+    load[i % E] += counts_[i];
+    pairs += counts_[i];
+  }
+  return {load, pairs / config_.topK};
+}
+
+cpu::RouterLosses FsepMoELayer::routerLosses() const {
+  ErrorContext where = context();
+  if (stage_ == LayerStage::Idle)
+    fail(where, "the router losses are asked for before the router ran");
+  if (config_.losses.aux == AuxLoss::GlobalBatch &&
+      stage_ == LayerStage::Routed)
+    fail(where, "the global-batch aux loss needs every rank's loads: ask "
+                "for it after the relayout");
+  auto [loads, loadTokens] = auxLoads();
+  return cpu::routerLosses(router_, loads, loadTokens, tokens_,
+                           config_.numExperts, config_.topK,
+                           config_.routing.score);
+}
+
+void FsepMoELayer::setAuxLossGradient(float dAux) {
+  if (stage_ == LayerStage::Idle)
+    fail(context(), "the aux-loss gradient is set before the router ran");
+  if (config_.losses.aux == AuxLoss::None)
+    fail(context(), "an aux-loss gradient for a layer without an aux loss");
+  dAux_ = dAux;
+}
+
+void FsepMoELayer::setZLossGradient(float dZ) {
+  if (stage_ == LayerStage::Idle)
+    fail(context(), "the z-loss gradient is set before the router ran");
+  if (!config_.losses.z)
+    fail(context(), "a z-loss gradient for a layer without a z-loss");
+  dZ_ = dZ;
 }
 
 //===----------------------------------------------------------------------===//
@@ -110,9 +171,13 @@ void FsepMoELayer::route(std::span<const float> x, long step) {
   input_.assign(x.begin(), x.end());
   chunks_.clear();
   ScopedPhase phase(times_, Phase::Router);
-  router_ = cpu::routerForward(input_, gate_, tokens_, hidden,
+  router_ = cpu::routerForward(input_, gate_, bias_, tokens_, hidden,
                                config_.numExperts, config_.topK,
-                               config_.score, config_.renormalize);
+                               config_.routing);
+  localLoads_.assign(config_.numExperts, 0);
+  for (std::int32_t e : router_.indices)
+    ++localLoads_[e];
+  dAux_ = dZ_ = 0.0f;
   stage_ = LayerStage::Routed;
 }
 
@@ -487,9 +552,11 @@ void FsepMoELayer::routerBackward(std::span<float> dx) {
          " elements, expected T * H = ", tokens_, " * ", hidden);
   ScopedPhase phase(times_, Phase::Router);
   std::vector<float> dGate(gate_.size(), 0.0f);
+  auto [loads, loadTokens] = auxLoads();
+  cpu::RouterLossGradients losses{dAux_, dZ_, loads, loadTokens};
   cpu::routerBackward(input_, gate_, router_, dWeights_, tokens_, hidden,
-                      config_.numExperts, config_.topK, config_.score,
-                      config_.renormalize, dx, dGate);
+                      config_.numExperts, config_.topK, config_.routing,
+                      losses, dx, dGate);
   comm_.allReduceSum(std::span<float>(dGate));
   for (std::size_t i = 0; i < dGate.size(); ++i)
     gateGrad_[i] += dGate[i];

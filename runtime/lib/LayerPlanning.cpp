@@ -2,7 +2,42 @@
 
 #include "laer/runtime/LayerPlanning.h"
 
+#include <cmath>
+
 using namespace laer::rt;
+
+void laer::rt::checkLayerConfig(const MoELayerConfig &config,
+                                const ErrorContext &where) {
+  const RoutingConfig &r = config.routing;
+  int E = config.numExperts;
+  if (E < 1)
+    fail(where, "the layer needs at least one expert, got E = ", E);
+  if (config.topK < 1 || config.topK > E)
+    fail(where, "top_k must be in [1, E = ", E, "], got ", config.topK);
+  if (config.slotsPerRank < 1)
+    fail(where, "slots per rank must be >= 1, got ", config.slotsPerRank);
+  if (!std::isfinite(r.scale) || r.scale <= 0)
+    fail(where, "the routed scaling factor must be finite and positive, "
+                "got ", r.scale);
+  if (r.groups < 1 || E % r.groups != 0)
+    fail(where, "routing groups = ", r.groups,
+         " must be >= 1 and divide E = ", E);
+  if (r.topGroups < 1 || r.topGroups > r.groups)
+    fail(where, "top groups = ", r.topGroups, " must be in [1, groups = ",
+         r.groups, "]");
+  if (config.topK > r.topGroups * (E / r.groups))
+    fail(where, "top_k = ", config.topK, " exceeds the ", r.topGroups,
+         " x ", E / r.groups, " experts of the chosen groups");
+  if (r.groups > 1 && r.groupScore == GroupScore::TopTwoSum &&
+      E / r.groups < 2)
+    fail(where, "a group score of the two best needs groups of at least 2 "
+                "experts, got ", E / r.groups);
+  if (!std::isfinite(config.biasUpdateRate) || config.biasUpdateRate < 0)
+    fail(where, "the selection-bias update rate must be finite and >= 0, "
+                "got ", config.biasUpdateRate);
+  if (config.biasUpdateRate > 0 && !r.selectionBias)
+    fail(where, "a selection-bias update rate without a selection bias");
+}
 
 void laer::rt::expectStage(LayerStage actual, LayerStage wanted,
                            const char *phase, const ErrorContext &context) {

@@ -40,8 +40,8 @@ func.func @not_a_loss(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 
 func.func @no_gradient(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>,
                        %t: tensor<4xi32>) -> tensor<f32> {
-  // expected-error @+1 {{laer-autodiff: 'arith.mulf' lies between the parameters and the loss but has no gradient}}
-  %y = arith.mulf %x, %x : tensor<4x8xf32>
+  // expected-error @+1 {{laer-autodiff: 'arith.divf' lies between the parameters and the loss but has no gradient}}
+  %y = arith.divf %x, %x : tensor<4x8xf32>
   %l = dense.linear %y, %w : tensor<4x8xf32>, tensor<8x16xf32> -> tensor<4x16xf32>
   %loss = dense.cross_entropy %l, %t : tensor<4x16xf32>, tensor<4xi32> -> tensor<f32>
   return %loss : tensor<f32>
@@ -92,5 +92,42 @@ func.func @unsplit_shared(%ids: tensor<?xi32>, %t: tensor<?xi32>,
          tensor<8x12xf32>, tensor<8x12xf32>, tensor<12x8xf32>) -> tensor<?x8xf32>
   %logits = dense.linear %y, %head : tensor<?x8xf32>, tensor<8x16xf32> -> tensor<?x16xf32>
   %loss = dense.cross_entropy %logits, %t : tensor<?x16xf32>, tensor<?xi32> -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// Router losses enter the loss through arith.mulf by their coefficients:
+// d(c * aux) = (d * aux, d * c); the layer's gradient takes the losses'
+// gradients; a loss result the model does not use gets a zero gradient;
+// the selection bias gets none (zeros).
+// CHECK-LABEL: func.func @router_losses_grad
+// CHECK-SAME: %[[B:[a-z0-9]+]]: tensor<4xf32>)
+// CHECK: %{{.*}}, %[[LOSSES:[a-z0-9_]+]]:2 = moe.layer
+// CHECK: %[[C:.*]] = arith.constant dense<0.00999999977> : tensor<f32>
+// CHECK: arith.mulf %[[C]], %[[LOSSES]]#0
+// CHECK: %[[ONE:.*]] = arith.constant dense<1.000000e+00> : tensor<f32>
+// CHECK: %[[DAUX:.*]] = arith.mulf %[[ONE]], %[[C]]
+// CHECK: %[[DZ:.*]] = arith.constant dense<0.000000e+00> : tensor<f32>
+// CHECK: moe.layer_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} selection_bias(%[[B]]) d_losses(%[[DAUX]], %[[DZ]]) top_k = 2 score<sigmoid> activation<silu> bias_update_rate = 1.000000e-03 aux_loss<micro_batch> z_loss
+// CHECK: %[[DB:.*]] = arith.constant dense<0.000000e+00> : tensor<4xf32>
+// CHECK: return {{.*}}, %[[DB]]
+func.func @router_losses(%ids: tensor<?xi32>, %targets: tensor<?xi32>,
+                         %embed: tensor<16x8xf32>, %g: tensor<8x4xf32>,
+                         %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
+                         %w2: tensor<4x16x8xf32>, %head: tensor<8x16xf32>,
+                         %b: tensor<4xf32>) -> tensor<f32> {
+  %x = dense.embedding %embed, %ids : tensor<16x8xf32>, tensor<?xi32> -> tensor<?x8xf32>
+  %y, %aux, %z = moe.layer %x, %g, %w1, %w3, %w2 selection_bias(%b)
+      top_k = 2 score<sigmoid> activation<silu> bias_update_rate = 1.0e-3
+      aux_loss<micro_batch> z_loss
+      : (tensor<?x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
+         tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<4xf32>)
+      -> (tensor<?x8xf32>, tensor<f32>, tensor<f32>)
+  %logits = dense.linear %y, %head : tensor<?x8xf32>, tensor<8x16xf32> -> tensor<?x16xf32>
+  %ce = dense.cross_entropy %logits, %targets : tensor<?x16xf32>, tensor<?xi32> -> tensor<f32>
+  %c = arith.constant dense<0.01> : tensor<f32>
+  %scaled = arith.mulf %c, %aux : tensor<f32>
+  %loss = arith.addf %ce, %scaled : tensor<f32>
   return %loss : tensor<f32>
 }

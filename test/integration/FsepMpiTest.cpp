@@ -42,6 +42,8 @@ TEST(Mpi, FsepMatchesReference) {
       EXPECT_LT(checks[step].dInput, kTolerance) << "step " << step;
       EXPECT_LT(checks[step].dGate, kTolerance) << "step " << step;
       EXPECT_LT(checks[step].dExperts, kTolerance) << "step " << step;
+      EXPECT_LT(checks[step].aux, kTolerance) << "step " << step;
+      EXPECT_LT(checks[step].z, kTolerance) << "step " << step;
     }
     if (scenario.planner == PlannerKind::HotExpert) {
       EXPECT_EQ(checks[0].maxReplicas, world->size());

@@ -60,11 +60,14 @@ protected:
     auto args = body->getArguments();
     Value none;
     auto layer = LayerOp::create(
-        b, loc, x, args[0], args[1], args[2], args[3], args[4],
-        shared ? args[5] : none, shared ? args[6] : none,
-        shared ? args[7] : none, /*shared_gate=*/none, topK,
-        ScoreFunction::Softmax,
-        /*renormalize=*/true, Activation::Silu);
+        b, loc, x, /*losses=*/TypeRange{}, args[0], args[1], args[2],
+        args[3], args[4], shared ? args[5] : none, shared ? args[6] : none,
+        shared ? args[7] : none, /*shared_gate=*/none,
+        /*selection_bias=*/none, topK, ScoreFunction::Softmax,
+        /*renormalize=*/true, Activation::Silu, /*scale=*/nullptr,
+        /*groups=*/nullptr, /*top_groups=*/nullptr, /*group_score=*/nullptr,
+        /*bias_update_rate=*/nullptr, /*aux_loss=*/nullptr,
+        /*z_loss=*/false);
     func::ReturnOp::create(b, loc, layer.getOutput());
     return module;
   }

@@ -91,12 +91,13 @@ LogicalResult laer::runtime_lowering::analyzeFSEPLayers(func::FuncOp grad,
                          "alone is not supported (convert-moe-to-fsep builds "
                          "training steps with counts)";
     layer.router = counts.getIndices().getDefiningOp<moe::RouterOp>();
-    if (!layer.router || layer.router.getLogits() ||
-        !isa<BlockArgument>(layer.router.getGate()))
+    if (!layer.router || !isa<BlockArgument>(layer.router.getGate()) ||
+        (layer.router.getSelectionBias() &&
+         !isa<BlockArgument>(layer.router.getSelectionBias())))
       return relayout.emitError()
              << kPass << ": the counts of this relayout must come from a "
-                         "moe.router without logits whose gate is an "
-                         "argument (the runtime owns the gate)";
+                         "moe.router whose gate (and selection bias) are "
+                         "arguments (the runtime owns them)";
     for (Operation *user : relayout.getPlan().getUsers())
       if (auto restore = dyn_cast<fsep::RestoreOp>(user))
         layer.bank = dyn_cast<BlockArgument>(restore.getExperts());
@@ -215,7 +216,10 @@ LogicalResult laer::runtime_lowering::lowerFSEPOp(Operation *op, StepBuilder &s,
 
   if (auto router = dyn_cast<moe::RouterOp>(op)) {
     s.call(loc, "fsep_route", {ctx, l, s.abi(loc, router.getInput())});
-    hold(op);
+    s.held.insert(router.getIndices());
+    s.held.insert(router.getWeights());
+    // Filled at the relayout, which knows every rank's loads.
+    s.allocateRouterLosses(loc, router.getLosses());
     return success();
   }
   if (isa<fsep::LocalCountsOp>(op)) { // the runtime counts at the relayout
@@ -225,6 +229,8 @@ LogicalResult laer::runtime_lowering::lowerFSEPOp(Operation *op, StepBuilder &s,
   if (isa<fsep::RelayoutOp>(op)) {
     s.call(loc, "fsep_relayout", {ctx, l});
     hold(op);
+    s.fillRouterLosses(loc, l, layer.router.getLosses(),
+                       layer.router.getAuxLoss().has_value());
     return success();
   }
   if (isa<fsep::RestoreOp>(op)) {
@@ -285,6 +291,8 @@ LogicalResult laer::runtime_lowering::lowerFSEPOp(Operation *op, StepBuilder &s,
         return op->emitError() << kPass << ": the gate gradient of an FSEP "
                                            "layer may only be returned (the "
                                            "runtime keeps it)";
+    s.setRouterLossGradients(loc, l, g.getDLosses(),
+                             g.getAuxLoss().has_value());
     s.call(loc, "fsep_router_backward", {ctx, l, tokens(g.getDInput())});
     s.held.insert(g.getDGate());
     return success();

@@ -35,11 +35,12 @@ bool isMoEOwned(func::FuncOp f, unsigned argument, const ModelInfo &info) {
   for (const MoELayer &layer : info.layers) {
     moe::LayerOp op = layer.forward;
     if (arg == op.getGate() || arg == op.getW1() || arg == op.getW3() ||
-        arg == op.getW2())
+        arg == op.getW2() || arg == op.getSelectionBias())
       return true;
   }
   for (FsepLayer layer : info.fsepLayers)
-    if (arg == layer.bank || arg == layer.router.getGate())
+    if (arg == layer.bank || arg == layer.router.getGate() ||
+        arg == layer.router.getSelectionBias())
       return true;
   return false;
 }
@@ -73,6 +74,11 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
                  << kPass << ": the gate and expert weights must be "
                              "arguments of the function: the runtime owns "
                              "them as FSEP shards";
+      if (Value bias = layer.getSelectionBias();
+          bias && !isa<BlockArgument>(bias))
+        return layer.emitError()
+               << kPass << ": the selection bias must be an argument of the "
+                           "function: the runtime keeps and updates it";
       info.layers.push_back({layer, {}});
     }
     if (auto backward = dyn_cast<moe::LayerGradOp>(op)) {
@@ -179,6 +185,12 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   };
 
   if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+    // Zero gradients of the state the runtime owns (a selection bias) are
+    // only returned, and the runtime ignores them.
+    if (cast<ShapedType>(c.getType()).getRank() > 0 &&
+        llvm::all_of(c->getUsers(),
+                     [](Operation *user) { return isa<func::ReturnOp>(user); }))
+      return success();
     auto splat = dyn_cast<SplatElementsAttr>(c.getValue());
     auto type = dyn_cast<RankedTensorType>(c.getType());
     if (!splat || !type || type.getRank() != 0 ||
@@ -191,14 +203,16 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
     memref::StoreOp::create(b, loc, value, buffer);
     return success();
   }
-  if (auto add = dyn_cast<arith::AddFOp>(op)) {
-    if (!isa<RankedTensorType>(add.getType()))
-      return op->emitError() << kPass << ": only tensor additions expected";
-    Value result = s.allocate(loc, add.getResult(), add.getLhs());
-    linalg::AddOp::create(b, loc,
-                          ValueRange{s.map.lookup(add.getLhs()),
-                                     s.map.lookup(add.getRhs())},
-                          ValueRange{result});
+  if (isa<arith::AddFOp, arith::MulFOp>(op)) {
+    Value lhs = op->getOperand(0), rhs = op->getOperand(1);
+    if (!isa<RankedTensorType>(lhs.getType()))
+      return op->emitError() << kPass << ": only tensor arithmetic expected";
+    Value result = s.allocate(loc, op->getResult(0), lhs);
+    SmallVector<Value, 2> inputs{s.map.lookup(lhs), s.map.lookup(rhs)};
+    if (isa<arith::AddFOp>(op))
+      linalg::AddOp::create(b, loc, inputs, ValueRange{result});
+    else
+      linalg::MulOp::create(b, loc, inputs, ValueRange{result});
     return success();
   }
   if (auto e = dyn_cast<dense::EmbeddingOp>(op)) {
@@ -326,8 +340,10 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   }
   if (auto m = dyn_cast<moe::LayerOp>(op)) {
     Value o = out(m.getOutput(), m.getInput());
-    s.call(loc, "moe_forward",
-           {s.ctx, s.i64(loc, layerIndex(op)), abi(m.getInput()), o});
+    Value l = s.i64(loc, layerIndex(op));
+    s.call(loc, "moe_forward", {s.ctx, l, abi(m.getInput()), o});
+    s.allocateRouterLosses(loc, m.getLosses());
+    s.fillRouterLosses(loc, l, m.getLosses(), m.getAuxLoss().has_value());
     return success();
   }
   if (auto m = dyn_cast<moe::LayerGradOp>(op)) {
@@ -338,8 +354,10 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
                                   "gradients may only be returned (the "
                                   "runtime keeps them as FSEP shards)";
     Value dx = out(m.getDInput(), m.getDOutput());
-    s.call(loc, "moe_backward",
-           {s.ctx, s.i64(loc, layerIndex(op)), abi(m.getDOutput()), dx});
+    Value l = s.i64(loc, layerIndex(op));
+    s.setRouterLossGradients(loc, l, m.getDLosses(),
+                             m.getAuxLoss().has_value());
+    s.call(loc, "moe_backward", {s.ctx, l, abi(m.getDOutput()), dx});
     return success();
   }
   return op->emitError() << kPass << ": '" << op->getName()
@@ -404,27 +422,27 @@ struct ConvertLAERToRuntimePass
       for (auto [l, layer] : llvm::enumerate(info.layers)) {
         moe::LayerOp op = layer.forward;
         auto w1 = cast<RankedTensorType>(op.getW1().getType());
-        s.call(op.getLoc(), "declare_moe",
-               {s.ctx, s.i64(loc, l), s.i64(loc, w1.getDimSize(0)),
-                s.i64(loc, w1.getDimSize(1)), s.i64(loc, w1.getDimSize(2)),
-                s.i64(loc, op.getTopK()),
-                s.i64(loc, static_cast<int64_t>(op.getScore())),
-                s.i64(loc, op.getRenormalize() ? 1 : 0),
-                s.i64(loc, static_cast<int64_t>(op.getActivation())),
-                s.i64(loc, 0), s.i64(loc, 0)});
+        SmallVector<Value> args{s.ctx, s.i64(loc, l),
+                                s.i64(loc, w1.getDimSize(0)),
+                                s.i64(loc, w1.getDimSize(1)),
+                                s.i64(loc, w1.getDimSize(2))};
+        llvm::append_range(args, s.routingArguments(loc, op));
+        args.append({s.i64(loc, static_cast<int64_t>(op.getActivation())),
+                     s.i64(loc, 0), s.i64(loc, 0)});
+        s.call(op.getLoc(), "declare_moe", args);
       }
       for (FsepLayer layer : info.fsepLayers) {
         fsep::ExpertsType bank = cast<fsep::ExpertsType>(layer.bank.getType());
         fsep::PlanType plan = layer.relayout.getType();
         moe::RouterOp router = layer.router;
-        s.call(layer.relayout.getLoc(), "declare_moe",
-               {s.ctx, s.i64(loc, layer.index), s.i64(loc, bank.getExperts()),
-                s.i64(loc, bank.getHidden()), s.i64(loc, bank.getFfn()),
-                s.i64(loc, router.getTopK()),
-                s.i64(loc, static_cast<int64_t>(router.getScore())),
-                s.i64(loc, router.getRenormalize() ? 1 : 0),
-                s.i64(loc, static_cast<int64_t>(layer.activation)),
-                s.i64(loc, plan.getRanks()), s.i64(loc, plan.getSlots())});
+        SmallVector<Value> args{s.ctx, s.i64(loc, layer.index),
+                                s.i64(loc, bank.getExperts()),
+                                s.i64(loc, bank.getHidden()),
+                                s.i64(loc, bank.getFfn())};
+        llvm::append_range(args, s.routingArguments(loc, router));
+        args.append({s.i64(loc, static_cast<int64_t>(layer.activation)),
+                     s.i64(loc, plan.getRanks()), s.i64(loc, plan.getSlots())});
+        s.call(layer.relayout.getLoc(), "declare_moe", args);
       }
       func::ReturnOp::create(b, loc);
     }
@@ -467,6 +485,12 @@ struct ConvertLAERToRuntimePass
     // The update: dense gradients averaged and stepped, then MoE layers.
     for (auto [index, param] : llvm::enumerate(info.dense)) {
       Value gradient = s.map.lookup(ret.getOperand(param.argument - 1));
+      if (!gradient) {
+        emitError(grad.getArgument(param.argument).getLoc())
+            << kPass << ": dense parameter " << param.argument
+            << " does not reach the loss";
+        return signalPassFailure();
+      }
       auto type = cast<MemRefType>(gradient.getType());
       if (type.getRank() == 2)
         gradient = memref::CollapseShapeOp::create(

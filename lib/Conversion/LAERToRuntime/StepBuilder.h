@@ -143,6 +143,50 @@ public:
     return buffer;
   }
 
+  /// The router losses of MoE layer `layer` (`losses`: the aux loss first
+  /// when `hasAux`, then the z-loss): a 0-d buffer each, allocated here,
+  /// filled by fillRouterLosses.
+  void allocateRouterLosses(Location loc, ValueRange losses) {
+    for (Value loss : losses)
+      allocate(loc, loss, Value());
+  }
+  void fillRouterLosses(Location loc, Value layer, ValueRange losses,
+                        bool hasAux) {
+    for (auto [i, loss] : llvm::enumerate(losses))
+      call(loc, i == 0 && hasAux ? "moe_aux_loss" : "moe_z_loss",
+           {ctx, layer, abi(loc, loss)});
+  }
+  /// Hands the gradients of the router losses to the runtime before the
+  /// layer's backward.
+  void setRouterLossGradients(Location loc, Value layer, ValueRange dLosses,
+                              bool hasAux) {
+    for (auto [i, d] : llvm::enumerate(dLosses))
+      call(loc, i == 0 && hasAux ? "moe_aux_loss_grad" : "moe_z_loss_grad",
+           {ctx, layer, abi(loc, d)});
+  }
+  /// The routing arguments of laerrt_declare_moe after the sizes, from a
+  /// moe.layer or moe.router: top_k, score, renormalize, scale, groups,
+  /// top_groups, group_score, selection bias, bias update rate, aux loss,
+  /// z-loss.
+  template <typename RoutingOp>
+  SmallVector<Value> routingArguments(Location loc, RoutingOp op) {
+    std::optional<APFloat> scale = op.getScale();
+    std::optional<APFloat> rate = op.getBiasUpdateRate();
+    std::optional<moe::AuxLoss> aux = op.getAuxLoss();
+    std::optional<moe::GroupScore> groupScore = op.getGroupScore();
+    return {i64(loc, op.getTopK()),
+            i64(loc, static_cast<int64_t>(op.getScore())),
+            i64(loc, op.getRenormalize() ? 1 : 0),
+            f64(loc, scale ? scale->convertToDouble() : 1.0),
+            i64(loc, static_cast<int64_t>(op.getGroups().value_or(1))),
+            i64(loc, static_cast<int64_t>(op.getTopGroups().value_or(1))),
+            i64(loc, groupScore ? static_cast<int64_t>(*groupScore) : 0),
+            i64(loc, op.getSelectionBias() ? 1 : 0),
+            f64(loc, rate ? rate->convertToDouble() : 0.0),
+            i64(loc, aux ? static_cast<int64_t>(*aux) : 0),
+            i64(loc, op.getZLoss() ? 1 : 0)};
+  }
+
   ModuleOp module;
   OpBuilder &b;
   Value ctx;

@@ -319,9 +319,15 @@ struct ConvertMoEToFSEPPass
         RankedTensorType::get({inputType.getDimSize(0), topK}, b.getI32Type());
     auto weightsType = RankedTensorType::get({inputType.getDimSize(0), topK},
                                              inputType.getElementType());
+    SmallVector<Type> routerTypes{indicesType, weightsType};
+    llvm::append_range(routerTypes, fwd.getLosses().getTypes());
     auto router = moe::RouterOp::create(
-        b, loc, indicesType, weightsType, Type(), input, gate,
-        fwd.getTopKAttr(), fwd.getScoreAttr(), fwd.getRenormalizeAttr());
+        b, loc, routerTypes, input, gate, fwd.getSelectionBias(),
+        fwd.getTopKAttr(), fwd.getScoreAttr(), fwd.getRenormalizeAttr(),
+        nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    moe::copyRoutingAttributes(fwd, router, /*variants=*/true,
+                               /*losses=*/true);
+    fwd.getLosses().replaceAllUsesWith(router.getLosses());
     Value indices = router.getIndices(), weights = router.getWeights();
     Value counts = fsep::LocalCountsOp::create(
         b, loc, RankedTensorType::get({numExperts}, b.getI64Type()), indices);
@@ -385,7 +391,10 @@ struct ConvertMoEToFSEPPass
         sum(b, bloc, dW3), sum(b, bloc, dW2), plan, bank);
     auto routerGrad = moe::RouterGradOp::create(
         b, bloc, inputType, gate.getType(), input, gate, indices,
-        sum(b, bloc, dWeights), fwd.getScoreAttr(), fwd.getRenormalizeAttr());
+        sum(b, bloc, dWeights), bwd.getDLosses(), fwd.getScoreAttr(),
+        fwd.getRenormalizeAttr(), fwd.getScaleAttr(), nullptr, nullptr);
+    moe::copyRoutingAttributes(fwd, routerGrad, /*variants=*/false,
+                               /*losses=*/true);
     dInputs.push_back(routerGrad.getDInput());
     bwd.getDInput().replaceAllUsesWith(sum(b, bloc, dInputs));
     bwd.getDGate().replaceAllUsesWith(routerGrad.getDGate());

@@ -7,6 +7,7 @@
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <algorithm>
+#include <limits>
 
 using namespace laer::rt;
 using namespace laer::rt::cpu;
@@ -37,6 +38,14 @@ std::span<T> check(CompiledModel &m, const char *function, const char *name,
 
 std::span<const float> in(std::span<float> s) { return s; }
 
+/// The element of a 0-d memref.
+float &scalar(CompiledModel &m, const char *function, const char *name,
+              F32x0 *ref, std::int64_t layer) {
+  if (!ref || !ref->aligned)
+    fail(m.where(static_cast<int>(layer)), function, ": ", name, " is null");
+  return ref->value();
+}
+
 } // namespace
 
 extern "C" {
@@ -55,23 +64,43 @@ void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
   model(ctx).declareDense(index, std::move(shape), fanIn);
 }
 
-void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
-                                     std::int64_t experts,
-                                     std::int64_t hidden, std::int64_t ffn,
-                                     std::int64_t topK, std::int64_t score,
-                                     std::int64_t renormalize,
-                                     std::int64_t activation,
-                                     std::int64_t ranks, std::int64_t slots) {
+void _mlir_ciface_laerrt_declare_moe(
+    void *ctx, std::int64_t layer, std::int64_t experts, std::int64_t hidden,
+    std::int64_t ffn, std::int64_t topK, std::int64_t score,
+    std::int64_t renormalize, double scale, std::int64_t groups,
+    std::int64_t topGroups, std::int64_t groupScore,
+    std::int64_t selectionBias, double biasUpdateRate, std::int64_t auxLoss,
+    std::int64_t zLoss, std::int64_t activation, std::int64_t ranks,
+    std::int64_t slots) {
   CompiledModel &m = model(ctx);
-  if (score < 0 || score > 1 || activation < 0 || activation > 2)
-    fail(m.where(static_cast<int>(layer)), "laerrt_declare_moe: score ",
-         score, " / activation ", activation, " is not known");
+  auto flag = [](std::int64_t v) { return v == 0 || v == 1; };
+  auto inInt = [](std::int64_t v) {
+    return v >= 1 && v <= std::numeric_limits<int>::max();
+  };
+  if (score < 0 || score > 1 || activation < 0 || activation > 2 ||
+      groupScore < 0 || groupScore > 1 || auxLoss < 0 || auxLoss > 2 ||
+      !flag(renormalize) || !flag(selectionBias) || !flag(zLoss) ||
+      !inInt(experts) || !inInt(topK) || !inInt(groups) || !inInt(topGroups))
+    fail(m.where(static_cast<int>(layer)),
+         "laerrt_declare_moe: an enum, flag or count is out of range (score ",
+         score, ", activation ", activation, ", group score ", groupScore,
+         ", aux loss ", auxLoss, ", experts ", experts, ", top_k ", topK,
+         ", groups ", groups, ", top groups ", topGroups, ")");
   MoELayerConfig config;
   config.shape = {hidden, ffn};
   config.numExperts = static_cast<int>(experts);
   config.topK = static_cast<int>(topK);
-  config.score = static_cast<ScoreFunction>(score);
-  config.renormalize = renormalize != 0;
+  RoutingConfig &routing = config.routing;
+  routing.score = static_cast<ScoreFunction>(score);
+  routing.renormalize = renormalize != 0;
+  routing.scale = scale;
+  routing.groups = static_cast<int>(groups);
+  routing.topGroups = static_cast<int>(topGroups);
+  routing.groupScore = static_cast<GroupScore>(groupScore);
+  routing.selectionBias = selectionBias != 0;
+  config.biasUpdateRate = biasUpdateRate;
+  config.losses.aux = static_cast<AuxLoss>(auxLoss);
+  config.losses.z = zLoss != 0;
   config.activation = static_cast<Activation>(activation);
   config.slotsPerRank = static_cast<int>(slots);
   m.declareMoE(layer, config, static_cast<int>(ranks));
@@ -459,6 +488,34 @@ void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
   auto dx = check(m, f, "d_input", dX, {dOut->sizes[0], H}, l);
   std::vector<float> result = m.moeBackend().backward(l, in(d));
   std::copy(result.begin(), result.end(), dx.begin());
+}
+
+void _mlir_ciface_laerrt_moe_aux_loss(void *ctx, std::int64_t layer,
+                                      F32x0 *out) {
+  CompiledModel &m = model(ctx);
+  scalar(m, "laerrt_moe_aux_loss", "output", out, layer) =
+      static_cast<float>(m.moeLayer(layer).routerLosses().aux);
+}
+
+void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer,
+                                    F32x0 *out) {
+  CompiledModel &m = model(ctx);
+  scalar(m, "laerrt_moe_z_loss", "output", out, layer) =
+      static_cast<float>(m.moeLayer(layer).routerLosses().z);
+}
+
+void _mlir_ciface_laerrt_moe_aux_loss_grad(void *ctx, std::int64_t layer,
+                                           F32x0 *dAux) {
+  CompiledModel &m = model(ctx);
+  m.moeLayer(layer).setAuxLossGradient(
+      scalar(m, "laerrt_moe_aux_loss_grad", "d_aux", dAux, layer));
+}
+
+void _mlir_ciface_laerrt_moe_z_loss_grad(void *ctx, std::int64_t layer,
+                                         F32x0 *dZ) {
+  CompiledModel &m = model(ctx);
+  m.moeLayer(layer).setZLossGradient(
+      scalar(m, "laerrt_moe_z_loss_grad", "d_z", dZ, layer));
 }
 
 namespace {

@@ -4,83 +4,207 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 using namespace laer::rt;
 using namespace laer::rt::cpu;
 
+namespace {
+
+/// Marks the experts outside the `topGroups` best groups of `choice` [E]
+/// (a group's score: its best choice value, or the sum of its two best) by
+/// setting their choice value to -inf.
+void keepBestGroups(float *choice, int numExperts, const RoutingConfig &r,
+                    std::vector<float> &groupScore, std::vector<int> &order) {
+  int size = numExperts / r.groups;
+  groupScore.assign(r.groups, 0.0f);
+  for (int g = 0; g < r.groups; ++g) {
+    const float *c = choice + g * size;
+    float best = -std::numeric_limits<float>::infinity(), second = best;
+    for (int i = 0; i < size; ++i) {
+      if (c[i] > best) {
+        second = best;
+        best = c[i];
+      } else if (c[i] > second) {
+        second = c[i];
+      }
+    }
+    groupScore[g] = r.groupScore == GroupScore::Max ? best : best + second;
+  }
+  order.resize(r.groups);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + r.topGroups, order.end(),
+                    [&](int a, int b) {
+                      return groupScore[a] > groupScore[b] ||
+                             (groupScore[a] == groupScore[b] && a < b);
+                    });
+  for (int j = r.topGroups; j < r.groups; ++j)
+    std::fill_n(choice + order[j] * size, size,
+                -std::numeric_limits<float>::infinity());
+}
+
+/// p_e: the scores as probabilities (softmax as is, sigmoid divided by
+/// their sum), for the aux loss; `sum` is the divisor.
+void routingProbabilities(const float *s, int numExperts, ScoreFunction score,
+                          float *p, float &sum) {
+  sum = 1.0f;
+  if (score == ScoreFunction::Sigmoid)
+    sum = std::accumulate(s, s + numExperts, 0.0f);
+  for (int e = 0; e < numExperts; ++e)
+    p[e] = s[e] / sum;
+}
+
+} // namespace
+
 RouterOutput cpu::routerForward(std::span<const float> x,
                                 std::span<const float> gate,
+                                std::span<const float> bias,
                                 std::int64_t tokens, std::int64_t hidden,
-                                int numExperts, int topK, ScoreFunction score,
-                                bool renormalize) {
+                                int numExperts, int topK,
+                                const RoutingConfig &routing) {
   RouterOutput out;
-  out.scores.assign(static_cast<std::size_t>(tokens * numExperts), 0.0f);
+  const auto scoreCount = static_cast<std::size_t>(tokens * numExperts);
+  out.logits.assign(scoreCount, 0.0f);
   gemm(false, false, tokens, numExperts, hidden, 1.0f, x.data(), gate.data(),
-       0.0f, out.scores.data());
+       0.0f, out.logits.data());
+  out.scores.resize(scoreCount);
+  out.logSumExp.resize(static_cast<std::size_t>(tokens));
   out.indices.resize(static_cast<std::size_t>(tokens * topK));
   out.weights.resize(static_cast<std::size_t>(tokens * topK));
-  std::vector<int> order(numExperts);
+  const bool grouped = routing.groups > 1;
+  const bool biased = routing.selectionBias;
+  const auto scale = static_cast<float>(routing.scale);
+  std::vector<int> order(numExperts), groupOrder;
+  std::vector<float> choice(numExperts), groupScore;
   for (std::int64_t t = 0; t < tokens; ++t) {
+    const float *logit = out.logits.data() + t * numExperts;
     float *row = out.scores.data() + t * numExperts;
-    if (score == ScoreFunction::Softmax) {
-      float max = *std::max_element(row, row + numExperts);
-      float sum = 0.0f;
+    float max = *std::max_element(logit, logit + numExperts);
+    float sum = 0.0f;
+    for (int e = 0; e < numExperts; ++e)
+      sum += std::exp(logit[e] - max);
+    out.logSumExp[t] = max + std::log(sum);
+    if (routing.score == ScoreFunction::Softmax) {
       for (int e = 0; e < numExperts; ++e)
-        sum += row[e] = std::exp(row[e] - max);
-      for (int e = 0; e < numExperts; ++e)
-        row[e] /= sum;
+        row[e] = std::exp(logit[e] - max) / sum;
     } else {
       for (int e = 0; e < numExperts; ++e)
-        row[e] = 1.0f / (1.0f + std::exp(-row[e]));
+        row[e] = 1.0f / (1.0f + std::exp(-logit[e]));
+    }
+    // The values the experts are chosen by: the scores (plus the bias),
+    // -inf outside the best groups.
+    const float *rank = row;
+    if (biased || grouped) {
+      for (int e = 0; e < numExperts; ++e)
+        choice[e] = biased ? row[e] + bias[e] : row[e];
+      if (grouped)
+        keepBestGroups(choice.data(), numExperts, routing, groupScore,
+                       groupOrder);
+      rank = choice.data();
     }
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + topK, order.end(),
                       [&](int a, int b) {
-                        return row[a] > row[b] || (row[a] == row[b] && a < b);
+                        return rank[a] > rank[b] ||
+                               (rank[a] == rank[b] && a < b);
                       });
     float selected = 0.0f;
     for (int j = 0; j < topK; ++j)
       selected += row[order[j]];
     for (int j = 0; j < topK; ++j) {
+      float w = row[order[j]];
+      if (routing.renormalize)
+        w /= selected;
       out.indices[t * topK + j] = order[j];
-      out.weights[t * topK + j] =
-          renormalize ? row[order[j]] / selected : row[order[j]];
+      out.weights[t * topK + j] = w * scale;
     }
   }
   return out;
+}
+
+RouterLosses cpu::routerLosses(const RouterOutput &saved,
+                               std::span<const std::int64_t> loads,
+                               std::int64_t loadTokens, std::int64_t tokens,
+                               int numExperts, int topK, ScoreFunction score) {
+  RouterLosses losses;
+  if (tokens == 0)
+    return losses;
+  std::vector<double> meanP(numExperts, 0.0);
+  std::vector<float> p(numExperts);
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    float sum;
+    routingProbabilities(saved.scores.data() + t * numExperts, numExperts,
+                         score, p.data(), sum);
+    for (int e = 0; e < numExperts; ++e)
+      meanP[e] += p[e];
+    double lse = saved.logSumExp[t];
+    losses.z += lse * lse;
+  }
+  losses.z /= static_cast<double>(tokens);
+  if (loadTokens > 0)
+    for (int e = 0; e < numExperts; ++e)
+      losses.aux += static_cast<double>(loads[e]) / loadTokens * meanP[e] /
+                    static_cast<double>(tokens);
+  losses.aux *= static_cast<double>(numExperts) / topK;
+  return losses;
 }
 
 void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
                          const RouterOutput &saved,
                          std::span<const float> dWeights, std::int64_t tokens,
                          std::int64_t hidden, int numExperts, int topK,
-                         ScoreFunction score, bool renormalize,
+                         const RoutingConfig &routing,
+                         const RouterLossGradients &losses,
                          std::span<float> dx, std::span<float> dGate) {
   std::vector<float> dLogits(static_cast<std::size_t>(tokens * numExperts),
                              0.0f);
-  std::vector<float> dScores(numExperts);
+  std::vector<float> dScores(numExperts), p(numExperts);
+  // d(aux)/d(p_te) = dAux * E / (k T) * f_e: the same for every token.
+  std::vector<float> dP(numExperts, 0.0f);
+  const bool aux = losses.dAux != 0.0f && losses.loadTokens > 0;
+  if (aux)
+    for (int e = 0; e < numExperts; ++e)
+      dP[e] = static_cast<float>(
+          static_cast<double>(losses.dAux) * numExperts / topK /
+          static_cast<double>(tokens) *
+          (static_cast<double>(losses.loads[e]) / losses.loadTokens));
+  const float dZ =
+      tokens > 0 ? 2.0f * losses.dZ / static_cast<float>(tokens) : 0.0f;
+  const auto scale = static_cast<float>(routing.scale);
   for (std::int64_t t = 0; t < tokens; ++t) {
     const float *s = saved.scores.data() + t * numExperts;
     const std::int32_t *idx = saved.indices.data() + t * topK;
     const float *w = saved.weights.data() + t * topK;
     const float *dw = dWeights.data() + t * topK;
     std::fill(dScores.begin(), dScores.end(), 0.0f);
-    if (renormalize) {
-      // w_j = s_j / S  =>  ds_j = (dw_j - sum_i dw_i w_i) / S.
+    if (routing.renormalize) {
+      // w_j = c s_j / S  =>  ds_j = (c dw_j - sum_i dw_i w_i) / S.
       float selected = 0.0f, dot = 0.0f;
       for (int j = 0; j < topK; ++j) {
         selected += s[idx[j]];
         dot += dw[j] * w[j];
       }
       for (int j = 0; j < topK; ++j)
-        dScores[idx[j]] = (dw[j] - dot) / selected;
+        dScores[idx[j]] = (scale * dw[j] - dot) / selected;
     } else {
       for (int j = 0; j < topK; ++j)
-        dScores[idx[j]] = dw[j];
+        dScores[idx[j]] = scale * dw[j];
+    }
+    if (aux) {
+      // p = s (softmax): ds = dp; p = s / S (sigmoid):
+      // ds_e = (dp_e - sum_i dp_i p_i) / S.
+      float sum;
+      routingProbabilities(s, numExperts, routing.score, p.data(), sum);
+      float dot = 0.0f;
+      if (routing.score == ScoreFunction::Sigmoid)
+        for (int e = 0; e < numExperts; ++e)
+          dot += dP[e] * p[e];
+      for (int e = 0; e < numExperts; ++e)
+        dScores[e] += (dP[e] - dot) / sum;
     }
     float *dl = dLogits.data() + t * numExperts;
-    if (score == ScoreFunction::Softmax) {
+    if (routing.score == ScoreFunction::Softmax) {
       float dot = 0.0f;
       for (int e = 0; e < numExperts; ++e)
         dot += dScores[e] * s[e];
@@ -89,6 +213,13 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
     } else {
       for (int e = 0; e < numExperts; ++e)
         dl[e] = dScores[e] * s[e] * (1.0f - s[e]);
+    }
+    if (dZ != 0.0f) {
+      // d(lse^2)/d(logit_e) = 2 lse softmax(logits)_e.
+      const float *logit = saved.logits.data() + t * numExperts;
+      float lse = saved.logSumExp[t];
+      for (int e = 0; e < numExperts; ++e)
+        dl[e] += dZ * lse * std::exp(logit[e] - lse);
     }
   }
   // dx += dLogits * gate^T ; dGate += x^T * dLogits.

@@ -89,11 +89,13 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
     : ctx_(context), config_(config), layer_(layerIndex),
       ranks_(context.host().size()), rank_(context.host().rank()) {
   ErrorContext where{rank_, layerIndex, -1};
-  if (config.topK < 1 || config.topK > config.numExperts)
-    fail(where, "top_k must be in [1, E = ", config.numExperts, "], got ",
-         config.topK);
-  if (config.slotsPerRank < 1)
-    fail(where, "slots per rank must be >= 1, got ", config.slotsPerRank);
+  checkLayerConfig(config, where);
+  const RoutingConfig &routing = config.routing;
+  if (routing.scale != 1.0 || routing.groups != 1 || routing.selectionBias ||
+      config.losses.aux != AuxLoss::None || config.losses.z)
+    fail(where, "the GPU backend routes with softmax or sigmoid top-k only: "
+                "a routed scaling factor, group-limited routing, a "
+                "selection bias and router losses run on CPU ranks");
   if (config.tokenChunks < 1)
     fail(where, "token chunks must be >= 1, got ", config.tokenChunks);
   const ExpertShape &shape = config.shape;
@@ -337,7 +339,7 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
                      tokens,         experts,      hidden};
   ctx_.routerGemm().run({&logits, 1}, 1.0f, 0.0f, compute);
   routerTopK(logits_.data(), tokens, config_.numExperts, config_.topK,
-             config_.score, config_.renormalize, scores_.data(),
+             config_.routing.score, config_.routing.renormalize, scores_.data(),
              indicesDevice_.data(), routeWeights_.data(), compute);
   stage_ = LayerStage::Routed;
 }
@@ -714,8 +716,8 @@ void GpuFsepMoELayer::routerBackward(void *dx) {
   cudaStream_t compute = ctx_.compute();
   routerBackwardLogits(scores_.data(), indicesDevice_.data(),
                        routeWeights_.data(), dWeights_.data(), tokens_,
-                       config_.numExperts, config_.topK, config_.score,
-                       config_.renormalize, dLogits_.data(), compute);
+                       config_.numExperts, config_.topK, config_.routing.score,
+                       config_.routing.renormalize, dLogits_.data(), compute);
   // dx += dLogits gate^T; dGate = x^T dLogits, all-reduced.
   GemmProblem dInput{dLogits_.data(), gate_.data(), dxRouter_.data(), tokens_,
                      hidden,          experts,      false,           true};

@@ -158,6 +158,9 @@ void TrainingState::save(const std::string &directory,
           tensorOf(moe[l]->gateFirstMoment(), shape);
       tensors[prefix + ".adam_v"] =
           tensorOf(moe[l]->gateSecondMoment(), shape);
+      if (std::span<float> bias = moe[l]->selectionBias(); !bias.empty())
+        tensors["layer" + std::to_string(l) + ".selection_bias"] =
+            tensorOf(bias, {static_cast<std::int64_t>(bias.size())});
     }
   }
   Metadata metadata = describe(identity, comm.size(), step);
@@ -297,6 +300,9 @@ long TrainingState::load(const std::string &directory) {
              first);
     copyInto(replicated, prefix + ".adam_v", moe[l]->gateSecondMoment(),
              first);
+    if (std::span<float> bias = moe[l]->selectionBias(); !bias.empty())
+      copyInto(replicated, "layer" + std::to_string(l) + ".selection_bias",
+               bias, first);
   }
   comm.barrier();
   moeBackend_->loadState();

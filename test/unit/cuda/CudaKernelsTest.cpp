@@ -35,8 +35,9 @@ TEST(CudaKernels, RouterTopKMatchesCpu) {
   for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
     for (bool renormalize : {true, false}) {
       std::vector<float> logits = random.uniform(T * E, 4.0f);
-      cpu::RouterOutput want = cpu::routerForward(logits, identity, T, E, E,
-                                                  k, score, renormalize);
+      RoutingConfig routing{score, renormalize};
+      cpu::RouterOutput want =
+          cpu::routerForward(logits, identity, {}, T, E, E, k, routing);
       DeviceBuffer<float> dLogits(T * E), scores(T * E), weights(T * k);
       DeviceBuffer<std::int32_t> indices(T * k);
       dLogits.upload(logits);
@@ -63,12 +64,13 @@ TEST(CudaKernels, RouterBackwardMatchesCpu) {
     for (bool renormalize : {true, false}) {
       std::vector<float> logits = random.uniform(T * E, 3.0f);
       std::vector<float> dWeights = random.uniform(T * k);
-      cpu::RouterOutput saved = cpu::routerForward(logits, identity, T, E, E,
-                                                   k, score, renormalize);
+      RoutingConfig routing{score, renormalize};
+      cpu::RouterOutput saved =
+          cpu::routerForward(logits, identity, {}, T, E, E, k, routing);
       // With x = logits and gate = I, dx is dLogits.
       std::vector<float> want(T * E, 0.0f), dGate(E * E, 0.0f);
       cpu::routerBackward(logits, identity, saved, dWeights, T, E, E, k,
-                          score, renormalize, want, dGate);
+                          routing, {}, want, dGate);
       DeviceBuffer<float> scores(T * E), weights(T * k), dw(T * k),
           dLogits(T * E);
       DeviceBuffer<std::int32_t> indices(T * k);

@@ -6,6 +6,7 @@
 #include "laer/planner/Planner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -128,7 +129,7 @@ public:
 };
 
 struct RankData {
-  std::vector<float> fullExperts, gate;
+  std::vector<float> fullExperts, gate, bias;
 };
 
 RankData initialWeights(const Scenario &scenario) {
@@ -146,6 +147,9 @@ RankData initialWeights(const Scenario &scenario) {
   // drives its logit far below the others.
   if (scenario.starveLastExpert)
     data.gate[config.numExperts - 1] = -20.0f;
+  if (config.routing.selectionBias)
+    data.bias = globalTensor(scenario.seed, 4ull << 50, config.numExperts,
+                             0.1f);
   return data;
 }
 
@@ -175,6 +179,12 @@ void loadWeights(FsepMoELayer &layer, const RankData &weights,
                  Communicator &comm) {
   layer.experts().loadFull(weights.fullExperts, {comm.rank(), 0, -1});
   std::copy(weights.gate.begin(), weights.gate.end(), layer.gate().begin());
+  std::copy(weights.bias.begin(), weights.bias.end(),
+            layer.selectionBias().begin());
+}
+
+double relativeScalarError(double actual, double expected) {
+  return std::abs(actual - expected) / std::max(std::abs(expected), 1e-30);
 }
 
 /// The scenario's configuration on `ranks` ranks: at least enough slots
@@ -229,12 +239,23 @@ std::vector<StepCheck> laer::test::runScenario(Communicator &comm,
     layer.zeroGrads();
     std::vector<float> out = layer.forward(
         localSlice(x, H, comm, scenario.globalTokens), step, *hook);
+    cpu::RouterLosses losses = layer.routerLosses();
+    if (config.losses.aux != AuxLoss::None)
+      layer.setAuxLossGradient(scenario.dAux);
+    if (config.losses.z)
+      layer.setZLossGradient(scenario.dZ);
     std::vector<float> dx =
         layer.backward(localSlice(dOut, H, comm, scenario.globalTokens));
 
-    ReferenceResult ref =
-        referenceMoE(config, x, weights.gate, weights.fullExperts, dOut);
+    ReferenceRouterInputs router{weights.bias, comm.size(), scenario.dAux,
+                                 scenario.dZ};
+    ReferenceResult ref = referenceMoE(config, x, weights.gate,
+                                       weights.fullExperts, dOut, router);
     StepCheck check;
+    if (config.losses.aux != AuxLoss::None)
+      check.aux = relativeScalarError(losses.aux, ref.aux[comm.rank()]);
+    if (config.losses.z)
+      check.z = relativeScalarError(losses.z, ref.z[comm.rank()]);
     check.output = relativeError(comm.allGather(std::span<const float>(out)),
                                  ref.output);
     check.dInput =
@@ -295,10 +316,31 @@ std::vector<Scenario> laer::test::standardScenarios() {
                        1, PlannerKind::HotExpert});
   Scenario sigmoid{"sigmoid_no_renormalize_gelu", config(10, 13, 6, 3, 2), 48,
                    2, PlannerKind::Random, 5};
-  sigmoid.config.score = ScoreFunction::Sigmoid;
-  sigmoid.config.renormalize = false;
+  sigmoid.config.routing.score = ScoreFunction::Sigmoid;
+  sigmoid.config.routing.renormalize = false;
   sigmoid.config.activation = Activation::Gelu;
   scenarios.push_back(sigmoid);
+  // DeepSeek-V3 routing: sigmoid scores, selection bias, groups ranked by
+  // their two best, renormalised and scaled weights; global-batch aux loss
+  // and z-loss entering the gradients.
+  Scenario v3{"deepseek_v3_routing_with_losses", config(10, 13, 8, 3, 2), 48,
+              2, PlannerKind::Random, 19};
+  v3.config.routing = {ScoreFunction::Sigmoid, true, 2.5, 4, 2,
+                       GroupScore::TopTwoSum, true};
+  v3.config.losses = {AuxLoss::GlobalBatch, true};
+  v3.dAux = 0.7f;
+  v3.dZ = 0.3f;
+  scenarios.push_back(v3);
+  // DeepSeek-V2 routing: softmax, groups ranked by their best, scaled
+  // weights without renormalisation; micro-batch aux loss.
+  Scenario v2{"deepseek_v2_routing_with_aux_loss", config(10, 13, 8, 2, 2),
+              48, 2, PlannerKind::LaerPlus, 23};
+  v2.config.routing = {ScoreFunction::Softmax, false, 1.5, 4, 2,
+                       GroupScore::Max, false};
+  v2.config.losses = {AuxLoss::MicroBatch, true};
+  v2.dAux = 1.3f;
+  v2.dZ = 0.2f;
+  scenarios.push_back(v2);
   Scenario planned{"laer_plus_planner_with_history", config(16, 24, 8, 2, 3),
                    48, 3, PlannerKind::LaerPlus, 13};
   planned.config.historyWindow = 2;

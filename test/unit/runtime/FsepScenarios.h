@@ -36,6 +36,9 @@ struct Scenario {
   bool starveLastExpert = false;
   /// With the random planner: leave experts without tokens out of the layout.
   bool dropUnloaded = false;
+  /// d(loss)/d(aux) and d(loss)/d(z) of every rank's router losses (with
+  /// config.losses).
+  float dAux = 0, dZ = 0;
 };
 
 /// Per step: relative errors (vs. the float64 reference) of the output,
@@ -43,6 +46,8 @@ struct Scenario {
 /// number of replicas the plan gave the most replicated expert.
 struct StepCheck {
   double output = 0, dInput = 0, dGate = 0, dExperts = 0;
+  /// Relative errors of this rank's router losses (0 without them).
+  double aux = 0, z = 0;
   int maxReplicas = 0;
   std::int64_t starvedExpertTokens = -1;
   std::vector<int> slots; // the step's layout

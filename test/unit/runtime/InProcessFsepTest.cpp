@@ -54,6 +54,8 @@ TEST_P(InProcessRanks, FsepMatchesReference) {
         EXPECT_LT(check.dInput, kTolerance) << "rank " << rank << " step " << step;
         EXPECT_LT(check.dGate, kTolerance) << "rank " << rank << " step " << step;
         EXPECT_LT(check.dExperts, kTolerance) << "rank " << rank << " step " << step;
+        EXPECT_LT(check.aux, kTolerance) << "rank " << rank << " step " << step;
+        EXPECT_LT(check.z, kTolerance) << "rank " << rank << " step " << step;
       }
     }
     const std::vector<StepCheck> &first = checks[0];

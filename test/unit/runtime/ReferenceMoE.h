@@ -23,6 +23,19 @@ struct ReferenceResult {
   std::vector<double> dGate;       // [H, E]
   std::vector<double> dExperts;    // [E, 3 * H * F]
   std::vector<int> expertCounts;   // pairs per expert
+  std::vector<double> aux, z;      // router losses per rank
+};
+
+/// What the router variants and losses need beside the layer's tensors.
+struct ReferenceRouterInputs {
+  /// The selection bias [E] (with config.routing.selectionBias).
+  std::span<const float> bias;
+  /// The tokens are split into `ranks` equal contiguous micro-batches, each
+  /// with its own router losses (loads over all of them for the
+  /// global-batch aux loss).
+  int ranks = 1;
+  /// d(loss)/d(aux) and d(loss)/d(z) of every rank's losses.
+  double dAux = 0, dZ = 0;
 };
 
 /// Forward and backward of one MoE layer on all `tokens` tokens.
@@ -30,7 +43,8 @@ ReferenceResult referenceMoE(const rt::MoELayerConfig &config,
                              std::span<const float> input,
                              std::span<const float> gate,
                              std::span<const float> experts,
-                             std::span<const float> dOutput);
+                             std::span<const float> dOutput,
+                             const ReferenceRouterInputs &router = {});
 
 /// ||actual - expected|| / max(||expected||, tiny).
 double relativeError(std::span<const float> actual,

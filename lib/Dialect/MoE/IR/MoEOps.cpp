@@ -12,6 +12,8 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpImplementation.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace laer::moe;
 using laer::ElementKind;
@@ -49,6 +51,80 @@ LogicalResult verifyFfnWeights(OperandChecker &check, Value w1, Value w3,
                  succeeded(check.sameDim(w1, n1, h, w2, n2, f, "H")));
 }
 
+/// The number of router losses `op` returns or takes gradients of.
+template <typename Op> unsigned routerLossCount(Op op) {
+  return (op.getAuxLoss() ? 1 : 0) + (op.getZLoss() ? 1 : 0);
+}
+
+/// The router losses: each a scalar float tensor, as many as asked for.
+LogicalResult verifyRouterLosses(Operation *op, ValueRange losses,
+                                 unsigned expected, StringRef what) {
+  if (losses.size() != expected)
+    return op->emitOpError()
+           << "has " << losses.size() << " " << what << " but its aux_loss/"
+           << "z_loss attributes ask for " << expected;
+  for (auto [i, loss] : llvm::enumerate(losses)) {
+    auto type = dyn_cast<RankedTensorType>(loss.getType());
+    if (!type || type.getRank() != 0 || !isa<FloatType>(type.getElementType()))
+      return op->emitOpError() << what << " #" << i
+                               << " must be a scalar float tensor, got "
+                               << loss.getType();
+  }
+  return success();
+}
+
+/// The routing variants of a moe.router, moe.layer or moe.layer_grad with
+/// E experts (static) and top-k `topK`.
+template <typename Op>
+LogicalResult verifyRoutingVariant(Op op, OperandChecker &check,
+                                   int64_t numExperts, int64_t topK) {
+  if (std::optional<APFloat> scale = op.getScale()) {
+    double c = scale->convertToDouble();
+    if (!std::isfinite(c) || c <= 0)
+      return op.emitOpError() << "scale must be finite and positive, got "
+                              << c;
+  }
+  std::optional<uint64_t> groups = op.getGroups();
+  if (groups.has_value() != op.getTopGroups().has_value() ||
+      groups.has_value() != static_cast<bool>(op.getGroupScoreAttr()))
+    return op.emitOpError()
+           << "groups, top_groups and group_score go together";
+  if (groups) {
+    int64_t g = static_cast<int64_t>(*groups);
+    int64_t m = static_cast<int64_t>(*op.getTopGroups());
+    if (g < 1 || numExperts % g != 0)
+      return op.emitOpError() << "groups = " << g
+                              << " must be positive and divide E = "
+                              << numExperts;
+    if (m < 1 || m > g)
+      return op.emitOpError() << "top_groups = " << m
+                              << " must be in [1, groups = " << g << "]";
+    if (topK > m * (numExperts / g))
+      return op.emitOpError()
+             << "top_k = " << topK << " exceeds the " << m << " x "
+             << numExperts / g << " experts of the chosen groups";
+    if (*op.getGroupScore() == GroupScore::TopTwoSum && numExperts / g < 2)
+      return op.emitOpError() << "group_score<top2_sum> needs groups of at "
+                                 "least two experts, got "
+                              << numExperts / g;
+  }
+  Value bias = op.getSelectionBias();
+  if (bias && (failed(check.tensor(bias, "selection_bias", 1,
+                                   ElementKind::Float)) ||
+               failed(check.dimIs(bias, "selection_bias", 0, numExperts,
+                                  "the number of experts E"))))
+    return failure();
+  if (std::optional<APFloat> rate = op.getBiasUpdateRate()) {
+    double u = rate->convertToDouble();
+    if (!bias)
+      return op.emitOpError() << "bias_update_rate needs a selection_bias";
+    if (!std::isfinite(u) || u < 0)
+      return op.emitOpError()
+             << "bias_update_rate must be finite and >= 0, got " << u;
+  }
+  return success();
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -78,14 +154,10 @@ LogicalResult RouterOp::verify() {
       failed(check.sameDim(input, "input", 0, weights, "weights", 0, "T")) ||
       failed(check.dimIs(weights, "weights", 1, k, "top_k")))
     return failure();
-  if (Value logits = getLogits()) {
-    if (failed(check.tensor(logits, "logits", 2, ElementKind::Float)) ||
-        failed(check.sameDim(input, "input", 0, logits, "logits", 0, "T")) ||
-        failed(check.dimIs(logits, "logits", 1, getNumExperts(),
-                           "the number of experts E")))
-      return failure();
-  }
-  return success();
+  if (failed(verifyRoutingVariant(*this, check, getNumExperts(), k)))
+    return failure();
+  return verifyRouterLosses(*this, getLosses(), routerLossCount(*this),
+                            "loss results");
 }
 
 //===----------------------------------------------------------------------===//
@@ -112,7 +184,13 @@ LogicalResult RouterGradOp::verify() {
   if (getDGate().getType() != gate.getType())
     return emitOpError() << "'d_gate' has type " << getDGate().getType()
                          << " but 'gate' has " << gate.getType();
-  return success();
+  if (std::optional<APFloat> scale = getScale())
+    if (!std::isfinite(scale->convertToDouble()) ||
+        scale->convertToDouble() <= 0)
+      return emitOpError() << "scale must be finite and positive, got "
+                           << scale->convertToDouble();
+  return verifyRouterLosses(*this, getDLosses(), routerLossCount(*this),
+                            "loss gradients");
 }
 
 //===----------------------------------------------------------------------===//
@@ -214,7 +292,11 @@ LogicalResult LayerOp::verify() {
       failed(check.tensor(output, "output", 2, ElementKind::Float)) ||
       failed(check.sameElementType(input, "input", output, "output")) ||
       failed(check.sameDim(input, "input", 0, output, "output", 0, "T")) ||
-      failed(check.sameDim(input, "input", 1, output, "output", 1, "H")))
+      failed(check.sameDim(input, "input", 1, output, "output", 1, "H")) ||
+      failed(verifyRoutingVariant(*this, check, OperandChecker::dim(gate, 1),
+                                  getTopK())) ||
+      failed(verifyRouterLosses(*this, getLosses(), routerLossCount(*this),
+                                "loss results")))
     return failure();
 
   Value s1 = getSharedW1(), s3 = getSharedW3(), s2 = getSharedW2();
@@ -251,20 +333,35 @@ LogicalResult LayerOp::buildGradients(OpBuilder &b, ValueRange grads,
     return emitOpError("laer-autodiff: run moe-split-shared-experts first "
                        "(it moves the shared experts into a dense.swiglu, "
                        "which has a gradient)");
+  SmallVector<Value> dLosses(grads.drop_front());
+  for (auto [i, d] : llvm::enumerate(dLosses))
+    if (!d)
+      return emitOpError() << "laer-autodiff: loss result #" << i
+                           << " does not reach the loss";
   auto grad = LayerGradOp::create(
       b, getLoc(),
       TypeRange{getInput().getType(), getGate().getType(), getW1().getType(),
                 getW3().getType(), getW2().getType()},
       getInput(), getGate(), getW1(), getW3(), getW2(), grads[0],
-      getTopKAttr(), getScoreAttr(), getRenormalizeAttr(),
-      getActivationAttr());
+      getSelectionBias(), dLosses, getTopKAttr(), getScoreAttr(),
+      getRenormalizeAttr(), getActivationAttr(), getScaleAttr(),
+      getGroupsAttr(), getTopGroupsAttr(), getGroupScoreAttr(),
+      getBiasUpdateRateAttr(), getAuxLossAttr(), getZLossAttr());
+  // Operand order: input, gate, w1, w3, w2, then the optional ones (shared
+  // experts, shared gate, selection bias), which get no gradient.
   out.assign(grad->result_begin(), grad->result_end());
-  // No gradient for the absent shared-expert operands.
   out.resize(getNumOperands());
   return success();
 }
 
 LogicalResult LayerGradOp::verify() {
+  OperandChecker check(*this);
+  if (failed(verifyRoutingVariant(*this, check,
+                                  OperandChecker::dim(getGate(), 1),
+                                  getTopK())) ||
+      failed(verifyRouterLosses(*this, getDLosses(), routerLossCount(*this),
+                                "loss gradients")))
+    return failure();
   if (getDOutput().getType() != getInput().getType())
     return emitOpError() << "'d_output' must have the input's type "
                          << getInput().getType();
@@ -278,6 +375,22 @@ LogicalResult LayerGradOp::verify() {
                            << "has " << value.getType();
   }
   return success();
+}
+
+void laer::moe::copyRoutingAttributes(Operation *from, Operation *to,
+                                      bool variants, bool losses) {
+  static constexpr StringLiteral kVariant[] = {
+      "scale", "groups", "top_groups", "group_score", "bias_update_rate"};
+  static constexpr StringLiteral kLosses[] = {"aux_loss", "z_loss"};
+  auto copy = [&](ArrayRef<StringLiteral> names) {
+    for (StringLiteral name : names)
+      if (Attribute value = from->getAttr(name))
+        to->setAttr(name, value);
+  };
+  if (variants)
+    copy(kVariant);
+  if (losses)
+    copy(kLosses);
 }
 
 #define GET_OP_CLASSES

@@ -67,13 +67,14 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     auto indicesType = RankedTensorType::get({tokens, topK},
                                              rewriter.getI32Type());
     auto weightsType = RankedTensorType::get({tokens, topK}, element);
+    SmallVector<Type> routerTypes{indicesType, weightsType};
+    llvm::append_range(routerTypes, layer.getLosses().getTypes());
     auto router = RouterOp::create(
-        rewriter, loc, TypeRange{indicesType, weightsType},
-        ValueRange{input, layer.getGate()},
-        {rewriter.getNamedAttr("top_k", layer.getTopKAttr()),
-         rewriter.getNamedAttr("score", layer.getScoreAttr())});
-    if (layer.getRenormalize())
-      router.setRenormalize(true);
+        rewriter, loc, routerTypes, input, layer.getGate(),
+        layer.getSelectionBias(), layer.getTopKAttr(), layer.getScoreAttr(),
+        layer.getRenormalizeAttr(), nullptr, nullptr, nullptr, nullptr,
+        nullptr, nullptr, nullptr);
+    copyRoutingAttributes(layer, router, /*variants=*/true, /*losses=*/true);
 
     auto rowsType = RankedTensorType::get({rows, hidden}, element);
     auto countsType = RankedTensorType::get({experts}, rewriter.getI64Type());
@@ -101,7 +102,9 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
                                       w1, w3, w2, layer.getActivation());
       output = arith::AddFOp::create(rewriter, loc, output, shared.getOutput());
     }
-    rewriter.replaceOp(layer, output);
+    SmallVector<Value> results{output};
+    llvm::append_range(results, router.getLosses());
+    rewriter.replaceOp(layer, results);
     return success();
   }
 };

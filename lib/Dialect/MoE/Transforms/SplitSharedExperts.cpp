@@ -28,15 +28,21 @@ LogicalResult splitSharedExperts(LayerOp layer) {
   OpBuilder b(layer);
   Location loc = layer.getLoc();
   auto routed = LayerOp::create(
-      b, loc, layer.getType(), layer.getInput(), layer.getGate(),
+      b, loc, layer->getResultTypes(), layer.getInput(), layer.getGate(),
       layer.getW1(), layer.getW3(), layer.getW2(), Value(), Value(), Value(),
-      Value(), layer.getTopKAttr(), layer.getScoreAttr(), layer.getRenormalizeAttr(),
-      layer.getActivationAttr());
+      Value(), layer.getSelectionBias(), layer.getTopKAttr(),
+      layer.getScoreAttr(), layer.getRenormalizeAttr(),
+      layer.getActivationAttr(), nullptr, nullptr, nullptr, nullptr, nullptr,
+      nullptr, nullptr);
+  copyRoutingAttributes(layer, routed, /*variants=*/true, /*losses=*/true);
   auto shared = laer::dense::SwiGluOp::create(
-      b, loc, layer.getType(), layer.getInput(), layer.getSharedW1(),
-      layer.getSharedW3(), layer.getSharedW2(), layer.getSharedGate());
-  auto sum = arith::AddFOp::create(b, loc, routed, shared);
-  layer.replaceAllUsesWith(sum.getResult());
+      b, loc, layer.getOutput().getType(), layer.getInput(),
+      layer.getSharedW1(), layer.getSharedW3(), layer.getSharedW2(),
+      layer.getSharedGate());
+  auto sum = arith::AddFOp::create(b, loc, routed.getOutput(), shared);
+  SmallVector<Value> results{sum.getResult()};
+  llvm::append_range(results, routed.getLosses());
+  layer->replaceAllUsesWith(results);
   layer.erase();
   return success();
 }

@@ -59,6 +59,9 @@ public:
   std::span<float> gateFirstMoment() { return gateM_; }
   std::span<float> gateSecondMoment() { return gateV_; }
   std::span<const float> gateGrad() const { return gateGrad_; }
+  /// The selection bias [E] (empty without routing.selectionBias):
+  /// replicated, changed only by the update rule after each step.
+  std::span<float> selectionBias() { return bias_; }
 
   /// Deterministic weights, identical for every number of ranks.
   void initialize(std::uint64_t seed, float expertScale, float gateScale);
@@ -105,10 +108,21 @@ public:
   /// The router's gradient: adds to `dx` [T, H] and to the gate gradient.
   void routerBackward(std::span<float> dx);
 
+  /// This step's router losses (config().losses): after the router, and for
+  /// the global-batch aux loss after the relayout, which gathers every
+  /// rank's loads.
+  cpu::RouterLosses routerLosses() const;
+  /// d(loss)/d(aux) and d(loss)/d(z) of this step, taken by
+  /// routerBackward (zero unless set after the step's router).
+  void setAuxLossGradient(float dAux);
+  void setZLossGradient(float dZ);
+
   void zeroGrads();
   /// Multiplies the expert-shard and gate gradients by `factor` (1/N turns
   /// the sum over data-parallel ranks into their mean).
   void scaleGrads(float factor);
+  /// AdamW on the expert shards and the gate; then the selection-bias
+  /// update from the loads of the step's relayout.
   void applyAdamW(const AdamWConfig &config, long step);
 
   const Plan &lastPlan() const { return plan_; }
@@ -152,6 +166,10 @@ private:
   };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
+  /// The loads the aux loss counts (this rank's or every rank's) and the
+  /// tokens they come from.
+  std::pair<std::vector<std::int64_t>, std::int64_t> auxLoads() const;
+  void updateSelectionBias();
   void planTokenChunks(int chunks);
   void startTokens(TokenChunk &c, std::vector<float> send, bool forward);
   std::vector<float> finishTokens(TokenChunk &c);
@@ -167,6 +185,7 @@ private:
   long step_ = -1;
   ExpertShards experts_;
   std::vector<float> gate_, gateGrad_, gateM_, gateV_;
+  std::vector<float> bias_;
   PhaseTimes times_;
 
   // State of the step, used by the later phases and by backward.
@@ -174,6 +193,8 @@ private:
   std::int64_t tokens_ = 0;
   std::vector<float> input_;
   cpu::RouterOutput router_;
+  std::vector<std::int64_t> localLoads_; // [E], this rank's tokens
+  float dAux_ = 0.0f, dZ_ = 0.0f;
   std::vector<std::int64_t> counts_;
   std::deque<std::vector<std::int64_t>> history_; // oldest first
   Plan plan_;

@@ -30,14 +30,22 @@ struct MoELayerConfig {
   int topK = 2;
   /// C: experts each rank computes per step.
   int slotsPerRank = 2;
-  ScoreFunction score = ScoreFunction::Softmax;
-  bool renormalize = true;
+  RoutingConfig routing;
+  /// With routing.selectionBias: after each step the bias of expert e moves
+  /// by rate * sign(mean load - load of e), loads over every rank's tokens.
+  double biasUpdateRate = 0.0;
+  /// The router losses the layer computes (and takes gradients of).
+  RouterLossConfig losses;
   Activation activation = Activation::Silu;
   /// Steps of load history handed to the relayout hook (0: none).
   int historyWindow = 0;
   /// Chunks of the token exchanges in forward() and backward().
   int tokenChunks = 1;
 };
+
+/// Fails naming the first setting of `config` out of range (top-k, slots,
+/// the routing groups, the bias update), with `where` as the context.
+void checkLayerConfig(const MoELayerConfig &config, const ErrorContext &where);
 
 /// Where a layer executor is in its step; phases check it so that one
 /// called out of order fails with a message instead of reading stale

@@ -13,6 +13,38 @@ namespace laer::rt {
 
 enum class ScoreFunction { Softmax, Sigmoid };
 enum class Activation { Silu, Gelu, Relu };
+/// How group-limited routing ranks the groups: the best score of the group
+/// (DeepSeek-V2) or the sum of its two best (DeepSeek-V3).
+enum class GroupScore { Max, TopTwoSum };
+/// The auxiliary load-balancing loss of a layer: none, over this rank's
+/// tokens, or with the expert loads counted over every rank's tokens.
+enum class AuxLoss { None, MicroBatch, GlobalBatch };
+
+/// How a router turns a token's logits x * gate into its k experts and
+/// their weights (beside E and k): the variants of the HF MoE families.
+struct RoutingConfig {
+  ScoreFunction score = ScoreFunction::Softmax;
+  /// Divide the k chosen scores by their sum.
+  bool renormalize = true;
+  /// Multiplies every weight, after the renormalisation
+  /// (DeepSeek's routed_scaling_factor).
+  double scale = 1.0;
+  /// Group-limited top-k: the E experts form `groups` equal groups and only
+  /// those of the `topGroups` best groups may be chosen (1, 1: plain top-k).
+  int groups = 1;
+  int topGroups = 1;
+  GroupScore groupScore = GroupScore::Max;
+  /// A per-expert bias [E] is added to the scores for the choice only; the
+  /// weights stay the unbiased scores (DeepSeek-V3's aux-loss-free
+  /// balancing).
+  bool selectionBias = false;
+};
+
+/// The router losses a layer returns beside its output.
+struct RouterLossConfig {
+  AuxLoss aux = AuxLoss::None;
+  bool z = false;
+};
 
 } // namespace laer::rt
 

@@ -6,7 +6,7 @@
 // CHECK: "moe.dispatch"(%{{.*}}, %{{.*}}) : (tensor<4x8xf32>, tensor<4x2xi32>) -> (tensor<8x8xf32>, tensor<4xi64>)
 // CHECK: "moe.experts"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) <{activation = #moe.activation<relu>}>
 // CHECK: "moe.combine"(%{{.*}}, %{{.*}}, %{{.*}}) : (tensor<8x8xf32>, tensor<4x2xi32>, tensor<4x2xf32>) -> tensor<4x8xf32>
-// CHECK: "moe.layer"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) <{activation = #moe.activation<silu>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0>, score = #moe.score_function<sigmoid>, top_k = 1 : i64}>
+// CHECK: "moe.layer"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) <{activation = #moe.activation<silu>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0, 0>, score = #moe.score_function<sigmoid>, top_k = 1 : i64}>
 func.func @stages(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
                   %w1: tensor<4x8x16xf32>, %w3: tensor<4x8x16xf32>,
                   %w2: tensor<4x16x8xf32>, %s1: tensor<8x16xf32>,
@@ -26,7 +26,7 @@ func.func @stages(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
   %l = "moe.layer"(%x, %g, %w1, %w3, %w2, %s1, %s3, %s2)
       <{top_k = 1 : i64, score = #moe.score_function<sigmoid>,
         activation = #moe.activation<silu>,
-        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0>}>
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0, 0>}>
       : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
          tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<8x16xf32>,
          tensor<8x16xf32>, tensor<16x8xf32>) -> tensor<4x8xf32>

@@ -61,7 +61,7 @@ func.func @partial_shared(%x: tensor<4x8xf32>, %g: tensor<8x4xf32>,
   %y = "moe.layer"(%x, %g, %w1, %w3, %w2, %s1)
       <{top_k = 1 : i64, score = #moe.score_function<softmax>,
         activation = #moe.activation<silu>,
-        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>}>
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0, 0>}>
       : (tensor<4x8xf32>, tensor<8x4xf32>, tensor<4x8x16xf32>,
          tensor<4x8x16xf32>, tensor<4x16x8xf32>, tensor<8x16xf32>)
       -> tensor<4x8xf32>
@@ -105,7 +105,7 @@ func.func @shared_gate_without_shared(%x: tensor<16x64xf32>, %g: tensor<64x8xf32
                                       %w2: tensor<8x128x64xf32>, %sg: tensor<64x1xf32>) {
   // expected-error @+1 {{'shared_gate' needs shared experts}}
   %y = "moe.layer"(%x, %g, %w1, %w3, %w2, %sg) <{top_k = 2 : i64, score = #moe.score_function<softmax>,
-        activation = #moe.activation<silu>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 1>}>
+        activation = #moe.activation<silu>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 0, 1, 0>}>
       : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<64x1xf32>) -> tensor<16x64xf32>
   return
 }

@@ -90,11 +90,11 @@ func.func @weights_tokens(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>) {
 
 // -----
 
-func.func @logits_experts(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>) {
-  // expected-error @+1 {{'logits' dimension 1 is 4 but must be 8 (the number of experts E)}}
+func.func @loss_without_attribute(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>) {
+  // expected-error @+1 {{has 1 loss results but its aux_loss/z_loss attributes ask for 0}}
   %i, %w, %l = moe.router %x, %g top_k = 2 score<softmax>
       : (tensor<16x64xf32>, tensor<64x8xf32>)
-      -> (tensor<16x2xi32>, tensor<16x2xf32>, tensor<16x4xf32>)
+      -> (tensor<16x2xi32>, tensor<16x2xf32>, tensor<f32>)
   return
 }
 

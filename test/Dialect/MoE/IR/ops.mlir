@@ -14,16 +14,16 @@ func.func @router(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>)
   return %i, %w : tensor<16x2xi32>, tensor<16x2xf32>
 }
 
-// CHECK-LABEL: func.func @router_sigmoid_with_logits
-func.func @router_sigmoid_with_logits(%x: tensor<?x32xbf16>,
+// CHECK-LABEL: func.func @router_sigmoid_with_z_loss
+func.func @router_sigmoid_with_z_loss(%x: tensor<?x32xbf16>,
                                       %g: tensor<32x16xf32>)
-    -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<?x16xf32>) {
-  // CHECK: moe.router %{{.*}}, %{{.*}} top_k = 4 score<sigmoid> : (tensor<?x32xbf16>, tensor<32x16xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<?x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<f32>) {
+  // CHECK: moe.router %{{.*}}, %{{.*}} top_k = 4 score<sigmoid> z_loss : (tensor<?x32xbf16>, tensor<32x16xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<f32>)
   // CHECK-NOT: renormalize
-  %i, %w, %l = moe.router %x, %g top_k = 4 score<sigmoid>
+  %i, %w, %z = moe.router %x, %g top_k = 4 score<sigmoid> z_loss
       : (tensor<?x32xbf16>, tensor<32x16xf32>)
-      -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<?x16xf32>)
-  return %i, %w, %l : tensor<?x4xi32>, tensor<?x4xf32>, tensor<?x16xf32>
+      -> (tensor<?x4xi32>, tensor<?x4xf32>, tensor<f32>)
+  return %i, %w, %z : tensor<?x4xi32>, tensor<?x4xf32>, tensor<f32>
 }
 
 // CHECK-LABEL: func.func @dispatch

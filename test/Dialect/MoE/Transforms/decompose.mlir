@@ -127,3 +127,28 @@ func.func @gated_shared_expert(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
          tensor<64x96xf32>, tensor<96x64xf32>, tensor<64x1xf32>) -> tensor<16x64xf32>
   return %y : tensor<16x64xf32>
 }
+
+// -----
+
+// The routing variants, selection bias and router losses move to the
+// router, whose losses replace the layer's.
+
+// CHECK-LABEL: func.func @routing_variants
+// CHECK-SAME: %[[B:[a-z0-9]+]]: tensor<8xf32>
+// CHECK: %{{.*}}, %{{.*}}, %[[LOSSES:.*]]:2 = moe.router %{{.*}}, %{{.*}} selection_bias(%[[B]]) top_k = 2 score<sigmoid> renormalize scale = 2.500000e+00 groups = 4 top_groups = 2 group_score<top2_sum> bias_update_rate = 1.000000e-03 aux_loss<global_batch> z_loss :
+// CHECK: %[[OUT:.*]] = moe.combine
+// CHECK: return %[[OUT]], %[[LOSSES]]#0, %[[LOSSES]]#1
+func.func @routing_variants(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                            %w1: tensor<8x64x128xf32>,
+                            %w3: tensor<8x64x128xf32>,
+                            %w2: tensor<8x128x64xf32>, %b: tensor<8xf32>)
+    -> (tensor<16x64xf32>, tensor<f32>, tensor<f32>) {
+  %y, %aux, %z = moe.layer %x, %g, %w1, %w3, %w2 selection_bias(%b)
+      top_k = 2 score<sigmoid> renormalize activation<silu> scale = 2.5
+      groups = 4 top_groups = 2 group_score<top2_sum>
+      bias_update_rate = 1.0e-3 aux_loss<global_batch> z_loss
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>,
+         tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<8xf32>)
+      -> (tensor<16x64xf32>, tensor<f32>, tensor<f32>)
+  return %y, %aux, %z : tensor<16x64xf32>, tensor<f32>, tensor<f32>
+}

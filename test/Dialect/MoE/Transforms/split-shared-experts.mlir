@@ -54,3 +54,28 @@ func.func @gelu_shared(
          tensor<64x96xf32>, tensor<96x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// The routed layer keeps the routing variants, the selection bias and the
+// router losses; its losses replace the original layer's.
+// CHECK-LABEL: func.func @shared_with_losses
+// CHECK: %[[ROUTED:.*]], %[[AUX:.*]] = moe.layer %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} selection_bias(%{{.*}}) top_k = 2 score<sigmoid> renormalize activation<silu> scale = 2.500000e+00 aux_loss<micro_batch> :
+// CHECK: %[[SHARED:.*]] = dense.swiglu
+// CHECK: %[[SUM:.*]] = arith.addf %[[ROUTED]], %[[SHARED]]
+// CHECK: return %[[SUM]], %[[AUX]]
+func.func @shared_with_losses(
+    %x: tensor<?x64xf32>, %g: tensor<64x8xf32>,
+    %w1: tensor<8x64x32xf32>, %w3: tensor<8x64x32xf32>,
+    %w2: tensor<8x32x64xf32>, %s1: tensor<64x96xf32>,
+    %s3: tensor<64x96xf32>, %s2: tensor<96x64xf32>, %b: tensor<8xf32>)
+    -> (tensor<?x64xf32>, tensor<f32>) {
+  %y, %aux = moe.layer %x, %g, %w1, %w3, %w2 shared(%s1, %s3, %s2)
+      selection_bias(%b) top_k = 2 score<sigmoid> renormalize
+      activation<silu> scale = 2.5 aux_loss<micro_batch>
+      : (tensor<?x64xf32>, tensor<64x8xf32>, tensor<8x64x32xf32>,
+         tensor<8x64x32xf32>, tensor<8x32x64xf32>, tensor<64x96xf32>,
+         tensor<64x96xf32>, tensor<96x64xf32>, tensor<8xf32>)
+      -> (tensor<?x64xf32>, tensor<f32>)
+  return %y, %aux : tensor<?x64xf32>, tensor<f32>
+}

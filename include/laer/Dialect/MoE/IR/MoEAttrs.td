@@ -34,4 +34,31 @@ def MoE_ActivationAttr
   let assemblyFormat = "`<` $value `>`";
 }
 
+def MoE_GroupScoreMax : I32EnumAttrCase<"Max", 0, "max">;
+def MoE_GroupScoreTopTwoSum : I32EnumAttrCase<"TopTwoSum", 1, "top2_sum">;
+def MoE_GroupScore : I32EnumAttr<"GroupScore",
+    "how group-limited routing ranks the expert groups: by their best "
+    "score (DeepSeek-V2) or the sum of their two best (DeepSeek-V3)",
+    [MoE_GroupScoreMax, MoE_GroupScoreTopTwoSum]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::laer::moe";
+}
+def MoE_GroupScoreAttr
+    : EnumAttr<MoE_Dialect, MoE_GroupScore, "group_score"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_AuxLossMicroBatch : I32EnumAttrCase<"MicroBatch", 1, "micro_batch">;
+def MoE_AuxLossGlobalBatch : I32EnumAttrCase<"GlobalBatch", 2, "global_batch">;
+def MoE_AuxLoss : I32EnumAttr<"AuxLoss",
+    "the tokens whose expert loads an auxiliary load-balancing loss counts: "
+    "this rank's micro-batch, or every data-parallel rank's",
+    [MoE_AuxLossMicroBatch, MoE_AuxLossGlobalBatch]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::laer::moe";
+}
+def MoE_AuxLossAttr : EnumAttr<MoE_Dialect, MoE_AuxLoss, "aux_loss"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
 #endif // LAER_DIALECT_MOE_IR_MOEATTRS_TD

@@ -37,15 +37,21 @@ void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
                                        std::int64_t d0, std::int64_t d1,
                                        std::int64_t fanIn);
 /// `score`: 0 softmax, 1 sigmoid; `activation`: 0 silu, 1 gelu, 2 relu.
+/// Routing variants (moe.layer's attributes): `scale` (routed scaling
+/// factor, 1: none), `groups` / `topGroups` / `groupScore` (0 max, 1 sum of
+/// the two best; groups 1: plain top-k), `selectionBias` (0/1) and its
+/// `biasUpdateRate`; router losses: `auxLoss` (0 none, 1 micro-batch,
+/// 2 global-batch), `zLoss` (0/1).
 /// `ranks` and `slots`: the N and C a program of fsep ops was scheduled for
 /// (the run must match), or 0 (any N; C from the options).
-void _mlir_ciface_laerrt_declare_moe(void *ctx, std::int64_t layer,
-                                     std::int64_t experts,
-                                     std::int64_t hidden, std::int64_t ffn,
-                                     std::int64_t topK, std::int64_t score,
-                                     std::int64_t renormalize,
-                                     std::int64_t activation,
-                                     std::int64_t ranks, std::int64_t slots);
+void _mlir_ciface_laerrt_declare_moe(
+    void *ctx, std::int64_t layer, std::int64_t experts, std::int64_t hidden,
+    std::int64_t ffn, std::int64_t topK, std::int64_t score,
+    std::int64_t renormalize, double scale, std::int64_t groups,
+    std::int64_t topGroups, std::int64_t groupScore,
+    std::int64_t selectionBias, double biasUpdateRate, std::int64_t auxLoss,
+    std::int64_t zLoss, std::int64_t activation, std::int64_t ranks,
+    std::int64_t slots);
 
 // Parameters: a flat view of dense parameter `index`.
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
@@ -106,6 +112,19 @@ void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer,
                                      F32x2 *x, F32x2 *out);
 void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
                                       F32x2 *dOut, F32x2 *dX);
+
+// Router losses of a MoE layer (moe.layer's or moe.router's aux and z
+// results), read after the layer's forward (in an FSEP program: after the
+// relayout); their gradients are set before the layer's backward (the
+// router's, in an FSEP program).
+void _mlir_ciface_laerrt_moe_aux_loss(void *ctx, std::int64_t layer,
+                                      F32x0 *out);
+void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer,
+                                    F32x0 *out);
+void _mlir_ciface_laerrt_moe_aux_loss_grad(void *ctx, std::int64_t layer,
+                                           F32x0 *dAux);
+void _mlir_ciface_laerrt_moe_z_loss_grad(void *ctx, std::int64_t layer,
+                                         F32x0 *dZ);
 
 // The FSEP program of a MoE layer, one call per op of the fsep dialect
 // (the schedule fsep-schedule chose runs as compiled). The values flowing

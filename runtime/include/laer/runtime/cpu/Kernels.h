@@ -26,24 +26,53 @@ struct RouterOutput {
   std::vector<std::int32_t> indices; // [T, k], best first
   std::vector<float> weights;        // [T, k]
   std::vector<float> scores;         // [T, E], kept for backward
+  std::vector<float> logits;         // [T, E] = x * gate
+  std::vector<float> logSumExp;      // [T], of the logits (z-loss)
 };
 
-/// logits = x [T, H] * gate [H, E]; scores by `score`; top-k per token
-/// (ties to the lower expert); weights renormalised to sum to one when
-/// `renormalize`.
+/// logits = x [T, H] * gate [H, E]; scores by `routing.score`; per token
+/// the top-k of scores + `bias` (`bias` [E] only with
+/// routing.selectionBias; ties to the lower expert) among the experts of
+/// the best groups; weights are the chosen unbiased scores, renormalised
+/// when asked, times routing.scale.
 RouterOutput routerForward(std::span<const float> x,
-                           std::span<const float> gate, std::int64_t tokens,
+                           std::span<const float> gate,
+                           std::span<const float> bias, std::int64_t tokens,
                            std::int64_t hidden, int numExperts, int topK,
-                           ScoreFunction score, bool renormalize);
+                           const RoutingConfig &routing);
 
-/// Gradient of the router given d(weights) [T, k]: accumulates into
-/// `dx` [T, H] and `dGate` [H, E].
+/// The router losses of the tokens in `saved`:
+/// aux = E / k * sum_e f_e * P_e with f_e = `loads`[e] / `loadTokens` (the
+/// tokens' share routed to e: sum_e f_e = k) and P_e the mean over the
+/// tokens of their routing probability of e (softmax scores, or sigmoid
+/// scores divided by their sum); 1 when perfectly balanced. z = mean over
+/// the tokens of logsumexp(logits)^2.
+struct RouterLosses {
+  double aux = 0, z = 0;
+};
+RouterLosses routerLosses(const RouterOutput &saved,
+                          std::span<const std::int64_t> loads,
+                          std::int64_t loadTokens, std::int64_t tokens,
+                          int numExperts, int topK, ScoreFunction score);
+
+/// Gradients of the router losses entering the backward: d(loss)/d(aux) and
+/// d(loss)/d(z), with the loads the aux loss was computed from.
+struct RouterLossGradients {
+  float dAux = 0, dZ = 0;
+  std::span<const std::int64_t> loads;
+  std::int64_t loadTokens = 0;
+};
+
+/// Gradient of the router given d(weights) [T, k] (and the losses'
+/// gradients): accumulates into `dx` [T, H] and `dGate` [H, E]. The
+/// selection (bias, groups) has no gradient.
 void routerBackward(std::span<const float> x, std::span<const float> gate,
                     const RouterOutput &saved,
                     std::span<const float> dWeights, std::int64_t tokens,
                     std::int64_t hidden, int numExperts, int topK,
-                    ScoreFunction score, bool renormalize,
-                    std::span<float> dx, std::span<float> dGate);
+                    const RoutingConfig &routing,
+                    const RouterLossGradients &losses, std::span<float> dx,
+                    std::span<float> dGate);
 
 /// act(v) and its derivative for the expert activations.
 template <typename T> T activate(Activation activation, T v);
