@@ -52,8 +52,13 @@ PYBIND11_MODULE(_laer, m) {
       "import_hf_config",
       [](const std::string &config, std::optional<int64_t> layers,
          int64_t hidden_div, std::optional<int64_t> vocab,
-         std::optional<int64_t> seq_len, const std::string &name) {
+         std::optional<int64_t> seq_len, const std::string &name,
+         const std::string &aux_loss_batch) {
         laer::HFImportOptions options;
+        if (aux_loss_batch != "micro" && aux_loss_batch != "global")
+          throw py::value_error("aux_loss_batch must be 'micro' or "
+                                "'global', got '" + aux_loss_batch + "'");
+        options.globalBatchAuxLoss = aux_loss_batch == "global";
         options.layers = layers;
         options.hiddenDiv = hidden_div;
         options.vocab = vocab;
@@ -74,10 +79,12 @@ PYBIND11_MODULE(_laer, m) {
       py::arg("config"), py::arg("layers") = py::none(),
       py::arg("hidden_div") = 1, py::arg("vocab") = py::none(),
       py::arg("seq_len") = py::none(), py::arg("name") = "",
+      py::arg("aux_loss_batch") = "micro",
       "Import a Hugging Face MoE config.json (its text) as laer model IR, "
       "verified; `layers`, `hidden_div`, `vocab`, `seq_len` scale it down "
       "(laer-import's options, docs/Importing.md), `name` names the "
-      "function. Raises CompileError naming the refused field; notes "
+      "function, `aux_loss_batch` ('micro' or 'global') the tokens whose "
+      "loads the aux loss counts. Raises CompileError naming the refused field; notes "
       "(e.g. an auxiliary loss HF would not apply) are UserWarnings.");
 
   py::class_<laer::rt::GpuInfo>(m, "GpuInfo")

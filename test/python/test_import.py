@@ -68,3 +68,16 @@ def test_notes_are_warnings():
     config = dict(TINY_MIXTRAL, router_aux_loss_coef=0.02)
     with pytest.warns(UserWarning, match="router_aux_loss_coef' = 0.02 is not applied"):
         laer.import_hf_config(json.dumps(config))
+
+
+def test_router_losses_and_their_batch():
+    config = dict(TINY_MIXTRAL, output_router_logits=True)
+    with pytest.warns(UserWarning, match="Switch / Megatron form"):
+        micro = laer.import_hf_config(json.dumps(config))
+    assert "aux_loss<micro_batch>" in micro
+    with pytest.warns(UserWarning):
+        whole = laer.import_hf_config(json.dumps(config),
+                                      aux_loss_batch="global")
+    assert "aux_loss<global_batch>" in whole
+    with pytest.raises(ValueError, match="aux_loss_batch must be 'micro' or 'global'"):
+        laer.import_hf_config(json.dumps(config), aux_loss_batch="all")

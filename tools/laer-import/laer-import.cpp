@@ -1,7 +1,8 @@
 //===- laer-import.cpp - Hugging Face config.json to model IR -------------===//
 //
 //   laer-import config.json [-o model.mlir] [--layers N] [--hidden-div D]
-//               [--vocab V] [--seq-len S] [--name fn]
+//               [--vocab V] [--seq-len S] [--aux-loss-batch micro|global]
+//               [--name fn]
 //
 // A thin driver over laer::importHFConfig (docs/Importing.md).
 //
@@ -43,6 +44,17 @@ static cl::opt<int64_t>
            cl::desc("the attention's sequence length (default: "
                     "max_position_embeddings)"),
            cl::value_desc("S"), cl::cat(category));
+enum class AuxLossBatch { Micro, Global };
+static cl::opt<AuxLossBatch> auxLossBatch(
+    "aux-loss-batch",
+    cl::desc("the tokens whose expert loads the aux load-balancing loss "
+             "counts"),
+    cl::values(clEnumValN(AuxLossBatch::Micro, "micro",
+                          "each rank's micro-batch, as HF (default)"),
+               clEnumValN(AuxLossBatch::Global, "global",
+                          "every data-parallel rank's (Megatron's "
+                          "global-batch balancing)")),
+    cl::init(AuxLossBatch::Micro), cl::cat(category));
 static cl::opt<std::string>
     name("name", cl::desc("the function's name (default: <model_type>_lm)"),
          cl::value_desc("fn"), cl::init(""), cl::cat(category));
@@ -69,6 +81,7 @@ int main(int argc, char **argv) {
     options.vocab = vocab;
   if (seqLen.getNumOccurrences())
     options.sequenceLength = seqLen;
+  options.globalBatchAuxLoss = auxLossBatch == AuxLossBatch::Global;
   options.functionName = name;
   options.sourceName =
       input == "-" ? "-" : llvm::sys::path::filename(input).str();

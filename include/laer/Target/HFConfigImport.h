@@ -34,6 +34,10 @@ struct HFImportOptions {
   std::optional<int64_t> vocab;
   /// The attention's sequence length; default max_position_embeddings.
   std::optional<int64_t> sequenceLength;
+  /// Count the aux load-balancing loss's expert loads over every
+  /// data-parallel rank's tokens (Megatron's global-batch balancing)
+  /// instead of each rank's micro-batch (HF's).
+  bool globalBatchAuxLoss = false;
   /// The function's name; default `<model_type>_lm`.
   std::string functionName;
   /// How the header comment names the config (e.g. its file name); empty:

@@ -124,6 +124,9 @@ struct Model {
   int64_t denseWidth = 0;
   /// Per emitted layer: MoE (true) or dense MLP.
   std::vector<bool> moeLayer;
+  /// HF's router_aux_loss_coef and router_z_loss_coef where HF applies
+  /// them (0: not applied).
+  double auxLossCoef = 0, zLossCoef = 0;
 
   bool anyMoE() const { return llvm::is_contained(moeLayer, true); }
   bool anyDense() const { return llvm::is_contained(moeLayer, false); }
@@ -725,16 +728,17 @@ private:
     LAER_TRY(outputLogits, config.boolean("output_router_logits", false));
     LAER_TRY(coef, config.number("router_aux_loss_coef", defaults.auxLossCoef));
     if (outputLogits && coef != 0) {
-      if (const json::Value *value = config.get("router_aux_loss_coef"))
-        return config.refuse("router_aux_loss_coef", *value,
-                             "with output_router_logits = true HF adds the "
-                             "auxiliary load-balancing loss, which is not "
-                             "supported yet");
-      return config.refuse(
-          "output_router_logits", *config.get("output_router_logits"),
-          "HF then adds the auxiliary load-balancing loss "
-          "(router_aux_loss_coef defaults to " +
-              showNumber(coef) + "), which is not supported yet");
+      if (!std::isfinite(coef) || coef < 0)
+        return config.refuse("router_aux_loss_coef",
+                             *config.get("router_aux_loss_coef"),
+                             "a loss coefficient must be finite and >= 0");
+      model.auxLossCoef = coef;
+      notes.push_back(
+          "the auxiliary load-balancing loss is each MoE layer's "
+          "(Switch / Megatron form) with coefficient router_aux_loss_coef x "
+          "top_k / MoE layers: equal to HF's, which averages the router "
+          "statistics over all layers first, for one layer or when the "
+          "layers route alike");
     }
     if (!outputLogits && coef != 0 && config.has("router_aux_loss_coef"))
       notes.push_back("field 'router_aux_loss_coef' = " + showNumber(coef) +
@@ -742,13 +746,16 @@ private:
                       "loss only when output_router_logits is true");
     if (family == Family::Olmoe) {
       LAER_TRY(zCoef, config.number("router_z_loss_coef", 0.0));
-      if (zCoef != 0 && outputLogits)
-        return config.refuse("router_z_loss_coef",
-                             *config.get("router_z_loss_coef"),
-                             "the router z-loss is not supported yet");
-      if (zCoef != 0)
+      if (zCoef != 0 && outputLogits) {
+        if (!std::isfinite(zCoef) || zCoef < 0)
+          return config.refuse("router_z_loss_coef",
+                               *config.get("router_z_loss_coef"),
+                               "a loss coefficient must be finite and >= 0");
+        model.zLossCoef = zCoef;
+      } else if (zCoef != 0)
         notes.push_back("field 'router_z_loss_coef' = " + showNumber(zCoef) +
-                        " is not applied, as in HF's OLMoE");
+                        " is not applied: HF's OLMoE adds the z-loss only "
+                        "when output_router_logits is true");
     }
     return Error::success();
   }
@@ -948,6 +955,11 @@ std::string header(const Model &m, const laer::HFImportOptions &o) {
     parts.push_back("per-head QK-norm");
   if (m.qkNorm == QKNorm::WholeProjection)
     parts.push_back("QK-norm over the whole projections");
+  if (m.auxLossCoef > 0)
+    parts.push_back("aux load-balancing loss x " +
+                    formatFloat(m.auxLossCoef));
+  if (m.zLossCoef > 0)
+    parts.push_back("router z-loss x " + formatFloat(m.zLossCoef));
   return comment(parts);
 }
 
@@ -965,6 +977,8 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
                                    "%embed: " + tensorType({V, H})};
   std::string body;
   llvm::raw_string_ostream os(body);
+  // (loss value, coefficient) of every router loss, in layer order.
+  std::vector<std::pair<std::string, std::string>> routerLosses;
   os << "  %h0 = dense.embedding %embed, %ids : " << tensorType({V, H})
      << ", tensor<?xi32> -> " << act << "\n";
 
@@ -1040,13 +1054,31 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
           sharedTypes += ", " + tensorType({H, 1});
         }
       }
-      os << "  " << ffn << " = moe.layer %m" << l << ", " << ref("gate") << ", "
-         << ref("w1") << ", " << ref("w3") << ", " << ref("w2") << shared
-         << " top_k = " << m.topK << " score<softmax>"
-         << (m.renormalize ? " renormalize" : "") << " activation<silu> : ("
-         << act << ", " << tensorType({H, E}) << ", " << tensorType({E, H, F})
-         << ", " << tensorType({E, H, F}) << ", " << tensorType({E, F, H})
-         << sharedTypes << ") -> " << act << "\n";
+      // The router losses HF applies, one result each.
+      std::string results = ffn, resultTypes = act, losses;
+      if (m.auxLossCoef > 0) {
+        results += ", %aux" + L;
+        resultTypes += ", tensor<f32>";
+        losses += o.globalBatchAuxLoss ? " aux_loss<global_batch>"
+                                       : " aux_loss<micro_batch>";
+        routerLosses.push_back({"%aux" + L, "%aux_coef"});
+      }
+      if (m.zLossCoef > 0) {
+        results += ", %z" + L;
+        resultTypes += ", tensor<f32>";
+        losses += " z_loss";
+        routerLosses.push_back({"%z" + L, "%z_coef"});
+      }
+      if (!losses.empty())
+        resultTypes = "(" + resultTypes + ")";
+      os << "  " << results << " = moe.layer %m" << l << ", " << ref("gate")
+         << ", " << ref("w1") << ", " << ref("w3") << ", " << ref("w2")
+         << shared << " top_k = " << m.topK << " score<softmax>"
+         << (m.renormalize ? " renormalize" : "") << " activation<silu>"
+         << losses << " : (" << act << ", " << tensorType({H, E}) << ", "
+         << tensorType({E, H, F}) << ", " << tensorType({E, H, F}) << ", "
+         << tensorType({E, F, H}) << sharedTypes << ") -> " << resultTypes
+         << "\n";
     } else {
       ffn = "%d" + L;
       arg("mlp1", tensorType({H, D}));
@@ -1069,8 +1101,33 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
      << " -> " << act << "\n";
   os << "  %logits = dense.linear %out, %lm_head : " << act << ", "
      << tensorType({H, V}) << " -> " << logits << "\n";
-  os << "  %loss = dense.cross_entropy %logits, %targets : " << logits
-     << ", tensor<?xi32> -> tensor<f32>\n";
+  std::string loss = routerLosses.empty() ? "%loss" : "%ce";
+  os << "  " << loss << " = dense.cross_entropy %logits, %targets : "
+     << logits << ", tensor<?xi32> -> tensor<f32>\n";
+  if (!routerLosses.empty()) {
+    // loss = ce + sum over MoE layers of coefficient x loss, HF's
+    // coefficients spread over the layers (see auxiliaryLosses).
+    auto moeLayers = static_cast<double>(llvm::count(m.moeLayer, true));
+    if (m.auxLossCoef > 0)
+      os << "  %aux_coef = arith.constant dense<"
+         << formatFloat(m.auxLossCoef * static_cast<double>(m.topK) /
+                        moeLayers)
+         << "> : tensor<f32>\n";
+    if (m.zLossCoef > 0)
+      os << "  %z_coef = arith.constant dense<"
+         << formatFloat(m.zLossCoef / moeLayers) << "> : tensor<f32>\n";
+    std::string sum = "%ce";
+    for (auto [i, term] : llvm::enumerate(routerLosses)) {
+      std::string index = llvm::itostr(i);
+      os << "  %rl" << index << " = arith.mulf " << term.second << ", "
+         << term.first << " : tensor<f32>\n";
+      std::string next =
+          i + 1 == routerLosses.size() ? "%loss" : "%sum" + index;
+      os << "  " << next << " = arith.addf " << sum << ", %rl" << index
+         << " : tensor<f32>\n";
+      sum = next;
+    }
+  }
   os << "  return %loss : tensor<f32>\n";
 
   return header(m, o) + "func.func @" + functionName.str() + "(\n    " +
