@@ -12,6 +12,7 @@
 #include "laer/runtime/FsepMoELayer.h"
 
 #include <algorithm>
+#include <numeric>
 #include <utility>
 
 using namespace laer::rt;
@@ -72,12 +73,9 @@ void FsepMoELayer::updateSelectionBias() {
     return;
   // The loads over every rank (identical on all ranks, so is the bias).
   int E = config_.numExperts;
-  std::vector<std::int64_t> load(E, 0);
-  std::int64_t total = 0;
-  for (std::size_t i = 0; i < counts_.size(); ++i) {
-    load[i % E] += counts_[i];
-    total += counts_[i];
-  }
+  std::vector<std::int64_t> load = globalLoads();
+  std::int64_t total = std::accumulate(load.begin(), load.end(),
+                                       std::int64_t{0});
   auto rate = static_cast<float>(config_.biasUpdateRate);
   for (int e = 0; e < E; ++e) {
     // sign(mean - load), compared as E * load against the total.
@@ -86,18 +84,22 @@ void FsepMoELayer::updateSelectionBias() {
   }
 }
 
+std::vector<std::int64_t> FsepMoELayer::globalLoads() const {
+  int E = config_.numExperts;
+  std::vector<std::int64_t> load(E, 0);
+  for (std::size_t i = 0; i < counts_.size(); ++i)
+    load[i % E] += counts_[i];
+  return load;
+}
+
 std::pair<std::vector<std::int64_t>, std::int64_t>
 FsepMoELayer::auxLoads() const {
   if (config_.losses.aux != AuxLoss::GlobalBatch)
     return {localLoads_, tokens_};
-  int E = config_.numExperts;
-  std::vector<std::int64_t> load(E, 0);
-  std::int64_t pairs = 0;
-  for (std::size_t i = 0; i < counts_.size(); ++i) {
-    load[i % E] += counts_[i];
-    pairs += counts_[i];
-  }
-  return {load, pairs / config_.topK};
+  std::vector<std::int64_t> load = globalLoads();
+  std::int64_t pairs = std::accumulate(load.begin(), load.end(),
+                                       std::int64_t{0});
+  return {std::move(load), pairs / config_.topK};
 }
 
 cpu::RouterLosses FsepMoELayer::routerLosses() const {

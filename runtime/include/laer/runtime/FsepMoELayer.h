@@ -166,6 +166,8 @@ private:
   };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
+  /// Tokens per expert over every rank in this step's relayout counts.
+  std::vector<std::int64_t> globalLoads() const;
   /// The loads the aux loss counts (this rank's or every rank's) and the
   /// tokens they come from.
   std::pair<std::vector<std::int64_t>, std::int64_t> auxLoads() const;
