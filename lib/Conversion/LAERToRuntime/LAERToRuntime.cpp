@@ -164,6 +164,35 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
   return success();
 }
 
+/// Tells the runtime a parameter's name (laerrt_name_dense / _name_moe):
+/// `index` is the dense parameter's or the MoE layer's, `part` (MoE only)
+/// which of the layer's tensors.
+void nameParameter(StepBuilder &s, Location loc, StringRef function,
+                   Value index, Value part, moe::ParameterAttr name) {
+  SmallVector<Value> args{s.ctx, index};
+  if (part)
+    args.push_back(part);
+  args.append({s.i64(loc, name.getTransposed() ? 1 : 0),
+               s.string(loc, name.getName())});
+  s.call(loc, function, args);
+}
+
+/// Names MoE layer `layer`'s tensors that are named arguments: `parts` are
+/// the gate, w1, w3, w2 and the selection bias (absent ones null).
+void nameMoEParameters(StepBuilder &s, Location loc, int64_t layer,
+                       ArrayRef<Value> parts) {
+  for (auto [part, value] : llvm::enumerate(parts)) {
+    auto arg = dyn_cast_or_null<BlockArgument>(value);
+    if (!arg)
+      continue;
+    auto f = cast<func::FuncOp>(arg.getOwner()->getParentOp());
+    if (auto name = f.getArgAttrOfType<moe::ParameterAttr>(
+            arg.getArgNumber(), moe::MoEDialect::kParameterAttrName))
+      nameParameter(s, loc, "name_moe", s.i64(loc, layer), s.i64(loc, part),
+                    name);
+  }
+}
+
 LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   bool handled = false;
   if (failed(lowerFSEPOp(op, s, info, handled)) || handled)
@@ -418,6 +447,9 @@ struct ConvertLAERToRuntimePass
                {s.ctx, s.i64(loc, index), s.i64(loc, shape[0]),
                 s.i64(loc, shape.size() > 1 ? shape[1] : 0),
                 s.i64(loc, param.fanIn)});
+        if (auto name = grad.getArgAttrOfType<moe::ParameterAttr>(
+                param.argument, moe::MoEDialect::kParameterAttrName))
+          nameParameter(s, loc, "name_dense", s.i64(loc, index), {}, name);
       }
       for (auto [l, layer] : llvm::enumerate(info.layers)) {
         moe::LayerOp op = layer.forward;
@@ -430,6 +462,9 @@ struct ConvertLAERToRuntimePass
         args.append({s.i64(loc, static_cast<int64_t>(op.getActivation())),
                      s.i64(loc, 0), s.i64(loc, 0)});
         s.call(op.getLoc(), "declare_moe", args);
+        nameMoEParameters(s, loc, l,
+                          {op.getGate(), op.getW1(), op.getW3(), op.getW2(),
+                           op.getSelectionBias()});
       }
       for (FsepLayer layer : info.fsepLayers) {
         fsep::ExpertsType bank = cast<fsep::ExpertsType>(layer.bank.getType());
@@ -443,6 +478,14 @@ struct ConvertLAERToRuntimePass
         args.append({s.i64(loc, static_cast<int64_t>(layer.activation)),
                      s.i64(loc, plan.getRanks()), s.i64(loc, plan.getSlots())});
         s.call(layer.relayout.getLoc(), "declare_moe", args);
+        nameMoEParameters(s, loc, layer.index,
+                          {router.getGate(), Value(), Value(), Value(),
+                           router.getSelectionBias()});
+        if (auto names = grad.getArgAttrOfType<ArrayAttr>(
+                layer.bank.getArgNumber(), moe::MoEDialect::kParameterAttrName))
+          for (auto [part, name] : llvm::enumerate(names))
+            nameParameter(s, loc, "name_moe", s.i64(loc, layer.index),
+                          s.i64(loc, part + 1), cast<moe::ParameterAttr>(name));
       }
       func::ReturnOp::create(b, loc);
     }

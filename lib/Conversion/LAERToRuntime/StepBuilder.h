@@ -107,6 +107,26 @@ public:
     return func::CallOp::create(b, loc, symbol, results, args);
   }
 
+  /// `text` as a constant memref<?xi8> (a private global per string).
+  Value string(Location loc, StringRef text) {
+    auto type =
+        MemRefType::get({static_cast<int64_t>(text.size())}, b.getI8Type());
+    std::string symbol = "laer_string_" + std::to_string(strings++);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      auto bytes = RankedTensorType::get(type.getShape(), b.getI8Type());
+      SmallVector<int8_t> data(text.begin(), text.end());
+      memref::GlobalOp::create(
+          b, loc, symbol, b.getStringAttr("private"), type,
+          DenseElementsAttr::get(bytes, ArrayRef<int8_t>(data)),
+          /*constant=*/true, /*alignment=*/nullptr);
+    }
+    Value global = memref::GetGlobalOp::create(b, loc, type, symbol);
+    return memref::CastOp::create(
+        b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()), global);
+  }
+
   /// The memref of a tensor value, cast to the ABI's dynamic type.
   Value abi(Location loc, Value tensor) {
     Value memref = map.lookup(tensor);
@@ -197,6 +217,8 @@ public:
   /// Transfers whose finish call has been emitted.
   DenseSet<Operation *> waited;
   SmallVector<Value> allocations;
+  /// Strings made by string() so far.
+  int strings = 0;
 };
 
 

@@ -85,16 +85,28 @@ FailureOr<SmallVector<TrainedLayer>> matchTrainedLayers(func::FuncOp func) {
 }
 
 /// Appends this rank's shards of layer `layerIndex` as an argument of
-/// `func`, tagged `fsep.layer`.
+/// `func`, tagged `fsep.layer`; when the expert weights (arguments
+/// `weightArgs`: w1, w3, w2) are all named (moe.parameter), the bank
+/// carries the three names.
 FailureOr<Value> appendBank(func::FuncOp func, fsep::ExpertsType bankType,
-                            int64_t layerIndex, Location loc) {
+                            int64_t layerIndex, ArrayRef<unsigned> weightArgs,
+                            Location loc) {
   MLIRContext *context = func.getContext();
   unsigned index = func.getNumArguments();
-  auto tag = NamedAttribute(StringAttr::get(context, "fsep.layer"),
-                            IntegerAttr::get(IntegerType::get(context, 64),
-                                             layerIndex));
-  if (failed(func.insertArgument(index, bankType,
-                                 DictionaryAttr::get(context, {tag}), loc)))
+  SmallVector<NamedAttribute> attributes{NamedAttribute(
+      StringAttr::get(context, "fsep.layer"),
+      IntegerAttr::get(IntegerType::get(context, 64), layerIndex))};
+  SmallVector<Attribute> names;
+  for (unsigned arg : weightArgs)
+    if (Attribute name =
+            func.getArgAttr(arg, moe::MoEDialect::kParameterAttrName))
+      names.push_back(name);
+  if (names.size() == weightArgs.size())
+    attributes.push_back(NamedAttribute(
+        StringAttr::get(context, moe::MoEDialect::kParameterAttrName),
+        ArrayAttr::get(context, names)));
+  if (failed(func.insertArgument(
+          index, bankType, DictionaryAttr::get(context, attributes), loc)))
     return failure();
   return Value(func.getArgument(index));
 }
@@ -175,7 +187,7 @@ struct ConvertMoEToFSEPPass
     auto planType = fsep::PlanType::get(context, numExperts, numDevices,
                                         slots);
     FailureOr<Value> bank =
-        appendBank(func, bankType, layerIndex, experts.getLoc());
+        appendBank(func, bankType, layerIndex, weightArgs, experts.getLoc());
     if (failed(bank))
       return failure();
 
@@ -305,7 +317,8 @@ struct ConvertMoEToFSEPPass
                                            numDevices);
     auto planType = fsep::PlanType::get(context, numExperts, numDevices,
                                         slots);
-    FailureOr<Value> bankArg = appendBank(func, bankType, layerIndex, loc);
+    FailureOr<Value> bankArg =
+        appendBank(func, bankType, layerIndex, weightArgs, loc);
     if (failed(bankArg))
       return failure();
     Value bank = *bankArg;

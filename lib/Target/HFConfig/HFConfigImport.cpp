@@ -963,6 +963,14 @@ std::string header(const Model &m, const laer::HFImportOptions &o) {
   return comment(parts);
 }
 
+/// The argument attribute naming a parameter as the family's HF
+/// checkpoints do; `transposed`: stored as nn.Linear's [out, in].
+std::string named(StringRef name, bool transposed) {
+  return (" {moe.parameter = #moe.parameter<\"" + name + "\"" +
+          (transposed ? ", transposed" : "") + ">}")
+      .str();
+}
+
 std::string writeIR(const Model &m, const laer::HFImportOptions &o,
                     StringRef functionName) {
   const int64_t H = m.hidden, V = m.vocab, E = m.experts, F = m.expertWidth,
@@ -972,9 +980,18 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
   const std::string vecH = tensorType({H});
   const std::string eps = formatFloat(m.epsilon);
 
-  std::vector<std::string> args = {"%ids: tensor<?xi32>",
-                                   "%targets: tensor<?xi32>",
-                                   "%embed: " + tensorType({V, H})};
+  std::vector<std::string> args = {
+      "%ids: tensor<?xi32>", "%targets: tensor<?xi32>",
+      "%embed: " + tensorType({V, H}) +
+          named("model.embed_tokens.weight", false)};
+  // Mixtral calls its MoE block block_sparse_moe and its experts' weights
+  // w1 (gate), w3 (up), w2 (down); the other families mlp and
+  // gate_proj, up_proj, down_proj.
+  bool mixtral = m.modelType == "mixtral";
+  std::string moeBlock = mixtral ? "block_sparse_moe" : "mlp";
+  std::string up = mixtral ? "w3" : "up_proj",
+              gateProj = mixtral ? "w1" : "gate_proj",
+              down = mixtral ? "w2" : "down_proj";
   std::string body;
   llvm::raw_string_ostream os(body);
   // (loss value, coefficient) of every router loss, in layer order.
@@ -984,22 +1001,27 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
 
   for (int64_t l = 0; l < m.layers; ++l) {
     std::string L = llvm::itostr(l);
-    auto arg = [&](StringRef name, const std::string &type) {
-      args.push_back(("%" + name + "_" + L + ": ").str() + type);
+    // `file`: the tensor's name in the layer (HF's, after
+    // "model.layers.<l>."); matrices are stored transposed.
+    auto arg = [&](StringRef name, const std::string &type, StringRef file,
+                   bool transposed = true) {
+      args.push_back(
+          ("%" + name + "_" + L + ": ").str() + type +
+          named(("model.layers." + L + "." + file).str(), transposed));
     };
     auto ref = [&](StringRef name) { return ("%" + name + "_" + L).str(); };
 
     // Attention.
-    arg("norm1", vecH);
-    arg("wq", tensorType({H, qWidth}));
-    arg("wk", tensorType({H, kvWidth}));
-    arg("wv", tensorType({H, kvWidth}));
-    arg("wo", tensorType({qWidth, H}));
+    arg("norm1", vecH, "input_layernorm.weight", false);
+    arg("wq", tensorType({H, qWidth}), "self_attn.q_proj.weight");
+    arg("wk", tensorType({H, kvWidth}), "self_attn.k_proj.weight");
+    arg("wv", tensorType({H, kvWidth}), "self_attn.v_proj.weight");
+    arg("wo", tensorType({qWidth, H}), "self_attn.o_proj.weight");
     std::string clauses;
     if (m.qkvBias) {
-      arg("bq", tensorType({qWidth}));
-      arg("bk", tensorType({kvWidth}));
-      arg("bv", tensorType({kvWidth}));
+      arg("bq", tensorType({qWidth}), "self_attn.q_proj.bias", false);
+      arg("bk", tensorType({kvWidth}), "self_attn.k_proj.bias", false);
+      arg("bv", tensorType({kvWidth}), "self_attn.v_proj.bias", false);
       clauses += " bias(" + ref("bq") + ", " + ref("bk") + ", " + ref("bv") +
                  " : " + tensorType({qWidth}) + ", " + tensorType({kvWidth}) +
                  ", " + tensorType({kvWidth}) + ")";
@@ -1008,8 +1030,8 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
       bool perHead = m.qkNorm == QKNorm::PerHead;
       std::string qType = tensorType({perHead ? m.headDim : qWidth});
       std::string kType = tensorType({perHead ? m.headDim : kvWidth});
-      arg("qnorm", qType);
-      arg("knorm", kType);
+      arg("qnorm", qType, "self_attn.q_norm.weight", false);
+      arg("knorm", kType, "self_attn.k_norm.weight", false);
       clauses += " qk_norm(" + ref("qnorm") + ", " + ref("knorm") + " : " +
                  qType + ", " + kType + ") epsilon = " + eps;
     }
@@ -1028,28 +1050,31 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
        << "\n";
 
     // Feed-forward.
-    arg("norm2", vecH);
+    arg("norm2", vecH, "post_attention_layernorm.weight", false);
     os << "  %m" << l << " = dense.rms_norm %r" << l << ", " << ref("norm2")
        << " epsilon = " << eps << " : " << act << ", " << vecH << " -> " << act
        << "\n";
     std::string ffn;
     if (m.moeLayer[l]) {
       ffn = "%e" + L;
-      arg("gate", tensorType({H, E}));
-      arg("w1", tensorType({E, H, F}));
-      arg("w3", tensorType({E, H, F}));
-      arg("w2", tensorType({E, F, H}));
+      arg("gate", tensorType({H, E}), moeBlock + ".gate.weight");
+      arg("w1", tensorType({E, H, F}),
+          moeBlock + ".experts.*." + gateProj + ".weight");
+      arg("w3", tensorType({E, H, F}),
+          moeBlock + ".experts.*." + up + ".weight");
+      arg("w2", tensorType({E, F, H}),
+          moeBlock + ".experts.*." + down + ".weight");
       std::string shared, sharedTypes;
       if (S) {
-        arg("s1", tensorType({H, S}));
-        arg("s3", tensorType({H, S}));
-        arg("s2", tensorType({S, H}));
+        arg("s1", tensorType({H, S}), "mlp.shared_expert.gate_proj.weight");
+        arg("s3", tensorType({H, S}), "mlp.shared_expert.up_proj.weight");
+        arg("s2", tensorType({S, H}), "mlp.shared_expert.down_proj.weight");
         shared =
             " shared(" + ref("s1") + ", " + ref("s3") + ", " + ref("s2") + ")";
         sharedTypes = ", " + tensorType({H, S}) + ", " + tensorType({H, S}) +
                       ", " + tensorType({S, H});
         if (m.sharedGate) {
-          arg("sgate", tensorType({H, 1}));
+          arg("sgate", tensorType({H, 1}), "mlp.shared_expert_gate.weight");
           shared += " shared_gate(" + ref("sgate") + ")";
           sharedTypes += ", " + tensorType({H, 1});
         }
@@ -1081,9 +1106,9 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
          << "\n";
     } else {
       ffn = "%d" + L;
-      arg("mlp1", tensorType({H, D}));
-      arg("mlp3", tensorType({H, D}));
-      arg("mlp2", tensorType({D, H}));
+      arg("mlp1", tensorType({H, D}), "mlp.gate_proj.weight");
+      arg("mlp3", tensorType({H, D}), "mlp.up_proj.weight");
+      arg("mlp2", tensorType({D, H}), "mlp.down_proj.weight");
       os << "  " << ffn << " = dense.swiglu %m" << l << ", " << ref("mlp1")
          << ", " << ref("mlp3") << ", " << ref("mlp2") << " : " << act << ", "
          << tensorType({H, D}) << ", " << tensorType({H, D}) << ", "
@@ -1093,8 +1118,9 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
        << act << "\n";
   }
 
-  args.push_back("%final_norm: " + vecH);
-  args.push_back("%lm_head: " + tensorType({H, V}));
+  args.push_back("%final_norm: " + vecH + named("model.norm.weight", false));
+  args.push_back("%lm_head: " + tensorType({H, V}) +
+                 named("lm_head.weight", true));
   std::string logits = "tensor<?x" + llvm::itostr(V) + "xf32>";
   os << "  %out = dense.rms_norm %h" << m.layers
      << ", %final_norm epsilon = " << eps << " : " << act << ", " << vecH

@@ -64,6 +64,24 @@ void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
   model(ctx).declareDense(index, std::move(shape), fanIn);
 }
 
+void _mlir_ciface_laerrt_name_dense(void *ctx, std::int64_t index,
+                                    std::int64_t transposed, I8x1 *name) {
+  CompiledModel &m = model(ctx);
+  std::span<std::int8_t> text =
+      check(m, "laerrt_name_dense", "name", name, {-1});
+  m.nameDense(index, {std::string(text.begin(), text.end()), transposed != 0});
+}
+
+void _mlir_ciface_laerrt_name_moe(void *ctx, std::int64_t layer,
+                                  std::int64_t part, std::int64_t transposed,
+                                  I8x1 *name) {
+  CompiledModel &m = model(ctx);
+  std::span<std::int8_t> text =
+      check(m, "laerrt_name_moe", "name", name, {-1}, static_cast<int>(layer));
+  m.nameMoE(layer, part,
+            {std::string(text.begin(), text.end()), transposed != 0});
+}
+
 void _mlir_ciface_laerrt_declare_moe(
     void *ctx, std::int64_t layer, std::int64_t experts, std::int64_t hidden,
     std::int64_t ffn, std::int64_t topK, std::int64_t score,
@@ -659,6 +677,9 @@ void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
     fail(m.where(), f, ": parameter ", index,
          " is not the runtime's buffer for it");
   auto g = check(m, f, "gradient", grad, {param->sizes[0]});
+  // The state keeps the step's (averaged) gradient, as for the experts.
+  std::span<float> kept = m.denseGradient(index);
+  std::copy(g.begin(), g.end(), kept.begin());
   adamwStep(p, in(g), m.denseMoment(index, false), m.denseMoment(index, true),
             m.adamw(), m.step() + 1);
 }

@@ -2,6 +2,8 @@
 
 #include "laer/runtime/compiled/CompiledModel.h"
 
+#include <algorithm>
+
 using namespace laer::rt;
 
 CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
@@ -20,15 +22,12 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
   // Dense parameters in one buffer in declaration order: norms start at
   // one, matrices uniform with a 1/sqrt(fan-in) scale, from the seed - the
   // initialisation MoELanguageModel uses, so the two can be compared.
-  std::size_t offset = 0;
   for (DenseDecl &decl : dense_) {
-    decl.offset = offset;
-    decl.size = 1;
-    for (std::int64_t d : decl.shape)
-      decl.size *= static_cast<std::size_t>(d);
-    offset += decl.size;
+    decl.offset = state_.addDense(decl.shape, decl.name);
+    decl.size = state_.denseTensors.back().size;
   }
-  state_.resizeDense(offset);
+  state_.allocateDense();
+  std::size_t offset = state_.dense.size();
   for (const DenseDecl &decl : dense_)
     state_.initializeDense(decl.offset, decl.size, decl.fanIn, options.seed);
   Metadata &identity = state_.identity;
@@ -58,6 +57,7 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
               : (config.numExperts + comm.size() - 1) / comm.size() + 1;
     config.historyWindow = options.historyWindow;
     state_.addMoELayer(config, options.seed);
+    state_.moeNames.back() = moeNames_[l];
     std::string prefix = "layer" + std::to_string(l) + ".";
     identity[prefix + "experts"] = std::to_string(config.numExperts);
     identity[prefix + "hidden"] = std::to_string(config.shape.hidden);
@@ -117,9 +117,48 @@ void CompiledModel::declareMoE(std::int64_t layer,
   if (static_cast<std::size_t>(layer) >= moeConfigs_.size()) {
     moeConfigs_.resize(layer + 1, MoELayerConfig{{0, 0}, 0});
     moeRanks_.resize(layer + 1, 0);
+    moeNames_.resize(layer + 1);
   }
   moeConfigs_[layer] = config;
   moeRanks_[layer] = ranks;
+}
+
+void CompiledModel::nameDense(std::int64_t index, TensorName name) {
+  if (index < 0 || static_cast<std::size_t>(index) >= dense_.size())
+    fail(where(), "laerrt_name_dense: no dense parameter ", index, " declared");
+  checkName(name, dense_[index].shape.size() == 2,
+            "dense parameter " + std::to_string(index));
+  dense_[index].name = std::move(name);
+}
+
+void CompiledModel::nameMoE(std::int64_t layer, std::int64_t part,
+                            TensorName name) {
+  if (layer < 0 || static_cast<std::size_t>(layer) >= moeConfigs_.size())
+    fail(where(), "laerrt_name_moe: no MoE layer ", layer, " declared");
+  MoETensorNames &names = moeNames_[layer];
+  TensorName *parts[] = {&names.gate, &names.w1, &names.w3, &names.w2,
+                         &names.selectionBias};
+  if (part < 0 || part > 4)
+    fail(where(static_cast<int>(layer)), "laerrt_name_moe: part ", part,
+         " is not one of 0 (gate), 1 (w1), 2 (w3), 3 (w2), 4 (selection "
+         "bias)");
+  bool expert = part >= 1 && part <= 3;
+  if (expert != (name.name.find('*') != std::string::npos) ||
+      std::count(name.name.begin(), name.name.end(), '*') > 1)
+    fail(where(static_cast<int>(layer)), "laerrt_name_moe: '", name.name,
+         "' must have ", expert ? "one '*' (the expert's number)" : "no '*'");
+  checkName(name, part != 4, "MoE layer " + std::to_string(layer));
+  *parts[part] = std::move(name);
+}
+
+void CompiledModel::checkName(const TensorName &name, bool matrix,
+                              const std::string &what) const {
+  if (name.name.empty())
+    fail(where(), "the name of ", what, " is empty");
+  if (name.transposed && !matrix)
+    fail(where(), what, " ('", name.name,
+         "') is a vector but its name "
+         "says transposed");
 }
 
 std::span<float> CompiledModel::denseParameter(std::int64_t index) {
@@ -127,6 +166,12 @@ std::span<float> CompiledModel::denseParameter(std::int64_t index) {
     fail(where(), "no dense parameter ", index, " (the program declared ",
          dense_.size(), ")");
   return std::span<float>(state_.dense)
+      .subspan(dense_[index].offset, dense_[index].size);
+}
+
+std::span<float> CompiledModel::denseGradient(std::int64_t index) {
+  denseParameter(index); // validates
+  return std::span<float>(state_.denseGrad)
       .subspan(dense_[index].offset, dense_[index].size);
 }
 

@@ -40,39 +40,36 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
 
   // Dense parameters in one buffer; norms start at one, matrices uniform
   // with a 1/sqrt(fan-in) scale, all from the seed (same on every rank).
-  struct Block {
-    std::size_t offset, size;
-    std::int64_t fanIn; // 0 for a norm weight
+  std::vector<std::int64_t> fanIns;
+  auto take = [&](std::string name, std::vector<std::int64_t> shape,
+                  std::int64_t fanIn) {
+    fanIns.push_back(fanIn);
+    return state_.addDense(std::move(shape), {std::move(name), false});
   };
-  std::vector<Block> blocks;
-  std::size_t offset = 0;
-  auto take = [&](std::size_t size, std::int64_t fanIn) {
-    blocks.push_back({offset, size, fanIn});
-    offset += size;
-    return blocks.back().offset;
-  };
-  embed_ = take(V * H, H);
+  embed_ = take("embed", {V, H}, H);
   for (int l = 0; l < config.layers; ++l) {
+    std::string prefix = "layers." + std::to_string(l) + ".";
     LayerOffsets layer;
-    layer.norm1 = take(H, 0);
-    layer.wq = take(H * H, H);
-    layer.wk = take(H * kv, H);
-    layer.wv = take(H * kv, H);
-    layer.wo = take(H * H, H);
-    layer.norm2 = take(H, 0);
+    layer.norm1 = take(prefix + "norm1", {H}, 0);
+    layer.wq = take(prefix + "wq", {H, H}, H);
+    layer.wk = take(prefix + "wk", {H, kv}, H);
+    layer.wv = take(prefix + "wv", {H, kv}, H);
+    layer.wo = take(prefix + "wo", {H, H}, H);
+    layer.norm2 = take(prefix + "norm2", {H}, 0);
     // In the model IR's argument order: after the (FSEP-owned) experts.
     if (std::int64_t S = config.sharedFfn) {
-      layer.shared1 = take(H * S, H);
-      layer.shared3 = take(H * S, H);
-      layer.shared2 = take(S * H, S);
+      layer.shared1 = take(prefix + "shared_w1", {H, S}, H);
+      layer.shared3 = take(prefix + "shared_w3", {H, S}, H);
+      layer.shared2 = take(prefix + "shared_w2", {S, H}, S);
     }
     layers_.push_back(layer);
   }
-  finalNorm_ = take(H, 0);
-  head_ = take(H * V, H);
-  state_.resizeDense(offset);
-  for (const Block &block : blocks)
-    state_.initializeDense(block.offset, block.size, block.fanIn, seed);
+  finalNorm_ = take("final_norm", {H}, 0);
+  head_ = take("lm_head", {H, V}, H);
+  state_.allocateDense();
+  for (std::size_t i = 0; i < fanIns.size(); ++i)
+    state_.initializeDense(state_.denseTensors[i].offset,
+                           state_.denseTensors[i].size, fanIns[i], seed);
 
   MoELayerConfig moe;
   moe.shape = {H, config.ffn};

@@ -81,21 +81,29 @@ TextData TextData::fromTokenFile(const std::string &path, int bits,
 
 void TextData::batch(long step, std::uint64_t seed, int batch, int sequence,
                      int rank, int ranks, std::vector<std::int32_t> &ids,
-                     std::vector<std::int32_t> &targets) const {
+                     std::vector<std::int32_t> &targets,
+                     DataOrder order) const {
   if (batch % ranks != 0)
     fail({rank, -1, step}, "batch of ", batch,
          " sequences does not split over ", ranks, " ranks");
   std::int64_t span = size() - sequence - 1;
-  if (span < 1)
+  std::int64_t windows = size() / (sequence + 1);
+  if (order == DataOrder::Random ? span < 1 : windows < 1)
     fail({rank, -1, step}, "training data of ", size(),
-         " bytes is shorter than a sequence of ", sequence);
+         " tokens is shorter than a sequence of ", sequence,
+         order == DataOrder::Random ? " plus 2" : " plus 1");
   int local = batch / ranks;
   ids.resize(static_cast<std::size_t>(local) * sequence);
   targets.resize(ids.size());
   for (int w = 0; w < local; ++w) {
     int window = rank * local + w;
-    auto offset = static_cast<std::int64_t>(
-        uniformAt(seed, static_cast<std::uint64_t>(step), window) * span);
+    std::int64_t offset =
+        order == DataOrder::Random
+            ? static_cast<std::int64_t>(
+                  uniformAt(seed, static_cast<std::uint64_t>(step), window) *
+                  span)
+            : ((static_cast<std::int64_t>(step) * batch + window) % windows) *
+                  (sequence + 1);
     for (int i = 0; i < sequence; ++i) {
       ids[w * sequence + i] = tokens_[offset + i];
       targets[w * sequence + i] = tokens_[offset + i + 1];

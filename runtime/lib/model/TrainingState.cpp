@@ -20,7 +20,30 @@ void TrainingState::placeMoELayers(const MoEBackendOptions &options) {
   moeBackend_ = makeMoEBackend(*this, options);
 }
 
-void TrainingState::resizeDense(std::size_t size) {
+std::size_t TrainingState::addDense(std::vector<std::int64_t> shape,
+                                    TensorName name) {
+  std::size_t offset = denseTensors.empty() ? 0
+                                            : denseTensors.back().offset +
+                                                  denseTensors.back().size;
+  std::size_t size = 1;
+  for (std::int64_t d : shape)
+    size = checkedMultiply(size, d, {comm.rank(), -1, -1},
+                           "dense parameter " +
+                               std::to_string(denseTensors.size()));
+  if (name.empty())
+    name.name = "param" + std::to_string(denseTensors.size());
+  for (const DenseTensor &other : denseTensors)
+    if (other.name.name == name.name)
+      fail({comm.rank(), -1, -1}, "two dense parameters are named '", name.name,
+           "'");
+  denseTensors.push_back({std::move(name), std::move(shape), offset, size});
+  return offset;
+}
+
+void TrainingState::allocateDense() {
+  std::size_t size = denseTensors.empty() ? 0
+                                          : denseTensors.back().offset +
+                                                denseTensors.back().size;
   dense.assign(size, 0.0f);
   denseGrad.assign(size, 0.0f);
   denseM.assign(size, 0.0f);
@@ -44,6 +67,7 @@ FsepMoELayer &TrainingState::addMoELayer(const MoELayerConfig &config,
                                          std::uint64_t seed) {
   int l = static_cast<int>(moe.size());
   moe.push_back(std::make_unique<FsepMoELayer>(comm, config, l));
+  moeNames.emplace_back();
   moe.back()->initialize(
       seed + 1000 + l,
       static_cast<float>(1.0 / std::sqrt(double(config.shape.hidden))), 0.5f);
@@ -72,7 +96,10 @@ std::vector<float> TrainingState::gatherParameters() {
 
 namespace {
 
-constexpr const char *kFormat = "laer-checkpoint-1";
+/// Format 2 names every dense parameter; format 1 kept them in one
+/// `dense` tensor (still read).
+constexpr const char *kFormat = "laer-checkpoint-2";
+constexpr const char *kFormatWithDenseBlob = "laer-checkpoint-1";
 
 /// Numbers of a checkpoint's metadata, separated by ','.
 template <typename T> std::string joinNumbers(const std::vector<T> &values) {
@@ -145,10 +172,16 @@ void TrainingState::save(const std::string &directory,
     tensors[prefix + ".adam_v"] = tensorOf(shards.secondMoments(), shape);
   }
   if (comm.rank() == 0) {
-    auto n = static_cast<std::int64_t>(dense.size());
-    tensors["dense"] = tensorOf(dense, {n});
-    tensors["dense.adam_m"] = tensorOf(denseM, {n});
-    tensors["dense.adam_v"] = tensorOf(denseV, {n});
+    for (const DenseTensor &tensor : denseTensors) {
+      auto part = [&](const std::vector<float> &buffer) {
+        return tensorOf(
+            std::span<const float>(buffer).subspan(tensor.offset, tensor.size),
+            tensor.shape);
+      };
+      tensors[tensor.name.name] = part(dense);
+      tensors[tensor.name.name + ".adam_m"] = part(denseM);
+      tensors[tensor.name.name + ".adam_v"] = part(denseV);
+    }
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       std::string prefix = "layer" + std::to_string(l) + ".gate";
       std::vector<std::int64_t> shape = {moe[l]->config().shape.hidden,
@@ -203,11 +236,12 @@ long TrainingState::load(const std::string &directory) {
   if (!in)
     fail(where, "no checkpoint at '", directory, "' (index.json missing)");
   nlohmann::json index = nlohmann::json::parse(in, nullptr, false);
-  if (index.is_discarded() || index.value("format", "") != kFormat)
+  std::string format = index.is_discarded() ? "" : index.value("format", "");
+  if (format != kFormat && format != kFormatWithDenseBlob)
     fail(where, "'", directory, "/index.json' is not a ", kFormat, " index");
   Metadata expected = describe(identity, comm.size(), 0);
   for (const auto &[key, value] : expected) {
-    if (key == "step" || key == "ranks")
+    if (key == "step" || key == "ranks" || key == "format")
       continue;
     std::string found = index.value(key, "");
     if (found != value)
@@ -290,9 +324,20 @@ long TrainingState::load(const std::string &directory) {
   TensorMap replicated = (comm.rank() == 0 || savedRanks != comm.size())
                              ? std::move(shards)
                              : readSafetensors(first, nullptr);
-  copyInto(replicated, "dense", dense, first);
-  copyInto(replicated, "dense.adam_m", denseM, first);
-  copyInto(replicated, "dense.adam_v", denseV, first);
+  if (format == kFormatWithDenseBlob) {
+    copyInto(replicated, "dense", dense, first);
+    copyInto(replicated, "dense.adam_m", denseM, first);
+    copyInto(replicated, "dense.adam_v", denseV, first);
+  } else {
+    for (const DenseTensor &tensor : denseTensors) {
+      auto part = [&](std::vector<float> &buffer) {
+        return std::span<float>(buffer).subspan(tensor.offset, tensor.size);
+      };
+      copyInto(replicated, tensor.name.name, part(dense), first);
+      copyInto(replicated, tensor.name.name + ".adam_m", part(denseM), first);
+      copyInto(replicated, tensor.name.name + ".adam_v", part(denseV), first);
+    }
+  }
   for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
     std::string prefix = "layer" + std::to_string(l) + ".gate";
     copyInto(replicated, prefix, moe[l]->gate(), first);

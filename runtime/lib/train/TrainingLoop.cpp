@@ -5,6 +5,7 @@
 #include "laer/runtime/Error.h"
 #include "laer/runtime/RelayoutHook.h"
 #include "laer/runtime/Trace.h"
+#include "laer/runtime/model/NamedWeights.h"
 
 #include <unistd.h>
 
@@ -85,6 +86,24 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --crash-at-step S  end every rank abruptly after step S (for tests)
   --trace FILE       write every rank's phases as Chrome trace / Perfetto
                      JSON (open in ui.perfetto.dev or chrome://tracing)
+  --data-order O     random (default) or sequential: the batches' windows
+                     one after the other, every run of L + 1 tokens once
+                     per epoch
+  --load-weights P   start from the weights of the model's own checkpoint
+                     (HF safetensors: a .safetensors file, or a folder
+                     with model.safetensors or model.safetensors.index.json;
+                     tensors by the names the model IR gives them); each
+                     rank reads only its shards of the experts
+  --export-weights D after the last step, write the weights in that layout
+                     to D (model.safetensors, or shards and an index over
+                     5 GB; each rank writes its own expert shards); with
+                     --steps 0, convert --load-weights or --resume's
+                     checkpoint without training
+  --export-gradients D  the last step's gradients, likewise (to compare
+                     with another implementation)
+  --export-dtype T   F32 (default), BF16 or F16
+  --metrics FILE     one JSON line per step: loss (full precision),
+                     tokens/s, plan ms, per-layer max/mean load
   --log-every K      print every K steps (default 10)
   --no-progress      no progress bar (it is drawn only on a terminal)
 )";
@@ -156,13 +175,39 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.crashAtStep = number(flag, value);
     else if (flag == "--log-every")
       o.logEvery = number(flag, value);
-    else
+    else if (flag == "--load-weights")
+      o.loadWeights = value;
+    else if (flag == "--export-weights")
+      o.exportWeights = value;
+    else if (flag == "--export-gradients")
+      o.exportGradients = value;
+    else if (flag == "--export-dtype") {
+      parseFileDType(value, "--export-dtype");
+      o.exportDType = value;
+    } else if (flag == "--metrics")
+      o.metrics = value;
+    else if (flag == "--data-order") {
+      if (value != "random" && value != "sequential")
+        fail({}, "--data-order is random or sequential, got '", value, "'");
+      o.dataOrder =
+          value == "random" ? DataOrder::Random : DataOrder::Sequential;
+    } else
       fail({}, "unknown option ", flag, " (see --help)");
   }
   if (o.data.empty() == o.tokens.empty())
     fail({}, "give either --data or --tokens (see --help)");
   if (o.resume && o.checkpointDir.empty())
     fail({}, "--resume needs --checkpoint-dir");
+  if (o.resume && !o.loadWeights.empty())
+    fail({}, "--load-weights starts a run and --resume continues one; give "
+             "one of them");
+  if (o.steps < 0 || (o.steps == 0 && o.exportWeights.empty()))
+    fail({},
+         "--steps must be at least 1 (0 only with --export-weights, to "
+         "convert weights), got ",
+         o.steps);
+  if (o.steps == 0 && !o.exportGradients.empty())
+    fail({}, "--export-gradients needs a step (--steps 1 or more)");
   if (o.replanEvery < 1 || o.logEvery < 1 || o.checkpointEvery < 1 ||
       o.batch < 1 || o.tokenChunks < 1 || o.sequence < 0 || o.sharedFfn < 0)
     fail({}, "--replan-every, --log-every, --checkpoint-every, --batch and "
@@ -260,12 +305,25 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       std::printf("resumed from %s/%s at step %ld\n",
                   options.checkpointDir.c_str(), name.c_str(), first);
   }
+  if (!options.loadWeights.empty()) {
+    loadNamedWeights(state, options.loadWeights);
+    if (comm.rank() == 0)
+      std::printf("loaded weights from %s\n", options.loadWeights.c_str());
+  }
+  std::ofstream metrics;
+  if (comm.rank() == 0 && !options.metrics.empty()) {
+    metrics.open(options.metrics,
+                 options.resume ? std::ios::app : std::ios::trunc);
+    if (!metrics)
+      fail({0, -1, -1}, "cannot write the metrics file '", options.metrics,
+           "'");
+  }
   std::vector<std::int32_t> ids, targets;
   auto start = Clock::now();
   long tokens = 0;
   for (long step = first; step < options.steps; ++step) {
-    data.batch(step, options.seed, options.batch, options.sequence,
-               comm.rank(), comm.size(), ids, targets);
+    data.batch(step, options.seed, options.batch, options.sequence, comm.rank(),
+               comm.size(), ids, targets, options.dataOrder);
     auto stepStart = Clock::now();
     StepResult result = model.trainStep(ids, targets, step, hook, adamw);
     double planSeconds = hook.takeSeconds();
@@ -286,6 +344,20 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         std::printf(" %.2f", balance);
       std::printf("\n");
       std::fflush(stdout);
+    }
+    if (metrics.is_open()) {
+      char line[160];
+      std::snprintf(line, sizeof line,
+                    "{\"step\": %ld, \"loss\": %.9g, \"tokens_per_s\": "
+                    "%.1f, \"plan_ms\": %.4f, \"max_over_mean\": [",
+                    step, result.loss, tokensPerSecond, planSeconds * 1e3);
+      metrics << line;
+      for (std::size_t l = 0; l < result.maxOverMean.size(); ++l)
+        metrics << (l ? ", " : "") << result.maxOverMean[l];
+      metrics << "]}\n" << std::flush;
+      if (!metrics)
+        fail({0, -1, step}, "cannot write the metrics file '", options.metrics,
+             "'");
     }
     if (progress)
       drawProgress(step, options.steps, result.loss, tokensPerSecond);
@@ -314,6 +386,28 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   }
   if (progress)
     std::fputs("\n", stderr);
+  NamedExportOptions exportOptions;
+  exportOptions.dtype = parseFileDType(options.exportDType, "--export-dtype");
+  if (!options.exportWeights.empty()) {
+    exportNamedWeights(state, options.exportWeights, exportOptions);
+    // The model's config travels with its weights when they came with one.
+    namespace fs = std::filesystem;
+    std::error_code error;
+    fs::path config = fs::path(options.loadWeights) / "config.json";
+    if (comm.rank() == 0 && !options.loadWeights.empty() &&
+        fs::is_regular_file(config, error))
+      fs::copy_file(config, fs::path(options.exportWeights) / "config.json",
+                    fs::copy_options::overwrite_existing, error);
+    if (comm.rank() == 0)
+      std::printf("weights written to %s\n", options.exportWeights.c_str());
+  }
+  if (!options.exportGradients.empty()) {
+    exportOptions.gradients = true;
+    exportNamedWeights(state, options.exportGradients, exportOptions);
+    if (comm.rank() == 0)
+      std::printf("gradients of step %ld written to %s\n", options.steps - 1,
+                  options.exportGradients.c_str());
+  }
   if (!options.trace.empty()) {
     tracer.write(options.trace, comm);
     if (comm.rank() == 0)

@@ -66,6 +66,19 @@ template <typename... Parts>
   throw RuntimeError(context, out.str());
 }
 
+/// `size * factor` for element counts; fails naming `what` when `factor`
+/// is negative or the product does not fit.
+inline std::size_t checkedMultiply(std::size_t size, std::int64_t factor,
+                                   const ErrorContext &context,
+                                   const std::string &what) {
+  std::size_t product = 0;
+  if (factor < 0 ||
+      __builtin_mul_overflow(size, static_cast<std::size_t>(factor), &product))
+    fail(context, what, ": size ", size, " x ", factor,
+         " is negative or too large");
+  return product;
+}
+
 } // namespace laer::rt
 
 #endif // LAER_RUNTIME_ERROR_H

@@ -61,4 +61,37 @@ def MoE_AuxLossAttr : EnumAttr<MoE_Dialect, MoE_AuxLoss, "aux_loss"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
+def MoE_ParameterAttr : AttrDef<MoE_Dialect, "Parameter"> {
+  let mnemonic = "parameter";
+  let summary = "the name and layout a model parameter has in the files "
+                "the model is loaded from and exported to";
+  let description = [{
+    Put on a parameter argument of a model function as `moe.parameter`, it
+    names the tensor in checkpoints, the model's own files (Hugging Face
+    safetensors, as `laer-import` names them) and laer's:
+
+    ```mlir
+    %wq: tensor<64x64xf32>
+        {moe.parameter = #moe.parameter<"model.layers.0.self_attn.q_proj.weight", transposed>}
+    %w1: tensor<8x64x112xf32>
+        {moe.parameter = #moe.parameter<"model.layers.0.mlp.experts.*.gate_proj.weight", transposed>}
+    ```
+
+    `transposed`: the file stores the transpose of the matrix the model
+    uses (`nn.Linear` keeps `[out, in]`, laer's ops take `[in, out]`).
+    A stack of per-expert matrices (`[E, ...]`) is stored as one tensor per
+    expert: its name has one `*`, which stands for the expert's number, and
+    `transposed` applies to each expert's matrix. After
+    `convert-moe-to-fsep` an expert bank carries the array of its three
+    weights' parameters (w1, w3, w2).
+  }];
+  let parameters = (ins StringRefParameter<"the tensor's name">:$name,
+                        "bool":$transposed);
+  let hasCustomAssemblyFormat = 1;
+  let extraClassDeclaration = [{
+    /// The name of expert `expert`'s tensor (the `*` replaced).
+    std::string expertName(int64_t expert) const;
+  }];
+}
+
 #endif // LAER_DIALECT_MOE_IR_MOEATTRS_TD

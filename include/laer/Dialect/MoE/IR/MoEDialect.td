@@ -37,6 +37,12 @@ def MoE_Dialect : Dialect {
     agree between operands and results, which the verifiers check.
   }];
   let useDefaultAttributePrinterParser = 1;
+  // `moe.parameter` on function arguments (#moe.parameter).
+  let hasRegionArgAttrVerify = 1;
+  let extraClassDeclaration = [{
+    /// The argument attribute naming a parameter.
+    static constexpr llvm::StringLiteral kParameterAttrName = "moe.parameter";
+  }];
 }
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>

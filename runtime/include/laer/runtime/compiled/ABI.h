@@ -23,6 +23,7 @@ using F32x0 = MemRef<float, 0>;
 using F32x1 = MemRef<float, 1>;
 using F32x2 = MemRef<float, 2>;
 using I32x1 = MemRef<std::int32_t, 1>;
+using I8x1 = MemRef<std::int8_t, 1>;
 } // namespace laer::rt
 
 extern "C" {
@@ -36,6 +37,15 @@ void _mlir_ciface_laerrt_declare_model(void *ctx, std::int64_t vocab,
 void _mlir_ciface_laerrt_declare_dense(void *ctx, std::int64_t index,
                                        std::int64_t d0, std::int64_t d1,
                                        std::int64_t fanIn);
+/// The name of dense parameter `index` in the model's files (the IR's
+/// #moe.parameter; `name` holds its bytes, `transposed` 0/1).
+void _mlir_ciface_laerrt_name_dense(void *ctx, std::int64_t index,
+                                    std::int64_t transposed, I8x1 *name);
+/// The name of one of MoE layer `layer`'s tensors: `part` 0 gate, 1 w1,
+/// 2 w3, 3 w2 (with a '*' for the expert), 4 selection bias.
+void _mlir_ciface_laerrt_name_moe(void *ctx, std::int64_t layer,
+                                  std::int64_t part, std::int64_t transposed,
+                                  I8x1 *name);
 /// `score`: 0 softmax, 1 sigmoid; `activation`: 0 silu, 1 gelu, 2 relu.
 /// Routing variants (moe.layer's attributes): `scale` (routed scaling
 /// factor, 1: none), `groups` / `topGroups` / `groupScore` (0 max, 1 sum of

@@ -67,9 +67,16 @@ public:
   /// `config.slotsPerRank` slots); 0: any (slots from the options).
   void declareMoE(std::int64_t layer, const MoELayerConfig &config,
                   int ranks);
+  /// The names of a dense parameter and of MoE layer `layer`'s tensors
+  /// (`part`: 0 gate, 1 w1, 2 w3, 3 w2, 4 selection bias), from the IR's
+  /// #moe.parameter.
+  void nameDense(std::int64_t index, TensorName name);
+  void nameMoE(std::int64_t layer, std::int64_t part, TensorName name);
   /// Dense parameter `index` as a flat span; fails naming the index.
   std::span<float> denseParameter(std::int64_t index);
   std::span<float> denseMoment(std::int64_t index, bool second);
+  /// Where the state keeps parameter `index`'s gradient of the last step.
+  std::span<float> denseGradient(std::int64_t index);
   /// MoE layer `layer`'s configuration; fails naming a bad index.
   const MoELayerConfig &moeConfig(std::int64_t layer);
   /// The CPU layer the fsep ops of an FSEP-scheduled program drive.
@@ -89,7 +96,10 @@ private:
     std::vector<std::int64_t> shape;
     std::int64_t fanIn = 0; // 0: ones (a norm weight), -1: zeros (a bias)
     std::size_t offset = 0, size = 0;
+    TensorName name;
   };
+  void checkName(const TensorName &name, bool matrix,
+                 const std::string &what) const;
 
   CompiledModelOptions options_;
   CompiledProgram program_;
@@ -97,6 +107,7 @@ private:
   std::vector<DenseDecl> dense_;
   std::vector<MoELayerConfig> moeConfigs_;
   std::vector<int> moeRanks_; // 0: any number of ranks
+  std::vector<MoETensorNames> moeNames_;
   std::int64_t vocab_ = 0, sequence_ = 0;
   long step_ = -1;
   RelayoutHook *hook_ = nullptr;

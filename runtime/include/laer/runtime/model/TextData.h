@@ -9,6 +9,11 @@
 
 namespace laer::rt {
 
+/// How batches take windows from the corpus: at seeded pseudo-random
+/// offsets, or one after the other (window i of step s is the corpus'
+/// (s * batch + i)-th run of sequence + 1 tokens, wrapping around).
+enum class DataOrder { Random, Sequential };
+
 /// A token corpus cut into training windows: byte-level text (vocabulary
 /// 256) or pre-tokenized files of little-endian uint16/uint32 ids. Every
 /// rank holds the same corpus and takes its own share of each global batch,
@@ -34,13 +39,14 @@ public:
   /// 256 for text; the declared vocabulary for token files.
   std::int64_t vocab() const { return vocab_; }
 
-  /// Global batch `step`: `batch` windows of `sequence + 1` bytes at
-  /// seeded pseudo-random offsets; this rank's share is windows
+  /// Global batch `step`: `batch` windows of `sequence + 1` tokens in
+  /// `order`; this rank's share is windows
   /// [rank * batch / ranks, (rank + 1) * batch / ranks). Fills `ids` and
   /// `targets` (the next byte) with `sequence` tokens per window.
   void batch(long step, std::uint64_t seed, int batch, int sequence, int rank,
              int ranks, std::vector<std::int32_t> &ids,
-             std::vector<std::int32_t> &targets) const;
+             std::vector<std::int32_t> &targets,
+             DataOrder order = DataOrder::Random) const;
 
 private:
   std::vector<std::int32_t> tokens_;

@@ -25,14 +25,41 @@
 
 namespace laer::rt {
 
+/// A parameter's name in the files a model is loaded from and exported to
+/// (the model IR's `#moe.parameter`): `transposed` when the file keeps the
+/// transpose of the runtime's matrix (nn.Linear's [out, in]); the name of
+/// a per-expert tensor has a '*' for the expert's number.
+struct TensorName {
+  std::string name;
+  bool transposed = false;
+  bool empty() const { return name.empty(); }
+};
+
+/// One dense parameter: where it lives in TrainingState::dense.
+struct DenseTensor {
+  TensorName name;
+  std::vector<std::int64_t> shape; // 1 or 2 dims, the runtime's layout
+  std::size_t offset = 0, size = 0;
+};
+
+/// The names of a MoE layer's tensors (empty: unnamed).
+struct MoETensorNames {
+  TensorName gate, w1, w3, w2, selectionBias;
+};
+
 struct TrainingState {
   /// `identity` names the model (shapes, sizes); a checkpoint loads only
   /// into a state with the same identity.
   /// The MoE layers compute on the CPU until placeMoELayers says otherwise.
   TrainingState(Communicator &comm, Metadata identity);
 
-  /// Sizes the dense buffers (parameters, gradient, moments) to `size`.
-  void resizeDense(std::size_t size);
+  /// Adds a dense parameter of `shape` at the end of `dense` (call
+  /// allocateDense once all are added); returns its offset. An empty name
+  /// becomes `param<i>` (i: its number).
+  std::size_t addDense(std::vector<std::int64_t> shape, TensorName name);
+  /// Sizes the dense buffers (parameters, gradient, moments) to hold every
+  /// tensor added.
+  void allocateDense();
   /// Initialises dense[offset, offset + size): to one for a norm weight
   /// (`fanIn` 0), else uniform in +-1/sqrt(fanIn) from the seed by buffer
   /// index, so every rank and every model with the same layout agrees.
@@ -66,7 +93,11 @@ struct TrainingState {
 
   Communicator &comm;
   Metadata identity;
+  /// The dense parameters, in the order of `dense`.
+  std::vector<DenseTensor> denseTensors;
   std::vector<float> dense, denseGrad, denseM, denseV;
+  /// Per MoE layer: its tensors' names.
+  std::vector<MoETensorNames> moeNames;
   std::vector<std::unique_ptr<FsepMoELayer>> moe;
   /// The expert layout each MoE layer keeps until the planner's next
   /// re-plan (layer -> slots, see ReplanningHook), so a resumed run keeps

@@ -45,6 +45,15 @@ struct TrainOptions {
   /// precision on the device: fp32 | bf16 ("" picks the device's: fp32 on
   /// cpu, bf16 on cuda).
   std::string device = "cpu", precision;
+  /// Weights in the model's own files (its parameters' names): loaded
+  /// before the first step; exported after the last (parameters, and the
+  /// last step's gradients), in `exportDType` (F32 | BF16 | F16).
+  std::string loadWeights, exportWeights, exportGradients;
+  std::string exportDType = "F32";
+  DataOrder dataOrder = DataOrder::Random;
+  /// One JSON object per step (loss at full precision, tokens/s, plan
+  /// time, per-layer max/mean load), written by rank 0.
+  std::string metrics;
   float lr = 3e-3f;
   std::uint64_t seed = 1;
 };
