@@ -17,7 +17,8 @@ For one family's tiny config (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE):
      load-balancing loss and OLMoE's z-loss) gives the loss and every
      gradient by autograd: laer's equal them within 1e-5 relative (max
      error over the tensor's largest value), on 1 rank and on 4 ranks with
-     the laer+ planner re-planning;
+     the laer+ planner re-planning, and as the FSEP program compiled op by
+     op (laer-compile --ranks 2 --chunks 2) on 2 ranks;
   4. weights round-trip bit-exactly: BF16 shards loaded on 1, 2 and 4 ranks
      and exported again as BF16 (--steps 0) equal the originals byte for
      byte; F32 exports from 1, 2 and 4 ranks are identical;
@@ -298,12 +299,12 @@ def close(name, got, want, tolerance=1e-5):
     return error / max(scale, 1e-30)
 
 
-def laer_step(ranks):
+def laer_step(ranks, program=binary):
     out = os.path.join(scratch, "grads-%d" % ranks)
     metrics = os.path.join(scratch, "metrics-%d.jsonl" % ranks)
     shutil.rmtree(out, ignore_errors=True)
     extra = ["--aux-loss-batch", "global"] if ranks > 1 else []
-    run(mpirun + ["-np", str(ranks), binary, "--tokens", token_file,
+    run(mpirun + ["-np", str(ranks), program, "--tokens", token_file,
                   "--vocab", str(vocab), "--steps", "1",
                   "--batch", str(BATCH), "--data-order", "sequential",
                   "--planner", "laer+", "--load-weights", f32_dir,
@@ -314,24 +315,32 @@ def laer_step(ranks):
 
 
 micro_batch = "aux_loss<micro_batch>" in open(model_ir).read()
-for ranks in (1, 4):
-    if ranks > 1 and micro_batch:
+fsep_program = os.path.join(scratch, "train-fsep2")
+model_global = os.path.join(scratch, "model-global.mlir")
+for ranks in (1, 4, "fsep"):
+    if ranks == "fsep":
+        # The FSEP program compiled op by op for 2 ranks, 2 chunks.
+        run([compiler, model_global if micro_batch else model_ir,
+             "--ranks", "2", "--chunks", "2", "-o", fsep_program])
+    elif ranks > 1 and micro_batch:
         # A micro-batch aux loss depends on how the batch is split; the
         # global-batch one over 4 ranks is the whole batch's, as HF's.
-        model_global = os.path.join(scratch, "model-global.mlir")
         run([importer, os.path.join(scratch, "config.json"), "--seq-len",
              str(SEQ), "--aux-loss-batch", "global", "-o", model_global]
             + import_options)
         run([compiler, model_global, "-o", binary])
-    loss, grads = laer_step(ranks)
-    worst = close("loss (%d ranks)" % ranks, torch.tensor(loss),
+    loss, grads = laer_step(2, fsep_program) if ranks == "fsep" \
+        else laer_step(ranks)
+    what = "the FSEP program on 2 ranks" if ranks == "fsep" \
+        else "%d rank(s)" % ranks
+    worst = close("loss (%s)" % what, torch.tensor(loss),
                   torch.tensor(ref_loss))
     assert set(grads) == set(ref_grads), sorted(set(grads) ^ set(ref_grads))
     for name, entry in grads.items():
-        worst = max(worst, close("gradient of %s (%d ranks)" % (name, ranks),
+        worst = max(worst, close("gradient of %s (%s)" % (name, what),
                                  as_tensor(entry), ref_grads[name]))
-    print("%d rank(s): loss %.7f, %d gradients, largest relative error %.2g"
-          % (ranks, loss, len(grads), worst))
+    print("%s: loss %.7f, %d gradients, largest relative error %.2g"
+          % (what, loss, len(grads), worst))
 run([compiler, model_ir, "-o", binary])
 
 # --- round trips -----------------------------------------------------------
