@@ -2,10 +2,10 @@
 
 #include "laer/runtime/Safetensors.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/SafetensorsFiles.h"
 
 #include <nlohmann/json.hpp>
 
-#include <cstring>
 #include <fstream>
 #include <numeric>
 
@@ -50,51 +50,19 @@ void laer::rt::writeSafetensors(const std::string &path,
 
 TensorMap laer::rt::readSafetensors(const std::string &path,
                                     Metadata *metadata) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail({}, "safetensors: cannot open '", path, "'");
-  unsigned char prefix[8];
-  if (!in.read(reinterpret_cast<char *>(prefix), 8))
-    fail({}, "safetensors: '", path, "' is shorter than its header length");
-  std::uint64_t length = 0;
-  for (int i = 0; i < 8; ++i)
-    length |= static_cast<std::uint64_t>(prefix[i]) << (8 * i);
-  if (length > (1ull << 30))
-    fail({}, "safetensors: '", path, "' claims a ", length,
-         "-byte header; not a safetensors file?");
-  std::string text(length, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(length)))
-    fail({}, "safetensors: '", path, "' ends inside its header");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception &error) {
-    fail({}, "safetensors: '", path, "' has a malformed header: ",
-         error.what());
-  }
-  std::vector<char> data((std::istreambuf_iterator<char>(in)),
-                         std::istreambuf_iterator<char>());
+  SafetensorsFiles file(path, {});
   TensorMap tensors;
-  for (auto &[name, entry] : header.items()) {
-    if (name == "__metadata__") {
-      if (metadata)
-        *metadata = entry.get<Metadata>();
-      continue;
-    }
-    if (entry.value("dtype", "") != "F32")
-      fail({}, "safetensors: tensor '", name, "' in '", path,
-           "' is not F32");
-    auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+  for (const auto &[name, entry] : file.tensors()) {
+    if (entry.dtype != FileDType::F32 || !entry.unsupportedType.empty())
+      fail({}, "safetensors: tensor '", name, "' in '", path, "' is not F32");
     Float32Tensor tensor;
-    tensor.shape = entry.at("shape").get<std::vector<std::int64_t>>();
-    if (offsets.size() != 2 || offsets[1] < offsets[0] ||
-        offsets[1] > data.size() || (offsets[1] - offsets[0]) % 4)
-      fail({}, "safetensors: tensor '", name, "' in '", path,
-           "' has bad data offsets");
-    tensor.data.resize((offsets[1] - offsets[0]) / sizeof(float));
-    std::memcpy(tensor.data.data(), data.data() + offsets[0],
-                offsets[1] - offsets[0]);
+    tensor.shape = entry.shape;
+    tensor.data.resize(entry.elements);
+    file.read(entry, std::vector<ElementRange>{{0, entry.elements, 0, 1}},
+              tensor.data);
     tensors.emplace(name, std::move(tensor));
   }
+  if (metadata)
+    *metadata = file.metadata();
   return tensors;
 }

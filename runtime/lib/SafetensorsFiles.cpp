@@ -307,8 +307,17 @@ void SafetensorsFiles::openFile(const std::string &path,
   int file = static_cast<int>(paths_.size());
   std::uint64_t dataStart = 8 + length;
   for (auto &[name, entry] : header.items()) {
-    if (name == "__metadata__")
+    if (name == "__metadata__") {
+      if (!entry.is_object())
+        fail(where_, "'", shown, "' has a __metadata__ that is not an object");
+      for (auto &[key, value] : entry.items()) {
+        if (!value.is_string())
+          fail(where_, "'", shown, "' has metadata '", key,
+               "' that is not a string");
+        metadata_[key] = value.get<std::string>();
+      }
       continue;
+    }
     auto bad = [&](const std::string &why) {
       fail(where_, "tensor '", name, "' in '", shown, "': ", why);
     };
@@ -339,22 +348,15 @@ void SafetensorsFiles::openFile(const std::string &path,
       bad("its data [" + std::to_string(begin) + ", " + std::to_string(end) +
           ") lies outside the file's " + std::to_string(size - dataStart) +
           " data bytes (truncated?)");
-    // Tensors of other element types (integer buffers) are kept but
-    // refused when read.
-    std::int64_t elementBytes = 0;
+    // Tensors of other element types (integer buffers) are listed but
+    // refused when expected.
     if (dtype == "F32" || dtype == "BF16" || dtype == "F16") {
       tensor.dtype = parseFileDType(dtype, "");
-      elementBytes = fileDTypeBytes(tensor.dtype);
-      if (end - begin != elements * elementBytes)
+      if (end - begin != elements * fileDTypeBytes(tensor.dtype))
         bad("its " + std::to_string(end - begin) + " data bytes do not hold " +
             std::to_string(elements) + " " + dtype + " elements");
     } else {
-      tensor.elements = 0;
-      tensor.shape.clear();
-      tensor.offset = ~0ull; // unreadable
-      tensors_[name] = tensor;
-      unsupported_[name] = dtype;
-      continue;
+      tensor.unsupportedType = dtype;
     }
     tensor.offset = dataStart + begin;
     tensor.elements = elements;
@@ -386,9 +388,10 @@ SafetensorsFiles::expect(const std::string &name,
     fail(where_, "the checkpoint has no tensor '", name, "' (", tensors_.size(),
          " tensors in ", paths_.size(), " file", paths_.size() == 1 ? "" : "s",
          ")");
-  if (auto it = unsupported_.find(name); it != unsupported_.end())
+  if (!tensor->unsupportedType.empty())
     fail(where_, "tensor '", name, "' in '", paths_[tensor->file],
-         "' has element type ", it->second, "; laer reads F32, BF16 and F16");
+         "' has element type ", tensor->unsupportedType,
+         "; laer reads F32, BF16 and F16");
   if (tensor->shape != shape)
     fail(where_, "tensor '", name, "' in '", paths_[tensor->file],
          "' has shape ", show(tensor->shape), "; the model expects ",
@@ -535,17 +538,28 @@ void SafetensorsPlan::createFiles(const std::string &directory,
   }
 }
 
-void SafetensorsPlan::write(const std::string &directory,
-                            const std::string &name,
+void SafetensorsPlan::open(const std::string &directory,
+                           const ErrorContext &where) {
+  openPaths_.clear();
+  openFiles_.clear();
+  for (const std::string &fileName : fileNames_) {
+    std::string path = directory + "/" + fileName;
+    FileHandle file(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (file.get() < 0)
+      fail(where, "cannot open '", path, "' to write: ", std::strerror(errno));
+    openPaths_.push_back(path);
+    openFiles_.push_back(std::move(file));
+  }
+}
+
+void SafetensorsPlan::write(const std::string &name,
                             std::span<const ElementRange> ranges,
                             std::span<const float> memory,
                             const ErrorContext &where) const {
   const Tensor &t = tensor(name);
-  std::string path = directory + "/" + fileNames_[t.file];
-  FileHandle file(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (file.get() < 0)
-    fail(where, "cannot open '", path, "' to write '", name,
-         "': ", std::strerror(errno));
+  if (static_cast<std::size_t>(t.file) >= openFiles_.size())
+    fail(where, "writing '", name, "' before the files were opened");
+  const std::string &path = openPaths_[t.file];
   std::int64_t bytes = fileDTypeBytes(dtype_);
   std::vector<float> values;
   std::vector<unsigned char> staging;
@@ -566,7 +580,7 @@ void SafetensorsPlan::write(const std::string &directory,
                  }
                staging.resize(count * bytes);
                encodeElements(dtype_, values, staging.data());
-               writeAt(file.get(), staging.data(), staging.size(),
+               writeAt(openFiles_[t.file].get(), staging.data(), staging.size(),
                        t.offset + begin * bytes, where, path);
              });
 }

@@ -38,17 +38,11 @@ import sys
 
 import torch
 
+from train_runs import model_options
+
 torch.manual_seed(0)
 scratch, importer, compiler, config_path = sys.argv[1:5]
-rest = sys.argv[5:]
-fields, import_options = {}, []
-while rest and rest[0] in ("--set", "--import-option"):
-    if rest[0] == "--set":
-        name, _, value = rest[1].partition("=")
-        fields[name] = json.loads(value)
-    else:
-        import_options.append(rest[1])
-    rest = rest[2:]
+fields, import_options, rest = model_options(sys.argv[5:])
 mpirun = rest + ["--timeout", "300"]
 os.makedirs(scratch, exist_ok=True)
 with open(config_path) as f:
@@ -117,15 +111,15 @@ def write_safetensors(path, tensors, dtype):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def write_checkpoint(folder, dtype):
+def write_checkpoint(folder, dtype, tensors):
     os.makedirs(folder, exist_ok=True)
-    names = list(weights)
+    names = list(tensors)
     halves = [names[: len(names) // 2], names[len(names) // 2:]]
     weight_map = {}
     for i, part in enumerate(halves):
         file = "model-%05d-of-00002.safetensors" % (i + 1)
         write_safetensors(os.path.join(folder, file),
-                          {n: weights[n] for n in part}, dtype)
+                          {n: tensors[n] for n in part}, dtype)
         weight_map.update({n: file for n in part})
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {}, "weight_map": weight_map}, f)
@@ -156,7 +150,7 @@ def as_tensor(entry):
 
 
 f32_dir = os.path.join(scratch, "hf-f32")
-write_checkpoint(f32_dir, "F32")
+write_checkpoint(f32_dir, "F32", weights)
 binary = os.path.join(scratch, "train")
 run([compiler, model_ir, "-o", binary])
 
@@ -345,7 +339,7 @@ run([compiler, model_ir, "-o", binary])
 
 # --- round trips -----------------------------------------------------------
 bf16_dir = os.path.join(scratch, "hf-bf16")
-write_checkpoint(bf16_dir, "BF16")
+write_checkpoint(bf16_dir, "BF16", weights)
 original = read_safetensors(bf16_dir)
 f32_exports = []
 for ranks in (1, 2, 4):
@@ -388,12 +382,9 @@ if "model-00002-of-00002.safetensors" not in message or \
     sys.exit("hf_reference: a truncated shard gave: " + message)
 shutil.rmtree(bad)
 shutil.copytree(f32_dir, bad)
-first = sorted(weights)[0]
 reshaped = dict(weights)
 reshaped["model.norm.weight"] = torch.ones(config["hidden_size"] + 1)
-weights_backup, weights = weights, reshaped
-write_checkpoint(bad, "F32")
-weights = weights_backup
+write_checkpoint(bad, "F32", reshaped)
 message = run(mpirun + ["-np", "1", binary, "--tokens", token_file,
                         "--vocab", str(vocab), "--steps", "1",
                         "--batch", str(BATCH), "--load-weights", bad,

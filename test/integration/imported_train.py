@@ -23,18 +23,10 @@ import json
 import os
 import sys
 
-from train_runs import TrainRuns
+from train_runs import TrainRuns, model_options
 
 scratch, importer, compiler, config, data = sys.argv[1:6]
-rest = sys.argv[6:]
-fields, import_options = {}, []
-while rest and rest[0] in ("--set", "--import-option"):
-    if rest[0] == "--set":
-        name, _, value = rest[1].partition("=")
-        fields[name] = json.loads(value)
-    else:
-        import_options.append(rest[1])
-    rest = rest[2:]
+fields, import_options, rest = model_options(sys.argv[6:])
 runs = TrainRuns("imported_train", rest, data, batch=4, sequence=32)
 
 os.makedirs(scratch, exist_ok=True)

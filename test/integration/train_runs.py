@@ -1,9 +1,24 @@
 """What the integration scripts that train compiled binaries share: run a
 command or fail the test, train under mpirun and read the logged losses,
 compare two runs' losses."""
+import json
 import re
 import subprocess
 import sys
+
+
+def model_options(argv):
+    """Splits leading `--set FIELD=JSON` and `--import-option OPT` pairs off
+    `argv`: (config fields to set, laer-import options, the rest)."""
+    fields, import_options = {}, []
+    while argv and argv[0] in ("--set", "--import-option"):
+        if argv[0] == "--set":
+            name, _, value = argv[1].partition("=")
+            fields[name] = json.loads(value)
+        else:
+            import_options.append(argv[1])
+        argv = argv[2:]
+    return fields, import_options, argv
 
 
 class TrainRuns:

@@ -22,14 +22,14 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
   // Dense parameters in one buffer in declaration order: norms start at
   // one, matrices uniform with a 1/sqrt(fan-in) scale, from the seed - the
   // initialisation MoELanguageModel uses, so the two can be compared.
-  for (DenseDecl &decl : dense_) {
-    decl.offset = state_.addDense(decl.shape, decl.name);
-    decl.size = state_.denseTensors.back().size;
-  }
-  state_.allocateDense();
-  std::size_t offset = state_.dense.size();
   for (const DenseDecl &decl : dense_)
-    state_.initializeDense(decl.offset, decl.size, decl.fanIn, options.seed);
+    state_.addDense(decl.shape, decl.name);
+  state_.allocateDense();
+  std::size_t offset = state_.denseSize();
+  for (std::size_t i = 0; i < dense_.size(); ++i)
+    state_.initializeDense(state_.denseTensors[i].offset,
+                           state_.denseTensors[i].size, dense_[i].fanIn,
+                           options.seed);
   Metadata &identity = state_.identity;
   identity["vocab"] = std::to_string(vocab_);
   identity["dense_parameters"] = std::to_string(offset);
@@ -161,25 +161,26 @@ void CompiledModel::checkName(const TensorName &name, bool matrix,
          "says transposed");
 }
 
-std::span<float> CompiledModel::denseParameter(std::int64_t index) {
+std::span<float> CompiledModel::denseSlice(std::vector<float> &buffer,
+                                           std::int64_t index) {
   if (index < 0 || static_cast<std::size_t>(index) >= dense_.size())
     fail(where(), "no dense parameter ", index, " (the program declared ",
          dense_.size(), ")");
-  return std::span<float>(state_.dense)
-      .subspan(dense_[index].offset, dense_[index].size);
+  const DenseTensor &tensor = state_.denseTensors[index];
+  return std::span<float>(buffer).subspan(tensor.offset, tensor.size);
+}
+
+std::span<float> CompiledModel::denseParameter(std::int64_t index) {
+  return denseSlice(state_.dense, index);
 }
 
 std::span<float> CompiledModel::denseGradient(std::int64_t index) {
-  denseParameter(index); // validates
-  return std::span<float>(state_.denseGrad)
-      .subspan(dense_[index].offset, dense_[index].size);
+  return denseSlice(state_.denseGrad, index);
 }
 
 std::span<float> CompiledModel::denseMoment(std::int64_t index,
                                             bool second) {
-  denseParameter(index); // validates
-  return std::span<float>(second ? state_.denseV : state_.denseM)
-      .subspan(dense_[index].offset, dense_[index].size);
+  return denseSlice(second ? state_.denseV : state_.denseM, index);
 }
 
 const MoELayerConfig &CompiledModel::moeConfig(std::int64_t layer) {

@@ -33,13 +33,19 @@ std::vector<ElementRange> wholeRanges(std::int64_t rows, std::int64_t cols,
   return ranges;
 }
 
+/// The ranges of a whole dense parameter, as the file orders them.
+std::vector<ElementRange> denseRanges(const DenseTensor &tensor) {
+  return wholeRanges(
+      tensor.shape[0], tensor.shape.size() > 1 ? tensor.shape[1] : 1,
+      static_cast<std::int64_t>(tensor.offset), tensor.name.transposed);
+}
+
 /// The part of one expert matrix ([rows, cols] at `partOffset` in the
 /// flattened expert) that this rank's shard [lo, hi) holds, as ranges of
 /// the file's tensor with their places in the shard.
-std::vector<ElementRange> shardRanges(std::int64_t lo, std::int64_t hi,
-                                      std::int64_t partOffset,
-                                      std::int64_t rows, std::int64_t cols,
-                                      bool transposed) {
+std::vector<ElementRange>
+matrixShardRanges(std::int64_t lo, std::int64_t hi, std::int64_t partOffset,
+                  std::int64_t rows, std::int64_t cols, bool transposed) {
   std::int64_t a = std::max(lo, partOffset) - partOffset;
   std::int64_t b = std::min(hi, partOffset + rows * cols) - partOffset;
   if (a >= b)
@@ -75,6 +81,17 @@ std::vector<ExpertPart> expertParts(const MoETensorNames &names,
           {&names.w2, shape.w2Offset(), shape.ffn, shape.hidden}};
 }
 
+/// The ranges of `part` this rank's shards hold (the same for every
+/// expert).
+std::vector<ElementRange> shardRanges(const ExpertShards &shards,
+                                      const ExpertPart &part) {
+  std::int64_t lo = shards.rank() * shards.shardSize();
+  std::int64_t hi =
+      std::min(lo + shards.shardSize(), shards.shape().parameters());
+  return matrixShardRanges(lo, hi, part.offset, part.rows, part.cols,
+                           part.name->transposed);
+}
+
 std::string expertName(const TensorName &pattern, int expert) {
   std::string name = pattern.name;
   if (std::size_t star = name.find('*'); star != std::string::npos)
@@ -100,17 +117,10 @@ void laer::rt::loadNamedWeights(TrainingState &state, const std::string &path) {
     checkNamed(state, l, "load");
   SafetensorsFiles files(path, where);
 
-  for (const DenseTensor &tensor : state.denseTensors) {
-    bool transposed = tensor.name.transposed;
-    const auto &file =
-        files.expect(tensor.name.name, fileShape(tensor.shape, transposed));
-    std::int64_t rows = tensor.shape[0];
-    std::int64_t cols = tensor.shape.size() > 1 ? tensor.shape[1] : 1;
-    files.read(file,
-               wholeRanges(rows, cols, static_cast<std::int64_t>(tensor.offset),
-                           transposed),
-               state.dense);
-  }
+  for (const DenseTensor &tensor : state.denseTensors)
+    files.read(files.expect(tensor.name.name,
+                            fileShape(tensor.shape, tensor.name.transposed)),
+               denseRanges(tensor), state.dense);
   for (int l = 0; l < static_cast<int>(state.moe.size()); ++l) {
     FsepMoELayer &layer = *state.moe[l];
     const MoETensorNames &names = state.moeNames[l];
@@ -124,22 +134,16 @@ void laer::rt::loadNamedWeights(TrainingState &state, const std::string &path) {
       files.read(files.expect(names.selectionBias.name, {E}),
                  wholeRanges(E, 1, 0, false), bias);
     ExpertShards &shards = layer.experts();
-    std::int64_t lo = shards.rank() * shards.shardSize();
-    std::int64_t hi =
-        std::min(lo + shards.shardSize(), shards.shape().parameters());
-    for (int e = 0; e < shards.numExperts(); ++e) {
-      std::span<float> shard = shards.params(e);
-      std::fill(shard.begin(), shard.end(), 0.0f); // the padding
-      for (const ExpertPart &part : expertParts(names, shards.shape())) {
-        bool transposed = part.name->transposed;
-        std::vector<ElementRange> ranges =
-            shardRanges(lo, hi, part.offset, part.rows, part.cols, transposed);
-        if (ranges.empty())
-          continue;
-        files.read(files.expect(expertName(*part.name, e),
-                                fileShape({part.rows, part.cols}, transposed)),
-                   ranges, shard);
-      }
+    std::ranges::fill(shards.allParams(), 0.0f); // the padding
+    for (const ExpertPart &part : expertParts(names, shards.shape())) {
+      std::vector<ElementRange> ranges = shardRanges(shards, part);
+      if (ranges.empty())
+        continue;
+      std::vector<std::int64_t> shape =
+          fileShape({part.rows, part.cols}, part.name->transposed);
+      for (int e = 0; e < shards.numExperts(); ++e)
+        files.read(files.expect(expertName(*part.name, e), shape), ranges,
+                   shards.params(e));
     }
   }
   state.comm.barrier();
@@ -177,49 +181,39 @@ void laer::rt::exportNamedWeights(TrainingState &state,
   if (comm.rank() == 0)
     plan.createFiles(directory, where);
   comm.barrier();
+  plan.open(directory, where);
 
   if (comm.rank() == 0) {
     const std::vector<float> &dense = grads ? state.denseGrad : state.dense;
-    for (const DenseTensor &tensor : state.denseTensors) {
-      std::int64_t rows = tensor.shape[0];
-      std::int64_t cols = tensor.shape.size() > 1 ? tensor.shape[1] : 1;
-      plan.write(directory, tensor.name.name,
-                 wholeRanges(rows, cols,
-                             static_cast<std::int64_t>(tensor.offset),
-                             tensor.name.transposed),
-                 dense, where);
-    }
+    for (const DenseTensor &tensor : state.denseTensors)
+      plan.write(tensor.name.name, denseRanges(tensor), dense, where);
     for (int l = 0; l < static_cast<int>(state.moe.size()); ++l) {
       FsepMoELayer &layer = *state.moe[l];
       const MoETensorNames &names = state.moeNames[l];
       std::int64_t H = layer.config().shape.hidden,
                    E = layer.config().numExperts;
-      plan.write(directory, names.gate.name,
-                 wholeRanges(H, E, 0, names.gate.transposed),
+      plan.write(names.gate.name, wholeRanges(H, E, 0, names.gate.transposed),
                  grads ? layer.gateGrad()
                        : std::span<const float>(layer.gate()),
                  where);
       if (!grads && !layer.selectionBias().empty() &&
           !names.selectionBias.empty())
-        plan.write(directory, names.selectionBias.name,
-                   wholeRanges(E, 1, 0, false), layer.selectionBias(), where);
+        plan.write(names.selectionBias.name, wholeRanges(E, 1, 0, false),
+                   layer.selectionBias(), where);
     }
   }
   for (int l = 0; l < static_cast<int>(state.moe.size()); ++l) {
     const ExpertShards &shards = state.moe[l]->experts();
-    const MoETensorNames &names = state.moeNames[l];
-    std::int64_t lo = shards.rank() * shards.shardSize();
-    std::int64_t hi =
-        std::min(lo + shards.shardSize(), shards.shape().parameters());
-    for (int e = 0; e < shards.numExperts(); ++e)
-      for (const ExpertPart &part : expertParts(names, shards.shape())) {
-        std::vector<ElementRange> ranges = shardRanges(
-            lo, hi, part.offset, part.rows, part.cols, part.name->transposed);
-        if (!ranges.empty())
-          plan.write(directory, expertName(*part.name, e), ranges,
-                     grads ? shards.grads(e) : shards.params(e),
-                     {comm.rank(), l, -1});
-      }
+    for (const ExpertPart &part :
+         expertParts(state.moeNames[l], shards.shape())) {
+      std::vector<ElementRange> ranges = shardRanges(shards, part);
+      if (ranges.empty())
+        continue;
+      for (int e = 0; e < shards.numExperts(); ++e)
+        plan.write(expertName(*part.name, e), ranges,
+                   grads ? shards.grads(e) : shards.params(e),
+                   {comm.rank(), l, -1});
+    }
   }
   comm.barrier();
 }

@@ -22,9 +22,7 @@ void TrainingState::placeMoELayers(const MoEBackendOptions &options) {
 
 std::size_t TrainingState::addDense(std::vector<std::int64_t> shape,
                                     TensorName name) {
-  std::size_t offset = denseTensors.empty() ? 0
-                                            : denseTensors.back().offset +
-                                                  denseTensors.back().size;
+  std::size_t offset = denseSize();
   std::size_t size = 1;
   for (std::int64_t d : shape)
     size = checkedMultiply(size, d, {comm.rank(), -1, -1},
@@ -40,10 +38,14 @@ std::size_t TrainingState::addDense(std::vector<std::int64_t> shape,
   return offset;
 }
 
+std::size_t TrainingState::denseSize() const {
+  return denseTensors.empty()
+             ? 0
+             : denseTensors.back().offset + denseTensors.back().size;
+}
+
 void TrainingState::allocateDense() {
-  std::size_t size = denseTensors.empty() ? 0
-                                          : denseTensors.back().offset +
-                                                denseTensors.back().size;
+  std::size_t size = denseSize();
   dense.assign(size, 0.0f);
   denseGrad.assign(size, 0.0f);
   denseM.assign(size, 0.0f);

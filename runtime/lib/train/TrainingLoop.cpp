@@ -181,10 +181,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.exportWeights = value;
     else if (flag == "--export-gradients")
       o.exportGradients = value;
-    else if (flag == "--export-dtype") {
-      parseFileDType(value, "--export-dtype");
-      o.exportDType = value;
-    } else if (flag == "--metrics")
+    else if (flag == "--export-dtype")
+      o.exportDType = parseFileDType(value, "--export-dtype");
+    else if (flag == "--metrics")
       o.metrics = value;
     else if (flag == "--data-order") {
       if (value != "random" && value != "sequential")
@@ -387,7 +386,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   if (progress)
     std::fputs("\n", stderr);
   NamedExportOptions exportOptions;
-  exportOptions.dtype = parseFileDType(options.exportDType, "--export-dtype");
+  exportOptions.dtype = options.exportDType;
   if (!options.exportWeights.empty()) {
     exportNamedWeights(state, options.exportWeights, exportOptions);
     // The model's config travels with its weights when they came with one.

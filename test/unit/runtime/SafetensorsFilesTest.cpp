@@ -99,6 +99,7 @@ TEST(SafetensorsFiles, ShardedFilesRoundTripByRanges) {
   ASSERT_EQ(plan.numFiles(), 3);
   EXPECT_EQ(plan.fileName(1), "model-00002-of-00003.safetensors");
   plan.createFiles(dir.string(), {});
+  plan.open(dir.string(), {});
   for (int parity = 0; parity < 2; ++parity) {
     // Element k of a range goes to tensor element begin + k: one range per
     // element for the strided halves.
@@ -107,7 +108,7 @@ TEST(SafetensorsFiles, ShardedFilesRoundTripByRanges) {
       std::vector<ElementRange> ranges;
       for (std::size_t i = parity; i < data->size(); i += 2)
         ranges.push_back({i, 1, static_cast<std::int64_t>(i), 1});
-      plan.write(dir.string(), name, ranges, *data, {});
+      plan.write(name, ranges, *data, {});
     }
   }
   SafetensorsFiles files(dir.string(), {});

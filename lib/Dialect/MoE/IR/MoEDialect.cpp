@@ -57,14 +57,6 @@ void ParameterAttr::print(AsmPrinter &printer) const {
   printer << ">";
 }
 
-std::string ParameterAttr::expertName(int64_t expert) const {
-  std::string name = getName().str();
-  size_t star = name.find('*');
-  if (star != std::string::npos)
-    name.replace(star, 1, std::to_string(expert));
-  return name;
-}
-
 namespace {
 
 /// Checks one #moe.parameter for an argument of `type` (null: one of an

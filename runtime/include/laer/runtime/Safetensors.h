@@ -30,7 +30,8 @@ using Metadata = std::map<std::string, std::string>;
 /// I/O failure or a shape that does not match the data.
 void writeSafetensors(const std::string &path, const TensorMap &tensors,
                       const Metadata &metadata);
-/// Reads a file written by writeSafetensors (float32 tensors only).
+/// Reads a file written by writeSafetensors (float32 tensors only),
+/// through SafetensorsFiles' checks.
 TensorMap readSafetensors(const std::string &path, Metadata *metadata);
 
 } // namespace laer::rt

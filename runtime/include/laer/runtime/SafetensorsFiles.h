@@ -68,6 +68,8 @@ public:
     std::vector<std::int64_t> shape;
     std::uint64_t offset = 0; // of element 0 in the file
     std::uint64_t elements = 0;
+    /// An element type laer does not read (e.g. an integer buffer), or "".
+    std::string unsupportedType;
   };
 
   /// Opens `path` (a file or a folder, see above) and reads every header;
@@ -83,6 +85,10 @@ public:
                        const std::vector<std::int64_t> &shape) const;
   const std::string &fileName(int file) const { return paths_[file]; }
   const std::map<std::string, Tensor> &tensors() const { return tensors_; }
+  /// The files' `__metadata__` (string values), merged.
+  const std::map<std::string, std::string> &metadata() const {
+    return metadata_;
+  }
 
   /// Reads `ranges` of `tensor` into `memory` (ranges adjacent in the file
   /// are read by one call).
@@ -96,8 +102,7 @@ private:
   std::vector<std::string> paths_;
   std::vector<FileHandle> files_;
   std::map<std::string, Tensor> tensors_;
-  /// Tensors of element types laer does not read -> their type.
-  std::map<std::string, std::string> unsupported_;
+  std::map<std::string, std::string> metadata_;
 };
 
 /// The layout of a checkpoint to write: tensors (name, type, shape) in
@@ -128,10 +133,11 @@ public:
   /// sized) and, for more than one, `model.safetensors.index.json`.
   void createFiles(const std::string &directory,
                    const ErrorContext &where) const;
-  /// Writes `ranges` of tensor `name` from `memory` into the files in
-  /// `directory` (created by createFiles, on any rank).
-  void write(const std::string &directory, const std::string &name,
-             std::span<const ElementRange> ranges,
+  /// Opens the files createFiles made in `directory` (on any rank) for
+  /// write.
+  void open(const std::string &directory, const ErrorContext &where);
+  /// Writes `ranges` of tensor `name` from `memory` into the opened files.
+  void write(const std::string &name, std::span<const ElementRange> ranges,
              std::span<const float> memory, const ErrorContext &where) const;
 
 private:
@@ -141,6 +147,8 @@ private:
   std::map<std::string, std::size_t> byName_;
   std::vector<std::string> fileNames_, headers_;
   std::vector<std::uint64_t> fileBytes_;
+  std::vector<std::string> openPaths_;
+  std::vector<FileHandle> openFiles_;
 };
 
 } // namespace laer::rt

@@ -88,10 +88,6 @@ def MoE_ParameterAttr : AttrDef<MoE_Dialect, "Parameter"> {
   let parameters = (ins StringRefParameter<"the tensor's name">:$name,
                         "bool":$transposed);
   let hasCustomAssemblyFormat = 1;
-  let extraClassDeclaration = [{
-    /// The name of expert `expert`'s tensor (the `*` replaced).
-    std::string expertName(int64_t expert) const;
-  }];
 }
 
 #endif // LAER_DIALECT_MOE_IR_MOEATTRS_TD

@@ -95,9 +95,11 @@ private:
   struct DenseDecl {
     std::vector<std::int64_t> shape;
     std::int64_t fanIn = 0; // 0: ones (a norm weight), -1: zeros (a bias)
-    std::size_t offset = 0, size = 0;
     TensorName name;
   };
+  /// Dense parameter `index`'s part of `buffer` (one of the state's dense
+  /// buffers); fails naming a bad index.
+  std::span<float> denseSlice(std::vector<float> &buffer, std::int64_t index);
   void checkName(const TensorName &name, bool matrix,
                  const std::string &what) const;
 

@@ -60,6 +60,8 @@ struct TrainingState {
   /// Sizes the dense buffers (parameters, gradient, moments) to hold every
   /// tensor added.
   void allocateDense();
+  /// The elements of every dense tensor added.
+  std::size_t denseSize() const;
   /// Initialises dense[offset, offset + size): to one for a norm weight
   /// (`fanIn` 0), else uniform in +-1/sqrt(fanIn) from the seed by buffer
   /// index, so every rank and every model with the same layout agrees.

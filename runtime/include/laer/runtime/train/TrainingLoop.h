@@ -12,6 +12,7 @@
 
 #include "laer/runtime/Communicator.h"
 #include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/SafetensorsFiles.h"
 #include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/model/TrainingState.h"
@@ -49,7 +50,7 @@ struct TrainOptions {
   /// before the first step; exported after the last (parameters, and the
   /// last step's gradients), in `exportDType` (F32 | BF16 | F16).
   std::string loadWeights, exportWeights, exportGradients;
-  std::string exportDType = "F32";
+  FileDType exportDType = FileDType::F32;
   DataOrder dataOrder = DataOrder::Random;
   /// One JSON object per step (loss at full precision, tokens/s, plan
   /// time, per-layer max/mean load), written by rank 0.
