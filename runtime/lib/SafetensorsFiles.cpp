@@ -31,8 +31,8 @@ FileDType laer::rt::parseFileDType(const std::string &text,
     return FileDType::BF16;
   if (text == "F16")
     return FileDType::F16;
-  fail({}, what, " has element type '", text,
-       "'; laer reads and writes F32, BF16 and F16");
+  fail({}, what, ": element type '", text,
+       "' is not one laer reads and writes (F32, BF16, F16)");
 }
 
 const char *laer::rt::fileDTypeName(FileDType dtype) {
