@@ -53,7 +53,8 @@ PYBIND11_MODULE(_laer, m) {
       [](const std::string &config, std::optional<int64_t> layers,
          int64_t hidden_div, std::optional<int64_t> vocab,
          std::optional<int64_t> seq_len, const std::string &name,
-         const std::string &aux_loss_batch) {
+         const std::string &aux_loss_batch,
+         std::optional<double> bias_update_rate) {
         laer::HFImportOptions options;
         if (aux_loss_batch != "micro" && aux_loss_batch != "global")
           throw py::value_error("aux_loss_batch must be 'micro' or "
@@ -64,6 +65,7 @@ PYBIND11_MODULE(_laer, m) {
         options.vocab = vocab;
         options.sequenceLength = seq_len;
         options.functionName = name;
+        options.biasUpdateRate = bias_update_rate;
         laer::HFImportResult result;
         {
           py::gil_scoped_release release;
@@ -80,11 +82,13 @@ PYBIND11_MODULE(_laer, m) {
       py::arg("hidden_div") = 1, py::arg("vocab") = py::none(),
       py::arg("seq_len") = py::none(), py::arg("name") = "",
       py::arg("aux_loss_batch") = "micro",
+      py::arg("bias_update_rate") = py::none(),
       "Import a Hugging Face MoE config.json (its text) as laer model IR, "
       "verified; `layers`, `hidden_div`, `vocab`, `seq_len` scale it down "
       "(laer-import's options, docs/Importing.md), `name` names the "
       "function, `aux_loss_batch` ('micro' or 'global') the tokens whose "
-      "loads the aux loss counts. Raises CompileError naming the refused field; notes "
+      "loads the aux loss counts, `bias_update_rate` DeepSeek-V3's selection "
+      "bias update. Raises CompileError naming the refused field; notes "
       "(e.g. an auxiliary loss HF would not apply) are UserWarnings.");
 
   py::class_<laer::rt::GpuInfo>(m, "GpuInfo")

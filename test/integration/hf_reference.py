@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A HF-format model trains in laer exactly as PyTorch computes it.
 
-For one family's tiny config (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE):
+For one family's tiny config (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE,
+DeepSeek-V2, DeepSeek-V3):
   1. random weights under the family's HF tensor names (the names and
      shapes laer-import gives the parameters, one tensor per expert), in
      nn.Linear's [out, in] layout, written as two safetensors shards with
@@ -14,7 +15,10 @@ For one family's tiny config (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE):
      with rotate_half, grouped-query causal attention with q/k/v biases and
      QK-norm, softmax top-k routing with or without renormalisation, SwiGLU
      experts, Qwen's sigmoid-gated shared expert, dense MLP layers, HF's
-     load-balancing loss and OLMoE's z-loss) gives the loss and every
+     load-balancing loss and OLMoE's z-loss; DeepSeek's multi-head latent
+     attention with its interleaved YaRN rotation, softmax or sigmoid
+     scores with group-limited top-k, routed_scaling_factor and the
+     selection-only e_score_correction_bias) gives the loss and every
      gradient by autograd: laer's equal them within 1e-5 relative (max
      error over the tensor's largest value), on 1 rank and on 4 ranks with
      the laer+ planner re-planning, and as the FSEP program compiled op by
@@ -90,6 +94,8 @@ for name, shape, experts in parameters:
             weights[n] = 1.0 + 0.2 * torch.randn(shape)
         elif n.endswith(".bias"):
             weights[n] = 0.1 * torch.randn(shape)
+        elif n.endswith("e_score_correction_bias"):
+            weights[n] = 0.05 * torch.randn(shape)
         else:
             weights[n] = torch.randn(shape) / math.sqrt(shape[-1])
 
@@ -165,10 +171,12 @@ tokens.numpy().astype("<u4").tofile(token_file)
 def reference():
     w = {n: t.clone().requires_grad_(True) for n, t in weights.items()}
     eps = config["rms_norm_eps"]
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
     hidden = config["hidden_size"]
     head_dim = config.get("head_dim") or hidden // heads
     theta = config["rope_theta"]
+    deepseek = family.startswith("deepseek")
     renormalize = family == "mixtral" or config.get("norm_topk_prob", False)
     top_k = config["num_experts_per_tok"]
 
@@ -215,6 +223,126 @@ def reference():
         out = out.transpose(1, 2).reshape(B, SEQ, heads * head_dim)
         return linear(out, p + "self_attn.o_proj")
 
+    def yarn_inv_freq(dim):
+        """HF's _compute_yarn_parameters: (inverse frequencies, scale of
+        cos and sin)."""
+        y = config["rope_scaling"]
+        factor, original = y["factor"], y["original_max_position_embeddings"]
+        fast, slow = y.get("beta_fast", 32), y.get("beta_slow", 1)
+
+        def get_mscale(m):
+            return 1.0 if factor <= 1 else 0.1 * m * math.log(factor) + 1.0
+        m, m_all = y.get("mscale"), y.get("mscale_all_dim")
+        scale = get_mscale(m) / get_mscale(m_all) if m and m_all \
+            else get_mscale(1.0)
+
+        def correction_dim(rotations):
+            return dim * math.log(original / (rotations * 2 * math.pi)) / \
+                (2 * math.log(theta))
+        low = max(math.floor(correction_dim(fast)), 0)
+        high = min(math.ceil(correction_dim(slow)), dim - 1)
+        if low == high:
+            high += 0.001
+        ramp = ((torch.arange(dim // 2, dtype=torch.float64) - low) /
+                (high - low)).clamp(0, 1)
+        extrapolation = 1 - ramp
+        pos = theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+        inv = (1 / (factor * pos)) * (1 - extrapolation) + \
+            (1 / pos) * extrapolation
+        return inv, scale
+
+    def mla(x, p):
+        """DeepSeek's multi-head latent attention (transformers'
+        DeepseekV3Attention, rope_interleave)."""
+        B = x.shape[0]
+        nope, rot = config["qk_nope_head_dim"], config["qk_rope_head_dim"]
+        vd, rank = config["v_head_dim"], config["kv_lora_rank"]
+        dq = nope + rot
+        a = p + "self_attn."
+        if config.get("q_lora_rank"):
+            q = linear(rms_norm(linear(x, a + "q_a_proj"),
+                                w[a + "q_a_layernorm.weight"]), a + "q_b_proj")
+        else:
+            q = linear(x, a + "q_proj")
+        q = q.view(B, SEQ, heads, dq).transpose(1, 2)
+        q_pass, q_rot = torch.split(q, [nope, rot], dim=-1)
+        compressed = linear(x, a + "kv_a_proj_with_mqa")
+        latent, k_rot = torch.split(compressed, [rank, rot], dim=-1)
+        kv = linear(rms_norm(latent, w[a + "kv_a_layernorm.weight"]),
+                    a + "kv_b_proj").view(B, SEQ, heads, nope + vd)
+        k_pass, v = torch.split(kv.transpose(1, 2), [nope, vd], dim=-1)
+        k_rot = k_rot.view(B, 1, SEQ, rot)
+        scaling = dq ** -0.5
+        if config.get("rope_scaling"):
+            inv, cs_scale = yarn_inv_freq(rot)
+            m_all = config["rope_scaling"].get("mscale_all_dim", 0)
+            if m_all:
+                factor = config["rope_scaling"]["factor"]
+                m = 0.1 * m_all * math.log(factor) + 1.0
+                scaling = scaling * m * m
+        else:
+            inv = 1.0 / theta ** (torch.arange(0, rot, 2,
+                                               dtype=torch.float64) / rot)
+            cs_scale = 1.0
+        ang = torch.outer(torch.arange(SEQ, dtype=torch.float64), inv)
+        ang = torch.cat([ang, ang], dim=-1)
+        c, sn = (ang.cos() * cs_scale).float(), (ang.sin() * cs_scale).float()
+
+        def rope_interleave(t):  # pairs (2i, 2i+1), de-interleaved first
+            b, h, s_, d = t.shape
+            t = t.view(b, h, s_, d // 2, 2).transpose(4, 3).reshape(b, h, s_, d)
+            half = d // 2
+            return t * c + torch.cat([-t[..., half:], t[..., :half]], -1) * sn
+        q_rot, k_rot = rope_interleave(q_rot), rope_interleave(k_rot)
+        k_rot = k_rot.expand(B, heads, SEQ, rot)
+        query = torch.cat([q_pass, q_rot], dim=-1)
+        key = torch.cat([k_pass, k_rot], dim=-1)
+        scores = query @ key.transpose(-1, -2) * scaling
+        mask = torch.triu(torch.ones(SEQ, SEQ, dtype=torch.bool), 1)
+        scores = scores.masked_fill(mask, float("-inf"))
+        out = torch.softmax(scores, dim=-1) @ v
+        out = out.transpose(1, 2).reshape(B, SEQ, heads * vd)
+        return linear(out, a + "o_proj")
+
+    def deepseek_route(logits, p):
+        """(weights, experts) of DeepSeek's gate: V2's softmax greedy or
+        group-limited greedy, V3's sigmoid noaux_tc with the selection
+        bias; routed_scaling_factor."""
+        n, experts = logits.shape
+        groups = config.get("n_group") or 1
+        top_groups = config.get("topk_group") or 1
+        v3 = family == "deepseek_v3"
+        if v3:
+            scores = torch.sigmoid(logits)
+            choice = scores + w[p + "mlp.gate.e_score_correction_bias"]
+            group_scores = choice.view(n, groups, -1).topk(2, dim=-1)[0].sum(-1)
+        else:
+            scores = torch.softmax(logits, dim=-1)
+            choice = scores
+            group_scores = choice.view(n, groups, -1).max(dim=-1).values
+        grouped = v3 or config.get("topk_method") == "group_limited_greedy"
+        if grouped:
+            keep = torch.topk(group_scores, top_groups, dim=-1)[1]
+            group_mask = torch.zeros_like(group_scores).scatter_(1, keep, 1)
+            expert_mask = group_mask.unsqueeze(-1).expand(
+                n, groups, experts // groups).reshape(n, -1)
+            choice = choice.masked_fill(~expert_mask.bool(), 0.0)
+        top_i = torch.topk(choice, top_k, dim=-1)[1]
+        # HF fills the masked experts' choice with 0: make sure no test
+        # token would have picked one (laer never picks them).
+        assert bool((choice.gather(1, top_i) > 0).all()), "masked pick"
+        top_w = scores.gather(1, top_i)
+        scale = config.get("routed_scaling_factor", 2.5 if v3 else 1.0)
+        if v3:
+            if renormalize:
+                top_w = top_w / (top_w.sum(-1, keepdim=True) + 1e-20)
+            top_w = top_w * scale
+        elif top_k > 1 and renormalize:
+            top_w = top_w / (top_w.sum(-1, keepdim=True) + 1e-20)
+        else:
+            top_w = top_w * scale
+        return top_w, top_i
+
     def mlp(x, p, names=("gate_proj", "up_proj", "down_proj")):
         g, u, d = names
         return linear(torch.nn.functional.silu(linear(x, p + g)) *
@@ -229,10 +357,13 @@ def reference():
         flat = x.reshape(-1, hidden)
         logits = linear(flat, block + "gate")
         router_logits.append(logits)
-        probs = torch.softmax(logits, dim=-1)
-        top_w, top_i = torch.topk(probs, top_k, dim=-1)
-        if renormalize:
-            top_w = top_w / top_w.sum(-1, keepdim=True)
+        if deepseek:
+            top_w, top_i = deepseek_route(logits, p)
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            top_w, top_i = torch.topk(probs, top_k, dim=-1)
+            if renormalize:
+                top_w = top_w / top_w.sum(-1, keepdim=True)
         out = torch.zeros_like(flat)
         experts = logits.shape[-1]
         for e in range(experts):
@@ -241,7 +372,7 @@ def reference():
                 continue
             y = mlp(flat[rows], block + "experts.%d." % e, names)
             out = out.index_add(0, rows, y * top_w[rows, slot, None])
-        shared = block + "shared_expert."
+        shared = block + ("shared_experts." if deepseek else "shared_expert.")
         if shared + "gate_proj.weight" in w:
             s = mlp(flat, shared)
             if block + "shared_expert_gate.weight" in w:
@@ -254,7 +385,8 @@ def reference():
     layer = 0
     while "model.layers.%d.input_layernorm.weight" % layer in w:
         p = "model.layers.%d." % layer
-        h = h + attention(rms_norm(h, w[p + "input_layernorm.weight"]), p)
+        n = rms_norm(h, w[p + "input_layernorm.weight"])
+        h = h + (mla(n, p) if deepseek else attention(n, p))
         m = rms_norm(h, w[p + "post_attention_layernorm.weight"])
         moe_layer = (p + "block_sparse_moe.gate.weight" in w or
                      p + "mlp.gate.weight" in w)
@@ -277,7 +409,9 @@ def reference():
             z = torch.logsumexp(all_logits, dim=-1).pow(2).mean()
             loss = loss + config["router_z_loss_coef"] * z
     loss.backward()
-    return loss.item(), {n: t.grad for n, t in w.items()}
+    # The selection bias steers the choice only: it has no gradient.
+    return loss.item(), {n: t.grad for n, t in w.items()
+                         if not n.endswith("e_score_correction_bias")}
 
 
 ref_loss, ref_grads = reference()

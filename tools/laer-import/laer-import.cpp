@@ -55,6 +55,11 @@ static cl::opt<AuxLossBatch> auxLossBatch(
                           "every data-parallel rank's (Megatron's "
                           "global-batch balancing)")),
     cl::init(AuxLossBatch::Micro), cl::cat(category));
+static cl::opt<double> biasUpdateRate(
+    "bias-update-rate",
+    cl::desc("DeepSeek-V3: how far e_score_correction_bias moves per step "
+             "(default 0.001; 0: frozen)"),
+    cl::value_desc("u"), cl::cat(category));
 static cl::opt<std::string>
     name("name", cl::desc("the function's name (default: <model_type>_lm)"),
          cl::value_desc("fn"), cl::init(""), cl::cat(category));
@@ -82,6 +87,8 @@ int main(int argc, char **argv) {
   if (seqLen.getNumOccurrences())
     options.sequenceLength = seqLen;
   options.globalBatchAuxLoss = auxLossBatch == AuxLossBatch::Global;
+  if (biasUpdateRate.getNumOccurrences())
+    options.biasUpdateRate = biasUpdateRate;
   options.functionName = name;
   options.sourceName =
       input == "-" ? "-" : llvm::sys::path::filename(input).str();

@@ -38,6 +38,9 @@ struct HFImportOptions {
   /// data-parallel rank's tokens (Megatron's global-batch balancing)
   /// instead of each rank's micro-batch (HF's).
   bool globalBatchAuxLoss = false;
+  /// DeepSeek-V3's e_score_correction_bias update rate u (the bias moves by
+  /// u * sign(mean load - expert load) after each step); default 0.001.
+  std::optional<double> biasUpdateRate;
   /// The function's name; default `<model_type>_lm`.
   std::string functionName;
   /// How the header comment names the config (e.g. its file name); empty:

@@ -98,10 +98,11 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
                            "differentiates the layer's last forward)";
       match->backward = backward;
     }
-    if (auto attention = dyn_cast<dense::AttentionOp>(op)) {
-      int64_t length = attention.getSequenceLength();
+    if (isa<dense::AttentionOp, dense::LatentAttentionOp>(op)) {
+      int64_t length =
+          cast<IntegerAttr>(op->getAttr("sequence_length")).getInt();
       if (info.sequence && info.sequence != length)
-        return attention.emitError()
+        return op->emitError()
                << kPass << ": sequence_length " << length
                << " differs from an earlier attention's " << info.sequence;
       info.sequence = length;
@@ -120,9 +121,10 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
            << kPass << ": a moe.layer beside MoE layers lowered to fsep ops; "
                        "convert all of them with convert-moe-to-fsep";
   if (!info.vocab || !info.sequence)
-    return grad.emitError() << kPass << ": the model needs a dense.embedding "
-                               "(vocabulary) and a dense.attention "
-                               "(sequence length)";
+    return grad.emitError() << kPass
+                            << ": the model needs a dense.embedding "
+                               "(vocabulary) and a dense.attention or "
+                               "dense.latent_attention (sequence length)";
 
   info.denseIndex.assign(type.getNumInputs(), -1);
   for (unsigned i = 2; i < type.getNumInputs(); ++i) {
@@ -323,6 +325,61 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
     for (Value d : dOptional)
       args.push_back(optionalOut(d, 1));
     s.call(loc, "attention_grad", args);
+    return success();
+  }
+  // What latent_attention and its gradient pass alike: the input, the
+  // weights (absent query forms as empty memrefs) and the attributes (no
+  // YaRN: factor 0).
+  auto latentOperands = [&](auto a) {
+    return SmallVector<Value>{
+        abi(a.getInput()),       optional(a.getWq(), 2),
+        optional(a.getWqA(), 2), optional(a.getQANorm(), 1),
+        optional(a.getWqB(), 2), abi(a.getWkvA()),
+        abi(a.getKvANorm()),     abi(a.getWkvB()),
+        abi(a.getWo())};
+  };
+  auto latentAttributes = [&](auto a) {
+    auto number = [](std::optional<APFloat> v) {
+      return v ? v->convertToDouble() : 0.0;
+    };
+    return SmallVector<Value>{
+        s.i64(loc, a.getHeads()),
+        s.i64(loc, a.getQkNopeHeadDim()),
+        s.i64(loc, a.getQkRopeHeadDim()),
+        s.i64(loc, a.getVHeadDim()),
+        s.i64(loc, a.getSequenceLength()),
+        s.f64(loc, a.getRopeTheta().convertToDouble()),
+        s.f64(loc, a.getSoftmaxScale().convertToDouble()),
+        s.f64(loc, a.getEpsilon().convertToDouble()),
+        s.f64(loc, number(a.getYarnFactor())),
+        s.i64(loc, a.getYarnOriginalMaxPosition().value_or(0)),
+        s.f64(loc, number(a.getYarnBetaFast())),
+        s.f64(loc, number(a.getYarnBetaSlow())),
+        s.f64(loc, number(a.getYarnAttentionFactor()))};
+  };
+  if (auto a = dyn_cast<dense::LatentAttentionOp>(op)) {
+    SmallVector<Value> args{s.ctx};
+    llvm::append_range(args, latentOperands(a));
+    llvm::append_range(args, latentAttributes(a));
+    args.push_back(out(a.getOutput(), a.getInput()));
+    s.call(loc, "latent_attention", args);
+    return success();
+  }
+  if (auto a = dyn_cast<dense::LatentAttentionGradOp>(op)) {
+    SmallVector<Value> args{s.ctx};
+    llvm::append_range(args, latentOperands(a));
+    args.push_back(abi(a.getDOutput()));
+    llvm::append_range(args, latentAttributes(a));
+    args.push_back(out(a.getDInput(), a.getInput()));
+    // One gradient per parameter slot; absent parameters get empty ones.
+    Value parameters[] = {a.getWq(),   a.getWqA(),  a.getQANorm(),
+                          a.getWqB(),  a.getWkvA(), a.getKvANorm(),
+                          a.getWkvB(), a.getWo()};
+    const int64_t ranks[] = {2, 2, 1, 2, 2, 1, 2, 2};
+    auto next = a.getDParameters().begin();
+    for (auto [parameter, rank] : llvm::zip(parameters, ranks))
+      args.push_back(parameter ? out(*next++, Value()) : s.empty(loc, rank));
+    s.call(loc, "latent_attention_grad", args);
     return success();
   }
   if (auto l = dyn_cast<dense::LinearOp>(op)) {

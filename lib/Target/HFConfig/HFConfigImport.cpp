@@ -102,7 +102,14 @@ std::string tensorType(std::initializer_list<int64_t> dims) {
 // The model
 //===----------------------------------------------------------------------===//
 
-enum class Family { Mixtral, Qwen2Moe, Qwen3Moe, Olmoe };
+enum class Family {
+  Mixtral,
+  Qwen2Moe,
+  Qwen3Moe,
+  Olmoe,
+  DeepseekV2,
+  DeepseekV3
+};
 
 enum class QKNorm { None, PerHead, WholeProjection };
 
@@ -127,6 +134,28 @@ struct Model {
   /// HF's router_aux_loss_coef and router_z_loss_coef where HF applies
   /// them (0: not applied).
   double auxLossCoef = 0, zLossCoef = 0;
+
+  // DeepSeek's multi-head latent attention (MLA): query LoRA rank (0: none),
+  // latent rank, per-head sizes, the softmax scale and YaRN.
+  bool latentAttention = false;
+  int64_t qLoraRank = 0, kvLoraRank = 0, nopeDim = 0, ropeDim = 0, valueDim = 0;
+  double softmaxScale = 0;
+  struct Yarn {
+    double factor = 1;
+    int64_t originalMaxPosition = 0;
+    double betaFast = 32, betaSlow = 1, attentionFactor = 1;
+    /// mscale_all_dim (0: the softmax scale stays qk_head_dim^-0.5).
+    double mscaleAllDim = 0;
+  };
+  std::optional<Yarn> yarn;
+  // DeepSeek's routing: sigmoid scores, routed_scaling_factor, group-limited
+  // top-k, e_score_correction_bias and its update rate.
+  bool sigmoidScores = false;
+  double routedScale = 1.0;
+  int64_t groups = 0, topGroups = 0;
+  bool groupTopTwoSum = false;
+  bool selectionBias = false;
+  double biasUpdateRate = 0;
 
   bool anyMoE() const { return llvm::is_contained(moeLayer, true); }
   bool anyDense() const { return llvm::is_contained(moeLayer, false); }
@@ -173,6 +202,35 @@ constexpr StringRef kCommonFields[] = {
 };
 
 llvm::ArrayRef<StringRef> familyFields(Family family) {
+  // DeepSeek-V2's and V3's config classes (with the fields the checkpoints'
+  // own configuration_deepseek.py adds).
+  static constexpr StringRef deepseek[] = {
+      "attention_bias",
+      "aux_loss_alpha",
+      "ep_size",
+      "first_k_dense_replace",
+      "intermediate_size",
+      "kv_lora_rank",
+      "moe_intermediate_size",
+      "moe_layer_freq",
+      "n_group",
+      "n_routed_experts",
+      "n_shared_experts",
+      "norm_topk_prob",
+      "num_nextn_predict_layers",
+      "pretraining_tp",
+      "q_lora_rank",
+      "qk_nope_head_dim",
+      "qk_rope_head_dim",
+      "quantization_config",
+      "rope_interleave",
+      "routed_scaling_factor",
+      "scoring_func",
+      "seq_aux",
+      "topk_group",
+      "topk_method",
+      "v_head_dim",
+  };
   static constexpr StringRef mixtral[] = {
       "attention_bias",    "intermediate_size",   "num_experts",
       "num_local_experts", "router_jitter_noise", "sliding_window",
@@ -212,6 +270,9 @@ llvm::ArrayRef<StringRef> familyFields(Family family) {
     return qwen3Moe;
   case Family::Olmoe:
     return olmoe;
+  case Family::DeepseekV2:
+  case Family::DeepseekV3:
+    return deepseek;
   }
   llvm_unreachable("family");
 }
@@ -232,6 +293,10 @@ FamilyDefaults familyDefaults(Family family) {
     return {1e-6, 10000.0, 0.001, 32768};
   case Family::Olmoe:
     return {1e-5, 10000.0, 0.01, 4096};
+  case Family::DeepseekV2:
+    return {1e-6, 10000.0, 0.0, 2048};
+  case Family::DeepseekV3:
+    return {1e-6, 10000.0, 0.0, 4096};
   }
   llvm_unreachable("family");
 }
@@ -361,8 +426,10 @@ public:
     for (Error (Importer::*step)() :
          {&Importer::unknownFields, &Importer::sizes,
           &Importer::activationAndEmbeddings, &Importer::attention,
-          &Importer::rotary, &Importer::feedForward, &Importer::auxiliaryLosses,
-          &Importer::scaleDown, &Importer::overflow})
+          &Importer::latentAttention, &Importer::rotary, &Importer::feedForward,
+          &Importer::deepseekRouting, &Importer::auxiliaryLosses,
+          &Importer::scaleDown, &Importer::latentSoftmaxScale,
+          &Importer::overflow})
       if (Error error = (this->*step)())
         return error;
     return model;
@@ -371,6 +438,9 @@ public:
 private:
   bool isQwen() const {
     return family == Family::Qwen2Moe || family == Family::Qwen3Moe;
+  }
+  bool isDeepSeek() const {
+    return family == Family::DeepseekV2 || family == Family::DeepseekV3;
   }
 
   Error unknownFields() {
@@ -409,7 +479,7 @@ private:
     LAER_TRY(kvHeads, config.integer("num_key_value_heads"));
     if (!kvHeads) {
       bool nullInConfig = config.object.get("num_key_value_heads") != nullptr;
-      if (family == Family::Olmoe ||
+      if (family == Family::Olmoe || isDeepSeek() ||
           (family == Family::Mixtral && nullInConfig))
         kvHeads = heads;
       else
@@ -426,7 +496,39 @@ private:
           "num_key_value_heads", *config.get("num_key_value_heads"),
           "does not divide num_attention_heads = " + Twine(heads));
     model.kvHeads = *kvHeads;
+    if (isDeepSeek() && *kvHeads != heads)
+      return config.refuse("num_key_value_heads",
+                           *config.get("num_key_value_heads"),
+                           "MLA gives every head its own key and value: "
+                           "expected num_attention_heads = " +
+                               Twine(heads));
 
+    if (isDeepSeek()) {
+      if (Error error = latentHeadDim())
+        return error;
+    } else if (Error error = headSize()) {
+      return error;
+    }
+
+    LAER_TRY(maxPositions,
+             config.integer("max_position_embeddings", defaults.maxPositions));
+    if (maxPositions <= 0)
+      return config.refuse("max_position_embeddings",
+                           *config.get("max_position_embeddings"),
+                           "must be positive");
+    model.sequenceLength = maxPositions;
+
+    LAER_TRY(epsilon, config.number("rms_norm_eps", defaults.epsilon));
+    if (epsilon <= 0)
+      return config.refuse("rms_norm_eps", *config.get("rms_norm_eps"),
+                           "must be positive");
+    model.epsilon = epsilon;
+    return Error::success();
+  }
+
+  /// The attention head size of the families with one (all but DeepSeek).
+  Error headSize() {
+    int64_t hidden = model.hidden, heads = model.heads;
     LAER_TRY(headDim, config.integer("head_dim"));
     if (headDim) {
       explicitHeadDim = true;
@@ -461,20 +563,6 @@ private:
                                Twine(model.headDim) +
                                " must be even (rotary embedding)");
     }
-
-    LAER_TRY(maxPositions,
-             config.integer("max_position_embeddings", defaults.maxPositions));
-    if (maxPositions <= 0)
-      return config.refuse("max_position_embeddings",
-                           *config.get("max_position_embeddings"),
-                           "must be positive");
-    model.sequenceLength = maxPositions;
-
-    LAER_TRY(epsilon, config.number("rms_norm_eps", defaults.epsilon));
-    if (epsilon <= 0)
-      return config.refuse("rms_norm_eps", *config.get("rms_norm_eps"),
-                           "must be positive");
-    model.epsilon = epsilon;
     return Error::success();
   }
 
@@ -547,6 +635,11 @@ private:
       if (bias && family == Family::Mixtral)
         notes.push_back("field 'attention_bias' = true is ignored, as HF's "
                         "Mixtral ignores it: its projections have no biases");
+      else if (bias && isDeepSeek())
+        return config.refuse("attention_bias", *config.get("attention_bias"),
+                             "HF then puts biases on the query and latent "
+                             "projections and o_proj, which laer's MLA does "
+                             "not support yet");
       else if (bias)
         return config.refuse("attention_bias", *config.get("attention_bias"),
                              "HF then puts a bias on o_proj as well, which "
@@ -560,6 +653,248 @@ private:
       if (const json::Value *clip = config.get("clip_qkv"))
         return config.refuse("clip_qkv", *clip,
                              "QKV clipping is not supported yet");
+    }
+    return Error::success();
+  }
+
+  /// DeepSeek's per-head sizes; head_dim, where transformers writes it, is
+  /// the rotary part's.
+  Error latentHeadDim() {
+    LAER_TRY(nope, config.size("qk_nope_head_dim", /*allowZero=*/true));
+    LAER_TRY(rope, config.size("qk_rope_head_dim"));
+    LAER_TRY(value, config.size("v_head_dim"));
+    if (rope % 2 != 0)
+      return config.refuse("qk_rope_head_dim", *config.get("qk_rope_head_dim"),
+                           "must be even (the rotation turns pairs)");
+    LAER_TRY(headDim, config.integer("head_dim"));
+    if (headDim && *headDim != rope)
+      return config.refuse("head_dim", *config.get("head_dim"),
+                           "DeepSeek's head_dim is qk_rope_head_dim = " +
+                               Twine(rope));
+    model.nopeDim = nope;
+    model.ropeDim = rope;
+    model.valueDim = value;
+    return Error::success();
+  }
+
+  /// DeepSeek's multi-head latent attention: the two LoRA ranks and the
+  /// rotation's pairing.
+  Error latentAttention() {
+    if (!isDeepSeek())
+      return Error::success();
+    model.latentAttention = true;
+    LAER_TRY(kvRank, config.size("kv_lora_rank"));
+    LAER_TRY(qRank, config.integer("q_lora_rank"));
+    if (qRank && *qRank <= 0)
+      return config.refuse("q_lora_rank", *config.get("q_lora_rank"),
+                           "must be positive, or null for no query LoRA");
+    model.kvLoraRank = kvRank;
+    model.qLoraRank = qRank.value_or(0);
+    LAER_TRY(interleave, config.boolean("rope_interleave", true));
+    if (!interleave)
+      return config.refuse("rope_interleave", *config.get("rope_interleave"),
+                           "laer's MLA rotates adjacent pairs, as DeepSeek's "
+                           "checkpoints store them; the half-split rotation "
+                           "is not supported yet");
+    LAER_TRY(tp, config.integer("pretraining_tp", 1));
+    if (tp != 1)
+      return config.refuse("pretraining_tp", *config.get("pretraining_tp"),
+                           "only 1 (no tensor-parallel slicing of the "
+                           "projections) is supported");
+    if (const json::Value *quantization = config.get("quantization_config"))
+      notes.push_back("field 'quantization_config' = " + show(*quantization) +
+                      " describes how the published weights are stored, "
+                      "not the model: laer trains in f32 and --load-weights "
+                      "reads F32, BF16 and F16 safetensors (dequantize FP8 "
+                      "checkpoints first)");
+    LAER_TRY(nextN, config.integer("num_nextn_predict_layers", 0));
+    if (nextN != 0)
+      notes.push_back(
+          "field 'num_nextn_predict_layers' = " + Twine(nextN).str() +
+          " is not applied, as transformers' DeepSeek-V3 does "
+          "not: the multi-token-prediction modules are not part "
+          "of its forward pass or loss");
+    return Error::success();
+  }
+
+  /// A `rope_scaling` (or `rope_parameters`) object of type yarn, as HF's
+  /// _compute_yarn_parameters and DeepSeek's attention read it.
+  Error yarnScaling(const json::Object &object, StringRef field) {
+    Model::Yarn yarn;
+    std::optional<double> mscale, mscaleAllDim, attentionFactor;
+    std::optional<double> factor;
+    yarn.originalMaxPosition = 0;
+    std::vector<std::string> keys;
+    for (const auto &entry : object)
+      keys.push_back(entry.first.str());
+    llvm::sort(keys);
+    for (const std::string &key : keys) {
+      const json::Value &value = *object.get(key);
+      std::string name = (field + "." + key).str();
+      if (key == "type" || key == "rope_type" || key == "rope_theta")
+        continue;
+      if (key == "truncate") {
+        if (value.getAsBoolean() != std::optional<bool>(true))
+          return config.refuse(name, value,
+                               "only the truncated correction range "
+                               "(DeepSeek's) is supported");
+        continue;
+      }
+      if (key == "original_max_position_embeddings") {
+        std::optional<int64_t> positions = value.getAsInteger();
+        if (!positions || *positions < 1)
+          return config.refuse(name, value, "expected a positive integer");
+        yarn.originalMaxPosition = *positions;
+        continue;
+      }
+      std::optional<double> number = value.getAsNumber();
+      bool known = key == "factor" || key == "beta_fast" ||
+                   key == "beta_slow" || key == "mscale" ||
+                   key == "mscale_all_dim" || key == "attention_factor";
+      if (!known)
+        return config.refuse(name, value,
+                             "laer cannot tell whether it changes the math");
+      if (value.kind() == json::Value::Null)
+        continue;
+      if (!number || !std::isfinite(*number))
+        return config.refuse(name, value, "expected a number");
+      if (key == "factor") {
+        if (*number < 1)
+          return config.refuse(name, value, "must be >= 1");
+        factor = number;
+      } else if (key == "beta_fast" || key == "beta_slow") {
+        if (*number <= 0)
+          return config.refuse(name, value, "must be positive");
+        (key == "beta_fast" ? yarn.betaFast : yarn.betaSlow) = *number;
+      } else if (key == "mscale") {
+        mscale = number;
+      } else if (key == "mscale_all_dim") {
+        mscaleAllDim = number;
+      } else {
+        if (*number <= 0)
+          return config.refuse(name, value, "must be positive");
+        attentionFactor = number;
+      }
+    }
+    if (!factor)
+      return fail("field '" + field + ".factor' is missing (YaRN needs it)");
+    yarn.factor = *factor;
+    if (!yarn.originalMaxPosition) {
+      LAER_TRY(positions, config.integer("max_position_embeddings",
+                                         defaults.maxPositions));
+      yarn.originalMaxPosition = positions;
+    }
+    // HF's get_mscale: 0.1 * m * ln(factor) + 1 (1 without scaling).
+    auto magnitude = [&](double m) {
+      return yarn.factor <= 1 ? 1.0 : 0.1 * m * std::log(yarn.factor) + 1.0;
+    };
+    if (attentionFactor)
+      yarn.attentionFactor = *attentionFactor;
+    else if (mscale && *mscale != 0 && mscaleAllDim && *mscaleAllDim != 0)
+      yarn.attentionFactor = magnitude(*mscale) / magnitude(*mscaleAllDim);
+    else
+      yarn.attentionFactor = magnitude(1.0);
+    yarn.mscaleAllDim = mscaleAllDim.value_or(0.0);
+    if (yarn.mscaleAllDim != 0)
+      softmaxMagnitude = magnitude(yarn.mscaleAllDim);
+    model.yarn = yarn;
+    return Error::success();
+  }
+
+  /// qk_head_dim^-0.5, times get_mscale(factor, mscale_all_dim)^2 with YaRN
+  /// (DeepSeek's attention), from the sizes after any scale-down.
+  Error latentSoftmaxScale() {
+    if (!model.latentAttention)
+      return Error::success();
+    double qkHeadDim = double(model.nopeDim + model.ropeDim);
+    model.softmaxScale =
+        softmaxMagnitude * softmaxMagnitude / std::sqrt(qkHeadDim);
+    return Error::success();
+  }
+
+  /// DeepSeek's router: the score function and top-k method its version
+  /// implements, routed_scaling_factor, the expert groups and (V3) the
+  /// selection bias and its update rate.
+  Error deepseekRouting() {
+    bool v3 = family == Family::DeepseekV3;
+    if (options.biasUpdateRate && !v3)
+      return fail("--bias-update-rate: model_type " + config.modelType +
+                  " has no e_score_correction_bias to update");
+    if (!isDeepSeek() || !llvm::is_contained(layerIsMoE, true))
+      return Error::success();
+    StringRef scoring = v3 ? "sigmoid" : "softmax";
+    LAER_TRY(function, config.string("scoring_func"));
+    if (function && *function != scoring)
+      return config.refuse("scoring_func", *config.get("scoring_func"),
+                           "model_type " + config.modelType + " implements " +
+                               scoring + " scores only");
+    model.sigmoidScores = v3;
+
+    StringRef methods = v3 ? "noaux_tc" : "greedy or group_limited_greedy";
+    LAER_TRY(method, config.string("topk_method"));
+    StringRef topkMethod = method.value_or(v3 ? "noaux_tc" : "greedy");
+    if ((v3 && topkMethod != "noaux_tc") ||
+        (!v3 && topkMethod != "greedy" && topkMethod != "group_limited_greedy"))
+      return config.refuse("topk_method", *config.get("topk_method"),
+                           "model_type " + config.modelType + " implements " +
+                               methods);
+    bool grouped = topkMethod != "greedy";
+
+    LAER_TRY(scale, config.number("routed_scaling_factor", v3 ? 2.5 : 1.0));
+    if (!(scale > 0))
+      return config.refuse("routed_scaling_factor",
+                           *config.get("routed_scaling_factor"),
+                           "must be positive");
+    // DeepSeek-V2's own code scales only weights it does not renormalise.
+    if (!v3 && model.renormalize && scale != 1.0)
+      return config.refuse(
+          "routed_scaling_factor", *config.get("routed_scaling_factor"),
+          "with norm_topk_prob, DeepSeek-V2's code and transformers' differ "
+          "on whether the renormalised weights are scaled; laer refuses "
+          "rather than guess");
+    model.routedScale = scale;
+
+    if (grouped) {
+      LAER_TRY(groups, config.integer("n_group", v3 ? 8 : 1));
+      LAER_TRY(top, config.integer("topk_group", v3 ? 4 : 1));
+      if (groups < 1 || model.experts % groups != 0)
+        return fail("field 'n_group' = " + Twine(groups) +
+                    ": must be positive and divide n_routed_experts = " +
+                    Twine(model.experts));
+      if (top < 1 || top > groups)
+        return fail("field 'topk_group' = " + Twine(top) +
+                    ": must lie in [1, n_group = " + Twine(groups) + "]");
+      int64_t perGroup = model.experts / groups;
+      if (model.topK > top * perGroup)
+        return fail("field 'num_experts_per_tok' = " + Twine(model.topK) +
+                    ": more than the " + Twine(top * perGroup) +
+                    " experts of topk_group = " + Twine(top) + " groups");
+      if (v3 && perGroup < 2)
+        return fail("field 'n_group' = " + Twine(groups) +
+                    ": DeepSeek-V3 scores a group by its two best experts, "
+                    "so each group needs at least two");
+      if (groups > 1) {
+        model.groups = groups;
+        model.topGroups = top;
+        model.groupTopTwoSum = v3;
+      }
+    }
+    if (v3) {
+      model.selectionBias = true;
+      if (options.biasUpdateRate) {
+        if (!(*options.biasUpdateRate >= 0) ||
+            !std::isfinite(*options.biasUpdateRate))
+          return fail("--bias-update-rate " +
+                      formatFloat(*options.biasUpdateRate) +
+                      ": must be finite and >= 0");
+        model.biasUpdateRate = *options.biasUpdateRate;
+      } else {
+        model.biasUpdateRate = 0.001;
+        notes.push_back("e_score_correction_bias moves by 0.001 x sign(mean "
+                        "load - expert load) after every step (DeepSeek-V3's "
+                        "bias update speed; the config does not say it): "
+                        "--bias-update-rate sets it, 0 turns it off");
+      }
     }
     return Error::success();
   }
@@ -578,12 +913,18 @@ private:
       if (!name)
         return config.refuse("rope_scaling", *scaling,
                              "rotary embedding scaling is not supported yet");
-      if (*name != "default")
+      if (*name == "yarn" && isDeepSeek()) {
+        if (Error error = yarnScaling(*object, "rope_scaling"))
+          return error;
+      } else if (*name != "default") {
         return config.refuse(("rope_scaling." + key).str(), *type,
                              *name == "yarn"
-                                 ? std::string("YaRN is not supported yet")
+                                 ? std::string("YaRN is supported for "
+                                               "DeepSeek's MLA only, not yet "
+                                               "for this family")
                                  : "rotary embedding scaling '" + name->str() +
                                        "' is not supported yet");
+      }
     }
     // transformers 5 moves rope_theta into rope_parameters.
     if (const json::Value *parameters = config.get("rope_parameters")) {
@@ -600,10 +941,16 @@ private:
         bool bType = b == "rope_type" || b == "type";
         return aType != bType ? aType : a < b;
       });
+      bool yarnParameters = false;
       for (const std::string &key : keys) {
         const json::Value &value = *object->get(key);
         if (key == "rope_type" || key == "type") {
-          if (value.getAsString() != std::optional<StringRef>("default"))
+          yarnParameters = isDeepSeek() && value.getAsString() ==
+                                               std::optional<StringRef>("yarn");
+          if (yarnParameters) {
+            if (Error error = yarnScaling(*object, "rope_parameters"))
+              return error;
+          } else if (value.getAsString() != std::optional<StringRef>("default"))
             return config.refuse("rope_parameters." + key, value,
                                  value.getAsString() ==
                                          std::optional<StringRef>("yarn")
@@ -617,7 +964,7 @@ private:
                                  "expected a number");
           theta = *number;
           thetaField = "rope_parameters.rope_theta";
-        } else {
+        } else if (!yarnParameters) {
           return config.refuse("rope_parameters." + key, value,
                                "laer cannot tell whether it changes the "
                                "math");
@@ -634,6 +981,8 @@ private:
   Error feedForward() {
     // The expert count: Mixtral calls it num_local_experts, the others
     // num_experts; HF maps either name onto the other.
+    if (isDeepSeek())
+      return deepseekFeedForward();
     StringRef primary =
         family == Family::Mixtral ? "num_local_experts" : "num_experts";
     StringRef alias =
@@ -722,9 +1071,71 @@ private:
     return Error::success();
   }
 
+  /// DeepSeek's layers: dense up to first_k_dense_replace, then MoE every
+  /// moe_layer_freq-th layer, with n_shared_experts ungated shared experts
+  /// (one MLP of their summed width, as HF builds it).
+  Error deepseekFeedForward() {
+    LAER_TRY(experts, config.size("n_routed_experts", /*allowZero=*/true));
+    model.experts = experts;
+    LAER_TRY(firstMoE, config.integer("first_k_dense_replace", 0));
+    LAER_TRY(frequency, config.integer("moe_layer_freq", 1));
+    if (firstMoE < 0)
+      return config.refuse("first_k_dense_replace",
+                           *config.get("first_k_dense_replace"),
+                           "must not be negative");
+    if (frequency < 1)
+      return config.refuse("moe_layer_freq", *config.get("moe_layer_freq"),
+                           "must be positive");
+    std::vector<bool> moe(totalLayers);
+    for (int64_t layer = 0; layer < totalLayers; ++layer)
+      moe[layer] = experts > 0 && layer >= firstMoE && layer % frequency == 0;
+    bool anyMoE = llvm::is_contained(moe, true);
+    if (anyMoE) {
+      LAER_TRY(topK, config.size("num_experts_per_tok"));
+      if (topK > experts)
+        return config.refuse(
+            "num_experts_per_tok", *config.get("num_experts_per_tok"),
+            "more than the " + Twine(experts) + " experts (n_routed_experts)");
+      model.topK = topK;
+      bool v3 = family == Family::DeepseekV3;
+      LAER_TRY(norm, config.boolean("norm_topk_prob", v3));
+      // DeepSeek-V2's code renormalises only more than one weight.
+      model.renormalize = norm && (v3 || topK > 1);
+      expertWidthField = "moe_intermediate_size";
+      LAER_TRY(width, config.size(expertWidthField));
+      model.expertWidth = width;
+      LAER_TRY(shared, config.integer("n_shared_experts", 0));
+      if (shared < 0)
+        return config.refuse("n_shared_experts",
+                             *config.get("n_shared_experts"),
+                             "must not be negative");
+      std::optional<int64_t> sharedWidth = llvm::checkedMul(shared, width);
+      if (!sharedWidth)
+        return config.refuse("n_shared_experts",
+                             *config.get("n_shared_experts"), "too large");
+      model.sharedWidth = *sharedWidth;
+    }
+    if (llvm::is_contained(moe, false)) {
+      LAER_TRY(width, config.size("intermediate_size"));
+      model.denseWidth = width;
+    }
+    layerIsMoE = std::move(moe);
+    return Error::success();
+  }
+
   /// HF adds router_aux_loss_coef x the load-balancing loss (and nothing
   /// for a z-loss) only when output_router_logits is set.
   Error auxiliaryLosses() {
+    if (isDeepSeek()) {
+      LAER_TRY(alpha, config.number("aux_loss_alpha", 0.0));
+      if (alpha != 0)
+        notes.push_back(
+            "field 'aux_loss_alpha' = " + showNumber(alpha) +
+            " is not applied: transformers' DeepSeek models add no "
+            "auxiliary loss, and the sequence-wise form of DeepSeek's own "
+            "code (seq_aux) is not supported yet");
+      return Error::success();
+    }
     LAER_TRY(outputLogits, config.boolean("output_router_logits", false));
     LAER_TRY(coef, config.number("router_aux_loss_coef", defaults.auxLossCoef));
     if (outputLogits && coef != 0) {
@@ -789,7 +1200,20 @@ private:
       };
       if (Error error = divide("hidden_size", model.hidden))
         return error;
-      if (explicitHeadDim) {
+      if (model.latentAttention) {
+        for (auto [field, size] : {std::pair<StringRef, int64_t *>{
+                                       "kv_lora_rank", &model.kvLoraRank},
+                                   {"q_lora_rank", &model.qLoraRank},
+                                   {"qk_nope_head_dim", &model.nopeDim},
+                                   {"qk_rope_head_dim", &model.ropeDim},
+                                   {"v_head_dim", &model.valueDim}})
+          if (Error error = divide(field, *size))
+            return error;
+        if (model.ropeDim % 2 != 0 || model.ropeDim < 2)
+          return fail("--hidden-div " + Twine(d) +
+                      ": qk_rope_head_dim would be " + Twine(model.ropeDim) +
+                      ", it must stay even and positive (rotation)");
+      } else if (explicitHeadDim) {
         if (Error error = divide("head_dim", model.headDim))
           return error;
       } else if (model.headDim % d != 0) {
@@ -811,7 +1235,9 @@ private:
           return error;
       if (model.sharedWidth)
         if (Error error =
-                divide("shared_expert_intermediate_size", model.sharedWidth))
+                divide(isDeepSeek() ? "n_shared_experts x moe_intermediate_size"
+                                    : "shared_expert_intermediate_size",
+                       model.sharedWidth))
           return error;
     }
 
@@ -854,6 +1280,13 @@ private:
       return e;
     if (Error e = product({m.hidden, m.heads, m.headDim}, "query projection"))
       return e;
+    if (Error e = product(
+            {std::max(m.hidden, m.qLoraRank), m.heads, m.nopeDim + m.ropeDim},
+            "MLA query projection"))
+      return e;
+    if (Error e = product({m.kvLoraRank, m.heads, m.nopeDim + m.valueDim},
+                          "MLA key/value projection"))
+      return e;
     if (Error e = product({m.hidden, m.kvHeads, m.headDim}, "key projection"))
       return e;
     if (Error e =
@@ -872,6 +1305,8 @@ private:
   std::vector<std::string> &notes;
   FamilyDefaults defaults;
   Model model;
+  /// get_mscale(factor, mscale_all_dim): squared into MLA's softmax scale.
+  double softmaxMagnitude = 1.0;
   int64_t totalLayers = 0;
   bool explicitHeadDim = false;
   StringRef expertWidthField;
@@ -940,15 +1375,37 @@ std::string header(const Model &m, const laer::HFImportOptions &o) {
                   (dense ? " (" + llvm::itostr(dense) +
                                " dense, F = " + llvm::itostr(m.denseWidth) + ")"
                          : std::string()));
-  parts.push_back(llvm::itostr(m.heads) + " heads (" + llvm::itostr(m.kvHeads) +
-                  " KV)");
-  if (m.headDim * m.heads != m.hidden)
-    parts.push_back("head size " + llvm::itostr(m.headDim));
+  if (m.latentAttention) {
+    parts.push_back(llvm::itostr(m.heads) + " heads of MLA (" +
+                    (m.qLoraRank
+                         ? "query LoRA " + llvm::itostr(m.qLoraRank) + ", "
+                         : std::string()) +
+                    "latent " + llvm::itostr(m.kvLoraRank) + ", head sizes " +
+                    llvm::itostr(m.nopeDim) + " + " + llvm::itostr(m.ropeDim) +
+                    " rotary, values " + llvm::itostr(m.valueDim) + ")");
+    if (m.yarn)
+      parts.push_back("YaRN x " + formatFloat(m.yarn->factor));
+  } else {
+    parts.push_back(llvm::itostr(m.heads) + " heads (" +
+                    llvm::itostr(m.kvHeads) + " KV)");
+    if (m.headDim * m.heads != m.hidden)
+      parts.push_back("head size " + llvm::itostr(m.headDim));
+  }
   parts.push_back("vocabulary " + llvm::itostr(m.vocab));
   parts.push_back("sequence length " + llvm::itostr(m.sequenceLength));
   if (m.sharedWidth && m.anyMoE())
     parts.push_back(std::string(m.sharedGate ? "a sigmoid-gated" : "a") +
                     " shared expert of width " + llvm::itostr(m.sharedWidth));
+  if (m.anyMoE() && m.sigmoidScores)
+    parts.push_back("sigmoid scores");
+  if (m.anyMoE() && m.groups)
+    parts.push_back("top-" + llvm::itostr(m.topGroups) + " of " +
+                    llvm::itostr(m.groups) + " expert groups");
+  if (m.anyMoE() && m.routedScale != 1.0)
+    parts.push_back("routed weights x " + formatFloat(m.routedScale));
+  if (m.anyMoE() && m.selectionBias)
+    parts.push_back("selection bias updated at " +
+                    formatFloat(m.biasUpdateRate));
   if (m.qkvBias)
     parts.push_back("q/k/v biases");
   if (m.qkNorm == QKNorm::PerHead)
@@ -971,11 +1428,99 @@ std::string named(StringRef name, bool transposed) {
       .str();
 }
 
+/// dense.attention of layer `l` (`arg` declares a parameter, `ref` names
+/// one).
+template <typename Arg, typename Ref>
+void writeAttention(llvm::raw_ostream &os, const Model &m, int64_t l, Arg &&arg,
+                    Ref &&ref) {
+  const int64_t H = m.hidden;
+  const int64_t qWidth = m.heads * m.headDim, kvWidth = m.kvHeads * m.headDim;
+  const std::string act = "tensor<?x" + llvm::itostr(H) + "xf32>";
+  const std::string eps = formatFloat(m.epsilon);
+
+  arg("wq", tensorType({H, qWidth}), "self_attn.q_proj.weight");
+  arg("wk", tensorType({H, kvWidth}), "self_attn.k_proj.weight");
+  arg("wv", tensorType({H, kvWidth}), "self_attn.v_proj.weight");
+  arg("wo", tensorType({qWidth, H}), "self_attn.o_proj.weight");
+  std::string clauses;
+  if (m.qkvBias) {
+    arg("bq", tensorType({qWidth}), "self_attn.q_proj.bias", false);
+    arg("bk", tensorType({kvWidth}), "self_attn.k_proj.bias", false);
+    arg("bv", tensorType({kvWidth}), "self_attn.v_proj.bias", false);
+    clauses += " bias(" + ref("bq") + ", " + ref("bk") + ", " + ref("bv") +
+               " : " + tensorType({qWidth}) + ", " + tensorType({kvWidth}) +
+               ", " + tensorType({kvWidth}) + ")";
+  }
+  if (m.qkNorm != QKNorm::None) {
+    bool perHead = m.qkNorm == QKNorm::PerHead;
+    std::string qType = tensorType({perHead ? m.headDim : qWidth});
+    std::string kType = tensorType({perHead ? m.headDim : kvWidth});
+    arg("qnorm", qType, "self_attn.q_norm.weight", false);
+    arg("knorm", kType, "self_attn.k_norm.weight", false);
+    clauses += " qk_norm(" + ref("qnorm") + ", " + ref("knorm") + " : " +
+               qType + ", " + kType + ") epsilon = " + eps;
+  }
+  os << "  %a" << l << " = dense.attention %n" << l << ", " << ref("wq") << ", "
+     << ref("wk") << ", " << ref("wv") << ", " << ref("wo") << clauses
+     << " heads = " << m.heads << " kv_heads = " << m.kvHeads
+     << " sequence_length = " << m.sequenceLength
+     << " rope_theta = " << formatFloat(m.ropeTheta) << " : " << act << ", "
+     << tensorType({H, qWidth}) << ", " << tensorType({H, kvWidth}) << ", "
+     << tensorType({H, kvWidth}) << ", " << tensorType({qWidth, H}) << " -> "
+     << act << "\n";
+}
+
+/// dense.latent_attention (DeepSeek MLA) of layer `l`, named as HF's
+/// DeepSeek checkpoints.
+template <typename Arg, typename Ref>
+void writeLatentAttention(llvm::raw_ostream &os, const Model &m, int64_t l,
+                          Arg &&arg, Ref &&ref) {
+  const int64_t H = m.hidden, n = m.heads, dq = m.nopeDim + m.ropeDim;
+  const int64_t Rq = m.qLoraRank, Rkv = m.kvLoraRank;
+  const std::string act = "tensor<?x" + llvm::itostr(H) + "xf32>";
+  std::string query;
+  if (Rq) {
+    arg("wqa", tensorType({H, Rq}), "self_attn.q_a_proj.weight");
+    arg("qan", tensorType({Rq}), "self_attn.q_a_layernorm.weight", false);
+    arg("wqb", tensorType({Rq, n * dq}), "self_attn.q_b_proj.weight");
+    query = "q_lora(" + ref("wqa") + ", " + ref("qan") + ", " + ref("wqb") +
+            " : " + tensorType({H, Rq}) + ", " + tensorType({Rq}) + ", " +
+            tensorType({Rq, n * dq}) + ")";
+  } else {
+    arg("wq", tensorType({H, n * dq}), "self_attn.q_proj.weight");
+    query = "q(" + ref("wq") + " : " + tensorType({H, n * dq}) + ")";
+  }
+  const std::string aType = tensorType({H, Rkv + m.ropeDim}),
+                    normType = tensorType({Rkv}),
+                    bType = tensorType({Rkv, n * (m.nopeDim + m.valueDim)}),
+                    oType = tensorType({n * m.valueDim, H});
+  arg("wkva", aType, "self_attn.kv_a_proj_with_mqa.weight");
+  arg("kvan", normType, "self_attn.kv_a_layernorm.weight", false);
+  arg("wkvb", bType, "self_attn.kv_b_proj.weight");
+  arg("wo", oType, "self_attn.o_proj.weight");
+  os << "  %a" << l << " = dense.latent_attention %n" << l << " " << query
+     << " kv_lora(" << ref("wkva") << ", " << ref("kvan") << ", " << ref("wkvb")
+     << " : " << aType << ", " << normType << ", " << bType << ") out("
+     << ref("wo") << " : " << oType << ") heads = " << n
+     << " qk_nope_head_dim = " << m.nopeDim
+     << " qk_rope_head_dim = " << m.ropeDim << " v_head_dim = " << m.valueDim
+     << " sequence_length = " << m.sequenceLength
+     << " rope_theta = " << formatFloat(m.ropeTheta);
+  if (m.yarn)
+    os << " yarn(factor = " << formatFloat(m.yarn->factor)
+       << " original_max_position = " << m.yarn->originalMaxPosition
+       << " beta_fast = " << formatFloat(m.yarn->betaFast)
+       << " beta_slow = " << formatFloat(m.yarn->betaSlow)
+       << " attention_factor = " << formatFloat(m.yarn->attentionFactor) << ")";
+  os << " softmax_scale = " << formatFloat(m.softmaxScale)
+     << " epsilon = " << formatFloat(m.epsilon) << " : " << act << " -> " << act
+     << "\n";
+}
+
 std::string writeIR(const Model &m, const laer::HFImportOptions &o,
                     StringRef functionName) {
   const int64_t H = m.hidden, V = m.vocab, E = m.experts, F = m.expertWidth,
                 S = m.sharedWidth, D = m.denseWidth;
-  const int64_t qWidth = m.heads * m.headDim, kvWidth = m.kvHeads * m.headDim;
   const std::string act = "tensor<?x" + llvm::itostr(H) + "xf32>";
   const std::string vecH = tensorType({H});
   const std::string eps = formatFloat(m.epsilon);
@@ -988,6 +1533,7 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
   // w1 (gate), w3 (up), w2 (down); the other families mlp and
   // gate_proj, up_proj, down_proj.
   bool mixtral = m.modelType == "mixtral";
+  bool deepseek = m.latentAttention;
   std::string moeBlock = mixtral ? "block_sparse_moe" : "mlp";
   std::string up = mixtral ? "w3" : "up_proj",
               gateProj = mixtral ? "w1" : "gate_proj",
@@ -1013,39 +1559,13 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
 
     // Attention.
     arg("norm1", vecH, "input_layernorm.weight", false);
-    arg("wq", tensorType({H, qWidth}), "self_attn.q_proj.weight");
-    arg("wk", tensorType({H, kvWidth}), "self_attn.k_proj.weight");
-    arg("wv", tensorType({H, kvWidth}), "self_attn.v_proj.weight");
-    arg("wo", tensorType({qWidth, H}), "self_attn.o_proj.weight");
-    std::string clauses;
-    if (m.qkvBias) {
-      arg("bq", tensorType({qWidth}), "self_attn.q_proj.bias", false);
-      arg("bk", tensorType({kvWidth}), "self_attn.k_proj.bias", false);
-      arg("bv", tensorType({kvWidth}), "self_attn.v_proj.bias", false);
-      clauses += " bias(" + ref("bq") + ", " + ref("bk") + ", " + ref("bv") +
-                 " : " + tensorType({qWidth}) + ", " + tensorType({kvWidth}) +
-                 ", " + tensorType({kvWidth}) + ")";
-    }
-    if (m.qkNorm != QKNorm::None) {
-      bool perHead = m.qkNorm == QKNorm::PerHead;
-      std::string qType = tensorType({perHead ? m.headDim : qWidth});
-      std::string kType = tensorType({perHead ? m.headDim : kvWidth});
-      arg("qnorm", qType, "self_attn.q_norm.weight", false);
-      arg("knorm", kType, "self_attn.k_norm.weight", false);
-      clauses += " qk_norm(" + ref("qnorm") + ", " + ref("knorm") + " : " +
-                 qType + ", " + kType + ") epsilon = " + eps;
-    }
     os << "  %n" << l << " = dense.rms_norm %h" << l << ", " << ref("norm1")
        << " epsilon = " << eps << " : " << act << ", " << vecH << " -> " << act
        << "\n";
-    os << "  %a" << l << " = dense.attention %n" << l << ", " << ref("wq")
-       << ", " << ref("wk") << ", " << ref("wv") << ", " << ref("wo") << clauses
-       << " heads = " << m.heads << " kv_heads = " << m.kvHeads
-       << " sequence_length = " << m.sequenceLength
-       << " rope_theta = " << formatFloat(m.ropeTheta) << " : " << act << ", "
-       << tensorType({H, qWidth}) << ", " << tensorType({H, kvWidth}) << ", "
-       << tensorType({H, kvWidth}) << ", " << tensorType({qWidth, H}) << " -> "
-       << act << "\n";
+    if (m.latentAttention)
+      writeLatentAttention(os, m, l, arg, ref);
+    else
+      writeAttention(os, m, l, arg, ref);
     os << "  %r" << l << " = arith.addf %h" << l << ", %a" << l << " : " << act
        << "\n";
 
@@ -1066,9 +1586,12 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
           moeBlock + ".experts.*." + down + ".weight");
       std::string shared, sharedTypes;
       if (S) {
-        arg("s1", tensorType({H, S}), "mlp.shared_expert.gate_proj.weight");
-        arg("s3", tensorType({H, S}), "mlp.shared_expert.up_proj.weight");
-        arg("s2", tensorType({S, H}), "mlp.shared_expert.down_proj.weight");
+        // DeepSeek's MLP of all shared experts is `shared_experts`.
+        std::string sharedBlock =
+            deepseek ? "mlp.shared_experts." : "mlp.shared_expert.";
+        arg("s1", tensorType({H, S}), sharedBlock + "gate_proj.weight");
+        arg("s3", tensorType({H, S}), sharedBlock + "up_proj.weight");
+        arg("s2", tensorType({S, H}), sharedBlock + "down_proj.weight");
         shared =
             " shared(" + ref("s1") + ", " + ref("s3") + ", " + ref("s2") + ")";
         sharedTypes = ", " + tensorType({H, S}) + ", " + tensorType({H, S}) +
@@ -1079,6 +1602,22 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
           sharedTypes += ", " + tensorType({H, 1});
         }
       }
+      if (m.selectionBias) {
+        arg("ebias", tensorType({E}), "mlp.gate.e_score_correction_bias",
+            false);
+        shared += " selection_bias(" + ref("ebias") + ")";
+        sharedTypes += ", " + tensorType({E});
+      }
+      std::string variants;
+      if (m.routedScale != 1.0)
+        variants += " scale = " + formatFloat(m.routedScale);
+      if (m.groups)
+        variants +=
+            " groups = " + llvm::itostr(m.groups) +
+            " top_groups = " + llvm::itostr(m.topGroups) +
+            (m.groupTopTwoSum ? " group_score<top2_sum>" : " group_score<max>");
+      if (m.selectionBias)
+        variants += " bias_update_rate = " + formatFloat(m.biasUpdateRate);
       // The router losses HF applies, one result each.
       std::string results = ffn, resultTypes = act, losses;
       if (m.auxLossCoef > 0) {
@@ -1098,12 +1637,13 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
         resultTypes = "(" + resultTypes + ")";
       os << "  " << results << " = moe.layer %m" << l << ", " << ref("gate")
          << ", " << ref("w1") << ", " << ref("w3") << ", " << ref("w2")
-         << shared << " top_k = " << m.topK << " score<softmax>"
+         << shared << " top_k = " << m.topK
+         << (m.sigmoidScores ? " score<sigmoid>" : " score<softmax>")
          << (m.renormalize ? " renormalize" : "") << " activation<silu>"
-         << losses << " : (" << act << ", " << tensorType({H, E}) << ", "
-         << tensorType({E, H, F}) << ", " << tensorType({E, H, F}) << ", "
-         << tensorType({E, F, H}) << sharedTypes << ") -> " << resultTypes
-         << "\n";
+         << variants << losses << " : (" << act << ", " << tensorType({H, E})
+         << ", " << tensorType({E, H, F}) << ", " << tensorType({E, H, F})
+         << ", " << tensorType({E, F, H}) << sharedTypes << ") -> "
+         << resultTypes << "\n";
     } else {
       ffn = "%d" + L;
       arg("mlp1", tensorType({H, D}), "mlp.gate_proj.weight");
@@ -1195,7 +1735,8 @@ Expected<Family> familyOf(const json::Object &object) {
   const json::Value *type = object.get("model_type");
   if (!type)
     return fail("field 'model_type' is missing: laer imports mixtral, "
-                "qwen2_moe, qwen3_moe and olmoe configs");
+                "qwen2_moe, qwen3_moe, olmoe, deepseek_v2 and deepseek_v3 "
+                "configs");
   std::optional<StringRef> name = type->getAsString();
   if (name == std::optional<StringRef>("mixtral"))
     return Family::Mixtral;
@@ -1205,23 +1746,13 @@ Expected<Family> familyOf(const json::Object &object) {
     return Family::Qwen3Moe;
   if (name == std::optional<StringRef>("olmoe"))
     return Family::Olmoe;
-  if (name == std::optional<StringRef>("deepseek_v2") ||
-      name == std::optional<StringRef>("deepseek_v3")) {
-    // Multi-head latent attention is the first thing DeepSeek needs (then
-    // group-limited routing, routed_scaling_factor, e_score_correction_bias,
-    // first_k_dense_replace, n_shared_experts: docs/Importing.md).
-    Config config(object, *name);
-    for (StringRef field : {"kv_lora_rank", "q_lora_rank"})
-      if (const json::Value *rank = config.get(field))
-        return config.refuse(field, *rank,
-                             "MLA attention is not supported yet");
-    return fail("field 'kv_lora_rank' is missing: model_type " + *name +
-                " always uses MLA attention (HF's default kv_lora_rank is "
-                "512), which is not supported yet");
-  }
+  if (name == std::optional<StringRef>("deepseek_v2"))
+    return Family::DeepseekV2;
+  if (name == std::optional<StringRef>("deepseek_v3"))
+    return Family::DeepseekV3;
   return fail("field 'model_type' = " + show(*type) +
               ": not a supported MoE model type (laer imports mixtral, "
-              "qwen2_moe, qwen3_moe and olmoe)");
+              "qwen2_moe, qwen3_moe, olmoe, deepseek_v2 and deepseek_v3)");
 }
 
 } // namespace

@@ -5,6 +5,7 @@
 #include "laer/runtime/compiled/CompiledModel.h"
 #include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/cpu/Kernels.h"
+#include "laer/runtime/cpu/LatentAttentionKernels.h"
 
 #include <algorithm>
 #include <limits>
@@ -317,6 +318,152 @@ void _mlir_ciface_laerrt_attention_grad(
   std::vector<float> y(T * H);
   attentionForward<float>(in(a.x), p, a.shape, y, saved);
   attentionBackward<float>(in(a.x), p, a.shape, saved, in(d), dx, grads);
+}
+
+namespace {
+
+/// An optional matrix operand or gradient: empty when absent (a memref of
+/// size 0), else of the given sizes.
+std::span<float> optionalMatrix(CompiledModel &m, const char *f,
+                                const char *name, F32x2 *ref, std::int64_t rows,
+                                std::int64_t columns) {
+  if (!ref || ref->sizes[0] * ref->sizes[1] == 0)
+    return {};
+  return check(m, f, name, ref, {rows, columns});
+}
+
+/// The checked operands of latent_attention and its gradient.
+struct LatentAttentionOperands {
+  LatentAttentionShape shape;
+  std::span<float> x;
+  LatentAttentionParams<float> params;
+  std::int64_t qRank = 0, kvRank = 0;
+};
+
+LatentAttentionOperands
+checkLatentAttention(CompiledModel &m, const char *f, F32x2 *x, F32x2 *wq,
+                     F32x2 *wqA, F32x1 *qANorm, F32x2 *wqB, F32x2 *wkvA,
+                     F32x1 *kvANorm, F32x2 *wkvB, F32x2 *wo, std::int64_t heads,
+                     std::int64_t nope, std::int64_t rope, std::int64_t value,
+                     std::int64_t sequence, double ropeTheta,
+                     double softmaxScale, double epsilon, double yarnFactor,
+                     std::int64_t yarnOriginal, double betaFast,
+                     double betaSlow, double attentionFactor) {
+  LatentAttentionOperands a;
+  a.x = check(m, f, "input", x, {-1, -1});
+  LatentAttentionShape &s = a.shape;
+  s.tokens = x->sizes[0];
+  s.hidden = x->sizes[1];
+  s.heads = heads;
+  s.nopeDim = nope;
+  s.ropeDim = rope;
+  s.valueDim = value;
+  s.sequenceLength = sequence;
+  s.ropeTheta = ropeTheta;
+  s.softmaxScale = softmaxScale;
+  s.epsilon = epsilon;
+  if (heads < 1 || nope < 0 || rope < 2 || rope % 2 || value < 1 ||
+      sequence < 1 || s.tokens % sequence || !(softmaxScale > 0) ||
+      !(epsilon > 0))
+    fail(m.where(), f, ": ", heads, " heads of nope/rope/v sizes ", nope, "/",
+         rope, "/", value, ", ", s.tokens, " tokens in sequences of ", sequence,
+         ", softmax scale ", softmaxScale, " and epsilon ", epsilon,
+         " do not fit together");
+  if (yarnFactor != 0)
+    s.yarn = YarnScaling{yarnFactor, yarnOriginal, betaFast, betaSlow,
+                         attentionFactor};
+  std::int64_t H = s.hidden;
+  auto kvNorm = check(m, f, "kv_a_norm", kvANorm, {-1});
+  a.kvRank = kvANorm->sizes[0];
+  LatentAttentionParams<float> &p = a.params;
+  p.kvANorm = kvNorm;
+  p.wq = optionalMatrix(m, f, "wq", wq, H, s.qWidth());
+  if (p.wq.empty()) {
+    auto qNorm = check(m, f, "q_a_norm", qANorm, {-1});
+    a.qRank = qANorm->sizes[0];
+    p.qANorm = qNorm;
+    p.wqA = check(m, f, "wq_a", wqA, {H, a.qRank});
+    p.wqB = check(m, f, "wq_b", wqB, {a.qRank, s.qWidth()});
+  }
+  p.wkvA = check(m, f, "wkv_a", wkvA, {H, a.kvRank + rope});
+  p.wkvB = check(m, f, "wkv_b", wkvB, {a.kvRank, s.kvWidth()});
+  p.wo = check(m, f, "wo", wo, {heads * value, H});
+  return a;
+}
+
+/// A gradient of the same sizes as its parameter, zeroed; empty exactly
+/// when the parameter is absent.
+extern "C++" template <int Rank>
+std::span<float> gradientOf(CompiledModel &m, const char *f, const char *name,
+                            MemRef<float, Rank> *ref,
+                            std::span<const float> param) {
+  std::int64_t size = 1;
+  for (int i = 0; i < Rank; ++i)
+    size *= ref ? ref->sizes[i] : 0;
+  if (size != static_cast<std::int64_t>(param.size()))
+    fail(m.where(), f, ": ", name, " has ", size, " elements, expected ",
+         param.size());
+  if (size == 0)
+    return {};
+  std::span<float> g = ref->span();
+  if (!ref->contiguous())
+    fail(m.where(), f, ": ", name, " is not dense row-major");
+  std::fill(g.begin(), g.end(), 0.0f);
+  return g;
+}
+
+} // namespace
+
+void _mlir_ciface_laerrt_latent_attention(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wqA, F32x1 *qANorm, F32x2 *wqB,
+    F32x2 *wkvA, F32x1 *kvANorm, F32x2 *wkvB, F32x2 *wo, std::int64_t heads,
+    std::int64_t nope, std::int64_t rope, std::int64_t value,
+    std::int64_t sequence, double ropeTheta, double softmaxScale,
+    double epsilon, double yarnFactor, std::int64_t yarnOriginal,
+    double betaFast, double betaSlow, double attentionFactor, F32x2 *out) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_latent_attention";
+  LatentAttentionOperands a = checkLatentAttention(
+      m, f, x, wq, wqA, qANorm, wqB, wkvA, kvANorm, wkvB, wo, heads, nope, rope,
+      value, sequence, ropeTheta, softmaxScale, epsilon, yarnFactor,
+      yarnOriginal, betaFast, betaSlow, attentionFactor);
+  auto y = check(m, f, "output", out, {x->sizes[0], x->sizes[1]});
+  LatentAttentionSaved<float> saved;
+  latentAttentionForward<float>(in(a.x), a.params, a.shape, y, saved);
+}
+
+void _mlir_ciface_laerrt_latent_attention_grad(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wqA, F32x1 *qANorm, F32x2 *wqB,
+    F32x2 *wkvA, F32x1 *kvANorm, F32x2 *wkvB, F32x2 *wo, F32x2 *dOut,
+    std::int64_t heads, std::int64_t nope, std::int64_t rope,
+    std::int64_t value, std::int64_t sequence, double ropeTheta,
+    double softmaxScale, double epsilon, double yarnFactor,
+    std::int64_t yarnOriginal, double betaFast, double betaSlow,
+    double attentionFactor, F32x2 *dX, F32x2 *dWq, F32x2 *dWqA, F32x1 *dQANorm,
+    F32x2 *dWqB, F32x2 *dWkvA, F32x1 *dKvANorm, F32x2 *dWkvB, F32x2 *dWo) {
+  CompiledModel &m = model(ctx);
+  const char *f = "laerrt_latent_attention_grad";
+  LatentAttentionOperands a = checkLatentAttention(
+      m, f, x, wq, wqA, qANorm, wqB, wkvA, kvANorm, wkvB, wo, heads, nope, rope,
+      value, sequence, ropeTheta, softmaxScale, epsilon, yarnFactor,
+      yarnOriginal, betaFast, betaSlow, attentionFactor);
+  std::int64_t T = x->sizes[0], H = x->sizes[1];
+  auto d = check(m, f, "d_output", dOut, {T, H});
+  auto dx = check(m, f, "d_input", dX, {T, H});
+  const LatentAttentionParams<float> &p = a.params;
+  LatentAttentionGrads<float> g;
+  g.wq = gradientOf(m, f, "d_wq", dWq, p.wq);
+  g.wqA = gradientOf(m, f, "d_wq_a", dWqA, p.wqA);
+  g.qANorm = gradientOf(m, f, "d_q_a_norm", dQANorm, p.qANorm);
+  g.wqB = gradientOf(m, f, "d_wq_b", dWqB, p.wqB);
+  g.wkvA = gradientOf(m, f, "d_wkv_a", dWkvA, p.wkvA);
+  g.kvANorm = gradientOf(m, f, "d_kv_a_norm", dKvANorm, p.kvANorm);
+  g.wkvB = gradientOf(m, f, "d_wkv_b", dWkvB, p.wkvB);
+  g.wo = gradientOf(m, f, "d_wo", dWo, p.wo);
+  LatentAttentionSaved<float> saved;
+  std::vector<float> y(T * H);
+  latentAttentionForward<float>(in(a.x), p, a.shape, y, saved);
+  latentAttentionBackward<float>(in(a.x), p, a.shape, saved, in(d), dx, g);
 }
 
 namespace {

@@ -2,6 +2,7 @@
 
 #include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/cpu/CausalAttention.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <algorithm>
@@ -101,31 +102,9 @@ void rmsNormBackward(std::span<const T> input, std::span<const T> weight,
 
 namespace {
 
-/// Rotates (or, with `inverse`, un-rotates) every head of `data` [T, width]
-/// by its token's position within its sequence.
-template <typename T>
-void rotate(std::span<T> data, std::int64_t width, const AttentionShape &shape,
-            bool inverse) {
-  std::int64_t d = shape.headSize(), half = d / 2;
-  for (std::int64_t t = 0; t < shape.tokens; ++t) {
-    double position = double(t % shape.sequenceLength);
-    for (std::int64_t i = 0; i < half; ++i) {
-      double angle = position * std::pow(shape.ropeTheta, -2.0 * i / d);
-      T c = static_cast<T>(std::cos(angle));
-      T s = static_cast<T>(inverse ? -std::sin(angle) : std::sin(angle));
-      for (std::int64_t head = 0; head < width / d; ++head) {
-        T *x = data.data() + t * width + head * d;
-        T a = x[i], b = x[i + half];
-        x[i] = a * c - b * s;
-        x[i + half] = b * c + a * s;
-      }
-    }
-  }
-}
-
 /// The sizes of an attention call, after checkAttention.
 struct AttentionLayout {
-  std::int64_t T, H, d, qw, kvw, S, group;
+  std::int64_t T, H, d, qw, kvw, S;
   bool bias = false, norm = false;
   /// With QK-norm: the length of the rows RMSNorm normalizes in q and k
   /// (the head size, or the whole width) and how many rows there are.
@@ -179,7 +158,6 @@ AttentionLayout checkAttention(const AttentionShape &shape,
   l.qw = shape.qWidth();
   l.kvw = shape.kvWidth();
   l.S = shape.sequenceLength;
-  l.group = shape.heads / shape.kvHeads;
   checkSize("input", input.size(), l.T * l.H, "tokens x hidden");
   checkSize("wq", params.wq.size(), l.H * l.qw, "hidden x q width");
   checkSize("wk", params.wk.size(), l.H * l.kvw, "hidden x kv width");
@@ -239,6 +217,18 @@ void checkGrad(const char *param, std::span<const T> value,
          value.empty() ? " (the parameter is absent)" : " (as the parameter)");
 }
 
+/// The core's shape: every head of size d, scaled by 1 / sqrt(d).
+CausalAttentionShape coreShape(const AttentionShape &shape,
+                               const AttentionLayout &l) {
+  return {l.T,
+          l.S,
+          shape.heads,
+          shape.kvHeads,
+          l.d,
+          l.d,
+          1.0 / std::sqrt(double(l.d))};
+}
+
 } // namespace
 
 template <typename T>
@@ -249,7 +239,6 @@ void attentionForward(std::span<const T> input,
   AttentionLayout l = checkAttention(shape, input, params);
   checkSize("output", output.size(), l.T * l.H, "tokens x hidden");
   std::int64_t T_ = l.T, H = l.H, d = l.d, qw = l.qw, kvw = l.kvw, S = l.S;
-  std::int64_t group = l.group;
   saved.q.assign(T_ * qw, 0);
   saved.k.assign(T_ * kvw, 0);
   saved.v.assign(T_ * kvw, 0);
@@ -279,39 +268,14 @@ void attentionForward(std::span<const T> input,
     saved.qInvRms.clear();
     saved.kInvRms.clear();
   }
-  rotate<T>(saved.q, qw, shape, false);
-  rotate<T>(saved.k, kvw, shape, false);
+  RotaryTable rotary(d, shape.ropeTheta, RotaryPairs::Halves);
+  rotary.rotate<T>(saved.q, qw, 0, d, shape.heads, S, false);
+  rotary.rotate<T>(saved.k, kvw, 0, d, shape.kvHeads, S, false);
 
-  T scale = static_cast<T>(1.0 / std::sqrt(double(d)));
   saved.probs.assign(shape.heads * T_ * S, 0);
   saved.context.assign(T_ * qw, 0);
-  for (std::int64_t head = 0; head < shape.heads; ++head) {
-    std::int64_t kvHead = head / group;
-    for (std::int64_t t = 0; t < T_; ++t) {
-      std::int64_t start = t - t % S, i = t % S;
-      T *p = saved.probs.data() + (head * T_ + t) * S;
-      const T *q = saved.q.data() + t * qw + head * d;
-      T max = -INFINITY;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const T *k = saved.k.data() + (start + j) * kvw + kvHead * d;
-        T score = 0;
-        for (std::int64_t x = 0; x < d; ++x)
-          score += q[x] * k[x];
-        p[j] = score * scale;
-        max = std::max(max, p[j]);
-      }
-      T sum = 0;
-      for (std::int64_t j = 0; j <= i; ++j)
-        sum += p[j] = std::exp(p[j] - max);
-      T *ctx = saved.context.data() + t * qw + head * d;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        p[j] /= sum;
-        const T *v = saved.v.data() + (start + j) * kvw + kvHead * d;
-        for (std::int64_t x = 0; x < d; ++x)
-          ctx[x] += p[j] * v[x];
-      }
-    }
-  }
+  causalAttentionForward<T>(coreShape(shape, l), saved.q, saved.k, saved.v,
+                            saved.probs, saved.context);
   gemmT<T>(false, false, T_, H, qw, 1, saved.context.data(), params.wo.data(),
            0, output.data());
 }
@@ -325,7 +289,6 @@ void attentionBackward(std::span<const T> input,
                        const AttentionGrads<T> &grads) {
   AttentionLayout l = checkAttention(shape, input, params);
   std::int64_t T_ = l.T, H = l.H, d = l.d, qw = l.qw, kvw = l.kvw, S = l.S;
-  std::int64_t group = l.group;
   checkSize("dOutput", dOutput.size(), T_ * H, "tokens x hidden");
   checkSize("dInput", dInput.size(), T_ * H, "tokens x hidden");
   checkGrad<T>("wq", params.wq, grads.wq);
@@ -354,47 +317,18 @@ void attentionBackward(std::span<const T> input,
   checkSaved("kPreNorm", saved.kPreNorm.size(), l.norm ? T_ * kvw : 0);
   checkSaved("qInvRms", saved.qInvRms.size(), l.qRows);
   checkSaved("kInvRms", saved.kInvRms.size(), l.kRows);
-  T scale = static_cast<T>(1.0 / std::sqrt(double(d)));
-
   std::vector<T> dContext(T_ * qw);
   gemmT<T>(false, true, T_, qw, H, 1, dOutput.data(), params.wo.data(), 0,
            dContext.data());
   gemmT<T>(true, false, qw, H, T_, 1, saved.context.data(), dOutput.data(), 1,
            grads.wo.data());
 
-  std::vector<T> dq(T_ * qw, 0), dk(T_ * kvw, 0), dv(T_ * kvw, 0), dp(S);
-  for (std::int64_t head = 0; head < shape.heads; ++head) {
-    std::int64_t kvHead = head / group;
-    for (std::int64_t t = 0; t < T_; ++t) {
-      std::int64_t start = t - t % S, i = t % S;
-      const T *p = saved.probs.data() + (head * T_ + t) * S;
-      const T *dctx = dContext.data() + t * qw + head * d;
-      T dot = 0;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const T *v = saved.v.data() + (start + j) * kvw + kvHead * d;
-        T *dvj = dv.data() + (start + j) * kvw + kvHead * d;
-        dp[j] = 0;
-        for (std::int64_t x = 0; x < d; ++x) {
-          dp[j] += dctx[x] * v[x];
-          dvj[x] += p[j] * dctx[x];
-        }
-        dot += p[j] * dp[j];
-      }
-      const T *q = saved.q.data() + t * qw + head * d;
-      T *dqt = dq.data() + t * qw + head * d;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        T ds = p[j] * (dp[j] - dot) * scale;
-        const T *k = saved.k.data() + (start + j) * kvw + kvHead * d;
-        T *dkj = dk.data() + (start + j) * kvw + kvHead * d;
-        for (std::int64_t x = 0; x < d; ++x) {
-          dqt[x] += ds * k[x];
-          dkj[x] += ds * q[x];
-        }
-      }
-    }
-  }
-  rotate<T>(dq, qw, shape, true);
-  rotate<T>(dk, kvw, shape, true);
+  std::vector<T> dq(T_ * qw), dk(T_ * kvw), dv(T_ * kvw);
+  causalAttentionBackward<T>(coreShape(shape, l), saved.q, saved.k, saved.v,
+                             saved.probs, dContext, dq, dk, dv);
+  RotaryTable rotary(d, shape.ropeTheta, RotaryPairs::Halves);
+  rotary.rotate<T>(dq, qw, 0, d, shape.heads, S, true);
+  rotary.rotate<T>(dk, kvw, 0, d, shape.kvHeads, S, true);
   if (l.norm) {
     // dq, dk: of the normed q and k; make them of the pre-norm ones.
     std::vector<T> dqPre(T_ * qw), dkPre(T_ * kvw);

@@ -5,6 +5,8 @@
 
 #include "mlir/IR/Builders.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace laer::dense;
 using laer::ElementKind;
@@ -151,6 +153,163 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
+namespace {
+
+/// The present parameters of a latent attention (or its gradient), in
+/// operand order.
+template <typename Op> SmallVector<Value> latentAttentionParameters(Op op) {
+  SmallVector<Value> params;
+  for (Value v : {op.getWq(), op.getWqA(), op.getQANorm(), op.getWqB(),
+                  op.getWkvA(), op.getKvANorm(), op.getWkvB(), op.getWo()})
+    if (v)
+      params.push_back(v);
+  return params;
+}
+
+/// What dense.latent_attention and its gradient check alike: the head
+/// sizes, the query form, every weight's shape and the YaRN attributes.
+template <typename Op> LogicalResult verifyLatentAttention(Op op) {
+  OperandChecker check(op);
+  int64_t heads = op.getHeads(), nope = op.getQkNopeHeadDim(),
+          rope = op.getQkRopeHeadDim(), value = op.getVHeadDim();
+  if (heads < 1 || nope < 0 || value < 1)
+    return op.emitOpError()
+           << "heads (" << heads << ") and v_head_dim (" << value
+           << ") must be >= 1 and qk_nope_head_dim (" << nope << ") >= 0";
+  if (rope < 2 || rope % 2 != 0)
+    return op.emitOpError() << "qk_rope_head_dim " << rope
+                            << " must be even and >= 2 (the rotation turns "
+                               "pairs)";
+  if (op.getSequenceLength() < 1)
+    return op.emitOpError()
+           << "sequence_length must be >= 1, got " << op.getSequenceLength();
+  if (!(op.getRopeTheta().convertToDouble() > 0))
+    return op.emitOpError() << "rope_theta must be > 0";
+  double scale = op.getSoftmaxScale().convertToDouble();
+  if (!(scale > 0) || !std::isfinite(scale))
+    return op.emitOpError() << "softmax_scale must be finite and > 0";
+  if (!(op.getEpsilon().convertToDouble() > 0))
+    return op.emitOpError() << "epsilon must be > 0";
+  int yarn = (op.getYarnFactor() ? 1 : 0) +
+             (op.getYarnOriginalMaxPosition() ? 1 : 0) +
+             (op.getYarnBetaFast() ? 1 : 0) + (op.getYarnBetaSlow() ? 1 : 0) +
+             (op.getYarnAttentionFactor() ? 1 : 0);
+  if (yarn != 0 && yarn != 5)
+    return op.emitOpError()
+           << "YaRN needs all five yarn_* attributes, got " << yarn;
+  if (yarn) {
+    double factor = op.getYarnFactor()->convertToDouble();
+    double fast = op.getYarnBetaFast()->convertToDouble();
+    double slow = op.getYarnBetaSlow()->convertToDouble();
+    double attention = op.getYarnAttentionFactor()->convertToDouble();
+    if (!(factor >= 1) || !std::isfinite(factor))
+      return op.emitOpError() << "yarn factor must be finite and >= 1";
+    if (*op.getYarnOriginalMaxPosition() < 1)
+      return op.emitOpError() << "yarn original_max_position must be >= 1";
+    if (!(fast > 0) || !(slow > 0) || !std::isfinite(fast) ||
+        !std::isfinite(slow))
+      return op.emitOpError() << "yarn beta_fast and beta_slow must be "
+                                 "finite and > 0";
+    if (!(attention > 0) || !std::isfinite(attention))
+      return op.emitOpError() << "yarn attention_factor must be finite and "
+                                 "> 0";
+  }
+
+  Value input = op.getInput();
+  if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
+      failed(check.dimIs(input, "input", 1, ShapedType::kDynamic,
+                         "the hidden size", /*requireStatic=*/true)))
+    return failure();
+  int64_t tokens = OperandChecker::dim(input, 0);
+  if (!ShapedType::isDynamic(tokens) && tokens % op.getSequenceLength() != 0)
+    return op.emitOpError() << tokens << " tokens are not whole sequences of "
+                            << op.getSequenceLength();
+  int64_t hidden = OperandChecker::dim(input, 1);
+  int64_t qWidth = heads * (nope + rope), kvWidth = heads * (nope + value);
+
+  bool direct = static_cast<bool>(op.getWq());
+  int lora =
+      (op.getWqA() ? 1 : 0) + (op.getQANorm() ? 1 : 0) + (op.getWqB() ? 1 : 0);
+  if (direct == (lora == 3) || (lora != 0 && lora != 3))
+    return op.emitOpError() << "needs the queries either as q(wq) or as "
+                               "q_lora(wq_a, q_a_norm, wq_b)";
+  // Rank-2 weights first (the LoRA ranks come from them), then the norms.
+  if (failed(check.tensor(op.getWkvA(), "wkv_a", 2, ElementKind::Float)) ||
+      failed(check.dimIs(op.getWkvA(), "wkv_a", 1, ShapedType::kDynamic,
+                         "kv_lora_rank + qk_rope_head_dim",
+                         /*requireStatic=*/true)))
+    return failure();
+  int64_t kvRank = OperandChecker::dim(op.getWkvA(), 1) - rope;
+  if (kvRank < 1)
+    return op.emitOpError()
+           << "wkv_a's width " << OperandChecker::dim(op.getWkvA(), 1)
+           << " leaves no latent (kv_lora_rank) beside qk_rope_head_dim "
+           << rope;
+  int64_t qRank = 0;
+  if (!direct) {
+    if (failed(check.tensor(op.getWqA(), "wq_a", 2, ElementKind::Float)) ||
+        failed(check.dimIs(op.getWqA(), "wq_a", 1, ShapedType::kDynamic,
+                           "q_lora_rank", /*requireStatic=*/true)))
+      return failure();
+    qRank = OperandChecker::dim(op.getWqA(), 1);
+  }
+  struct Weight {
+    Value value;
+    const char *name;
+    int64_t rows, columns;
+    const char *rowsAre, *columnsAre;
+  };
+  SmallVector<Weight> weights;
+  if (direct)
+    weights.push_back({op.getWq(), "wq", hidden, qWidth, "the hidden size",
+                       "heads * (qk_nope_head_dim + qk_rope_head_dim)"});
+  else
+    weights.append(
+        {{op.getWqA(), "wq_a", hidden, qRank, "the hidden size", "q_lora_rank"},
+         {op.getWqB(), "wq_b", qRank, qWidth, "q_lora_rank",
+          "heads * (qk_nope_head_dim + qk_rope_head_dim)"}});
+  weights.append({{op.getWkvA(), "wkv_a", hidden, kvRank + rope,
+                   "the hidden size", "kv_lora_rank + qk_rope_head_dim"},
+                  {op.getWkvB(), "wkv_b", kvRank, kvWidth, "kv_lora_rank",
+                   "heads * (qk_nope_head_dim + v_head_dim)"},
+                  {op.getWo(), "wo", heads * value, hidden,
+                   "heads * v_head_dim", "the hidden size"}});
+  for (const Weight &w : weights)
+    if (failed(check.tensor(w.value, w.name, 2, ElementKind::Float)) ||
+        failed(check.dimIs(w.value, w.name, 0, w.rows, w.rowsAre,
+                           /*requireStatic=*/true)) ||
+        failed(check.dimIs(w.value, w.name, 1, w.columns, w.columnsAre,
+                           /*requireStatic=*/true)) ||
+        failed(check.sameElementType(input, "input", w.value, w.name)))
+      return failure();
+  SmallVector<std::tuple<Value, const char *, int64_t, const char *>> norms{
+      {op.getKvANorm(), "kv_a_norm", kvRank, "kv_lora_rank"}};
+  if (!direct)
+    norms.push_back({op.getQANorm(), "q_a_norm", qRank, "q_lora_rank"});
+  for (auto [v, name, length, what] : norms)
+    if (failed(check.tensor(v, name, 1, ElementKind::Float)) ||
+        failed(check.dimIs(v, name, 0, length, what,
+                           /*requireStatic=*/true)) ||
+        failed(check.sameElementType(input, "input", v, name)))
+      return failure();
+  return success();
+}
+
+} // namespace
+
+SmallVector<Value> LatentAttentionOp::getParameters() {
+  return latentAttentionParameters(*this);
+}
+
+LogicalResult LatentAttentionOp::verify() {
+  if (failed(verifyLatentAttention(*this)))
+    return failure();
+  if (getOutput().getType() != getInput().getType())
+    return emitOpError() << "output type " << getOutput().getType()
+                         << " differs from input type " << getInput().getType();
+  return success();
+}
+
 LogicalResult LinearOp::verify() {
   OperandChecker check(*this);
   if (failed(check.tensor(getInput(), "input", 2, ElementKind::Float)) ||
@@ -275,6 +434,23 @@ LogicalResult AttentionGradOp::verify() {
   return verifyGradients(*this, pairs);
 }
 
+LogicalResult LatentAttentionGradOp::verify() {
+  if (failed(verifyLatentAttention(*this)))
+    return failure();
+  if (getDOutput().getType() != getInput().getType())
+    return emitOpError() << "'d_output' must have the input's type "
+                         << getInput().getType();
+  SmallVector<Value> params = latentAttentionParameters(*this);
+  if (getDParameters().size() != params.size())
+    return emitOpError() << "has " << getDParameters().size()
+                         << " parameter gradients for " << params.size()
+                         << " parameters";
+  SmallVector<std::pair<Value, Value>> pairs{{getInput(), getDInput()}};
+  for (auto [value, gradient] : llvm::zip(params, getDParameters()))
+    pairs.push_back({value, gradient});
+  return verifyGradients(*this, pairs);
+}
+
 LogicalResult LinearGradOp::verify() {
   return verifyGradients(*this, {{getInput(), getDInput()},
                                  {getWeight(), getDWeight()}});
@@ -329,6 +505,25 @@ LogicalResult AttentionOp::buildGradients(OpBuilder &b, ValueRange grads,
       getBq(), getBk(), getBv(), getQNorm(), getKNorm(), grads[0],
       getQkNormEpsilonAttr(), getHeadsAttr(), getKvHeadsAttr(),
       getSequenceLengthAttr(), getRopeThetaAttr());
+  // One gradient per operand, in operand order (absent optionals have no
+  // operand).
+  out.assign(grad->result_begin(), grad->result_end());
+  return success();
+}
+
+LogicalResult LatentAttentionOp::buildGradients(OpBuilder &b, ValueRange grads,
+                                                SmallVectorImpl<Value> &out) {
+  SmallVector<Type> types{getInput().getType()};
+  for (Value param : getParameters())
+    types.push_back(param.getType());
+  auto grad = LatentAttentionGradOp::create(
+      b, getLoc(), types, getInput(), getWq(), getWqA(), getQANorm(), getWqB(),
+      getWkvA(), getKvANorm(), getWkvB(), getWo(), grads[0], getHeadsAttr(),
+      getQkNopeHeadDimAttr(), getQkRopeHeadDimAttr(), getVHeadDimAttr(),
+      getSequenceLengthAttr(), getRopeThetaAttr(), getSoftmaxScaleAttr(),
+      getEpsilonAttr(), getYarnFactorAttr(), getYarnOriginalMaxPositionAttr(),
+      getYarnBetaFastAttr(), getYarnBetaSlowAttr(),
+      getYarnAttentionFactorAttr());
   // One gradient per operand, in operand order (absent optionals have no
   // operand).
   out.assign(grad->result_begin(), grad->result_end());

@@ -107,6 +107,85 @@ def Dense_AttentionOp : Dense_Op<"attention", [Pure, AttrSizedOperandSegments,
   }];
 }
 
+// The operands and attributes latent_attention and its gradient share.
+defvar Dense_LatentAttentionOperands = (ins AnyRankedTensor:$input,
+    Optional<AnyRankedTensor>:$wq, Optional<AnyRankedTensor>:$wq_a,
+    Optional<AnyRankedTensor>:$q_a_norm, Optional<AnyRankedTensor>:$wq_b,
+    AnyRankedTensor:$wkv_a, AnyRankedTensor:$kv_a_norm,
+    AnyRankedTensor:$wkv_b, AnyRankedTensor:$wo);
+defvar Dense_LatentAttentionAttrs = (ins I64Attr:$heads,
+    I64Attr:$qk_nope_head_dim, I64Attr:$qk_rope_head_dim,
+    I64Attr:$v_head_dim, I64Attr:$sequence_length, F64Attr:$rope_theta,
+    F64Attr:$softmax_scale, F64Attr:$epsilon,
+    OptionalAttr<F64Attr>:$yarn_factor,
+    OptionalAttr<I64Attr>:$yarn_original_max_position,
+    OptionalAttr<F64Attr>:$yarn_beta_fast,
+    OptionalAttr<F64Attr>:$yarn_beta_slow,
+    OptionalAttr<F64Attr>:$yarn_attention_factor);
+defvar Dense_LatentAttentionFormat = [{
+    (`q` `(` $wq^ `:` type($wq) `)`)?
+    (`q_lora` `(` $wq_a^ `,` $q_a_norm `,` $wq_b `:` type($wq_a) `,`
+     type($q_a_norm) `,` type($wq_b) `)`)?
+    `kv_lora` `(` $wkv_a `,` $kv_a_norm `,` $wkv_b `:` type($wkv_a) `,`
+    type($kv_a_norm) `,` type($wkv_b) `)` `out` `(` $wo `:` type($wo) `)`
+    `heads` `=` $heads `qk_nope_head_dim` `=` $qk_nope_head_dim
+    `qk_rope_head_dim` `=` $qk_rope_head_dim `v_head_dim` `=` $v_head_dim
+    `sequence_length` `=` $sequence_length `rope_theta` `=` $rope_theta
+    (`yarn` `(` `factor` `=` $yarn_factor^ `original_max_position` `=`
+     $yarn_original_max_position `beta_fast` `=` $yarn_beta_fast
+     `beta_slow` `=` $yarn_beta_slow `attention_factor` `=`
+     $yarn_attention_factor `)`)?
+    `softmax_scale` `=` $softmax_scale `epsilon` `=` $epsilon
+}];
+
+def Dense_LatentAttentionOp : Dense_Op<"latent_attention", [Pure,
+    AttrSizedOperandSegments, DeclareOpInterfaceMethods<GradientOpInterface>]> {
+  let summary = "causal multi-head latent attention (DeepSeek-V2/V3 MLA)";
+  let description = [{
+    DeepSeek's multi-head latent attention over each sequence of
+    `sequence_length` tokens of `input` `[T, H]`, with `n = heads`,
+    `dn = qk_nope_head_dim`, `dr = qk_rope_head_dim`, `dv = v_head_dim`:
+
+    - queries `[T, n * (dn + dr)]`: `input x wq` (`q(...)`, `wq`
+      `[H, n * (dn + dr)]`), or with a query LoRA (`q_lora(...)`)
+      `rms_norm(input x wq_a, q_a_norm) x wq_b`, `wq_a` `[H, Rq]`,
+      `q_a_norm` `[Rq]`, `wq_b` `[Rq, n * (dn + dr)]`;
+    - `input x wkv_a` (`[H, Rkv + dr]`) splits into the latent `c` `[Rkv]`
+      and one rotary key `k_pe` `[dr]` shared by all heads;
+      `rms_norm(c, kv_a_norm) x wkv_b` (`[Rkv, n * (dn + dv)]`) gives each
+      head its key part `k_nope` `[dn]` and its value `[dv]`;
+    - the last `dr` of each query head and `k_pe` are rotated by their
+      position (pairs of adjacent elements, as DeepSeek's checkpoints
+      store them) with base `rope_theta`; with `yarn(...)` the frequencies
+      are YaRN's (`factor`, `original_max_position`, `beta_fast`,
+      `beta_slow`) and the rotated parts are scaled by `attention_factor`;
+    - causal `softmax(softmax_scale * q k^T) v` per head (`k` = `k_nope`
+      then `k_pe`), then `x wo` (`[n * dv, H]`).
+
+    `epsilon` is the two RMSNorms' (`rms_norm_eps`).
+
+    ```mlir
+    %a = dense.latent_attention %x q(%wq : tensor<64x96xf32>)
+        kv_lora(%wkva, %kvn, %wkvb : tensor<64x40xf32>, tensor<32xf32>,
+                tensor<32x128xf32>) out(%wo : tensor<64x64xf32>)
+        heads = 4 qk_nope_head_dim = 16 qk_rope_head_dim = 8 v_head_dim = 16
+        sequence_length = 32 rope_theta = 10000.0
+        softmax_scale = 0.2041 epsilon = 1.0e-06
+        : tensor<?x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = !con(Dense_LatentAttentionOperands,
+                       Dense_LatentAttentionAttrs);
+  let results = (outs AnyRankedTensor:$output);
+  let assemblyFormat = !strconcat([{ $input }], Dense_LatentAttentionFormat,
+      [{ attr-dict `:` type($input) `->` type($output) }]);
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The operands after `input` that are present, in operand order.
+    ::mlir::SmallVector<::mlir::Value> getParameters();
+  }];
+}
+
 def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<GradientOpInterface>]> {
   let summary = "input x weight";
   let description = [{
@@ -230,6 +309,25 @@ def Dense_AttentionGradOp : Dense_Op<"attention_grad", [Pure,
     `rope_theta` `=` $rope_theta attr-dict `:` type(operands) `->`
     type(results)
   }];
+  let hasVerifier = 1;
+}
+
+def Dense_LatentAttentionGradOp : Dense_Op<"latent_attention_grad", [Pure,
+    AttrSizedOperandSegments]> {
+  let summary = "gradient of dense.latent_attention";
+  let description = [{
+    The gradients of a `dense.latent_attention`'s input and of each of its
+    parameters present, in operand order, given its operands and the
+    gradient of its output.
+  }];
+  let arguments = !con(Dense_LatentAttentionOperands,
+                       (ins AnyRankedTensor:$d_output),
+                       Dense_LatentAttentionAttrs);
+  let results = (outs AnyRankedTensor:$d_input,
+                      Variadic<AnyRankedTensor>:$d_parameters);
+  let assemblyFormat = !strconcat([{ $input }], Dense_LatentAttentionFormat,
+      [{ `grad` `(` $d_output `:` type($d_output) `)` attr-dict `:`
+         type($input) `->` type(results) }]);
   let hasVerifier = 1;
 }
 

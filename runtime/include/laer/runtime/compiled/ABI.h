@@ -94,6 +94,26 @@ void _mlir_ciface_laerrt_attention_grad(
     double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq,
     F32x2 *dWk, F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv,
     F32x1 *dQNorm, F32x1 *dKNorm);
+// Multi-head latent attention (DeepSeek MLA): the queries come from `wq`,
+// or from `wqA`, `qANorm`, `wqB` (query LoRA); the absent form, and its
+// gradients, are empty memrefs. `yarnFactor` 0: no YaRN (then the other
+// yarn values are unused).
+void _mlir_ciface_laerrt_latent_attention(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wqA, F32x1 *qANorm, F32x2 *wqB,
+    F32x2 *wkvA, F32x1 *kvANorm, F32x2 *wkvB, F32x2 *wo, std::int64_t heads,
+    std::int64_t nope, std::int64_t rope, std::int64_t value,
+    std::int64_t sequence, double ropeTheta, double softmaxScale,
+    double epsilon, double yarnFactor, std::int64_t yarnOriginal,
+    double betaFast, double betaSlow, double attentionFactor, F32x2 *out);
+void _mlir_ciface_laerrt_latent_attention_grad(
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wqA, F32x1 *qANorm, F32x2 *wqB,
+    F32x2 *wkvA, F32x1 *kvANorm, F32x2 *wkvB, F32x2 *wo, F32x2 *dOut,
+    std::int64_t heads, std::int64_t nope, std::int64_t rope,
+    std::int64_t value, std::int64_t sequence, double ropeTheta,
+    double softmaxScale, double epsilon, double yarnFactor,
+    std::int64_t yarnOriginal, double betaFast, double betaSlow,
+    double attentionFactor, F32x2 *dX, F32x2 *dWq, F32x2 *dWqA, F32x1 *dQANorm,
+    F32x2 *dWqB, F32x2 *dWkvA, F32x1 *dKvANorm, F32x2 *dWkvB, F32x2 *dWo);
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
                                 F32x2 *out);
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
