@@ -6,6 +6,40 @@
 
 using namespace laer::rt;
 
+std::string
+laer::rt::describeMoELayers(std::span<const MoELayerConfig> layers) {
+  auto shape = [](const MoELayerConfig &c) {
+    return std::to_string(c.numExperts) + " experts (top-" +
+           std::to_string(c.topK) + ", F " + std::to_string(c.shape.ffn) + ")";
+  };
+  auto same = [](const MoELayerConfig &a, const MoELayerConfig &b) {
+    return a.numExperts == b.numExperts && a.topK == b.topK &&
+           a.shape.ffn == b.shape.ffn;
+  };
+  if (layers.empty())
+    return "no MoE layers";
+  bool uniform = true;
+  for (const MoELayerConfig &layer : layers)
+    uniform &= same(layer, layers.front());
+  if (uniform)
+    return std::to_string(layers.size()) + " MoE layer" +
+           (layers.size() == 1 ? "" : "s") + " x " + shape(layers.front());
+  std::string text = "MoE layers ";
+  for (std::size_t first = 0; first < layers.size();) {
+    std::size_t last = first;
+    while (last + 1 < layers.size() && same(layers[last + 1], layers[first]))
+      ++last;
+    if (first > 0)
+      text += "; ";
+    text += std::to_string(first);
+    if (last > first)
+      text += "-" + std::to_string(last);
+    text += ": " + shape(layers[first]);
+    first = last + 1;
+  }
+  return text;
+}
+
 void laer::rt::checkLayerConfig(const MoELayerConfig &config,
                                 const ErrorContext &where) {
   const RoutingConfig &r = config.routing;
@@ -100,6 +134,9 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
   }
   PlanRequest request{layer,      step,      comm.size(),
                       config.slotsPerRank, numExperts, counts, pastLoad};
+  request.hidden = config.shape.hidden;
+  request.ffn = config.shape.ffn;
+  request.topK = config.topK;
   Plan plan;
   try {
     plan = hook.plan(request);

@@ -37,17 +37,18 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
     if (data.vocab() > model.vocab())
       fail({comm.rank(), -1, -1}, "the data's vocabulary of ", data.vocab(),
            " does not fit the compiled model's ", model.vocab());
-    const MoELayerConfig &moe = model.state().moe.front()->config();
-    char banner[448];
-    std::snprintf(banner, sizeof banner,
-                  "%s (compiled): %d ranks, %lld tokens, planner %s, %zu MoE "
-                  "layers x %d experts (top-%d), %d slots per rank, batch %d "
-                  "x %d tokens, MoE layers on %s",
-                  name.c_str(), comm.size(),
-                  static_cast<long long>(data.size()),
-                  options.planner.c_str(), model.state().moe.size(),
-                  moe.numExperts, moe.topK, moe.slotsPerRank, options.batch,
-                  options.sequence, model.moeBackend().describe().c_str());
+    std::vector<MoELayerConfig> layers;
+    for (const auto &layer : model.state().moe)
+      layers.push_back(layer->config());
+    char banner[1024];
+    std::snprintf(
+        banner, sizeof banner,
+        "%s (compiled): %d ranks, %lld tokens, planner %s, %s, %d "
+        "slots per rank, batch %d x %d tokens, MoE layers on %s",
+        name.c_str(), comm.size(), static_cast<long long>(data.size()),
+        options.planner.c_str(), describeMoELayers(layers).c_str(),
+        layers.empty() ? 0 : layers.front().slotsPerRank, options.batch,
+        options.sequence, model.moeBackend().describe().c_str());
     runTraining(comm, options, data, model, banner);
   } catch (const std::exception &error) {
     MpiRuntime::abortJob(error.what());

@@ -35,6 +35,13 @@ rt::Plan PlannerHook::plan(const rt::PlanRequest &request) {
   LayerSpec layer = layer_;
   layer.numExperts = request.numExperts;
   layer.slotsPerRank = request.slotsPerRank;
+  // This layer's shape where the executor says it (models mix widths).
+  if (request.hidden > 0)
+    layer.hidden = request.hidden;
+  if (request.ffn > 0)
+    layer.ffn = request.ffn;
+  if (request.topK > 0)
+    layer.topK = request.topK;
   return planner_->plan(
       PlannerInput{cluster, layer, request.counts, request.history});
 }

@@ -252,6 +252,8 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   TrainingState &state = model.state();
   if (state.moe.empty())
     fail({comm.rank(), -1, -1}, "the model has no MoE layer to train");
+  // The planner's defaults; each layer's plan request carries its own
+  // expert shape and top-k (PlanRequest), which the cost model uses.
   const MoELayerConfig &moe = state.moe.front()->config();
   planner::LayerSpec layer;
   layer.hidden = moe.shape.hidden;

@@ -222,4 +222,45 @@ TEST(PlannerHook, DrivesTheRuntimeHookInterface) {
   EXPECT_EQ(plan.layout.replicasOf(2).size(), 4u);
 }
 
+/// A planner that keeps the layer it was asked to plan for, and plans as
+/// laer+ does.
+class RecordingPlanner : public Planner {
+public:
+  explicit RecordingPlanner(LayerSpec &seen) : seen(seen) {}
+  std::string name() const override { return "recording"; }
+  rt::Plan plan(const PlannerInput &input) override {
+    seen = input.layer;
+    return makePlanner("laer+")->plan(input);
+  }
+
+private:
+  LayerSpec &seen;
+};
+
+TEST(PlannerHook, CostsEachLayerWithItsOwnShape) {
+  std::vector<std::int64_t> counts(2 * 16, 3);
+  LayerSpec seen, model;
+  model.hidden = 64;
+  model.ffn = 96;
+  model.topK = 2;
+  PlannerHook hook(std::make_unique<RecordingPlanner>(seen), ClusterSpec{},
+                   model);
+  // A layer that says its shape (DeepSeek's wider layer, more experts).
+  rt::PlanRequest request{1, 0, 2, 8, 16, counts};
+  request.hidden = 64;
+  request.ffn = 256;
+  request.topK = 6;
+  hook.plan(request);
+  EXPECT_EQ(seen.hidden, 64);
+  EXPECT_EQ(seen.ffn, 256);
+  EXPECT_EQ(seen.topK, 6);
+  EXPECT_EQ(seen.numExperts, 16);
+  EXPECT_EQ(seen.slotsPerRank, 8);
+  // One that does not keeps the hook's.
+  rt::PlanRequest plain{0, 0, 2, 8, 16, counts};
+  hook.plan(plain);
+  EXPECT_EQ(seen.ffn, 96);
+  EXPECT_EQ(seen.topK, 2);
+}
+
 } // namespace

@@ -20,6 +20,27 @@ std::string errorOf(LayerStage stage, int chunk, int chunks,
 
 } // namespace
 
+TEST(LayerPlanning, DescribesEachRunOfEqualLayers) {
+  MoELayerConfig a;
+  a.numExperts = 8;
+  a.topK = 2;
+  a.shape = {64, 128};
+  MoELayerConfig b = a;
+  b.numExperts = 16;
+  b.topK = 4;
+  b.shape.ffn = 32;
+  std::vector<MoELayerConfig> uniform{a, a, a};
+  EXPECT_EQ(describeMoELayers(uniform),
+            "3 MoE layers x 8 experts (top-2, F 128)");
+  std::vector<MoELayerConfig> one{b};
+  EXPECT_EQ(describeMoELayers(one), "1 MoE layer x 16 experts (top-4, F 32)");
+  std::vector<MoELayerConfig> mixed{a, a, b, a};
+  EXPECT_EQ(describeMoELayers(mixed),
+            "MoE layers 0-1: 8 experts (top-2, F 128); 2: 16 experts (top-4, "
+            "F 32); 3: 8 experts (top-2, F 128)");
+  EXPECT_EQ(describeMoELayers({}), "no MoE layers");
+}
+
 TEST(LayerPlanning, TheFirstDispatchCutsTheChunksAndTheRestAgree) {
   EXPECT_TRUE(startsTokenChunks(LayerStage::Planned, 0, 3, 0, {}));
   // Chunk 1 after the restore finished, and chunk 2 before: both fine.

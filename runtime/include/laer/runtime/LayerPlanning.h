@@ -43,6 +43,11 @@ struct MoELayerConfig {
   int tokenChunks = 1;
 };
 
+/// The MoE layers' shapes for a start-up line: "3 MoE layers x 8 experts
+/// (top-2, F 16)" when they agree, else each run of equal layers
+/// ("MoE layers 0-1: 8 experts (top-2, F 16); 2: 16 experts (top-4, F 32)").
+std::string describeMoELayers(std::span<const MoELayerConfig> layers);
+
 /// Fails naming the first setting of `config` out of range (top-k, slots,
 /// the routing groups, the bias update), with `where` as the context.
 void checkLayerConfig(const MoELayerConfig &config, const ErrorContext &where);

@@ -36,6 +36,10 @@ struct PlanRequest {
   /// compiled program that prefetches restores needs: its layout is fixed
   /// before the layer's router runs.
   std::span<const std::int64_t> history;
+  /// The layer's expert shape and top-k (0: unknown), for cost models:
+  /// layers of one model may differ (DeepSeek's widths, per-layer E).
+  std::int64_t hidden = 0, ffn = 0;
+  int topK = 0;
 };
 
 class RelayoutHook {
