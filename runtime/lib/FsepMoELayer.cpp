@@ -92,6 +92,11 @@ std::vector<std::int64_t> FsepMoELayer::globalLoads() const {
   return load;
 }
 
+std::int64_t FsepMoELayer::auxSequence() const {
+  return config_.losses.aux == AuxLoss::Sequence ? config_.losses.sequenceLength
+                                                 : 0;
+}
+
 std::pair<std::vector<std::int64_t>, std::int64_t>
 FsepMoELayer::auxLoads() const {
   if (config_.losses.aux != AuxLoss::GlobalBatch)
@@ -111,9 +116,13 @@ cpu::RouterLosses FsepMoELayer::routerLosses() const {
     fail(where, "the global-batch aux loss needs every rank's loads: ask "
                 "for it after the relayout");
   auto [loads, loadTokens] = auxLoads();
-  return cpu::routerLosses(router_, loads, loadTokens, tokens_,
-                           config_.numExperts, config_.topK,
-                           config_.routing.score);
+  try {
+    return cpu::routerLosses(router_, loads, loadTokens, tokens_,
+                             config_.numExperts, config_.topK,
+                             config_.routing.score, auxSequence());
+  } catch (const RuntimeError &error) {
+    fail(where, error.message());
+  }
 }
 
 void FsepMoELayer::setAuxLossGradient(float dAux) {
@@ -555,10 +564,14 @@ void FsepMoELayer::routerBackward(std::span<float> dx) {
   ScopedPhase phase(times_, Phase::Router);
   std::vector<float> dGate(gate_.size(), 0.0f);
   auto [loads, loadTokens] = auxLoads();
-  cpu::RouterLossGradients losses{dAux_, dZ_, loads, loadTokens};
-  cpu::routerBackward(input_, gate_, router_, dWeights_, tokens_, hidden,
-                      config_.numExperts, config_.topK, config_.routing,
-                      losses, dx, dGate);
+  cpu::RouterLossGradients losses{dAux_, dZ_, loads, loadTokens, auxSequence()};
+  try {
+    cpu::routerBackward(input_, gate_, router_, dWeights_, tokens_, hidden,
+                        config_.numExperts, config_.topK, config_.routing,
+                        losses, dx, dGate);
+  } catch (const RuntimeError &error) {
+    fail(context(), error.message());
+  }
   comm_.allReduceSum(std::span<float>(dGate));
   for (std::size_t i = 0; i < dGate.size(); ++i)
     gateGrad_[i] += dGate[i];

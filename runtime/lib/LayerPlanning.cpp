@@ -32,9 +32,12 @@ laer::rt::describeMoELayers(std::span<const MoELayerConfig> layers) {
     if (first > 0)
       text += "; ";
     text += std::to_string(first);
-    if (last > first)
-      text += "-" + std::to_string(last);
-    text += ": " + shape(layers[first]);
+    if (last > first) {
+      text += '-';
+      text += std::to_string(last);
+    }
+    text += ": ";
+    text += shape(layers[first]);
     first = last + 1;
   }
   return text;
@@ -71,6 +74,10 @@ void laer::rt::checkLayerConfig(const MoELayerConfig &config,
                 "got ", config.biasUpdateRate);
   if (config.biasUpdateRate > 0 && !r.selectionBias)
     fail(where, "a selection-bias update rate without a selection bias");
+  if (config.losses.aux == AuxLoss::Sequence &&
+      config.losses.sequenceLength < 1)
+    fail(where, "the sequence-wise aux loss needs the sequence length, got ",
+         config.losses.sequenceLength);
 }
 
 void laer::rt::expectStage(LayerStage actual, LayerStage wanted,

@@ -349,6 +349,24 @@ def reference():
                       linear(x, p + u), p + d)
 
     router_logits = []
+    deepseek_aux = []  # per MoE layer: DeepSeek's balance loss
+
+    def deepseek_balance_loss(logits, top_i):
+        """DeepSeek's modelling code: E / (k S) sum_e count_e P_e per
+        sequence (seq_aux) averaged over the sequences, or over the batch;
+        P from the softmax scores, or the sigmoid scores over their sum."""
+        experts = logits.shape[-1]
+        if family == "deepseek_v3":
+            s = torch.sigmoid(logits)
+            s = s / s.sum(-1, keepdim=True)
+        else:
+            s = torch.softmax(logits, dim=-1)
+        span = SEQ if config.get("seq_aux", True) else logits.shape[0]
+        s = s.view(-1, span, experts)
+        chosen = top_i.view(-1, span * top_k)
+        counts = torch.zeros(chosen.shape[0], experts).scatter_add(
+            1, chosen, torch.ones(chosen.shape)) / (span * top_k / experts)
+        return (counts * s.mean(dim=1)).sum(dim=1).mean()
 
     def moe(x, p):
         block = p + ("block_sparse_moe." if family == "mixtral" else "mlp.")
@@ -359,6 +377,8 @@ def reference():
         router_logits.append(logits)
         if deepseek:
             top_w, top_i = deepseek_route(logits, p)
+            if config.get("aux_loss_alpha", 0):
+                deepseek_aux.append(deepseek_balance_loss(logits, top_i))
         else:
             probs = torch.softmax(logits, dim=-1)
             top_w, top_i = torch.topk(probs, top_k, dim=-1)
@@ -395,6 +415,8 @@ def reference():
     logits = linear(rms_norm(h, w["model.norm.weight"]), "lm_head")
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab),
                                              targets.reshape(-1))
+    for aux in deepseek_aux:
+        loss = loss + config["aux_loss_alpha"] * aux
     if config.get("output_router_logits"):
         # HF's load_balancing_loss_func over all MoE layers' logits, and
         # OLMoE's router z-loss.

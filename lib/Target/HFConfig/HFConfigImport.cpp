@@ -134,6 +134,9 @@ struct Model {
   /// HF's router_aux_loss_coef and router_z_loss_coef where HF applies
   /// them (0: not applied).
   double auxLossCoef = 0, zLossCoef = 0;
+  /// DeepSeek: auxLossCoef multiplies each layer's loss as it is (not
+  /// k / MoE layers), the sequence-wise form with seq_aux.
+  bool auxPerLayer = false, sequenceAux = false;
 
   // DeepSeek's multi-head latent attention (MLA): query LoRA rank (0: none),
   // latent rank, per-head sizes, the softmax scale and YaRN.
@@ -1127,13 +1130,30 @@ private:
   /// for a z-loss) only when output_router_logits is set.
   Error auxiliaryLosses() {
     if (isDeepSeek()) {
+      // DeepSeek's own modelling code (the configs' auto_map) adds
+      // aux_loss_alpha x each MoE layer's balance loss, per sequence with
+      // seq_aux; transformers' port adds none.
       LAER_TRY(alpha, config.number("aux_loss_alpha", 0.0));
-      if (alpha != 0)
-        notes.push_back(
-            "field 'aux_loss_alpha' = " + showNumber(alpha) +
-            " is not applied: transformers' DeepSeek models add no "
-            "auxiliary loss, and the sequence-wise form of DeepSeek's own "
-            "code (seq_aux) is not supported yet");
+      LAER_TRY(perSequence, config.boolean("seq_aux", true));
+      if (alpha < 0)
+        return config.refuse("aux_loss_alpha", *config.get("aux_loss_alpha"),
+                             "a loss coefficient must be >= 0");
+      if (alpha == 0 || !llvm::is_contained(layerIsMoE, true))
+        return Error::success();
+      if (perSequence && options.globalBatchAuxLoss)
+        return fail("--aux-loss-batch global: field 'seq_aux' = true asks "
+                    "for DeepSeek's sequence-wise loss, whose loads are each "
+                    "sequence's");
+      model.auxLossCoef = alpha;
+      model.auxPerLayer = true;
+      model.sequenceAux = perSequence;
+      notes.push_back(
+          "field 'aux_loss_alpha' = " + showNumber(alpha) +
+          " multiplies "
+          "each MoE layer's " +
+          (perSequence ? "sequence-wise (seq_aux)" : "batch") +
+          " load-balancing loss, as DeepSeek's own modelling code trains "
+          "(transformers' port adds none); set it to 0 to train without");
       return Error::success();
     }
     LAER_TRY(outputLogits, config.boolean("output_router_logits", false));
@@ -1413,8 +1433,8 @@ std::string header(const Model &m, const laer::HFImportOptions &o) {
   if (m.qkNorm == QKNorm::WholeProjection)
     parts.push_back("QK-norm over the whole projections");
   if (m.auxLossCoef > 0)
-    parts.push_back("aux load-balancing loss x " +
-                    formatFloat(m.auxLossCoef));
+    parts.push_back(std::string(m.sequenceAux ? "sequence-wise " : "") +
+                    "aux load-balancing loss x " + formatFloat(m.auxLossCoef));
   if (m.zLossCoef > 0)
     parts.push_back("router z-loss x " + formatFloat(m.zLossCoef));
   return comment(parts);
@@ -1623,8 +1643,9 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
       if (m.auxLossCoef > 0) {
         results += ", %aux" + L;
         resultTypes += ", tensor<f32>";
-        losses += o.globalBatchAuxLoss ? " aux_loss<global_batch>"
-                                       : " aux_loss<micro_batch>";
+        losses += m.sequenceAux          ? " aux_loss<sequence>"
+                  : o.globalBatchAuxLoss ? " aux_loss<global_batch>"
+                                         : " aux_loss<micro_batch>";
         routerLosses.push_back({"%aux" + L, "%aux_coef"});
       }
       if (m.zLossCoef > 0) {
@@ -1676,8 +1697,10 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
     auto moeLayers = static_cast<double>(llvm::count(m.moeLayer, true));
     if (m.auxLossCoef > 0)
       os << "  %aux_coef = arith.constant dense<"
-         << formatFloat(m.auxLossCoef * static_cast<double>(m.topK) /
-                        moeLayers)
+         << formatFloat(m.auxPerLayer
+                            ? m.auxLossCoef
+                            : m.auxLossCoef * static_cast<double>(m.topK) /
+                                  moeLayers)
          << "> : tensor<f32>\n";
     if (m.zLossCoef > 0)
       os << "  %z_coef = arith.constant dense<"

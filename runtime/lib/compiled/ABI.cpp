@@ -97,7 +97,7 @@ void _mlir_ciface_laerrt_declare_moe(
     return v >= 1 && v <= std::numeric_limits<int>::max();
   };
   if (score < 0 || score > 1 || activation < 0 || activation > 2 ||
-      groupScore < 0 || groupScore > 1 || auxLoss < 0 || auxLoss > 2 ||
+      groupScore < 0 || groupScore > 1 || auxLoss < 0 || auxLoss > 3 ||
       !flag(renormalize) || !flag(selectionBias) || !flag(zLoss) ||
       !inInt(experts) || !inInt(topK) || !inInt(groups) || !inInt(topGroups))
     fail(m.where(static_cast<int>(layer)),

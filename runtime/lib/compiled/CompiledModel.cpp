@@ -56,6 +56,8 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
               ? options.slotsPerRank
               : (config.numExperts + comm.size() - 1) / comm.size() + 1;
     config.historyWindow = options.historyWindow;
+    // A sequence-wise aux loss spans the model's sequences.
+    config.losses.sequenceLength = sequence_;
     state_.addMoELayer(config, options.seed);
     state_.moeNames.back() = moeNames_[l];
     std::string prefix = "layer" + std::to_string(l) + ".";
@@ -115,7 +117,9 @@ void CompiledModel::declareMoE(std::int64_t layer,
     fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ", ranks,
          " ranks and ", config.slotsPerRank, " slots per rank");
   if (static_cast<std::size_t>(layer) >= moeConfigs_.size()) {
-    moeConfigs_.resize(layer + 1, MoELayerConfig{{0, 0}, 0});
+    MoELayerConfig undeclared;
+    undeclared.numExperts = 0;
+    moeConfigs_.resize(layer + 1, undeclared);
     moeRanks_.resize(layer + 1, 0);
     moeNames_.resize(layer + 1);
   }

@@ -1,5 +1,6 @@
 //===- RouterKernels.cpp - router forward and backward on the CPU ---------===//
 
+#include "laer/runtime/Error.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <algorithm>
@@ -123,30 +124,70 @@ RouterOutput cpu::routerForward(std::span<const float> x,
   return out;
 }
 
+namespace {
+
+/// The tokens each aux-loss group spans: a sequence, or all of them.
+std::int64_t auxSpan(std::int64_t tokens, std::int64_t sequenceLength) {
+  if (sequenceLength <= 0)
+    return tokens;
+  if (tokens % sequenceLength != 0)
+    fail({}, "the sequence-wise aux loss needs whole sequences: ", tokens,
+         " tokens are not sequences of ", sequenceLength);
+  return sequenceLength;
+}
+
+/// Expert loads of tokens [first, first + count) by the router's choices.
+std::vector<std::int64_t> choiceCounts(const RouterOutput &saved,
+                                       std::int64_t first, std::int64_t count,
+                                       int numExperts, int topK) {
+  std::vector<std::int64_t> counts(numExperts, 0);
+  for (std::int64_t i = first * topK; i < (first + count) * topK; ++i)
+    ++counts[saved.indices[i]];
+  return counts;
+}
+
+} // namespace
+
 RouterLosses cpu::routerLosses(const RouterOutput &saved,
                                std::span<const std::int64_t> loads,
                                std::int64_t loadTokens, std::int64_t tokens,
-                               int numExperts, int topK, ScoreFunction score) {
+                               int numExperts, int topK, ScoreFunction score,
+                               std::int64_t sequenceLength) {
   RouterLosses losses;
   if (tokens == 0)
     return losses;
-  std::vector<double> meanP(numExperts, 0.0);
+  // Per group of `span` tokens (a sequence, or the whole batch): the loads
+  // and mean probabilities, E / k * sum_e f_e P_e; then the groups' mean.
+  const std::int64_t span = auxSpan(tokens, sequenceLength);
+  std::vector<double> meanP(numExperts);
   std::vector<float> p(numExperts);
-  for (std::int64_t t = 0; t < tokens; ++t) {
-    float sum;
-    routingProbabilities(saved.scores.data() + t * numExperts, numExperts,
-                         score, p.data(), sum);
-    for (int e = 0; e < numExperts; ++e)
-      meanP[e] += p[e];
-    double lse = saved.logSumExp[t];
-    losses.z += lse * lse;
+  std::vector<std::int64_t> own;
+  for (std::int64_t first = 0; first < tokens; first += span) {
+    std::fill(meanP.begin(), meanP.end(), 0.0);
+    for (std::int64_t t = first; t < first + span; ++t) {
+      float sum;
+      routingProbabilities(saved.scores.data() + t * numExperts, numExperts,
+                           score, p.data(), sum);
+      for (int e = 0; e < numExperts; ++e)
+        meanP[e] += p[e];
+      double lse = saved.logSumExp[t];
+      losses.z += lse * lse;
+    }
+    std::span<const std::int64_t> groupLoads = loads;
+    std::int64_t groupTokens = loadTokens;
+    if (sequenceLength > 0) {
+      own = choiceCounts(saved, first, span, numExperts, topK);
+      groupLoads = own;
+      groupTokens = span;
+    }
+    if (groupTokens > 0)
+      for (int e = 0; e < numExperts; ++e)
+        losses.aux += static_cast<double>(groupLoads[e]) / groupTokens *
+                      meanP[e] / static_cast<double>(span);
   }
   losses.z /= static_cast<double>(tokens);
-  if (loadTokens > 0)
-    for (int e = 0; e < numExperts; ++e)
-      losses.aux += static_cast<double>(loads[e]) / loadTokens * meanP[e] /
-                    static_cast<double>(tokens);
-  losses.aux *= static_cast<double>(numExperts) / topK;
+  losses.aux *= static_cast<double>(numExperts) / topK /
+                static_cast<double>(tokens / span);
   return losses;
 }
 
@@ -160,19 +201,35 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
   std::vector<float> dLogits(static_cast<std::size_t>(tokens * numExperts),
                              0.0f);
   std::vector<float> dScores(numExperts), p(numExperts);
-  // d(aux)/d(p_te) = dAux * E / (k T) * f_e: the same for every token.
+  // d(aux)/d(p_te) = dAux * E / (k T) * f_e, with f_e the share of the
+  // loads of t's group (its sequence, or the batch): the same for every
+  // token of a group.
   std::vector<float> dP(numExperts, 0.0f);
-  const bool aux = losses.dAux != 0.0f && losses.loadTokens > 0;
-  if (aux)
+  const bool perSequence = losses.sequenceLength > 0;
+  const bool aux =
+      losses.dAux != 0.0f && (perSequence || losses.loadTokens > 0);
+  const std::int64_t span =
+      tokens > 0 ? auxSpan(tokens, losses.sequenceLength) : 1;
+  std::vector<std::int64_t> own;
+  auto groupGradient = [&](std::int64_t first) {
+    std::span<const std::int64_t> loads = losses.loads;
+    std::int64_t loadTokens = losses.loadTokens;
+    if (perSequence) {
+      own = choiceCounts(saved, first, span, numExperts, topK);
+      loads = own;
+      loadTokens = span;
+    }
     for (int e = 0; e < numExperts; ++e)
-      dP[e] = static_cast<float>(
-          static_cast<double>(losses.dAux) * numExperts / topK /
-          static_cast<double>(tokens) *
-          (static_cast<double>(losses.loads[e]) / losses.loadTokens));
+      dP[e] = static_cast<float>(static_cast<double>(losses.dAux) * numExperts /
+                                 topK / static_cast<double>(tokens) *
+                                 (static_cast<double>(loads[e]) / loadTokens));
+  };
   const float dZ =
       tokens > 0 ? 2.0f * losses.dZ / static_cast<float>(tokens) : 0.0f;
   const auto scale = static_cast<float>(routing.scale);
   for (std::int64_t t = 0; t < tokens; ++t) {
+    if (aux && t % span == 0)
+      groupGradient(t);
     const float *s = saved.scores.data() + t * numExperts;
     const std::int32_t *idx = saved.indices.data() + t * topK;
     const float *w = saved.weights.data() + t * topK;

@@ -181,6 +181,59 @@ TEST(RouterLosses, BalancedRoutingHasAuxLossOne) {
             3.0);
 }
 
+// DeepSeek's seq_aux: each sequence's loss from its own loads and mean
+// probabilities, then their mean, against the batch loss on the same
+// choices (E = 2, k = 1, two sequences of two tokens).
+TEST(RouterLosses, SequenceWiseLossAveragesEachSequencesOwn) {
+  const int E = 2;
+  // Sequence A: both tokens prefer expert 0; sequence B: one each.
+  std::vector<float> logits = {2, 0, 2, 0, 2, 0, 0, 2};
+  cpu::RouterOutput out = routeLogits(logits, E, 1, {});
+  double hot = std::exp(2.0) / (std::exp(2.0) + 1), cold = 1 - hot;
+  double seqA = 2 * (1.0 * hot + 0.0 * cold);
+  double seqB = 2 * (0.5 * 0.5 + 0.5 * 0.5);
+  cpu::RouterLosses perSequence = cpu::routerLosses(
+      out, {}, 0, 4, E, 1, ScoreFunction::Softmax, /*sequenceLength=*/2);
+  EXPECT_NEAR(perSequence.aux, (seqA + seqB) / 2, 1e-6);
+  std::vector<std::int64_t> loads = {3, 1};
+  double meanHot = (3 * hot + cold) / 4;
+  cpu::RouterLosses batch =
+      cpu::routerLosses(out, loads, 4, 4, E, 1, ScoreFunction::Softmax);
+  EXPECT_NEAR(batch.aux, 2 * (0.75 * meanHot + 0.25 * (1 - meanHot)), 1e-6);
+
+  // Its gradient (x = logits with gate = I) by central differences, for
+  // softmax and sigmoid scores.
+  for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid}) {
+    RoutingConfig routing;
+    routing.score = score;
+    std::vector<float> x = {2, 0.5f, 1.5f, 0, 2, -1, 0, 1};
+    cpu::RouterOutput saved = routeLogits(x, E, 1, routing);
+    std::vector<float> dx(x.size(), 0.0f), dGate(E * E, 0.0f);
+    std::vector<float> identity = {1, 0, 0, 1};
+    std::vector<float> dWeights(4, 0.0f);
+    cpu::RouterLossGradients gradients{1.0f, 0.0f, {}, 0, 2};
+    cpu::routerBackward(x, identity, saved, dWeights, 4, E, E, 1, routing,
+                        gradients, dx, dGate);
+    const float h = 1e-2f;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      std::vector<float> plus = x, minus = x;
+      plus[i] += h;
+      minus[i] -= h;
+      auto aux = [&](const std::vector<float> &v) {
+        return cpu::routerLosses(routeLogits(v, E, 1, routing), {}, 0, 4, E, 1,
+                                 score, 2)
+            .aux;
+      };
+      double fd = (aux(plus) - aux(minus)) / (2 * h);
+      EXPECT_NEAR(dx[i], fd, 2e-3) << "logit " << i;
+    }
+  }
+  // Tokens that are not whole sequences are refused.
+  EXPECT_THROW(
+      cpu::routerLosses(out, {}, 0, 4, E, 1, ScoreFunction::Softmax, 3),
+      RuntimeError);
+}
+
 MoELayerConfig biasedLayer(double rate) {
   MoELayerConfig config;
   config.shape = {4, 3};

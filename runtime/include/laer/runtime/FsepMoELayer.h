@@ -171,6 +171,8 @@ private:
   /// The loads the aux loss counts (this rank's or every rank's) and the
   /// tokens they come from.
   std::pair<std::vector<std::int64_t>, std::int64_t> auxLoads() const;
+  /// Tokens per aux-loss sequence (AuxLoss::Sequence), else 0.
+  std::int64_t auxSequence() const;
   void updateSelectionBias();
   void planTokenChunks(int chunks);
   void startTokens(TokenChunk &c, std::vector<float> send, bool forward);

@@ -9,6 +9,8 @@
 #ifndef LAER_RUNTIME_MOEFUNCTIONS_H
 #define LAER_RUNTIME_MOEFUNCTIONS_H
 
+#include <cstdint>
+
 namespace laer::rt {
 
 enum class ScoreFunction { Softmax, Sigmoid };
@@ -17,8 +19,9 @@ enum class Activation { Silu, Gelu, Relu };
 /// (DeepSeek-V2) or the sum of its two best (DeepSeek-V3).
 enum class GroupScore { Max, TopTwoSum };
 /// The auxiliary load-balancing loss of a layer: none, over this rank's
-/// tokens, or with the expert loads counted over every rank's tokens.
-enum class AuxLoss { None, MicroBatch, GlobalBatch };
+/// tokens, with the expert loads counted over every rank's tokens, or each
+/// sequence's loss averaged over the sequences (DeepSeek's seq_aux).
+enum class AuxLoss { None, MicroBatch, GlobalBatch, Sequence };
 
 /// How a router turns a token's logits x * gate into its k experts and
 /// their weights (beside E and k): the variants of the HF MoE families.
@@ -44,6 +47,8 @@ struct RoutingConfig {
 struct RouterLossConfig {
   AuxLoss aux = AuxLoss::None;
   bool z = false;
+  /// Tokens per sequence, for AuxLoss::Sequence (the model's).
+  std::int64_t sequenceLength = 0;
 };
 
 } // namespace laer::rt

@@ -51,3 +51,19 @@ func.func @deepseek_v2_layer(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
   return %y, %aux, %rx, %rg
       : tensor<16x64xf32>, tensor<f32>, tensor<16x64xf32>, tensor<64x8xf32>
 }
+
+// DeepSeek's sequence-wise balance loss (seq_aux).
+// CHECK-LABEL: func.func @sequence_aux_loss
+// CHECK: moe.layer {{.*}} score<sigmoid> renormalize activation<silu> aux_loss<sequence> : (
+func.func @sequence_aux_loss(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
+                             %w1: tensor<8x64x32xf32>,
+                             %w3: tensor<8x64x32xf32>,
+                             %w2: tensor<8x32x64xf32>)
+    -> (tensor<16x64xf32>, tensor<f32>) {
+  %y, %aux = moe.layer %x, %g, %w1, %w3, %w2 top_k = 2 score<sigmoid>
+      renormalize activation<silu> aux_loss<sequence>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x32xf32>,
+         tensor<8x64x32xf32>, tensor<8x32x64xf32>)
+      -> (tensor<16x64xf32>, tensor<f32>)
+  return %y, %aux : tensor<16x64xf32>, tensor<f32>
+}

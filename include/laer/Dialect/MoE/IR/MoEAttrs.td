@@ -50,10 +50,12 @@ def MoE_GroupScoreAttr
 
 def MoE_AuxLossMicroBatch : I32EnumAttrCase<"MicroBatch", 1, "micro_batch">;
 def MoE_AuxLossGlobalBatch : I32EnumAttrCase<"GlobalBatch", 2, "global_batch">;
+def MoE_AuxLossSequence : I32EnumAttrCase<"Sequence", 3, "sequence">;
 def MoE_AuxLoss : I32EnumAttr<"AuxLoss",
     "the tokens whose expert loads an auxiliary load-balancing loss counts: "
-    "this rank's micro-batch, or every data-parallel rank's",
-    [MoE_AuxLossMicroBatch, MoE_AuxLossGlobalBatch]> {
+    "this rank's micro-batch, every data-parallel rank's, or each sequence's "
+    "(averaged over the sequences)",
+    [MoE_AuxLossMicroBatch, MoE_AuxLossGlobalBatch, MoE_AuxLossSequence]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::laer::moe";
 }

@@ -62,8 +62,12 @@ defvar MoE_RoutingSemantics = [{
       routing probability of e over the tokens (softmax scores; sigmoid
       scores divided by their sum); 1 when perfectly balanced. With
       `global_batch`, `f_e` counts the tokens of every data-parallel rank
-      (Megatron's global-batch balancing); on one device the two agree. The
-      model multiplies it by its coefficient and adds it to the loss.
+      (Megatron's global-batch balancing); on one device the two agree.
+      With `sequence`, each sequence of the model's `sequence_length` tokens
+      (its attention's) has its own loss, from its own loads and mean
+      probabilities, and the layer returns their mean (DeepSeek's sequence-
+      wise balance loss, `seq_aux`). The model multiplies it by its
+      coefficient and adds it to the loss.
     - `z_loss`: the router z-loss `mean_t logsumexp(logits_t)^2` (ST-MoE).
     The choice of experts has no gradient; the losses' gradients flow into
     the input and the gate.

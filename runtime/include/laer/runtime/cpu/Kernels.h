@@ -50,10 +50,13 @@ RouterOutput routerForward(std::span<const float> x,
 struct RouterLosses {
   double aux = 0, z = 0;
 };
+/// With `sequenceLength` > 0 the aux loss is each sequence's (its loads
+/// from `saved.indices`, `loads` unused) averaged over the sequences.
 RouterLosses routerLosses(const RouterOutput &saved,
                           std::span<const std::int64_t> loads,
                           std::int64_t loadTokens, std::int64_t tokens,
-                          int numExperts, int topK, ScoreFunction score);
+                          int numExperts, int topK, ScoreFunction score,
+                          std::int64_t sequenceLength = 0);
 
 /// Gradients of the router losses entering the backward: d(loss)/d(aux) and
 /// d(loss)/d(z), with the loads the aux loss was computed from.
@@ -61,6 +64,9 @@ struct RouterLossGradients {
   float dAux = 0, dZ = 0;
   std::span<const std::int64_t> loads;
   std::int64_t loadTokens = 0;
+  /// > 0: the aux loss is per sequence of this many tokens (loads from the
+  /// router's choices, `loads` unused).
+  std::int64_t sequenceLength = 0;
 };
 
 /// Gradient of the router given d(weights) [T, k] (and the losses'
