@@ -412,7 +412,11 @@ def reference():
                      p + "mlp.gate.weight" in w)
         h = h + (moe(m, p) if moe_layer else mlp(m, p + "mlp."))
         layer += 1
-    logits = linear(rms_norm(h, w["model.norm.weight"]), "lm_head")
+    out = rms_norm(h, w["model.norm.weight"])
+    if config.get("tie_word_embeddings"):  # the head is the embedding
+        logits = out @ w["model.embed_tokens.weight"].T
+    else:
+        logits = linear(out, "lm_head")
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab),
                                              targets.reshape(-1))
     for aux in deepseek_aux:

@@ -47,7 +47,8 @@ def test_import_verifies_and_scales_down():
 
 @pytest.mark.parametrize("field, value, message", [
     ("hidden_act", "gelu", "field 'hidden_act' = \"gelu\""),
-    ("tie_word_embeddings", True, "field 'tie_word_embeddings' = true"),
+    ("router_jitter_noise", 0.1,
+     "field 'router_jitter_noise' = 0.1: router jitter noise is not supported"),
     ("rope_scaling", {"type": "yarn", "factor": 4.0},
      "field 'rope_scaling.type' = \"yarn\": YaRN"),
     ("frobnicate", 1, "field 'frobnicate' is not known for model_type mixtral"),
@@ -81,3 +82,25 @@ def test_router_losses_and_their_batch():
     assert "aux_loss<global_batch>" in whole
     with pytest.raises(ValueError, match="aux_loss_batch must be 'micro' or 'global'"):
         laer.import_hf_config(json.dumps(config), aux_loss_batch="all")
+
+
+def test_deepseek_v3_bias_update_rate_and_tied_head():
+    config = {
+        "model_type": "deepseek_v3", "vocab_size": 64, "hidden_size": 32,
+        "intermediate_size": 64, "moe_intermediate_size": 16,
+        "num_hidden_layers": 2, "first_k_dense_replace": 1,
+        "num_attention_heads": 4, "q_lora_rank": None, "kv_lora_rank": 16,
+        "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8,
+        "n_routed_experts": 8, "n_shared_experts": 1,
+        "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
+        "max_position_embeddings": 16, "tie_word_embeddings": True,
+    }
+    ir = laer.import_hf_config(json.dumps(config), bias_update_rate=0.0)
+    assert "dense.latent_attention" in ir
+    assert "bias_update_rate = 0.0e+00" in ir
+    assert "dense.linear %out, %embed transposed" in ir
+    with pytest.warns(UserWarning, match="e_score_correction_bias moves by 0.001"):
+        laer.import_hf_config(json.dumps(config))
+    config["model_type"] = "deepseek_v2"
+    with pytest.raises(laer.CompileError, match="--bias-update-rate: model_type deepseek_v2"):
+        laer.import_hf_config(json.dumps(config), bias_update_rate=0.01)

@@ -384,14 +384,17 @@ LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
   }
   if (auto l = dyn_cast<dense::LinearOp>(op)) {
     Value o = out(l.getOutput(), l.getInput());
-    s.call(loc, "linear", {s.ctx, abi(l.getInput()), abi(l.getWeight()), o});
+    s.call(loc, "linear",
+           {s.ctx, abi(l.getInput()), abi(l.getWeight()),
+            s.i64(loc, l.getTransposed() ? 1 : 0), o});
     return success();
   }
   if (auto l = dyn_cast<dense::LinearGradOp>(op)) {
     Value dx = out(l.getDInput(), l.getInput());
     Value dw = out(l.getDWeight(), Value());
-    s.call(loc, "linear_grad", {s.ctx, abi(l.getInput()), abi(l.getWeight()),
-                                abi(l.getDOutput()), dx, dw});
+    s.call(loc, "linear_grad",
+           {s.ctx, abi(l.getInput()), abi(l.getWeight()), abi(l.getDOutput()),
+            s.i64(loc, l.getTransposed() ? 1 : 0), dx, dw});
     return success();
   }
   if (auto f = dyn_cast<dense::SwiGluOp>(op)) {

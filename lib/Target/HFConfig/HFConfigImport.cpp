@@ -120,6 +120,8 @@ struct Model {
           headDim = 0, sequenceLength = 0;
   double epsilon = 0, ropeTheta = 0;
   bool qkvBias = false;
+  /// The LM head is the embedding table (tie_word_embeddings).
+  bool tiedEmbeddings = false;
   QKNorm qkNorm = QKNorm::None;
   // Routed experts (MoE layers).
   int64_t experts = 0, topK = 0, expertWidth = 0;
@@ -577,11 +579,7 @@ private:
                            "only SiLU (SwiGLU) feed-forward networks are "
                            "supported");
     LAER_TRY(tied, config.boolean("tie_word_embeddings", false));
-    if (tied)
-      return config.refuse("tie_word_embeddings",
-                           *config.get("tie_word_embeddings"),
-                           "tied input and output embeddings are not "
-                           "supported yet");
+    model.tiedEmbeddings = tied;
     return Error::success();
   }
 
@@ -1428,6 +1426,8 @@ std::string header(const Model &m, const laer::HFImportOptions &o) {
                     formatFloat(m.biasUpdateRate));
   if (m.qkvBias)
     parts.push_back("q/k/v biases");
+  if (m.tiedEmbeddings)
+    parts.push_back("LM head tied to the embedding");
   if (m.qkNorm == QKNorm::PerHead)
     parts.push_back("per-head QK-norm");
   if (m.qkNorm == QKNorm::WholeProjection)
@@ -1680,14 +1680,21 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
   }
 
   args.push_back("%final_norm: " + vecH + named("model.norm.weight", false));
-  args.push_back("%lm_head: " + tensorType({H, V}) +
-                 named("lm_head.weight", true));
+  // A tied LM head reads the embedding table [V, H] transposed (HF's
+  // checkpoints then keep only model.embed_tokens.weight).
+  if (!m.tiedEmbeddings)
+    args.push_back("%lm_head: " + tensorType({H, V}) +
+                   named("lm_head.weight", true));
   std::string logits = "tensor<?x" + llvm::itostr(V) + "xf32>";
   os << "  %out = dense.rms_norm %h" << m.layers
      << ", %final_norm epsilon = " << eps << " : " << act << ", " << vecH
      << " -> " << act << "\n";
-  os << "  %logits = dense.linear %out, %lm_head : " << act << ", "
-     << tensorType({H, V}) << " -> " << logits << "\n";
+  if (m.tiedEmbeddings)
+    os << "  %logits = dense.linear %out, %embed transposed : " << act << ", "
+       << tensorType({V, H}) << " -> " << logits << "\n";
+  else
+    os << "  %logits = dense.linear %out, %lm_head : " << act << ", "
+       << tensorType({H, V}) << " -> " << logits << "\n";
   std::string loss = routerLosses.empty() ? "%loss" : "%ce";
   os << "  " << loss << " = dense.cross_entropy %logits, %targets : "
      << logits << ", tensor<?xi32> -> tensor<f32>\n";

@@ -468,48 +468,66 @@ void _mlir_ciface_laerrt_latent_attention_grad(
 
 namespace {
 
-/// The operands linear and linear_grad share: x [T, K] and weight [K, N].
+/// The operands linear and linear_grad share: x [T, K] and weight [K, N]
+/// ([N, K] when transposed).
 struct LinearOperands {
   std::span<float> x, weight;
   std::int64_t T, K, N;
+  bool transposed;
 };
 
 LinearOperands checkLinear(CompiledModel &m, const char *f, F32x2 *x,
-                           F32x2 *weight) {
+                           F32x2 *weight, std::int64_t transposed) {
+  if (transposed != 0 && transposed != 1)
+    fail(m.where(), f, ": transposed is ", transposed, ", expected 0 or 1");
   LinearOperands l;
+  l.transposed = transposed != 0;
   l.x = check(m, f, "input", x, {-1, -1});
   l.T = x->sizes[0];
   l.K = x->sizes[1];
-  l.weight = check(m, f, "weight", weight, {l.K, -1});
-  l.N = weight->sizes[1];
+  if (l.transposed) {
+    l.weight = check(m, f, "weight", weight, {-1, l.K});
+    l.N = weight->sizes[0];
+  } else {
+    l.weight = check(m, f, "weight", weight, {l.K, -1});
+    l.N = weight->sizes[1];
+  }
   return l;
 }
 
 } // namespace
 
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
-                                F32x2 *out) {
+                                std::int64_t transposed, F32x2 *out) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_linear";
-  LinearOperands l = checkLinear(m, f, x, weight);
+  LinearOperands l = checkLinear(m, f, x, weight, transposed);
   auto y = check(m, f, "output", out, {l.T, l.N});
-  gemmT<float>(false, false, l.T, l.N, l.K, 1, l.x.data(), l.weight.data(), 0,
-               y.data());
+  gemmT<float>(false, l.transposed, l.T, l.N, l.K, 1, l.x.data(),
+               l.weight.data(), 0, y.data());
 }
 
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
-                                     F32x2 *dOut, F32x2 *dX,
-                                     F32x2 *dWeight) {
+                                     F32x2 *dOut, std::int64_t transposed,
+                                     F32x2 *dX, F32x2 *dWeight) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_linear_grad";
-  LinearOperands l = checkLinear(m, f, x, weight);
+  LinearOperands l = checkLinear(m, f, x, weight, transposed);
   auto d = check(m, f, "d_output", dOut, {l.T, l.N});
   auto dx = check(m, f, "d_input", dX, {l.T, l.K});
-  auto dw = check(m, f, "d_weight", dWeight, {l.K, l.N});
-  gemmT<float>(true, false, l.K, l.N, l.T, 1, l.x.data(), d.data(), 0,
-               dw.data());
-  gemmT<float>(false, true, l.T, l.K, l.N, 1, d.data(), l.weight.data(), 0,
-               dx.data());
+  if (l.transposed) {
+    // y = x w^T: dw [N, K] = d^T x.
+    auto dw = check(m, f, "d_weight", dWeight, {l.N, l.K});
+    gemmT<float>(true, false, l.N, l.K, l.T, 1, d.data(), l.x.data(), 0,
+                 dw.data());
+  } else {
+    auto dw = check(m, f, "d_weight", dWeight, {l.K, l.N});
+    gemmT<float>(true, false, l.K, l.N, l.T, 1, l.x.data(), d.data(), 0,
+                 dw.data());
+  }
+  // dx = d w^T, or d w when w is stored transposed.
+  gemmT<float>(false, !l.transposed, l.T, l.K, l.N, 1, d.data(),
+               l.weight.data(), 0, dx.data());
 }
 
 namespace {

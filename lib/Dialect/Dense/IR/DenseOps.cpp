@@ -312,19 +312,20 @@ LogicalResult LatentAttentionOp::verify() {
 
 LogicalResult LinearOp::verify() {
   OperandChecker check(*this);
+  // A transposed weight is [O, I].
+  unsigned in = getTransposed() ? 1 : 0, out = 1 - in;
   if (failed(check.tensor(getInput(), "input", 2, ElementKind::Float)) ||
       failed(check.tensor(getWeight(), "weight", 2, ElementKind::Float)) ||
       failed(check.tensor(getOutput(), "output", 2, ElementKind::Float)) ||
-      failed(check.sameDim(getInput(), "input", 1, getWeight(), "weight", 0,
+      failed(check.sameDim(getInput(), "input", 1, getWeight(), "weight", in,
                            "input features")) ||
       failed(check.sameDim(getInput(), "input", 0, getOutput(), "output", 0,
                            "T")) ||
-      failed(check.sameDim(getWeight(), "weight", 1, getOutput(), "output", 1,
+      failed(check.sameDim(getWeight(), "weight", out, getOutput(), "output", 1,
                            "output features")) ||
-      failed(check.sameElementType(getInput(), "input", getWeight(),
-                                   "weight")) ||
-      failed(check.sameElementType(getInput(), "input", getOutput(),
-                                   "output")))
+      failed(
+          check.sameElementType(getInput(), "input", getWeight(), "weight")) ||
+      failed(check.sameElementType(getInput(), "input", getOutput(), "output")))
     return failure();
   return success();
 }
@@ -534,7 +535,7 @@ LogicalResult LinearOp::buildGradients(OpBuilder &b, ValueRange grads,
                                        SmallVectorImpl<Value> &out) {
   auto grad = LinearGradOp::create(b, getLoc(), getInput().getType(),
                                    getWeight().getType(), getInput(),
-                                   getWeight(), grads[0]);
+                                   getWeight(), grads[0], getTransposedAttr());
   out.assign({grad.getDInput(), grad.getDWeight()});
   return success();
 }

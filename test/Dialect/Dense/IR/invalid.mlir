@@ -73,6 +73,14 @@ func.func @linear_inner(%x: tensor<?x64xf32>, %w: tensor<32x256xf32>) {
 
 // -----
 
+func.func @tied_head_inner(%x: tensor<?x64xf32>, %table: tensor<256x32xf32>) {
+  // expected-error @+1 {{input features mismatch: 'input' dimension 1 is 64 but 'weight' dimension 1 is 32}}
+  %y = dense.linear %x, %table transposed : tensor<?x64xf32>, tensor<256x32xf32> -> tensor<?x256xf32>
+  return
+}
+
+// -----
+
 func.func @loss_rank(%l: tensor<?x256xf32>, %t: tensor<?xi32>) {
   // expected-error @+1 {{'loss' must have rank 0, got 'tensor<1xf32>'}}
   %loss = dense.cross_entropy %l, %t : tensor<?x256xf32>, tensor<?xi32> -> tensor<1xf32>

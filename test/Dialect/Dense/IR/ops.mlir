@@ -17,6 +17,9 @@ func.func @block(%table: tensor<256x64xf32>, %ids: tensor<?xi32>,
       : tensor<?x64xf32>, tensor<64x64xf32>, tensor<64x32xf32>, tensor<64x32xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
   // CHECK: dense.linear %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<64x256xf32> -> tensor<?x256xf32>
   %logits = dense.linear %a, %head : tensor<?x64xf32>, tensor<64x256xf32> -> tensor<?x256xf32>
+  // A tied head reads the embedding table transposed.
+  // CHECK: dense.linear %{{.*}}, %{{.*}} transposed : tensor<?x64xf32>, tensor<256x64xf32> -> tensor<?x256xf32>
+  %tied = dense.linear %a, %table transposed : tensor<?x64xf32>, tensor<256x64xf32> -> tensor<?x256xf32>
   // CHECK: dense.cross_entropy %{{.*}}, %{{.*}} : tensor<?x256xf32>, tensor<?xi32> -> tensor<f32>
   %loss = dense.cross_entropy %logits, %targets : tensor<?x256xf32>, tensor<?xi32> -> tensor<f32>
   return %loss : tensor<f32>

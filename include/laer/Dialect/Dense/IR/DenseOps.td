@@ -190,12 +190,20 @@ def Dense_LinearOp : Dense_Op<"linear", [Pure, DeclareOpInterfaceMethods<Gradien
   let summary = "input x weight";
   let description = [{
     `[T, I] x [I, O] -> [T, O]`; the LM head is a linear to the vocabulary.
+    With `transposed` the weight is `[O, I]` and the op computes
+    `input x weight^T`: a tied LM head reads the embedding table `[V, H]`.
+
+    ```mlir
+    %logits = dense.linear %h, %embed transposed
+        : tensor<?x64xf32>, tensor<256x64xf32> -> tensor<?x256xf32>
+    ```
   }];
-  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight);
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                       UnitAttr:$transposed);
   let results = (outs AnyRankedTensor:$output);
   let assemblyFormat = [{
-    $input `,` $weight attr-dict `:` type($input) `,` type($weight) `->`
-    type($output)
+    $input `,` $weight (`transposed` $transposed^)? attr-dict `:`
+    type($input) `,` type($weight) `->` type($output)
   }];
   let hasVerifier = 1;
 }
@@ -334,11 +342,11 @@ def Dense_LatentAttentionGradOp : Dense_Op<"latent_attention_grad", [Pure,
 def Dense_LinearGradOp : Dense_Op<"linear_grad", [Pure]> {
   let summary = "gradient of dense.linear";
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
-                       AnyRankedTensor:$d_output);
+                       AnyRankedTensor:$d_output, UnitAttr:$transposed);
   let results = (outs AnyRankedTensor:$d_input, AnyRankedTensor:$d_weight);
   let assemblyFormat = [{
-    $input `,` $weight `,` $d_output attr-dict `:` type(operands) `->`
-    type(results)
+    $input `,` $weight `,` $d_output (`transposed` $transposed^)? attr-dict
+    `:` type(operands) `->` type(results)
   }];
   let hasVerifier = 1;
 }

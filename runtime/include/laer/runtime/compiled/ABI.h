@@ -114,11 +114,13 @@ void _mlir_ciface_laerrt_latent_attention_grad(
     std::int64_t yarnOriginal, double betaFast, double betaSlow,
     double attentionFactor, F32x2 *dX, F32x2 *dWq, F32x2 *dWqA, F32x1 *dQANorm,
     F32x2 *dWqB, F32x2 *dWkvA, F32x1 *dKvANorm, F32x2 *dWkvB, F32x2 *dWo);
+// y = x weight, or x weight^T with `transposed` (a tied LM head reading
+// the embedding table [V, H]).
 void _mlir_ciface_laerrt_linear(void *ctx, F32x2 *x, F32x2 *weight,
-                                F32x2 *out);
+                                std::int64_t transposed, F32x2 *out);
 void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
-                                     F32x2 *dOut, F32x2 *dX,
-                                     F32x2 *dWeight);
+                                     F32x2 *dOut, std::int64_t transposed,
+                                     F32x2 *dX, F32x2 *dWeight);
 // Shared experts and dense MLPs: y = (silu(x w1) * (x w3)) w2, x [T, H],
 // w1 and w3 [H, S], w2 [S, H], times sigmoid(x gate) per token when `gate`
 // [H, 1] is not empty (then `dGate` [H, 1] is its gradient).
