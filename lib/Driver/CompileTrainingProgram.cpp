@@ -61,6 +61,16 @@ laer::compileTrainingProgram(const std::string &source,
                              const std::string &output,
                              const CompileOptions &options) {
   CompileResult result;
+  if (options.optLevel > 3) {
+    result.error = "-O " + std::to_string(options.optLevel) +
+                   ": LLVM's optimisation levels are 0 to 3";
+    return result;
+  }
+  if (options.codegenOptLevel < -1 || options.codegenOptLevel > 3) {
+    result.error = "--codegen-O " + std::to_string(options.codegenOptLevel) +
+                   ": LLVM's optimisation levels are 0 to 3";
+    return result;
+  }
   DialectRegistry registry;
   registerAllDialects(registry);
   MLIRContext context(registry);
@@ -116,7 +126,8 @@ laer::compileTrainingProgram(const std::string &source,
     return result;
   }
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      triple, "generic", "", llvm::TargetOptions(), llvm::Reloc::PIC_));
+      triple, "generic", "", llvm::TargetOptions(), llvm::Reloc::PIC_,
+      std::nullopt, llvm::CodeGenOptLevel::Default));
   llvmModule->setDataLayout(machine->createDataLayout());
   llvmModule->setTargetTriple(triple);
   if (llvm::Error failure = makeOptimizingTransformer(
@@ -124,6 +135,10 @@ laer::compileTrainingProgram(const std::string &source,
     result.error = "LLVM optimisation failed: " + toString(std::move(failure));
     return result;
   }
+  int codegenLevel = options.codegenOptLevel;
+  if (codegenLevel < 0)
+    codegenLevel = llvmModule->getInstructionCount() > kLargeProgram ? 0 : 2;
+  machine->setOptLevel(static_cast<llvm::CodeGenOptLevel>(codegenLevel));
   if (options.emit == EmitKind::LLVM) {
     std::error_code ec;
     llvm::ToolOutputFile out(output, ec, llvm::sys::fs::OF_Text);

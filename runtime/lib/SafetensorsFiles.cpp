@@ -199,7 +199,7 @@ void writeAt(int fd, const unsigned char *data, std::uint64_t size,
 }
 
 /// The most bytes one merged read or write moves.
-constexpr std::uint64_t kMaxTransfer = 64ull << 20;
+constexpr std::uint64_t kMaxTransfer = 4ull << 20;
 
 /// Groups `ranges` into runs adjacent in the file (at most kMaxTransfer
 /// bytes each) and calls `transfer(firstRange, endRange, beginElement,
@@ -220,6 +220,67 @@ void forEachRun(std::span<const ElementRange> ranges, std::int64_t elementBytes,
     transfer(i, j, ranges[i].begin, elements);
     i = j;
   }
+}
+
+/// Moves the elements of ranges [first, last) of one run between `memory`
+/// and `values`, the run's elements back to back as in the file (value k is
+/// its k-th element): into memory with `ToMemory`, else out of it. False
+/// when a range leaves memory (nothing moved then). A run of equal ranges
+/// whose starts step evenly (a transposed matrix: file rows that are memory
+/// columns) goes in 32 x 32 tiles, so neither side strides through memory
+/// element by element.
+template <bool ToMemory, typename Memory, typename Values>
+bool moveRun(std::span<const ElementRange> ranges, std::size_t first,
+             std::size_t last, Memory *memory, std::size_t memorySize,
+             Values *values) {
+  for (std::size_t r = first; r < last; ++r) {
+    const ElementRange &range = ranges[r];
+    if (range.count == 0)
+      continue;
+    std::int64_t end =
+        range.first + static_cast<std::int64_t>(range.count - 1) * range.stride;
+    if (range.first < 0 || end < 0 ||
+        static_cast<std::size_t>(std::max(range.first, end)) >= memorySize)
+      return false;
+  }
+  auto move = [](Memory &m, Values &v) {
+    if constexpr (ToMemory)
+      m = v;
+    else
+      v = m;
+  };
+  const ElementRange &head = ranges[first];
+  std::int64_t step =
+      last - first > 1 ? ranges[first + 1].first - head.first : 0;
+  bool tiled = last - first > 1 && head.stride != 1;
+  for (std::size_t r = first + 1; tiled && r < last; ++r)
+    tiled = ranges[r].count == head.count && ranges[r].stride == head.stride &&
+            ranges[r].first - ranges[r - 1].first == step;
+  if (tiled) {
+    constexpr std::uint64_t kTile = 32;
+    const std::uint64_t rows = last - first, columns = head.count;
+    for (std::uint64_t r0 = 0; r0 < rows; r0 += kTile) {
+      const std::uint64_t r1 = std::min(r0 + kTile, rows);
+      for (std::uint64_t i0 = 0; i0 < columns; i0 += kTile) {
+        const std::uint64_t i1 = std::min(i0 + kTile, columns);
+        for (std::uint64_t i = i0; i < i1; ++i) {
+          Memory *m = memory + head.first +
+                      static_cast<std::int64_t>(i) * head.stride +
+                      static_cast<std::int64_t>(r0) * step;
+          Values *v = values + r0 * columns + i;
+          for (std::uint64_t r = r0; r < r1; ++r, m += step, v += columns)
+            move(*m, *v);
+        }
+      }
+    }
+    return true;
+  }
+  for (std::size_t r = first; r < last; ++r) {
+    Memory *m = memory + ranges[r].first;
+    for (std::uint64_t i = 0; i < ranges[r].count; ++i, m += ranges[r].stride)
+      move(*m, *values++);
+  }
+  return true;
 }
 
 std::uint64_t littleEndian64(const unsigned char *bytes) {
@@ -412,20 +473,22 @@ void SafetensorsFiles::read(const Tensor &tensor,
         if (begin + count > tensor.elements)
           fail(where_, "reading elements [", begin, ", ", begin + count,
                ") of a tensor of ", tensor.elements);
-        staging.resize(count * bytes);
-        readAt(files_[tensor.file].get(), staging.data(), staging.size(),
-               tensor.offset + begin * bytes, where_, paths_[tensor.file]);
         values.resize(count);
-        decodeElements(tensor.dtype, staging.data(), values);
-        std::uint64_t k = 0;
-        for (std::size_t r = first; r < last; ++r)
-          for (std::uint64_t i = 0; i < ranges[r].count; ++i, ++k) {
-            std::int64_t at = ranges[r].first +
-                              static_cast<std::int64_t>(i) * ranges[r].stride;
-            if (at < 0 || static_cast<std::size_t>(at) >= memory.size())
-              fail(where_, "a read range lands outside its memory");
-            memory[at] = values[k];
-          }
+        std::uint64_t offset = tensor.offset + begin * bytes;
+        if (tensor.dtype == FileDType::F32) { // little-endian floats as is
+          readAt(files_[tensor.file].get(),
+                 reinterpret_cast<unsigned char *>(values.data()),
+                 count * bytes, offset, where_, paths_[tensor.file]);
+        } else {
+          staging.resize(count * bytes);
+          readAt(files_[tensor.file].get(), staging.data(), staging.size(),
+                 offset, where_, paths_[tensor.file]);
+          decodeElements(tensor.dtype, staging.data(), values);
+        }
+        bytesRead_ += count * bytes;
+        if (!moveRun<true>(ranges, first, last, memory.data(), memory.size(),
+                           values.data()))
+          fail(where_, "a read range lands outside its memory");
       });
 }
 
@@ -567,17 +630,10 @@ void SafetensorsPlan::write(const std::string &name,
              [&](std::size_t first, std::size_t last, std::uint64_t begin,
                  std::uint64_t count) {
                values.resize(count);
-               std::uint64_t k = 0;
-               for (std::size_t r = first; r < last; ++r)
-                 for (std::uint64_t i = 0; i < ranges[r].count; ++i, ++k) {
-                   std::int64_t at =
-                       ranges[r].first +
-                       static_cast<std::int64_t>(i) * ranges[r].stride;
-                   if (at < 0 || static_cast<std::size_t>(at) >= memory.size())
-                     fail(where, "a write range of '", name,
-                          "' reads outside its memory");
-                   values[k] = memory[at];
-                 }
+               if (!moveRun<false>(ranges, first, last, memory.data(),
+                                   memory.size(), values.data()))
+                 fail(where, "a write range of '", name,
+                      "' reads outside its memory");
                staging.resize(count * bytes);
                encodeElements(dtype_, values, staging.data());
                writeAt(openFiles_[t.file].get(), staging.data(), staging.size(),

@@ -57,6 +57,11 @@ static cl::opt<int64_t> chunks("chunks",
                                cl::init(2));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level"),
                                   cl::init(2), cl::Prefix);
+static cl::opt<int> codegenOptLevel(
+    "codegen-O",
+    cl::desc("LLVM code generator's optimisation level 0-3 (default: 2, or 0 "
+             "for programs of over 100k instructions)"),
+    cl::init(-1));
 static cl::opt<bool> timing("time", cl::desc("print the time of each stage"),
                             cl::init(false));
 
@@ -74,6 +79,7 @@ int main(int argc, char **argv) {
   options.emit = emit;
   options.entry = entry;
   options.optLevel = optLevel;
+  options.codegenOptLevel = codegenOptLevel;
   options.ranks = ranks;
   options.slots = slots;
   options.chunks = chunks;

@@ -30,7 +30,17 @@ struct CompileOptions {
   std::string runtimeDir;
   /// LLVM optimisation level of the emitted code (0-3).
   unsigned optLevel = 2;
+  /// LLVM code generator's optimisation level (0-3), or -1: 2, except 0 for
+  /// programs of more than kLargeProgram instructions. Their step function
+  /// is one huge body of runtime calls around full-size GEMMs, where -O2
+  /// code generation costs seconds (DeepSeek-V3: 8 s of 13) and its glue
+  /// does not show in the step time (bench/RESULTS.md).
+  int codegenOptLevel = -1;
 };
+
+/// Above this many LLVM instructions (DeepSeek-V3's 61 layers: ~130k) the
+/// automatic code generation level is 0.
+constexpr uint64_t kLargeProgram = 100000;
 
 struct CompileResult {
   bool ok = false;

@@ -2,6 +2,8 @@
 
 #include "laer/runtime/model/NamedWeights.h"
 
+#include <chrono>
+
 using namespace laer::rt;
 
 namespace {
@@ -111,7 +113,9 @@ void checkNamed(const TrainingState &state, int l, const char *doing) {
 
 } // namespace
 
-void laer::rt::loadNamedWeights(TrainingState &state, const std::string &path) {
+laer::rt::LoadStats laer::rt::loadNamedWeights(TrainingState &state,
+                                               const std::string &path) {
+  auto start = std::chrono::steady_clock::now();
   ErrorContext where{state.comm.rank(), -1, -1};
   for (int l = 0; l < static_cast<int>(state.moe.size()); ++l)
     checkNamed(state, l, "load");
@@ -146,8 +150,14 @@ void laer::rt::loadNamedWeights(TrainingState &state, const std::string &path) {
                    shards.params(e));
     }
   }
+  LoadStats stats;
+  stats.bytes = files.bytesRead();
+  stats.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   state.comm.barrier();
   state.moeBackend().loadState();
+  return stats;
 }
 
 void laer::rt::exportNamedWeights(TrainingState &state,

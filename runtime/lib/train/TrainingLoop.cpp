@@ -98,10 +98,13 @@ std::string laer::rt::trainUsage(const std::string &program) {
                      to D (model.safetensors, or shards and an index over
                      5 GB; each rank writes its own expert shards); with
                      --steps 0, convert --load-weights or --resume's
-                     checkpoint without training
+                     checkpoint without training (--steps 0 with only
+                     --load-weights: load, report and stop)
   --export-gradients D  the last step's gradients, likewise (to compare
                      with another implementation)
   --export-dtype T   F32 (default), BF16 or F16
+  --export-shard-size B  bytes per exported file at most (default 5e9, as
+                     HF's max_shard_size; a tensor is never split)
   --metrics FILE     one JSON line per step: loss (full precision),
                      tokens/s, plan ms, per-layer max/mean load
   --log-every K      print every K steps (default 10)
@@ -183,6 +186,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.exportGradients = value;
     else if (flag == "--export-dtype")
       o.exportDType = parseFileDType(value, "--export-dtype");
+    else if (flag == "--export-shard-size")
+      o.exportShardBytes = number(flag, value);
     else if (flag == "--metrics")
       o.metrics = value;
     else if (flag == "--data-order") {
@@ -200,11 +205,15 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   if (o.resume && !o.loadWeights.empty())
     fail({}, "--load-weights starts a run and --resume continues one; give "
              "one of them");
-  if (o.steps < 0 || (o.steps == 0 && o.exportWeights.empty()))
+  if (o.steps < 0 ||
+      (o.steps == 0 && o.exportWeights.empty() && o.loadWeights.empty()))
     fail({},
-         "--steps must be at least 1 (0 only with --export-weights, to "
-         "convert weights), got ",
+         "--steps must be at least 1 (0 only with --load-weights, to check "
+         "that weights load, or --export-weights, to convert them), got ",
          o.steps);
+  if (o.exportShardBytes < 1)
+    fail({}, "--export-shard-size must be at least 1 byte, got ",
+         o.exportShardBytes);
   if (o.steps == 0 && !o.exportGradients.empty())
     fail({}, "--export-gradients needs a step (--steps 1 or more)");
   if (o.replanEvery < 1 || o.logEvery < 1 || o.checkpointEvery < 1 ||
@@ -307,9 +316,26 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
                   options.checkpointDir.c_str(), name.c_str(), first);
   }
   if (!options.loadWeights.empty()) {
-    loadNamedWeights(state, options.loadWeights);
-    if (comm.rank() == 0)
-      std::printf("loaded weights from %s\n", options.loadWeights.c_str());
+    LoadStats stats = loadNamedWeights(state, options.loadWeights);
+    // Each rank reads its own byte ranges: the total and the slowest rank.
+    std::int64_t mine[2] = {static_cast<std::int64_t>(stats.bytes),
+                            static_cast<std::int64_t>(stats.seconds * 1e9)};
+    std::vector<std::int64_t> all =
+        comm.allGather(std::span<const std::int64_t>(mine, 2));
+    if (comm.rank() == 0) {
+      double total = 0, slowest = 0;
+      for (int r = 0; r < comm.size(); ++r) {
+        total += static_cast<double>(all[2 * r]);
+        slowest = std::max(slowest, static_cast<double>(all[2 * r + 1]) / 1e9);
+      }
+      std::printf("loaded weights from %s: %.1f MB over %d ranks in %.2f s "
+                  "(rank 0: %.1f MB at %.0f MB/s)\n",
+                  options.loadWeights.c_str(), total / 1e6, comm.size(),
+                  slowest, static_cast<double>(stats.bytes) / 1e6,
+                  stats.seconds > 0
+                      ? static_cast<double>(stats.bytes) / 1e6 / stats.seconds
+                      : 0.0);
+    }
   }
   std::ofstream metrics;
   if (comm.rank() == 0 && !options.metrics.empty()) {
@@ -389,6 +415,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     std::fputs("\n", stderr);
   NamedExportOptions exportOptions;
   exportOptions.dtype = options.exportDType;
+  exportOptions.maxFileBytes = options.exportShardBytes;
   if (!options.exportWeights.empty()) {
     exportNamedWeights(state, options.exportWeights, exportOptions);
     // The model's config travels with its weights when they came with one.

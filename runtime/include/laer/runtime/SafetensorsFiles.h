@@ -94,6 +94,8 @@ public:
   /// are read by one call).
   void read(const Tensor &tensor, std::span<const ElementRange> ranges,
             std::span<float> memory) const;
+  /// Bytes of tensor data read so far.
+  std::uint64_t bytesRead() const { return bytesRead_; }
 
 private:
   void openFile(const std::string &path, const std::string &shown);
@@ -103,6 +105,7 @@ private:
   std::vector<FileHandle> files_;
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::string> metadata_;
+  mutable std::uint64_t bytesRead_ = 0;
 };
 
 /// The layout of a checkpoint to write: tensors (name, type, shape) in

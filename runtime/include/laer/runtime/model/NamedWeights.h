@@ -25,7 +25,12 @@ namespace laer::rt {
 /// model.safetensors or model.safetensors.index.json). Fails naming the
 /// rank, layer and tensor when one is missing, has another shape, or a
 /// file is truncated or malformed. Optimizer moments are left as they are.
-void loadNamedWeights(TrainingState &state, const std::string &path);
+/// What one rank's load read.
+struct LoadStats {
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+};
+LoadStats loadNamedWeights(TrainingState &state, const std::string &path);
 
 struct NamedExportOptions {
   FileDType dtype = FileDType::F32;

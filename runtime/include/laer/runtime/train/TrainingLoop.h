@@ -51,6 +51,8 @@ struct TrainOptions {
   /// last step's gradients), in `exportDType` (F32 | BF16 | F16).
   std::string loadWeights, exportWeights, exportGradients;
   FileDType exportDType = FileDType::F32;
+  /// The largest export file (HF's max_shard_size); a tensor is never split.
+  std::int64_t exportShardBytes = 5'000'000'000;
   DataOrder dataOrder = DataOrder::Random;
   /// One JSON object per step (loss at full precision, tokens/s, plan
   /// time, per-layer max/mean load), written by rank 0.
