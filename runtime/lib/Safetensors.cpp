@@ -4,9 +4,7 @@
 #include "laer/runtime/Error.h"
 #include "laer/runtime/SafetensorsFiles.h"
 
-#include <nlohmann/json.hpp>
-
-#include <fstream>
+#include <filesystem>
 #include <numeric>
 
 using namespace laer::rt;
@@ -14,10 +12,7 @@ using namespace laer::rt;
 void laer::rt::writeSafetensors(const std::string &path,
                                 const TensorMap &tensors,
                                 const Metadata &metadata) {
-  nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty())
-    header["__metadata__"] = metadata;
-  std::uint64_t offset = 0;
+  SafetensorsPlan plan(FileDType::F32, ~std::uint64_t{0});
   for (const auto &[name, tensor] : tensors) {
     std::int64_t elements =
         std::accumulate(tensor.shape.begin(), tensor.shape.end(),
@@ -25,27 +20,20 @@ void laer::rt::writeSafetensors(const std::string &path,
     if (elements != static_cast<std::int64_t>(tensor.data.size()))
       fail({}, "safetensors: tensor '", name, "' has ", tensor.data.size(),
            " elements but its shape holds ", elements);
-    std::uint64_t bytes = tensor.data.size() * sizeof(float);
-    header[name] = {{"dtype", "F32"},
-                    {"shape", tensor.shape},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    plan.add(name, tensor.shape);
   }
-  std::string text = header.dump();
-  // Pad the header with spaces so the data starts 8-byte aligned.
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::ofstream out(path, std::ios::binary);
-  std::uint64_t length = text.size();
-  unsigned char prefix[8];
-  for (int i = 0; i < 8; ++i)
-    prefix[i] = static_cast<unsigned char>(length >> (8 * i));
-  out.write(reinterpret_cast<const char *>(prefix), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto &[name, tensor] : tensors)
-    out.write(reinterpret_cast<const char *>(tensor.data.data()),
-              static_cast<std::streamsize>(tensor.data.size() * sizeof(float)));
-  if (!out.flush())
-    fail({}, "safetensors: cannot write '", path, "'");
+  plan.setMetadata(metadata);
+  std::filesystem::path file(path);
+  std::string directory =
+      file.has_parent_path() ? file.parent_path().string() : ".";
+  plan.finish(file.filename().string());
+  plan.createFiles(directory, {});
+  plan.open(directory, {});
+  for (const auto &[name, tensor] : tensors) {
+    std::int64_t size = static_cast<std::int64_t>(tensor.data.size());
+    ElementRange whole{0, static_cast<std::uint64_t>(size), 0, 1};
+    plan.write(name, std::span<const ElementRange>(&whole, 1), tensor.data, {});
+  }
 }
 
 TensorMap laer::rt::readSafetensors(const std::string &path,

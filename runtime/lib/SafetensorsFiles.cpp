@@ -503,7 +503,7 @@ void SafetensorsPlan::add(const std::string &name,
   tensors_.push_back({name, std::move(shape), 0, 0});
 }
 
-void SafetensorsPlan::finish() {
+void SafetensorsPlan::finish(const std::string &singleFile) {
   std::int64_t bytes = fileDTypeBytes(dtype_);
   // Files: consecutive tensors up to maxFileBytes_ of data each.
   std::vector<std::vector<std::size_t>> files(1);
@@ -512,7 +512,7 @@ void SafetensorsPlan::finish() {
     std::uint64_t size = bytes;
     for (std::int64_t d : tensors_[i].shape)
       size = checkedMultiply(size, d, {}, "tensor " + tensors_[i].name);
-    if (filled > 0 && filled + size > maxFileBytes_) {
+    if (filled > 0 && filled + size > maxFileBytes_ && singleFile.empty()) {
       files.emplace_back();
       filled = 0;
     }
@@ -528,7 +528,10 @@ void SafetensorsPlan::finish() {
       std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", f + 1,
                     count);
     nlohmann::ordered_json header;
-    header["__metadata__"] = {{"format", "pt"}};
+    nlohmann::ordered_json metadata = {{"format", "pt"}};
+    for (const auto &[key, value] : metadata_)
+      metadata[key] = value;
+    header["__metadata__"] = metadata;
     std::uint64_t offset = 0;
     for (std::size_t i : files[f]) {
       std::uint64_t size = bytes;
@@ -545,7 +548,7 @@ void SafetensorsPlan::finish() {
     text.append((8 - text.size() % 8) % 8, ' ');
     for (std::size_t i : files[f])
       tensors_[i].offset += 8 + text.size();
-    fileNames_.push_back(name);
+    fileNames_.push_back(singleFile.empty() ? std::string(name) : singleFile);
     headers_.push_back(std::move(text));
     fileBytes_.push_back(8 + headers_.back().size() + offset);
   }

@@ -124,9 +124,14 @@ public:
   SafetensorsPlan(FileDType dtype, std::uint64_t maxFileBytes)
       : dtype_(dtype), maxFileBytes_(maxFileBytes) {}
   void add(const std::string &name, std::vector<std::int64_t> shape);
+  /// String metadata of every file, beside (or replacing) `format: pt`.
+  void setMetadata(std::map<std::string, std::string> metadata) {
+    metadata_ = std::move(metadata);
+  }
   /// Lays the tensors out in files named `model.safetensors`, or
-  /// `model-0000i-of-0000n.safetensors` when more than one.
-  void finish();
+  /// `model-0000i-of-0000n.safetensors` when more than one; with
+  /// `singleFile`, in one file of that name whatever its size.
+  void finish(const std::string &singleFile = "");
 
   const Tensor &tensor(const std::string &name) const;
   int numFiles() const { return static_cast<int>(fileNames_.size()); }
@@ -146,6 +151,7 @@ public:
 private:
   FileDType dtype_;
   std::uint64_t maxFileBytes_;
+  std::map<std::string, std::string> metadata_;
   std::vector<Tensor> tensors_;
   std::map<std::string, std::size_t> byName_;
   std::vector<std::string> fileNames_, headers_;
