@@ -8,7 +8,10 @@
 //===----------------------------------------------------------------------===//
 
 #include "laer/planner/Planner.h"
+#include "laer/planner/TokenSplit.h"
 #include "laer/planner/TraceGenerator.h"
+
+#include <algorithm>
 
 #include <benchmark/benchmark.h>
 
@@ -58,8 +61,62 @@ void laerPlus(benchmark::State &state) { planOnce(state, "laer+"); }
 void laerBaseline(benchmark::State &state) { planOnce(state, "laer"); }
 void flexmoe(benchmark::State &state) { planOnce(state, "flexmoe"); }
 
+/// optimalTokenSplit alone on laer+'s fresh layout of the step's counts
+/// (N ranks, E experts, top-2 for 32 experts and top-8 for 256, C slots):
+/// its time, and max/mean rank rows of its split and of the even split.
+void tokenSplit(benchmark::State &state) {
+  int N = static_cast<int>(state.range(0));
+  int E = static_cast<int>(state.range(1));
+  int C = static_cast<int>(state.range(2));
+  TraceOptions trace;
+  trace.numRanks = N;
+  trace.numExperts = E;
+  trace.topK = E >= 256 ? 8 : 2;
+  trace.tokensPerRank = 8192;
+  trace.skew = 1.0;
+  trace.seed = 3;
+  std::vector<std::int64_t> counts = TraceGenerator(trace, 0).next();
+  PlannerInput input;
+  input.cluster.numRanks = N;
+  input.cluster.gpusPerNode = 8;
+  input.layer.numExperts = E;
+  input.layer.slotsPerRank = C;
+  input.counts = counts;
+  rt::Plan plan = makePlanner("laer+")->plan(input);
+  std::vector<std::int64_t> loads(E, 0);
+  for (int source = 0; source < N; ++source)
+    for (int e = 0; e < E; ++e)
+      loads[e] += counts[static_cast<std::size_t>(source) * E + e];
+  TokenSplit split;
+  for (auto _ : state) {
+    split = optimalTokenSplit(plan.layout, loads);
+    benchmark::DoNotOptimize(split);
+  }
+  std::vector<std::int64_t> rows(N, 0);
+  for (std::size_t i = 0; i < split.shares.size(); ++i)
+    rows[plan.layout.replicas()[i].rank] += split.shares[i];
+  auto maxOverMean = [&](const std::vector<std::int64_t> &r) {
+    double total = 0;
+    for (std::int64_t v : r)
+      total += static_cast<double>(v);
+    return static_cast<double>(*std::max_element(r.begin(), r.end())) /
+           (total / static_cast<double>(r.size()));
+  };
+  rt::Plan even{plan.layout, rt::Routing::evenSplit(plan.layout, counts)};
+  state.counters["split_max_mean"] = maxOverMean(rows);
+  state.counters["even_max_mean"] = maxOverMean(rt::rowsPerRank(even));
+}
+
+void splitSizes(benchmark::internal::Benchmark *bench) {
+  for (int E : {32, 256})
+    for (int C : {2, 4, 8})
+      bench->Args({1024, E, C});
+  bench->Unit(benchmark::kMillisecond);
+}
+
 } // namespace
 
+BENCHMARK(tokenSplit)->Apply(splitSizes)->Name("token_split");
 BENCHMARK(laerPlus)->Apply(sizes)->Name("laer+");
 BENCHMARK(laerBaseline)->Apply(sizes)->Name("laer");
 BENCHMARK(flexmoe)->Apply(sizes)->Name("flexmoe");

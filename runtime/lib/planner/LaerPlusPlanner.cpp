@@ -14,6 +14,7 @@
 
 #include "PlanBuilding.h"
 #include "Planners.h"
+#include "laer/planner/TokenSplit.h"
 
 #include <algorithm>
 #include <cmath>
@@ -179,8 +180,18 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
     }
   };
   rt::Layout layout = placeNodeAware(replicaCounts, load, loads, cluster, C);
-  consider(rt::Plan{layout,
-                    detail::routeBalanced(layout, input.counts, cluster)});
+  // Two splits of this step's tokens on that layout, each filled from the
+  // replica's own rank, then its node, then others: equal shares per
+  // replica, and the shares that minimise the busiest rank (a max flow).
+  // The flow ignores where the tokens come from, so where token traffic
+  // outweighs the compute it saves, the cost model keeps the first.
+  if (detail::servesAll(layout, now)) {
+    consider(
+        rt::Plan{layout, detail::routeBalanced(layout, input.counts, cluster)});
+    consider(rt::Plan{
+        layout, detail::routeShares(layout, input.counts, cluster,
+                                    optimalTokenSplit(layout, now).shares)});
+  }
   // On small clusters the paper's plan is cheap: keep it if it is better
   // (it has not been on our test loads), so laer+ is never worse there.
   if (N <= kSmallCluster)

@@ -168,6 +168,22 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
                                   std::span<const std::int64_t> counts,
                                   const ClusterSpec &cluster) {
   int N = layout.numRanks(), E = layout.numExperts();
+  std::vector<std::int64_t> loads = expertLoads(counts, N, E);
+  std::vector<std::int64_t> shares(layout.replicas().size(), 0);
+  for (int e = 0; e < E; ++e) {
+    std::span<const int> copies = layout.replicasOf(e);
+    auto R = static_cast<std::int64_t>(copies.size());
+    for (std::int64_t i = 0; i < R; ++i)
+      shares[copies[i]] = loads[e] / R + (i < loads[e] % R ? 1 : 0);
+  }
+  return routeShares(layout, counts, cluster, shares);
+}
+
+rt::Routing detail::routeShares(const rt::Layout &layout,
+                                std::span<const std::int64_t> counts,
+                                const ClusterSpec &cluster,
+                                std::span<const std::int64_t> shares) {
+  int N = layout.numRanks(), E = layout.numExperts();
   const auto &replicas = layout.replicas();
   std::vector<rt::Routing::Triplet> triplets;
   triplets.reserve(static_cast<std::size_t>(N) * E * 2);
@@ -181,10 +197,13 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
       total += demand[source] = counts[static_cast<std::size_t>(source) * E + e];
     if (total == 0)
       continue;
-    auto R = static_cast<std::int64_t>(copies.size());
-    capacity.assign(copies.size(), total / R);
-    for (std::int64_t i = 0; i < total % R; ++i)
-      ++capacity[i];
+    capacity.resize(copies.size());
+    std::int64_t shared = 0;
+    for (std::size_t c = 0; c < copies.size(); ++c)
+      shared += capacity[c] = shares[copies[c]];
+    if (shared != total)
+      rt::fail({}, "routing: the replicas of expert ", e, " take ", shared,
+               " tokens, its sources route ", total);
     auto send = [&](int source, std::size_t copy, std::int64_t tokens) {
       triplets.push_back({source, copies[copy], tokens});
       demand[source] -= tokens;

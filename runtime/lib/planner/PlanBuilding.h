@@ -53,6 +53,13 @@ rt::Routing routeBalanced(const rt::Layout &layout,
                           std::span<const std::int64_t> counts,
                           const ClusterSpec &cluster);
 
+/// Replica i takes `shares[i]` tokens (per expert summing to its load),
+/// filled as routeBalanced fills its equal shares: own rank, node, others.
+rt::Routing routeShares(const rt::Layout &layout,
+                        std::span<const std::int64_t> counts,
+                        const ClusterSpec &cluster,
+                        std::span<const std::int64_t> shares);
+
 } // namespace laer::planner::detail
 
 #endif // LAER_PLANNER_PLANBUILDING_H
