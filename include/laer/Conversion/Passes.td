@@ -67,6 +67,11 @@ def ConvertLAERToRuntime : Pass<"convert-laer-to-runtime", "::mlir::ModuleOp"> {
       AdamW (`laerrt_adamw`); each MoE layer's FSEP shards and gate are
       averaged and stepped by `laerrt_moe_update`. Returns this rank's loss.
 
+    The ops are lowered by a DialectConversion: tensors become memrefs
+    (type converter), `dense`, `moe` and `fsep` ops are illegal, and one
+    conversion pattern per op emits its runtime call; values an FSEP layer
+    keeps in the runtime get no buffer.
+
     Dense parameters live in the runtime (`laerrt_dense_parameter` hands
     out a view); the expert weights and gate of each MoE layer are the
     runtime's FSEP shards and never appear in the lowered code. The first

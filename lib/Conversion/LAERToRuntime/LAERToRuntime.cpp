@@ -1,8 +1,11 @@
 //===- LAERToRuntime.cpp - a differentiated model to runtime calls --------===//
 //
-// Builds laer_model_declare and laer_train_step from `@f` / `@f_grad`: every
-// tensor becomes a memref (allocated here, freed at the end of the step),
-// every dense/moe op a call of the runtime's C ABI.
+// Builds laer_model_declare and laer_train_step from `@f` / `@f_grad`: the
+// analysis of the model, then a DialectConversion of `@f_grad`'s body
+// (moved into laer_train_step) in which a type converter makes every tensor
+// a memref (allocated by the patterns, freed at the end of the step) and one
+// pattern per op (DenseToRuntime.cpp, FSEPToRuntime.cpp) makes it calls of
+// the runtime's C ABI; then the optimizer update.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,10 +17,12 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Func/Transforms/FuncConversions.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/Transforms/DialectConversion.h"
 
 namespace laer {
 #define GEN_PASS_DEF_CONVERTLAERTORUNTIME
@@ -195,264 +200,6 @@ void nameMoEParameters(StepBuilder &s, Location loc, int64_t layer,
   }
 }
 
-LogicalResult lowerOp(Operation *op, StepBuilder &s, const ModelInfo &info) {
-  bool handled = false;
-  if (failed(lowerFSEPOp(op, s, info, handled)) || handled)
-    return failure(!handled);
-  Location loc = op->getLoc();
-  OpBuilder &b = s.b;
-  auto abi = [&](Value v) { return s.abi(loc, v); };
-  auto out = [&](Value result, Value like) {
-    return s.abi(loc, [&] {
-      s.allocate(loc, result, like);
-      return result;
-    }());
-  };
-  auto layerIndex = [&](Operation *moeOp) -> int64_t {
-    for (size_t l = 0; l < info.layers.size(); ++l)
-      if (info.layers[l].forward == moeOp || info.layers[l].backward == moeOp)
-        return static_cast<int64_t>(l);
-    return -1;
-  };
-
-  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
-    // Zero gradients of the state the runtime owns (a selection bias) are
-    // only returned, and the runtime ignores them.
-    if (cast<ShapedType>(c.getType()).getRank() > 0 &&
-        llvm::all_of(c->getUsers(),
-                     [](Operation *user) { return isa<func::ReturnOp>(user); }))
-      return success();
-    auto splat = dyn_cast<SplatElementsAttr>(c.getValue());
-    auto type = dyn_cast<RankedTensorType>(c.getType());
-    if (!splat || !type || type.getRank() != 0 ||
-        !type.getElementType().isF32())
-      return op->emitError() << kPass << ": only scalar f32 tensor "
-                                         "constants can be lowered";
-    Value buffer = s.allocate(loc, c.getResult(), Value());
-    Value value = arith::ConstantOp::create(b, loc,
-                                            splat.getSplatValue<TypedAttr>());
-    memref::StoreOp::create(b, loc, value, buffer);
-    return success();
-  }
-  if (isa<arith::AddFOp, arith::MulFOp>(op)) {
-    Value lhs = op->getOperand(0), rhs = op->getOperand(1);
-    if (!isa<RankedTensorType>(lhs.getType()))
-      return op->emitError() << kPass << ": only tensor arithmetic expected";
-    Value result = s.allocate(loc, op->getResult(0), lhs);
-    SmallVector<Value, 2> inputs{s.map.lookup(lhs), s.map.lookup(rhs)};
-    if (isa<arith::AddFOp>(op))
-      linalg::AddOp::create(b, loc, inputs, ValueRange{result});
-    else
-      linalg::MulOp::create(b, loc, inputs, ValueRange{result});
-    return success();
-  }
-  if (auto e = dyn_cast<dense::EmbeddingOp>(op)) {
-    Value o = out(e.getOutput(), e.getIds());
-    s.call(loc, "embedding", {s.ctx, abi(e.getTable()), abi(e.getIds()), o});
-    return success();
-  }
-  if (auto e = dyn_cast<dense::EmbeddingGradOp>(op)) {
-    Value o = out(e.getDTable(), Value());
-    s.call(loc, "embedding_grad", {s.ctx, abi(e.getIds()),
-                                   abi(e.getDOutput()), o});
-    return success();
-  }
-  if (auto n = dyn_cast<dense::RMSNormOp>(op)) {
-    Value o = out(n.getOutput(), n.getInput());
-    s.call(loc, "rms_norm", {s.ctx, abi(n.getInput()), abi(n.getWeight()),
-                             s.f64(loc, n.getEpsilon().convertToDouble()),
-                             o});
-    return success();
-  }
-  if (auto n = dyn_cast<dense::RMSNormGradOp>(op)) {
-    Value dx = out(n.getDInput(), n.getInput());
-    Value dw = out(n.getDWeight(), Value());
-    s.call(loc, "rms_norm_grad",
-           {s.ctx, abi(n.getInput()), abi(n.getWeight()), abi(n.getDOutput()),
-            s.f64(loc, n.getEpsilon().convertToDouble()), dx, dw});
-    return success();
-  }
-  // Absent optional operands and results cross the ABI as empty memrefs.
-  auto optional = [&](Value v, int64_t rank) {
-    return v ? abi(v) : s.empty(loc, rank);
-  };
-  auto optionalOut = [&](Value result, int64_t rank) {
-    return result ? out(result, Value()) : s.empty(loc, rank);
-  };
-  // What attention and attention_grad pass alike: the input and weights,
-  // the optional biases and QK-norm weights, and the scalar attributes.
-  auto attentionOperands = [&](auto a) {
-    return SmallVector<Value>{
-        abi(a.getInput()),      abi(a.getWq()),          abi(a.getWk()),
-        abi(a.getWv()),         abi(a.getWo()),          optional(a.getBq(), 1),
-        optional(a.getBk(), 1), optional(a.getBv(), 1),
-        optional(a.getQNorm(), 1), optional(a.getKNorm(), 1)};
-  };
-  auto attentionAttributes = [&](auto a) {
-    std::optional<APFloat> epsilon = a.getQkNormEpsilon();
-    return SmallVector<Value>{
-        s.i64(loc, a.getHeads()), s.i64(loc, a.getKvHeads()),
-        s.i64(loc, a.getSequenceLength()),
-        s.f64(loc, a.getRopeTheta().convertToDouble()),
-        s.f64(loc, epsilon ? epsilon->convertToDouble() : 0.0)};
-  };
-  if (auto a = dyn_cast<dense::AttentionOp>(op)) {
-    Value o = out(a.getOutput(), a.getInput());
-    SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, attentionOperands(a));
-    llvm::append_range(args, attentionAttributes(a));
-    args.push_back(o);
-    s.call(loc, "attention", args);
-    return success();
-  }
-  if (auto a = dyn_cast<dense::AttentionGradOp>(op)) {
-    Value dx = out(a.getDInput(), a.getInput());
-    Value dq = out(a.getDWq(), Value()), dk = out(a.getDWk(), Value()),
-          dv = out(a.getDWv(), Value()), dO = out(a.getDWo(), Value());
-    // The optional gradients, by the optional operand they belong to.
-    SmallVector<Value, 5> dOptional(5);
-    auto next = a.getDOptional().begin();
-    Value optionalOperands[] = {a.getBq(), a.getBk(), a.getBv(),
-                                a.getQNorm(), a.getKNorm()};
-    for (auto [i, operand] : llvm::enumerate(optionalOperands))
-      if (operand)
-        dOptional[i] = *next++;
-    SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, attentionOperands(a));
-    args.push_back(abi(a.getDOutput()));
-    llvm::append_range(args, attentionAttributes(a));
-    llvm::append_range(args, ValueRange{dx, dq, dk, dv, dO});
-    for (Value d : dOptional)
-      args.push_back(optionalOut(d, 1));
-    s.call(loc, "attention_grad", args);
-    return success();
-  }
-  // What latent_attention and its gradient pass alike: the input, the
-  // weights (absent query forms as empty memrefs) and the attributes (no
-  // YaRN: factor 0).
-  auto latentOperands = [&](auto a) {
-    return SmallVector<Value>{
-        abi(a.getInput()),       optional(a.getWq(), 2),
-        optional(a.getWqA(), 2), optional(a.getQANorm(), 1),
-        optional(a.getWqB(), 2), abi(a.getWkvA()),
-        abi(a.getKvANorm()),     abi(a.getWkvB()),
-        abi(a.getWo())};
-  };
-  auto latentAttributes = [&](auto a) {
-    auto number = [](std::optional<APFloat> v) {
-      return v ? v->convertToDouble() : 0.0;
-    };
-    return SmallVector<Value>{
-        s.i64(loc, a.getHeads()),
-        s.i64(loc, a.getQkNopeHeadDim()),
-        s.i64(loc, a.getQkRopeHeadDim()),
-        s.i64(loc, a.getVHeadDim()),
-        s.i64(loc, a.getSequenceLength()),
-        s.f64(loc, a.getRopeTheta().convertToDouble()),
-        s.f64(loc, a.getSoftmaxScale().convertToDouble()),
-        s.f64(loc, a.getEpsilon().convertToDouble()),
-        s.f64(loc, number(a.getYarnFactor())),
-        s.i64(loc, a.getYarnOriginalMaxPosition().value_or(0)),
-        s.f64(loc, number(a.getYarnBetaFast())),
-        s.f64(loc, number(a.getYarnBetaSlow())),
-        s.f64(loc, number(a.getYarnAttentionFactor()))};
-  };
-  if (auto a = dyn_cast<dense::LatentAttentionOp>(op)) {
-    SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, latentOperands(a));
-    llvm::append_range(args, latentAttributes(a));
-    args.push_back(out(a.getOutput(), a.getInput()));
-    s.call(loc, "latent_attention", args);
-    return success();
-  }
-  if (auto a = dyn_cast<dense::LatentAttentionGradOp>(op)) {
-    SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, latentOperands(a));
-    args.push_back(abi(a.getDOutput()));
-    llvm::append_range(args, latentAttributes(a));
-    args.push_back(out(a.getDInput(), a.getInput()));
-    // One gradient per parameter slot; absent parameters get empty ones.
-    Value parameters[] = {a.getWq(),   a.getWqA(),  a.getQANorm(),
-                          a.getWqB(),  a.getWkvA(), a.getKvANorm(),
-                          a.getWkvB(), a.getWo()};
-    const int64_t ranks[] = {2, 2, 1, 2, 2, 1, 2, 2};
-    auto next = a.getDParameters().begin();
-    for (auto [parameter, rank] : llvm::zip(parameters, ranks))
-      args.push_back(parameter ? out(*next++, Value()) : s.empty(loc, rank));
-    s.call(loc, "latent_attention_grad", args);
-    return success();
-  }
-  if (auto l = dyn_cast<dense::LinearOp>(op)) {
-    Value o = out(l.getOutput(), l.getInput());
-    s.call(loc, "linear",
-           {s.ctx, abi(l.getInput()), abi(l.getWeight()),
-            s.i64(loc, l.getTransposed() ? 1 : 0), o});
-    return success();
-  }
-  if (auto l = dyn_cast<dense::LinearGradOp>(op)) {
-    Value dx = out(l.getDInput(), l.getInput());
-    Value dw = out(l.getDWeight(), Value());
-    s.call(loc, "linear_grad",
-           {s.ctx, abi(l.getInput()), abi(l.getWeight()), abi(l.getDOutput()),
-            s.i64(loc, l.getTransposed() ? 1 : 0), dx, dw});
-    return success();
-  }
-  if (auto f = dyn_cast<dense::SwiGluOp>(op)) {
-    Value o = out(f.getOutput(), f.getInput());
-    s.call(loc, "swiglu", {s.ctx, abi(f.getInput()), abi(f.getW1()),
-                           abi(f.getW3()), abi(f.getW2()),
-                           optional(f.getGate(), 2), o});
-    return success();
-  }
-  if (auto f = dyn_cast<dense::SwiGluGradOp>(op)) {
-    Value dx = out(f.getDInput(), f.getInput());
-    Value d1 = out(f.getDW1(), Value()), d3 = out(f.getDW3(), Value()),
-          d2 = out(f.getDW2(), Value());
-    s.call(loc, "swiglu_grad",
-           {s.ctx, abi(f.getInput()), abi(f.getW1()), abi(f.getW3()),
-            abi(f.getW2()), optional(f.getGate(), 2), abi(f.getDOutput()), dx,
-            d1, d3, d2, optionalOut(f.getDGate(), 2)});
-    return success();
-  }
-  if (auto c = dyn_cast<dense::CrossEntropyOp>(op)) {
-    Value o = out(c.getLoss(), Value());
-    s.call(loc, "cross_entropy",
-           {s.ctx, abi(c.getLogits()), abi(c.getTargets()), o});
-    return success();
-  }
-  if (auto c = dyn_cast<dense::CrossEntropyGradOp>(op)) {
-    Value o = out(c.getDLogits(), c.getLogits());
-    s.call(loc, "cross_entropy_grad", {s.ctx, abi(c.getLogits()),
-                                       abi(c.getTargets()),
-                                       abi(c.getDLoss()), o});
-    return success();
-  }
-  if (auto m = dyn_cast<moe::LayerOp>(op)) {
-    Value o = out(m.getOutput(), m.getInput());
-    Value l = s.i64(loc, layerIndex(op));
-    s.call(loc, "moe_forward", {s.ctx, l, abi(m.getInput()), o});
-    s.allocateRouterLosses(loc, m.getLosses());
-    s.fillRouterLosses(loc, l, m.getLosses(), m.getAuxLoss().has_value());
-    return success();
-  }
-  if (auto m = dyn_cast<moe::LayerGradOp>(op)) {
-    for (Value grad : {m.getDGate(), m.getDW1(), m.getDW3(), m.getDW2()})
-      for (Operation *user : grad.getUsers())
-        if (!isa<func::ReturnOp>(user))
-          return m.emitError() << kPass << ": the gate and expert "
-                                  "gradients may only be returned (the "
-                                  "runtime keeps them as FSEP shards)";
-    Value dx = out(m.getDInput(), m.getDOutput());
-    Value l = s.i64(loc, layerIndex(op));
-    s.setRouterLossGradients(loc, l, m.getDLosses(),
-                             m.getAuxLoss().has_value());
-    s.call(loc, "moe_backward", {s.ctx, l, abi(m.getDOutput()), dx});
-    return success();
-  }
-  return op->emitError() << kPass << ": '" << op->getName()
-                         << "' cannot be lowered to the runtime";
-}
-
 struct ConvertLAERToRuntimePass
     : laer::impl::ConvertLAERToRuntimeBase<ConvertLAERToRuntimePass> {
   using Base::Base;
@@ -492,13 +239,16 @@ struct ConvertLAERToRuntimePass
     auto ptr = LLVM::LLVMPointerType::get(module.getContext());
 
     // laer_model_declare(ctx).
+    int strings = 0; // string globals made so far (unique names)
     auto declare = func::FuncOp::create(b, loc, "laer_model_declare",
                                         b.getFunctionType({ptr}, {}));
     declare->setAttr("llvm.emit_c_interface", b.getUnitAttr());
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(declare.addEntryBlock());
-      StepBuilder s(module, b, declare.getArgument(0));
+      LoweringState declaring{module, info, declare.getArgument(0), {}, {},
+                              0,      false};
+      StepBuilder s(declaring, b);
       s.call(loc, "declare_model",
              {s.ctx, s.i64(loc, info.vocab), s.i64(loc, info.sequence)});
       for (auto [index, param] : llvm::enumerate(info.dense)) {
@@ -548,18 +298,30 @@ struct ConvertLAERToRuntimePass
                           s.i64(loc, part + 1), cast<moe::ParameterAttr>(name));
       }
       func::ReturnOp::create(b, loc);
+      strings = declaring.strings;
     }
 
-    // laer_train_step(ctx, ids, targets) -> loss.
+    // laer_train_step(ctx, ids, targets) -> loss: @f_grad's body moved in,
+    // its arguments replaced by the token memrefs and the runtime's views
+    // of the dense parameters (the MoE layers' weights, which the runtime
+    // owns, by placeholders), then every op converted to runtime calls.
     auto tokens = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
     auto step = func::FuncOp::create(
         b, loc, "laer_train_step",
         b.getFunctionType({ptr, tokens, tokens}, {b.getF32Type()}));
     step->setAttr("llvm.emit_c_interface", b.getUnitAttr());
-    b.setInsertionPointToStart(step.addEntryBlock());
-    StepBuilder s(module, b, step.getArgument(0));
-    s.map.map(grad.getArgument(0), step.getArgument(1));
-    s.map.map(grad.getArgument(1), step.getArgument(2));
+    Block *body = step.addEntryBlock();
+    b.setInsertionPointToStart(body);
+    LoweringState state{module,  info, step.getArgument(0), {}, {},
+                        strings, false};
+    StepBuilder s(state, b);
+    auto asTensor = [&](Value memref, Type type) {
+      return UnrealizedConversionCastOp::create(b, loc, type, memref)
+          .getResult(0);
+    };
+    SmallVector<Value> args(grad.getNumArguments());
+    args[0] = asTensor(step.getArgument(1), grad.getArgument(0).getType());
+    args[1] = asTensor(step.getArgument(2), grad.getArgument(1).getType());
     SmallVector<Value> flatParams;
     for (auto [index, param] : llvm::enumerate(info.dense)) {
       Value flat = s.call(loc, "dense_parameter",
@@ -573,22 +335,62 @@ struct ConvertLAERToRuntimePass
       auto type = MemRefType::get(shape, b.getF32Type());
       Value view = memref::ReinterpretCastOp::create(
           b, loc, type, flat, /*offset=*/0, shape, strides);
-      s.map.map(grad.getArgument(param.argument), view);
+      args[param.argument] = asTensor(view, param.type);
     }
-    func::ReturnOp ret;
-    for (Operation &op : grad.getBody().front()) {
-      if (auto r = dyn_cast<func::ReturnOp>(op)) {
-        ret = r;
-        break;
-      }
-      if (failed(lowerOp(&op, s, info)))
-        return signalPassFailure();
-    }
+    for (auto [i, arg] : llvm::enumerate(args))
+      if (!arg)
+        arg = placeholder(b, loc, grad.getArgument(i).getType());
+    Block &gradBody = grad.getBody().front();
+    for (auto [arg, value] : llvm::zip(gradBody.getArguments(), args))
+      arg.replaceAllUsesWith(value);
+    body->getOperations().splice(body->end(), gradBody.getOperations());
+
+    TypeConverter converter;
+    converter.addConversion([](Type type) { return type; });
+    converter.addConversion([](RankedTensorType type) -> Type {
+      return MemRefType::get(type.getShape(), type.getElementType());
+    });
+    auto materialize = [](OpBuilder &builder, Type type, ValueRange inputs,
+                          Location at) -> Value {
+      return UnrealizedConversionCastOp::create(builder, at, type, inputs)
+          .getResult(0);
+    };
+    converter.addSourceMaterialization(materialize);
+    converter.addTargetMaterialization(materialize);
+    ConversionTarget target(getContext());
+    target.addLegalDialect<memref::MemRefDialect, linalg::LinalgDialect,
+                           LLVM::LLVMDialect>();
+    target.addLegalOp<func::FuncOp, func::CallOp, UnrealizedConversionCastOp>();
+    target.addIllegalDialect<dense::DenseDialect, moe::MoEDialect,
+                             fsep::FSEPDialect>();
+    auto noTensors = [](Operation *op) {
+      auto isTensor = [](Type t) { return isa<RankedTensorType>(t); };
+      return llvm::none_of(op->getOperandTypes(), isTensor) &&
+             llvm::none_of(op->getResultTypes(), isTensor);
+    };
+    target.addDynamicallyLegalDialect<arith::ArithDialect>(noTensors);
+    target.addDynamicallyLegalOp<func::ReturnOp>(noTensors);
+    RewritePatternSet patterns(&getContext());
+    populateDenseToRuntimePatterns(converter, patterns, state);
+    populateFSEPToRuntimePatterns(converter, patterns, state);
+    populateReturnOpTypeConversionPattern(patterns, converter);
+    if (failed(applyPartialConversion(step, target, std::move(patterns))) ||
+        state.failed)
+      return signalPassFailure();
 
     // The update: dense gradients averaged and stepped, then MoE layers.
+    auto ret = cast<func::ReturnOp>(body->getTerminator());
+    b.setInsertionPoint(ret);
+    auto isPlaceholder = [](Value v) {
+      auto c = v.getDefiningOp<UnrealizedConversionCastOp>();
+      return c && c.getInputs().empty();
+    };
     for (auto [index, param] : llvm::enumerate(info.dense)) {
-      Value gradient = s.map.lookup(ret.getOperand(param.argument - 1));
-      if (!gradient) {
+      Value gradient = ret.getOperand(param.argument - 1);
+      if (auto c = gradient.getDefiningOp<UnrealizedConversionCastOp>();
+          c && c.getInputs().size() == 1)
+        gradient = c.getInputs()[0];
+      if (isPlaceholder(gradient) || !isa<MemRefType>(gradient.getType())) {
         emitError(grad.getArgument(param.argument).getLoc())
             << kPass << ": dense parameter " << param.argument
             << " does not reach the loss";
@@ -620,10 +422,27 @@ struct ConvertLAERToRuntimePass
       }
       s.call(loc, "moe_update", {s.ctx, s.i64(loc, layer.index)});
     }
-    Value loss = memref::LoadOp::create(b, loc, s.map.lookup(ret.getOperand(0)));
-    for (Value buffer : s.allocations)
+    Value lossBuffer = ret.getOperand(0);
+    if (auto c = lossBuffer.getDefiningOp<UnrealizedConversionCastOp>();
+        c && c.getInputs().size() == 1)
+      lossBuffer = c.getInputs()[0];
+    Value loss = memref::LoadOp::create(b, loc, lossBuffer);
+    // Every buffer of the step is freed before it returns.
+    SmallVector<Value> buffers;
+    step.walk([&](memref::AllocOp alloc) { buffers.push_back(alloc); });
+    for (Value buffer : buffers)
       memref::DeallocOp::create(b, loc, buffer);
     func::ReturnOp::create(b, loc, loss);
+    ret.erase();
+    // Placeholders and casts nothing reads any more.
+    SmallVector<UnrealizedConversionCastOp> casts;
+    step.walk([&](UnrealizedConversionCastOp c) { casts.push_back(c); });
+    for (UnrealizedConversionCastOp c : llvm::reverse(casts))
+      if (c->use_empty())
+        c.erase();
+    casts.clear();
+    step.walk([&](UnrealizedConversionCastOp c) { casts.push_back(c); });
+    reconcileUnrealizedCasts(casts);
 
     forward.erase();
     grad.erase();

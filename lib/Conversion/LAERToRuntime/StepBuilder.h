@@ -1,8 +1,10 @@
 //===- StepBuilder.h - shared state of the runtime lowering ----*- C++ -*-===//
 //
 // Internal to convert-laer-to-runtime: what the analysis learns about the
-// model and the builder that emits laer_train_step, shared by the lowering
-// of dense/moe ops (LAERToRuntime.cpp) and of fsep ops (FSEPToRuntime.cpp).
+// model, the state the conversion patterns share, and the builder they emit
+// runtime calls with. The patterns of dense, arith and moe.layer ops live in
+// DenseToRuntime.cpp, those of fsep ops and FSEP routers in
+// FSEPToRuntime.cpp; LAERToRuntime.cpp drives the conversion.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,7 +19,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/IRMapping.h"
+#include "mlir/Transforms/DialectConversion.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
 
@@ -68,11 +70,30 @@ struct ModelInfo {
   int64_t vocab = 0, sequence = 0;
 };
 
-/// Emits the laer_train_step body: one memref per tensor value.
+/// What the conversion patterns share while they lower one training step.
+struct LoweringState {
+  ModuleOp module;
+  const ModelInfo &info;
+  /// The step function's runtime context argument.
+  Value ctx;
+  /// Values (of the step as written) an FSEP layer keeps in the runtime
+  /// (routing, plans, restored weights, rows, gradient shards): no memref,
+  /// no code; the conversion gives them placeholders.
+  DenseSet<Value> held;
+  /// Transfers whose finish call has been emitted.
+  DenseSet<Operation *> waited;
+  /// Strings made by StepBuilder::string() so far.
+  int strings = 0;
+  /// A pattern reported an error (the conversion itself goes on, so that
+  /// the error is the only diagnostic).
+  bool failed = false;
+};
+
+/// Emits runtime calls and buffers with `b` (a conversion's rewriter).
 class StepBuilder {
 public:
-  StepBuilder(ModuleOp module, OpBuilder &builder, Value ctx)
-      : module(module), b(builder), ctx(ctx) {}
+  StepBuilder(LoweringState &state, OpBuilder &builder)
+      : module(state.module), b(builder), ctx(state.ctx), state(state) {}
 
   Type f32() { return b.getF32Type(); }
   MemRefType dyn1() { return MemRefType::get({ShapedType::kDynamic}, f32()); }
@@ -111,7 +132,7 @@ public:
   Value string(Location loc, StringRef text) {
     auto type =
         MemRefType::get({static_cast<int64_t>(text.size())}, b.getI8Type());
-    std::string symbol = "laer_string_" + std::to_string(strings++);
+    std::string symbol = "laer_string_" + std::to_string(state.strings++);
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(module.getBody());
@@ -127,9 +148,8 @@ public:
         b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()), global);
   }
 
-  /// The memref of a tensor value, cast to the ABI's dynamic type.
-  Value abi(Location loc, Value tensor) {
-    Value memref = map.lookup(tensor);
+  /// `memref` cast to the ABI's dynamic type.
+  Value abi(Location loc, Value memref) {
     auto type = cast<MemRefType>(memref.getType());
     MemRefType target = type.getElementType().isInteger(32) ? tokens()
                         : type.getRank() == 0               ? type
@@ -149,35 +169,29 @@ public:
                                   buffer);
   }
 
-  /// A fresh buffer for `result`, sized like `like` in its dynamic dims.
-  Value allocate(Location loc, Value result, Value like) {
-    auto tensor = cast<RankedTensorType>(result.getType());
-    auto type = MemRefType::get(tensor.getShape(), tensor.getElementType());
+  /// A fresh buffer for a value of tensor type `type`, sized like the
+  /// memref `like` in its dynamic dims (freed at the end of the step).
+  Value allocate(Location loc, Type type, Value like) {
+    auto tensor = cast<RankedTensorType>(type);
+    auto memrefType =
+        MemRefType::get(tensor.getShape(), tensor.getElementType());
     SmallVector<Value> sizes;
     for (int64_t d = 0; d < tensor.getRank(); ++d)
       if (tensor.isDynamicDim(d))
-        sizes.push_back(memref::DimOp::create(b, loc, map.lookup(like), d));
-    Value buffer = memref::AllocOp::create(b, loc, type, sizes);
-    allocations.push_back(buffer);
-    map.map(result, buffer);
-    return buffer;
+        sizes.push_back(memref::DimOp::create(b, loc, like, d));
+    return memref::AllocOp::create(b, loc, memrefType, sizes);
   }
 
-  /// The router losses of MoE layer `layer` (`losses`: the aux loss first
-  /// when `hasAux`, then the z-loss): a 0-d buffer each, allocated here,
-  /// filled by fillRouterLosses.
-  void allocateRouterLosses(Location loc, ValueRange losses) {
-    for (Value loss : losses)
-      allocate(loc, loss, Value());
-  }
+  /// The router losses of MoE layer `layer` (`losses`: 0-d buffers, the aux
+  /// loss first when `hasAux`, then the z-loss), filled by the runtime.
   void fillRouterLosses(Location loc, Value layer, ValueRange losses,
                         bool hasAux) {
     for (auto [i, loss] : llvm::enumerate(losses))
       call(loc, i == 0 && hasAux ? "moe_aux_loss" : "moe_z_loss",
            {ctx, layer, abi(loc, loss)});
   }
-  /// Hands the gradients of the router losses to the runtime before the
-  /// layer's backward.
+  /// Hands the gradients of the router losses (0-d buffers) to the runtime
+  /// before the layer's backward.
   void setRouterLossGradients(Location loc, Value layer, ValueRange dLosses,
                               bool hasAux) {
     for (auto [i, d] : llvm::enumerate(dLosses))
@@ -210,23 +224,74 @@ public:
   ModuleOp module;
   OpBuilder &b;
   Value ctx;
-  IRMapping map;
-  /// Values that live in the runtime's FSEP layers (routing, plans,
-  /// restored weights, rows, gradient shards): no memref, no code.
-  DenseSet<Value> held;
-  /// Transfers whose finish call has been emitted.
-  DenseSet<Operation *> waited;
-  SmallVector<Value> allocations;
-  /// Strings made by string() so far.
-  int strings = 0;
+  LoweringState &state;
 };
 
+/// A value with no code behind it, of `type`: what a value the runtime
+/// keeps (or an argument it owns) becomes. Unused ones are erased after
+/// the conversion.
+inline Value placeholder(OpBuilder &b, Location loc, Type type) {
+  return UnrealizedConversionCastOp::create(b, loc, type, ValueRange())
+      .getResult(0);
+}
 
-/// Lowers one fsep op, or a moe.router / moe.router_grad of an FSEP layer,
-/// or an addition of runtime-held values; `handled` is false for any
-/// other op.
-LogicalResult lowerFSEPOp(Operation *op, StepBuilder &s, const ModelInfo &info,
-                          bool &handled);
+/// The base of every pattern of the lowering: the shared state, and a
+/// builder of runtime calls on the conversion's rewriter.
+template <typename Op> struct RuntimePattern : public OpConversionPattern<Op> {
+  RuntimePattern(const TypeConverter &converter, LoweringState &state)
+      : OpConversionPattern<Op>(converter, state.module.getContext()),
+        state(state) {}
+
+  LogicalResult
+  matchAndRewrite(Op op, typename Op::Adaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const final {
+    if (!readsHeldValues())
+      for (Value operand : op->getOperands())
+        if (state.held.contains(operand))
+          return refuse(op, rewriter,
+                        "uses a value an FSEP layer keeps in the runtime");
+    StepBuilder s(state, rewriter);
+    return lower(op, adaptor, rewriter, s);
+  }
+  virtual LogicalResult lower(Op op, typename Op::Adaptor adaptor,
+                              ConversionPatternRewriter &rewriter,
+                              StepBuilder &s) const = 0;
+  /// Ops that take values the runtime keeps (fsep ops) say so.
+  virtual bool readsHeldValues() const { return false; }
+
+  /// Reports `message` at `op` and replaces it with placeholders, so that
+  /// the conversion ends with this error only.
+  LogicalResult refuse(Op op, ConversionPatternRewriter &rewriter,
+                       const Twine &message) const {
+    op->emitError() << kPass << ": " << message;
+    state.failed = true;
+    replaceWithPlaceholders(op, rewriter);
+    return success();
+  }
+  /// Replaces every result of `op` with a placeholder of its converted type.
+  void replaceWithPlaceholders(Operation *op,
+                               ConversionPatternRewriter &rewriter) const {
+    SmallVector<Value> values;
+    for (Value result : op->getResults())
+      values.push_back(
+          placeholder(rewriter, op->getLoc(),
+                      this->getTypeConverter()->convertType(result.getType())));
+    rewriter.replaceOp(op, values);
+  }
+
+  LoweringState &state;
+};
+
+/// The patterns of dense ops, tensor arith and fused moe.layer /
+/// moe.layer_grad.
+void populateDenseToRuntimePatterns(const TypeConverter &converter,
+                                    RewritePatternSet &patterns,
+                                    LoweringState &state);
+/// The patterns of fsep ops and the moe.router / moe.router_grad of FSEP
+/// layers.
+void populateFSEPToRuntimePatterns(const TypeConverter &converter,
+                                   RewritePatternSet &patterns,
+                                   LoweringState &state);
 
 /// Finds the FSEP layers of `grad` (from its fsep.relayout ops) and checks
 /// they have the shape the runtime executes.
