@@ -3,6 +3,7 @@
 #include "laer/runtime/train/TrainingLoop.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/RelayoutHook.h"
 #include "laer/runtime/Trace.h"
 #include "laer/runtime/model/NamedWeights.h"
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -32,6 +34,68 @@ long number(const std::string &flag, const std::string &value) {
   } catch (const std::exception &) {
   }
   fail({}, "option ", flag, " needs a whole number, got '", value, "'");
+}
+
+/// A real number; `laer: stof` is no message (issue 18).
+double realNumber(const std::string &flag, const std::string &value) {
+  try {
+    std::size_t used = 0;
+    double result = std::stod(value, &used);
+    if (used == value.size())
+      return result;
+  } catch (const std::exception &) {
+  }
+  fail({}, "option ", flag, " needs a number, got '", value, "'");
+}
+
+/// The first parameter of this rank that is not finite (its name, and the
+/// MoE layer for expert weights), or "".
+std::string firstNonFinite(TrainingState &state) {
+  for (const DenseTensor &tensor : state.denseTensors)
+    for (std::int64_t i = 0; i < tensor.size; ++i)
+      if (!std::isfinite(state.dense[tensor.offset + i]))
+        return "dense parameter '" +
+               (tensor.name.name.empty() ? std::to_string(tensor.offset)
+                                         : tensor.name.name) +
+               "'";
+  state.moeBackend().storeState();
+  for (std::size_t l = 0; l < state.moe.size(); ++l) {
+    FsepMoELayer &layer = *state.moe[l];
+    auto finite = [](std::span<const float> values) {
+      return std::all_of(values.begin(), values.end(),
+                         [](float v) { return std::isfinite(v); });
+    };
+    if (!finite(layer.gate()))
+      return "the gate of MoE layer " + std::to_string(l);
+    if (!finite(layer.experts().allParams()))
+      return "this rank's expert shards of MoE layer " + std::to_string(l);
+  }
+  return "";
+}
+
+/// Stops the run on every rank (a collective: every rank calls it) when
+/// any rank has a `problem`, naming the step, the first such rank and its
+/// problem where it is this rank; `latest` is left as it is.
+void stopIfDiverged(Communicator &comm, const std::string &problem, long step,
+                    const TrainOptions &options) {
+  std::int64_t mine = problem.empty() ? 0 : 1;
+  std::vector<std::int64_t> all =
+      comm.allGather(std::span<const std::int64_t>(&mine, 1));
+  auto first = std::find(all.begin(), all.end(), 1);
+  if (first == all.end())
+    return;
+  int rank = static_cast<int>(first - all.begin());
+  std::string where =
+      options.checkpointDir.empty()
+          ? std::string(" (no --checkpoint-dir)")
+          : "; " + options.checkpointDir +
+                "/latest still names the last checkpoint with finite "
+                "weights, if any";
+  fail({comm.rank(), -1, step}, "training diverged: ",
+       rank == comm.rank() ? problem
+                           : "rank " + std::to_string(rank) + " reports " +
+                                 "a non-finite loss or parameter",
+       "; stopped before writing anything", where);
 }
 
 /// A one-line progress bar, redrawn in place (only on a terminal).
@@ -145,7 +209,7 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     else if (flag == "--sequence")
       o.sequence = static_cast<int>(number(flag, value));
     else if (flag == "--lr")
-      o.lr = std::stof(value);
+      o.lr = static_cast<float>(realNumber(flag, value));
     else if (flag == "--planner")
       o.planner = value;
     else if (flag == "--replan-every")
@@ -211,6 +275,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
          "--steps must be at least 1 (0 only with --load-weights, to check "
          "that weights load, or --export-weights, to convert them), got ",
          o.steps);
+  if (!(o.lr >= 0) || !std::isfinite(o.lr))
+    fail({}, "--lr must be a finite number >= 0, got ", o.lr);
   if (o.exportShardBytes < 1)
     fail({}, "--export-shard-size must be at least 1 byte, got ",
          o.exportShardBytes);
@@ -354,6 +420,14 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     auto stepStart = Clock::now();
     StepResult result = model.trainStep(ids, targets, step, hook, adamw);
     double planSeconds = hook.takeSeconds();
+    // Divergence guard: a non-finite loss on any rank stops every rank
+    // before the step is logged as good or checkpointed.
+    stopIfDiverged(comm,
+                   std::isfinite(result.loss)
+                       ? std::string()
+                       : "the loss is " + std::to_string(result.loss) +
+                             " on rank " + std::to_string(comm.rank()),
+                   step, options);
     if (!options.trace.empty())
       tracer.record("step " + std::to_string(step), "train", stepStart,
                     step);
@@ -391,6 +465,9 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     if (!options.checkpointDir.empty() &&
         ((step + 1) % options.checkpointEvery == 0 ||
          step + 1 == options.steps)) {
+      // The update after a finite loss can still leave non-finite weights
+      // (a huge learning rate): never checkpoint them.
+      stopIfDiverged(comm, firstNonFinite(state), step, options);
       std::string name = "step-" + std::to_string(step);
       state.keptLayouts.clear();
       for (const auto &[l, layout] : hook.keptLayouts())
@@ -417,6 +494,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   exportOptions.dtype = options.exportDType;
   exportOptions.maxFileBytes = options.exportShardBytes;
   if (!options.exportWeights.empty()) {
+    stopIfDiverged(comm, firstNonFinite(state), options.steps - 1, options);
     exportNamedWeights(state, options.exportWeights, exportOptions);
     // The model's config travels with its weights when they came with one.
     namespace fs = std::filesystem;
