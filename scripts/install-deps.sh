@@ -10,6 +10,8 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
   # runtime: MPI for CPU ranks, OpenBLAS for CPU GEMMs
   libopenmpi-dev openmpi-bin libopenblas-dev
+  # runtime: zlib's CRC-32 for checkpoint integrity
+  zlib1g-dev
   # tests and Python bindings
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libglpk-dev
   python3 python3-dev pybind11-dev python3-numpy python3-pytest

@@ -4,10 +4,37 @@
 #include "laer/runtime/Error.h"
 #include "laer/runtime/SafetensorsFiles.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <numeric>
 
 using namespace laer::rt;
+
+namespace {
+
+/// Metadata key prefix of a tensor's CRC-32.
+const std::string kChecksumPrefix = "crc32.";
+
+/// The CRC-32 (zlib's) of `data`'s bytes, as 8 hex digits.
+std::string checksum(std::span<const float> data) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto *bytes = reinterpret_cast<const Bytef *>(data.data());
+  std::size_t left = data.size() * sizeof(float);
+  while (left > 0) { // zlib takes 32-bit lengths
+    auto chunk = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
+    crc = crc32(crc, bytes, chunk);
+    bytes += chunk;
+    left -= chunk;
+  }
+  char text[9];
+  std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc));
+  return text;
+}
+
+} // namespace
 
 void laer::rt::writeSafetensors(const std::string &path,
                                 const TensorMap &tensors,
@@ -22,7 +49,12 @@ void laer::rt::writeSafetensors(const std::string &path,
            " elements but its shape holds ", elements);
     plan.add(name, tensor.shape);
   }
-  plan.setMetadata(metadata);
+  // A CRC-32 of each tensor's bytes, checked by readSafetensors: a
+  // corrupted checkpoint must not load as garbage.
+  Metadata withChecksums = metadata;
+  for (const auto &[name, tensor] : tensors)
+    withChecksums[kChecksumPrefix + name] = checksum(tensor.data);
+  plan.setMetadata(withChecksums);
   std::filesystem::path file(path);
   std::string directory =
       file.has_parent_path() ? file.parent_path().string() : ".";
@@ -48,9 +80,26 @@ TensorMap laer::rt::readSafetensors(const std::string &path,
     tensor.data.resize(entry.elements);
     file.read(entry, std::vector<ElementRange>{{0, entry.elements, 0, 1}},
               tensor.data);
+    auto stored = file.metadata().find(kChecksumPrefix + name);
+    if (stored != file.metadata().end()) {
+      std::string found = checksum(tensor.data);
+      if (found != stored->second)
+        fail({}, "safetensors: tensor '", name, "' in '", path,
+             "' fails its CRC-32 check (stored ", stored->second, ", read ",
+             found, "): the file is corrupt");
+    }
     tensors.emplace(name, std::move(tensor));
   }
-  if (metadata)
+  for (const auto &[key, value] : file.metadata())
+    if (key.starts_with(kChecksumPrefix) &&
+        !tensors.contains(key.substr(kChecksumPrefix.size())))
+      fail({}, "safetensors: '", path, "' has a checksum for tensor '",
+           key.substr(kChecksumPrefix.size()), "' but no such tensor");
+  if (metadata) {
     *metadata = file.metadata();
+    std::erase_if(*metadata, [](const auto &entry) {
+      return entry.first.starts_with(kChecksumPrefix);
+    });
+  }
   return tensors;
 }

@@ -98,6 +98,50 @@ void stopIfDiverged(Communicator &comm, const std::string &problem, long step,
        "; stopped before writing anything", where);
 }
 
+/// The step of a checkpoint folder name `step-<n>` (with `suffix`), or -1.
+long checkpointStep(const std::string &name, const std::string &suffix) {
+  if (!name.starts_with("step-") || !name.ends_with(suffix))
+    return -1;
+  std::string digits = name.substr(5, name.size() - 5 - suffix.size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      }))
+    return -1;
+  return std::stol(digits);
+}
+
+/// Removes `step-<n>.tmp` folders a killed run left in `directory`.
+void removeUnfinishedCheckpoints(const std::string &directory) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::is_directory(directory, error))
+    return;
+  for (const fs::directory_entry &entry :
+       fs::directory_iterator(directory, error))
+    if (entry.is_directory() &&
+        checkpointStep(entry.path().filename().string(), ".tmp") >= 0)
+      fs::remove_all(entry.path(), error);
+}
+
+/// Keeps the `keep` newest `step-<n>` checkpoints of `directory` (never the
+/// one `latest` names).
+void pruneCheckpoints(const std::string &directory, long keep,
+                      const std::string &latest) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  std::vector<std::pair<long, fs::path>> found;
+  for (const fs::directory_entry &entry :
+       fs::directory_iterator(directory, error))
+    if (long step = checkpointStep(entry.path().filename().string(), "");
+        step >= 0 && entry.is_directory())
+      found.push_back({step, entry.path()});
+  std::sort(found.begin(), found.end(),
+            [](const auto &a, const auto &b) { return a.first > b.first; });
+  for (std::size_t i = static_cast<std::size_t>(keep); i < found.size(); ++i)
+    if (found[i].second.filename() != latest)
+      fs::remove_all(found[i].second, error);
+}
+
 /// A one-line progress bar, redrawn in place (only on a terminal).
 void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
   constexpr int kWidth = 30;
@@ -146,6 +190,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --checkpoint-dir D write sharded checkpoints (safetensors + index) to
                      D/step-<n>, and D/latest naming the newest
   --checkpoint-every K  steps between checkpoints (default 50)
+  --keep N           keep only the N newest checkpoints (default: all);
+                     unfinished step-*.tmp folders of a killed run are
+                     removed at start
   --resume           continue from D/latest
   --crash-at-step S  end every rank abruptly after step S (for tests)
   --trace FILE       write every rank's phases as Chrome trace / Perfetto
@@ -232,6 +279,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
       o.checkpointEvery = number(flag, value);
+    else if (flag == "--keep")
+      o.keepCheckpoints = number(flag, value);
     else if (flag == "--tokens")
       o.tokens = value;
     else if (flag == "--vocab")
@@ -275,6 +324,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
          "--steps must be at least 1 (0 only with --load-weights, to check "
          "that weights load, or --export-weights, to convert them), got ",
          o.steps);
+  if (o.keepCheckpoints < 0)
+    fail({}, "--keep must be >= 0 (0: keep every checkpoint), got ",
+         o.keepCheckpoints);
   if (!(o.lr >= 0) || !std::isfinite(o.lr))
     fail({}, "--lr must be a finite number >= 0, got ", o.lr);
   if (o.exportShardBytes < 1)
@@ -403,6 +455,9 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
                       : 0.0);
     }
   }
+  if (comm.rank() == 0 && !options.checkpointDir.empty())
+    removeUnfinishedCheckpoints(options.checkpointDir);
+  comm.barrier();
   std::ofstream metrics;
   if (comm.rank() == 0 && !options.metrics.empty()) {
     metrics.open(options.metrics,
@@ -478,6 +533,9 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         std::string staging = options.checkpointDir + "/latest.tmp";
         std::ofstream(staging) << name << "\n";
         std::filesystem::rename(staging, options.checkpointDir + "/latest");
+        if (options.keepCheckpoints > 0)
+          pruneCheckpoints(options.checkpointDir, options.keepCheckpoints,
+                           name);
       }
       comm.barrier();
     }

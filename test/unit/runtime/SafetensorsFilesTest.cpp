@@ -1,6 +1,7 @@
 //===- SafetensorsFilesTest.cpp - safetensors by range, element types -----===//
 
 #include "laer/runtime/SafetensorsFiles.h"
+#include "laer/runtime/Safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -145,6 +146,52 @@ TEST(SafetensorsFiles, ShardedFilesRoundTripByRanges) {
     FAIL() << "a truncated file opened";
   } catch (const RuntimeError &error) {
     EXPECT_NE(std::string(error.what()).find("model-00003-of-00003"),
+              std::string::npos)
+        << error.what();
+  }
+  fs::remove_all(dir);
+}
+
+} // namespace
+
+namespace {
+
+// laer checkpoints carry a CRC-32 per tensor: one flipped data byte is an
+// error naming the tensor, the metadata the caller sees has no checksums.
+TEST(Safetensors, CheckpointTensorsFailTheirChecksumWhenCorrupt) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() /
+                 ("laer-checksum-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string path = (dir / "rank0.safetensors").string();
+  TensorMap tensors;
+  tensors["a"] = {{2, 3}, {1, 2, 3, 4, 5, 6}};
+  tensors["b"] = {{4}, {-1, -2, -3, -4}};
+  writeSafetensors(path, tensors, {{"step", "7"}});
+  Metadata metadata;
+  TensorMap read = readSafetensors(path, &metadata);
+  EXPECT_EQ(read["a"].data, tensors["a"].data);
+  EXPECT_EQ(metadata.at("step"), "7");
+  for (const auto &[key, value] : metadata)
+    EXPECT_FALSE(key.starts_with("crc32.")) << key;
+
+  // Flip one bit of the last byte (tensor b's data).
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(-1, std::ios::end);
+    char last = 0;
+    file.get(last);
+    file.seekp(-1, std::ios::end);
+    file.put(static_cast<char>(last ^ 0x10));
+  }
+  try {
+    readSafetensors(path, nullptr);
+    ADD_FAILURE() << "a corrupt tensor loaded";
+  } catch (const RuntimeError &error) {
+    EXPECT_NE(std::string(error.what()).find("tensor 'b'"), std::string::npos)
+        << error.what();
+    EXPECT_NE(std::string(error.what()).find("fails its CRC-32 check"),
               std::string::npos)
         << error.what();
   }
