@@ -245,10 +245,16 @@ long TrainingState::load(const std::string &directory) {
   for (const auto &[key, value] : expected) {
     if (key == "step" || key == "ranks" || key == "format")
       continue;
+    // Run settings (run.*): only where the checkpoint recorded them, and
+    // not at all when a change is allowed.
+    bool runSetting = key.starts_with("run.");
+    if (runSetting && (allowChangedRun || !index.contains(key)))
+      continue;
     std::string found = index.value(key, "");
     if (found != value)
       fail(where, "checkpoint '", directory, "' has ", key, " = ", found,
-           " but this model has ", value);
+           runSetting ? " but this run has " : " but this model has ", value,
+           runSetting ? " (--allow-changed-run resumes anyway)" : "");
   }
   long step = std::stol(index.value("step", "-1"));
   int savedRanks = std::stoi(index.value("ranks", "0"));

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 using namespace laer;
 using namespace laer::rt;
@@ -190,6 +191,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --checkpoint-dir D write sharded checkpoints (safetensors + index) to
                      D/step-<n>, and D/latest naming the newest
   --checkpoint-every K  steps between checkpoints (default 50)
+  --allow-changed-run  resume although --batch, --sequence, --data-order or
+                     --seed differ from the checkpoint's run (refused
+                     otherwise)
   --keep N           keep only the N newest checkpoints (default: all);
                      unfinished step-*.tmp folders of a killed run are
                      removed at start
@@ -228,6 +232,17 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   TrainOptions o;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
+    // --flag=value is --flag value.
+    std::optional<std::string> attached;
+    if (std::size_t equals = flag.find('=');
+        flag.starts_with("--") && equals != std::string::npos) {
+      attached = flag.substr(equals + 1);
+      flag.resize(equals);
+    }
+    bool isSwitch = flag == "--help" || flag == "-h" || flag == "--resume" ||
+                    flag == "--no-progress" || flag == "--allow-changed-run";
+    if (isSwitch && attached)
+      fail({}, "option ", flag, " takes no value, got '", *attached, "'");
     if (flag == "--help" || flag == "-h") {
       std::fputs(trainUsage(program).c_str(), stdout);
       std::exit(0);
@@ -240,9 +255,13 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.progress = false;
       continue;
     }
-    if (i + 1 >= argc)
+    if (flag == "--allow-changed-run") {
+      o.allowChangedRun = true;
+      continue;
+    }
+    if (!attached && i + 1 >= argc)
       fail({}, "option ", flag, " needs a value (see --help)");
-    std::string value = argv[++i];
+    std::string value = attached ? *attached : std::string(argv[++i]);
     if (flag == "--data")
       o.data.push_back(value);
     else if (flag == "--suffix")
@@ -411,6 +430,14 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   if (!options.trace.empty())
     for (std::size_t l = 0; l < state.moe.size(); ++l)
       state.moe[l]->times().attach(&tracer, static_cast<int>(l));
+  // The run's settings travel with its checkpoints: a resume with another
+  // batch or data order would silently train another run.
+  state.identity["run.batch"] = std::to_string(options.batch);
+  state.identity["run.sequence"] = std::to_string(options.sequence);
+  state.identity["run.data_order"] =
+      options.dataOrder == DataOrder::Random ? "random" : "sequential";
+  state.identity["run.seed"] = std::to_string(options.seed);
+  state.allowChangedRun = options.allowChangedRun;
   long first = 0;
   if (options.resume) {
     std::ifstream latest(options.checkpointDir + "/latest");

@@ -95,6 +95,9 @@ struct TrainingState {
 
   Communicator &comm;
   Metadata identity;
+  /// load() accepts a checkpoint whose run settings (identity keys
+  /// "run.*": batch, sequence, data order, seed) differ.
+  bool allowChangedRun = false;
   /// The dense parameters, in the order of `dense`.
   std::vector<DenseTensor> denseTensors;
   std::vector<float> dense, denseGrad, denseM, denseV;

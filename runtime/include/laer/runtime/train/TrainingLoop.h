@@ -30,6 +30,8 @@ struct TrainOptions {
   std::string checkpointDir, trace, tokens;
   long vocab = 256;
   long checkpointEvery = 50, crashAtStep = -1;
+  /// Resume although the checkpoint's run settings differ.
+  bool allowChangedRun = false;
   /// Checkpoints kept in checkpointDir (the newest; 0: all).
   long keepCheckpoints = 0;
   /// Re-plan every K steps; in between the last plan is kept.
