@@ -35,7 +35,12 @@ void Tracer::write(const std::string &path, Communicator &comm) const {
                     {"pid", rank_},
                     {"args", {{"name", "rank " + std::to_string(rank_)}}}});
   std::string part = path + ".rank" + std::to_string(rank_);
-  std::ofstream(part) << events.dump();
+  {
+    std::ofstream out(part);
+    out << events.dump();
+    if (!out.flush())
+      fail({rank_, -1, -1}, "cannot write the trace part '", part, "'");
+  }
   comm.barrier();
   if (comm.rank() == 0) {
     nlohmann::json merged = nlohmann::json::array();
@@ -43,14 +48,18 @@ void Tracer::write(const std::string &path, Communicator &comm) const {
       std::string name = path + ".rank" + std::to_string(rank);
       std::ifstream in(name);
       nlohmann::json partEvents = nlohmann::json::parse(in, nullptr, false);
-      if (!partEvents.is_discarded())
-        for (auto &event : partEvents)
-          merged.push_back(std::move(event));
+      if (partEvents.is_discarded())
+        fail({0, -1, -1}, "the trace part '", name, "' of rank ", rank,
+             " is missing or malformed");
+      for (auto &event : partEvents)
+        merged.push_back(std::move(event));
       std::remove(name.c_str());
     }
-    std::ofstream(path) << nlohmann::json{{"traceEvents", merged},
-                                          {"displayTimeUnit", "ms"}}
-                               .dump();
+    std::ofstream out(path);
+    out << nlohmann::json{{"traceEvents", merged}, {"displayTimeUnit", "ms"}}
+               .dump();
+    if (!out.flush())
+      fail({0, -1, -1}, "cannot write the trace '", path, "'");
   }
   comm.barrier();
 }

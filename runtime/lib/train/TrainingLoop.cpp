@@ -143,6 +143,24 @@ void pruneCheckpoints(const std::string &directory, long keep,
       fs::remove_all(found[i].second, error);
 }
 
+/// Fails at start, not after the run, when `path` (a file to write, or with
+/// `folder` a folder to fill) cannot be written.
+void requireWritable(const std::string &path, bool folder, const char *option) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  fs::path target(path);
+  if (folder) {
+    fs::create_directories(target, error);
+    if (!fs::is_directory(target, error) || ::access(target.c_str(), W_OK) != 0)
+      fail({}, option, " '", path, "': cannot create or write the folder");
+    return;
+  }
+  fs::path parent = target.has_parent_path() ? target.parent_path() : ".";
+  if (!fs::is_directory(parent, error) || ::access(parent.c_str(), W_OK) != 0)
+    fail({}, option, " '", path, "': its folder '", parent.string(),
+         "' is missing or not writable");
+}
+
 /// A one-line progress bar, redrawn in place (only on a terminal).
 void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
   constexpr int kWidth = 30;
@@ -482,8 +500,20 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
                       : 0.0);
     }
   }
-  if (comm.rank() == 0 && !options.checkpointDir.empty())
-    removeUnfinishedCheckpoints(options.checkpointDir);
+  if (comm.rank() == 0) {
+    if (!options.trace.empty())
+      requireWritable(options.trace, false, "--trace");
+    if (!options.metrics.empty())
+      requireWritable(options.metrics, false, "--metrics");
+    if (!options.exportWeights.empty())
+      requireWritable(options.exportWeights, true, "--export-weights");
+    if (!options.exportGradients.empty())
+      requireWritable(options.exportGradients, true, "--export-gradients");
+    if (!options.checkpointDir.empty()) {
+      requireWritable(options.checkpointDir, true, "--checkpoint-dir");
+      removeUnfinishedCheckpoints(options.checkpointDir);
+    }
+  }
   comm.barrier();
   std::ofstream metrics;
   if (comm.rank() == 0 && !options.metrics.empty()) {
