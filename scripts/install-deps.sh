@@ -15,6 +15,8 @@ packages=(
   # tests and Python bindings
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libglpk-dev
   python3 python3-dev pybind11-dev python3-numpy python3-pytest
+  # laer-plot's pictures
+  python3-matplotlib
   # the PyTorch references of the HF families (tests)
   python3-torch
 )

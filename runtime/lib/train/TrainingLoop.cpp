@@ -238,8 +238,12 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --export-dtype T   F32 (default), BF16 or F16
   --export-shard-size B  bytes per exported file at most (default 5e9, as
                      HF's max_shard_size; a tensor is never split)
-  --metrics FILE     one JSON line per step: loss (full precision),
-                     tokens/s, plan ms, per-layer max/mean load
+  --metrics FILE     one JSON line per step: loss (full precision), lr,
+                     tokens/s, step and plan ms, per-layer max/mean load,
+                     and every K steps each layer's tokens per expert
+                     (laer-plot draws them)
+  --metrics-loads-every K  tokens per expert every K steps (default 10;
+                     0: never)
   --log-every K      print every K steps (default 10)
   --no-progress      no progress bar (it is drawn only on a terminal)
 )";
@@ -316,6 +320,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
       o.checkpointEvery = number(flag, value);
+    else if (flag == "--metrics-loads-every")
+      o.metricsLoadsEvery = number(flag, value);
     else if (flag == "--keep")
       o.keepCheckpoints = number(flag, value);
     else if (flag == "--tokens")
@@ -361,6 +367,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
          "--steps must be at least 1 (0 only with --load-weights, to check "
          "that weights load, or --export-weights, to convert them), got ",
          o.steps);
+  if (o.metricsLoadsEvery < 0)
+    fail({}, "--metrics-loads-every must be >= 0 (0: never), got ",
+         o.metricsLoadsEvery);
   if (o.keepCheckpoints < 0)
     fail({}, "--keep must be >= 0 (0: keep every checkpoint), got ",
          o.keepCheckpoints);
@@ -531,6 +540,8 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
                comm.size(), ids, targets, options.dataOrder);
     auto stepStart = Clock::now();
     StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+    double stepSeconds =
+        std::chrono::duration<double>(Clock::now() - stepStart).count();
     double planSeconds = hook.takeSeconds();
     // Divergence guard: a non-finite loss on any rank stops every rank
     // before the step is logged as good or checkpointed.
@@ -559,15 +570,32 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       std::fflush(stdout);
     }
     if (metrics.is_open()) {
-      char line[160];
-      std::snprintf(line, sizeof line,
-                    "{\"step\": %ld, \"loss\": %.9g, \"tokens_per_s\": "
-                    "%.1f, \"plan_ms\": %.4f, \"max_over_mean\": [",
-                    step, result.loss, tokensPerSecond, planSeconds * 1e3);
+      char line[256];
+      std::snprintf(
+          line, sizeof line,
+          "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"tokens_per_s\": "
+          "%.1f, \"step_ms\": %.3f, \"plan_ms\": %.4f, \"max_over_mean\": [",
+          step, result.loss, static_cast<double>(options.lr), tokensPerSecond,
+          stepSeconds * 1e3, planSeconds * 1e3);
       metrics << line;
       for (std::size_t l = 0; l < result.maxOverMean.size(); ++l)
         metrics << (l ? ", " : "") << result.maxOverMean[l];
-      metrics << "]}\n" << std::flush;
+      metrics << "]";
+      // Tokens per expert of each layer (this step's, over every rank): the
+      // counts a workload replay or laer-plot's heat map reads.
+      if (options.metricsLoadsEvery > 0 &&
+          step % options.metricsLoadsEvery == 0) {
+        metrics << ", \"expert_loads\": [";
+        for (std::size_t l = 0; l < state.moe.size(); ++l) {
+          metrics << (l ? ", " : "") << "[";
+          std::vector<std::int64_t> loads = state.moe[l]->globalLoads();
+          for (std::size_t e = 0; e < loads.size(); ++e)
+            metrics << (e ? ", " : "") << loads[e];
+          metrics << "]";
+        }
+        metrics << "]";
+      }
+      metrics << "}\n" << std::flush;
       if (!metrics)
         fail({0, -1, step}, "cannot write the metrics file '", options.metrics,
              "'");

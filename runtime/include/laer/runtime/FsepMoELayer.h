@@ -112,6 +112,9 @@ public:
   /// the global-batch aux loss after the relayout, which gathers every
   /// rank's loads.
   cpu::RouterLosses routerLosses() const;
+  /// Tokens per expert over every rank in this step's relayout counts
+  /// (empty before the first relayout).
+  std::vector<std::int64_t> globalLoads() const;
   /// d(loss)/d(aux) and d(loss)/d(z) of this step, taken by
   /// routerBackward (zero unless set after the step's router).
   void setAuxLossGradient(float dAux);
@@ -166,8 +169,6 @@ private:
   };
 
   ErrorContext context() const { return {comm_.rank(), layer_, step_}; }
-  /// Tokens per expert over every rank in this step's relayout counts.
-  std::vector<std::int64_t> globalLoads() const;
   /// The loads the aux loss counts (this rank's or every rank's) and the
   /// tokens they come from.
   std::pair<std::vector<std::int64_t>, std::int64_t> auxLoads() const;

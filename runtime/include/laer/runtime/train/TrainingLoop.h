@@ -30,6 +30,9 @@ struct TrainOptions {
   std::string checkpointDir, trace, tokens;
   long vocab = 256;
   long checkpointEvery = 50, crashAtStep = -1;
+  /// With a metrics file: every this many steps, each MoE layer's tokens
+  /// per expert (0: never).
+  long metricsLoadsEvery = 10;
   /// Resume although the checkpoint's run settings differ.
   bool allowChangedRun = false;
   /// Checkpoints kept in checkpointDir (the newest; 0: all).
