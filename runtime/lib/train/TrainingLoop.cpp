@@ -173,6 +173,21 @@ void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
 
 } // namespace
 
+double laer::rt::scheduledLearningRate(const TrainOptions &options, long step) {
+  const double lr = options.lr, minLr = options.minLr;
+  const long warmup = options.warmupSteps;
+  if (step < warmup)
+    return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  long span = options.steps - warmup;
+  if (options.lrDecay == "constant" || span <= 0)
+    return lr;
+  double progress = std::min(1.0, static_cast<double>(step - warmup) /
+                                      static_cast<double>(span));
+  if (options.lrDecay == "linear")
+    return lr + (minLr - lr) * progress;
+  return minLr + (lr - minLr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
 std::string laer::rt::trainUsage(const std::string &program) {
   return "usage: mpirun -np N " + program + R"( --data PATH [options]
 
@@ -187,6 +202,10 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --sequence L       tokens per sequence (default: the model's; 64 for
                      laer-train, the IR's sequence_length when compiled)
   --lr X             AdamW learning rate (default 0.003)
+  --warmup W         linear warm-up over the first W steps (default 0)
+  --lr-decay D       constant | linear | cosine after the warm-up, to
+                     --min-lr at the last step (default constant)
+  --min-lr X         the decay's end (default 0)
   --planner P        static | flexmoe | laer | laer+ (default laer+)
   --replan-every K   re-plan the expert layout every K steps (default 1)
   --history W        steps of load history for the layout (default 2)
@@ -320,6 +339,12 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.checkpointDir = value;
     else if (flag == "--checkpoint-every")
       o.checkpointEvery = number(flag, value);
+    else if (flag == "--warmup")
+      o.warmupSteps = number(flag, value);
+    else if (flag == "--lr-decay")
+      o.lrDecay = value;
+    else if (flag == "--min-lr")
+      o.minLr = static_cast<float>(realNumber(flag, value));
     else if (flag == "--metrics-loads-every")
       o.metricsLoadsEvery = number(flag, value);
     else if (flag == "--keep")
@@ -367,6 +392,13 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
          "--steps must be at least 1 (0 only with --load-weights, to check "
          "that weights load, or --export-weights, to convert them), got ",
          o.steps);
+  if (o.warmupSteps < 0)
+    fail({}, "--warmup must be >= 0, got ", o.warmupSteps);
+  if (o.lrDecay != "constant" && o.lrDecay != "linear" && o.lrDecay != "cosine")
+    fail({}, "--lr-decay is constant, linear or cosine, got '", o.lrDecay, "'");
+  if (!(o.minLr >= 0) || !std::isfinite(o.minLr) || o.minLr > o.lr)
+    fail({}, "--min-lr must be finite, >= 0 and at most --lr ", o.lr, ", got ",
+         o.minLr);
   if (o.metricsLoadsEvery < 0)
     fail({}, "--metrics-loads-every must be >= 0 (0: never), got ",
          o.metricsLoadsEvery);
@@ -539,6 +571,8 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     data.batch(step, options.seed, options.batch, options.sequence, comm.rank(),
                comm.size(), ids, targets, options.dataOrder);
     auto stepStart = Clock::now();
+    adamw.learningRate =
+        static_cast<float>(scheduledLearningRate(options, step));
     StepResult result = model.trainStep(ids, targets, step, hook, adamw);
     double stepSeconds =
         std::chrono::duration<double>(Clock::now() - stepStart).count();
@@ -573,10 +607,10 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       char line[256];
       std::snprintf(
           line, sizeof line,
-          "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"tokens_per_s\": "
+          "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": "
           "%.1f, \"step_ms\": %.3f, \"plan_ms\": %.4f, \"max_over_mean\": [",
-          step, result.loss, static_cast<double>(options.lr), tokensPerSecond,
-          stepSeconds * 1e3, planSeconds * 1e3);
+          step, result.loss, static_cast<double>(adamw.learningRate),
+          tokensPerSecond, stepSeconds * 1e3, planSeconds * 1e3);
       metrics << line;
       for (std::size_t l = 0; l < result.maxOverMean.size(); ++l)
         metrics << (l ? ", " : "") << result.maxOverMean[l];

@@ -33,6 +33,12 @@ struct TrainOptions {
   /// With a metrics file: every this many steps, each MoE layer's tokens
   /// per expert (0: never).
   long metricsLoadsEvery = 10;
+  /// Learning-rate schedule: linear warm-up over `warmupSteps` steps (from
+  /// lr / warmupSteps to lr), then constant, linear or cosine decay to
+  /// `minLr` at the last step.
+  long warmupSteps = 0;
+  std::string lrDecay = "constant";
+  float minLr = 0.0f;
   /// Resume although the checkpoint's run settings differ.
   bool allowChangedRun = false;
   /// Checkpoints kept in checkpointDir (the newest; 0: all).
@@ -71,6 +77,9 @@ struct TrainOptions {
 /// The option text of `--help`.
 std::string trainUsage(const std::string &program);
 /// Parses the options; exits on --help, fails on a bad option.
+/// The learning rate of `step` under `options`' schedule.
+double scheduledLearningRate(const TrainOptions &options, long step);
+
 TrainOptions parseTrainOptions(int argc, char **argv,
                                const std::string &program);
 /// Reads --data or --tokens.
