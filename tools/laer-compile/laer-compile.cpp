@@ -20,53 +20,59 @@
 
 namespace cl = llvm::cl;
 
+// --help lists these only, not LLVM's own options.
+static cl::OptionCategory category("laer-compile options");
+
 static cl::opt<std::string> input(cl::Positional, cl::desc("<model.mlir>"),
-                                  cl::Required);
+                                  cl::Required, cl::cat(category));
 static cl::opt<std::string> output("o", cl::desc("output file"),
-                                   cl::value_desc("path"), cl::Required);
-static cl::opt<laer::EmitKind> emit(
-    "emit", cl::desc("what to produce"),
-    cl::values(clEnumValN(laer::EmitKind::MLIR, "mlir",
-                          "the program in MLIR's LLVM dialect"),
-               clEnumValN(laer::EmitKind::LLVM, "llvm", "LLVM IR"),
-               clEnumValN(laer::EmitKind::Object, "obj", "an object file"),
-               clEnumValN(laer::EmitKind::Executable, "exe",
-                          "a training binary (default)")),
-    cl::init(laer::EmitKind::Executable));
+                                   cl::value_desc("path"), cl::Required,
+                                   cl::cat(category));
+static cl::opt<laer::EmitKind>
+    emit("emit", cl::desc("what to produce"),
+         cl::values(clEnumValN(laer::EmitKind::MLIR, "mlir",
+                               "the program in MLIR's LLVM dialect"),
+                    clEnumValN(laer::EmitKind::LLVM, "llvm", "LLVM IR"),
+                    clEnumValN(laer::EmitKind::Object, "obj", "an object file"),
+                    clEnumValN(laer::EmitKind::Executable, "exe",
+                               "a training binary (default)")),
+         cl::init(laer::EmitKind::Executable), cl::cat(category));
 static cl::opt<std::string> entry("entry",
                                   cl::desc("the loss function to train"),
-                                  cl::init(""));
+                                  cl::init(""), cl::cat(category));
 static cl::opt<std::string>
     runtimeDir("runtime-dir",
                cl::desc("where liblaer_train.so and liblaer_compiled_main.a "
                         "are (default: ../lib beside laer-compile)"),
-               cl::init(""));
-static cl::opt<int64_t>
-    ranks("ranks",
-          cl::desc("compile the chunked, overlapped FSEP program of N ranks "
-                   "(run it with mpirun -np N); 0: the runtime's fused "
-                   "FSEP layer, any number of ranks"),
-          cl::init(0));
+               cl::init(""), cl::cat(category));
+static cl::opt<int64_t> ranks(
+    "ranks",
+    cl::desc(
+        "compile the chunked, overlapped FSEP program of N ranks "
+        "(run it with mpirun -np N, cl::cat(category)); 0: the runtime's fused "
+        "FSEP layer, any number of ranks"),
+    cl::init(0));
 static cl::opt<int64_t> slots("slots",
                               cl::desc("with --ranks: experts each rank "
                                        "computes (0: ceil(E / N) + 1)"),
-                              cl::init(0));
+                              cl::init(0), cl::cat(category));
 static cl::opt<int64_t> chunks("chunks",
                                cl::desc("with --ranks: chunks of each MoE "
                                         "layer's token exchanges"),
-                               cl::init(2));
+                               cl::init(2), cl::cat(category));
 static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimisation level"),
-                                  cl::init(2), cl::Prefix);
+                                  cl::init(2), cl::Prefix, cl::cat(category));
 static cl::opt<int> codegenOptLevel(
     "codegen-O",
     cl::desc("LLVM code generator's optimisation level 0-3 (default: 2, or 0 "
              "for programs of over 100k instructions)"),
-    cl::init(-1));
+    cl::init(-1), cl::cat(category));
 static cl::opt<bool> timing("time", cl::desc("print the time of each stage"),
-                            cl::init(false));
+                            cl::init(false), cl::cat(category));
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "laer-compile: model IR to a training binary\n");
   auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(input);
