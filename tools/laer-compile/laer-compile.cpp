@@ -45,13 +45,12 @@ static cl::opt<std::string>
                cl::desc("where liblaer_train.so and liblaer_compiled_main.a "
                         "are (default: ../lib beside laer-compile)"),
                cl::init(""), cl::cat(category));
-static cl::opt<int64_t> ranks(
-    "ranks",
-    cl::desc(
-        "compile the chunked, overlapped FSEP program of N ranks "
-        "(run it with mpirun -np N, cl::cat(category)); 0: the runtime's fused "
-        "FSEP layer, any number of ranks"),
-    cl::init(0));
+static cl::opt<int64_t>
+    ranks("ranks",
+          cl::desc("compile the chunked, overlapped FSEP program of N ranks "
+                   "(run it with mpirun -np N); 0: the runtime's fused "
+                   "FSEP layer, any number of ranks"),
+          cl::init(0), cl::cat(category));
 static cl::opt<int64_t> slots("slots",
                               cl::desc("with --ranks: experts each rank "
                                        "computes (0: ceil(E / N) + 1)"),
