@@ -440,6 +440,24 @@ struct ConvertLAERToRuntimePass
     for (UnrealizedConversionCastOp c : llvm::reverse(casts))
       if (c->use_empty())
         c.erase();
+    // A placeholder still read means compiled code would read memory the
+    // runtime owns (an MoE layer's weights used by a dense op).
+    WalkResult owned = step.walk([&](UnrealizedConversionCastOp c) {
+      if (!c.getInputs().empty())
+        return WalkResult::advance();
+      for (Operation *user : c->getUsers())
+        if (!isa<UnrealizedConversionCastOp>(user)) {
+          user->emitError()
+              << kPass
+              << ": reads a value the runtime keeps (an MoE "
+                 "layer's gate, experts or routing): give the dense "
+                 "code its own parameter";
+          return WalkResult::interrupt();
+        }
+      return WalkResult::advance();
+    });
+    if (owned.wasInterrupted())
+      return signalPassFailure();
     casts.clear();
     step.walk([&](UnrealizedConversionCastOp c) { casts.push_back(c); });
     reconcileUnrealizedCasts(casts);
