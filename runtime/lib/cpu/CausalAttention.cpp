@@ -4,6 +4,7 @@
 #include "laer/runtime/Error.h"
 
 #include <algorithm>
+#include <cblas.h>
 #include <cmath>
 #include <numbers>
 
@@ -31,7 +32,42 @@ void checkCore(const CausalAttentionShape &s, std::size_t q, std::size_t k,
   expect("context", context, s.tokens * s.heads * s.vDim);
 }
 
+/// Row-major C[m, n] = alpha op(A) op(B) + beta C with leading dimensions:
+/// the heads of q, k, v and the context are column blocks of wider rows.
+template <typename T>
+void stridedGemm(bool transA, bool transB, std::int64_t m, std::int64_t n,
+                 std::int64_t k, T alpha, const T *a, std::int64_t lda,
+                 const T *b, std::int64_t ldb, T beta, T *c, std::int64_t ldc);
+template <>
+void stridedGemm<float>(bool transA, bool transB, std::int64_t m,
+                        std::int64_t n, std::int64_t k, float alpha,
+                        const float *a, std::int64_t lda, const float *b,
+                        std::int64_t ldb, float beta, float *c,
+                        std::int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+template <>
+void stridedGemm<double>(bool transA, bool transB, std::int64_t m,
+                         std::int64_t n, std::int64_t k, double alpha,
+                         const double *a, std::int64_t lda, const double *b,
+                         std::int64_t ldb, double beta, double *c,
+                         std::int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
 } // namespace
+
+// Per sequence and head, the scores, the weighted values and their
+// gradients are GEMMs over the sequence's S x S block (its upper triangle
+// masked), so the work runs at BLAS speed rather than in scalar loops.
 
 template <typename T>
 void causalAttentionForward(const CausalAttentionShape &s, std::span<const T> q,
@@ -42,34 +78,29 @@ void causalAttentionForward(const CausalAttentionShape &s, std::span<const T> q,
   const std::int64_t qw = s.heads * dq, kw = s.kvHeads * dq,
                      vw = s.kvHeads * dv, cw = s.heads * dv;
   const std::int64_t group = s.heads / s.kvHeads;
-  const T scale = static_cast<T>(s.scale);
-  std::fill(probs.begin(), probs.end(), T(0));
-  std::fill(context.begin(), context.end(), T(0));
   for (std::int64_t head = 0; head < s.heads; ++head) {
-    std::int64_t kvHead = head / group;
-    for (std::int64_t t = 0; t < s.tokens; ++t) {
-      std::int64_t start = t - t % S, i = t % S;
-      T *p = probs.data() + (head * s.tokens + t) * S;
-      const T *qt = q.data() + t * qw + head * dq;
-      T max = -INFINITY;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const T *kj = k.data() + (start + j) * kw + kvHead * dq;
-        T score = 0;
-        for (std::int64_t x = 0; x < dq; ++x)
-          score += qt[x] * kj[x];
-        p[j] = score * scale;
-        max = std::max(max, p[j]);
+    const std::int64_t kvHead = head / group;
+    for (std::int64_t start = 0; start < s.tokens; start += S) {
+      const T *Q = q.data() + start * qw + head * dq;
+      const T *K = k.data() + start * kw + kvHead * dq;
+      const T *V = v.data() + start * vw + kvHead * dv;
+      T *P = probs.data() + (head * s.tokens + start) * S;
+      stridedGemm<T>(false, true, S, S, dq, static_cast<T>(s.scale), Q, qw, K,
+                     kw, T(0), P, S);
+      for (std::int64_t i = 0; i < S; ++i) {
+        T *row = P + i * S;
+        T max = -INFINITY;
+        for (std::int64_t j = 0; j <= i; ++j)
+          max = std::max(max, row[j]);
+        T sum = 0;
+        for (std::int64_t j = 0; j <= i; ++j)
+          sum += row[j] = std::exp(row[j] - max);
+        for (std::int64_t j = 0; j <= i; ++j)
+          row[j] /= sum;
+        std::fill(row + i + 1, row + S, T(0));
       }
-      T sum = 0;
-      for (std::int64_t j = 0; j <= i; ++j)
-        sum += p[j] = std::exp(p[j] - max);
-      T *ctx = context.data() + t * cw + head * dv;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        p[j] /= sum;
-        const T *vj = v.data() + (start + j) * vw + kvHead * dv;
-        for (std::int64_t x = 0; x < dv; ++x)
-          ctx[x] += p[j] * vj[x];
-      }
+      stridedGemm<T>(false, false, S, dv, S, T(1), P, S, V, vw, T(0),
+                     context.data() + start * cw + head * dv, cw);
     }
   }
 }
@@ -93,35 +124,37 @@ void causalAttentionBackward(const CausalAttentionShape &s,
   std::fill(dq.begin(), dq.end(), T(0));
   std::fill(dk.begin(), dk.end(), T(0));
   std::fill(dv.begin(), dv.end(), T(0));
-  std::vector<T> dp(S);
+  std::vector<T> dS(static_cast<std::size_t>(S * S));
   for (std::int64_t head = 0; head < s.heads; ++head) {
-    std::int64_t kvHead = head / group;
-    for (std::int64_t t = 0; t < s.tokens; ++t) {
-      std::int64_t start = t - t % S, i = t % S;
-      const T *p = probs.data() + (head * s.tokens + t) * S;
-      const T *dctx = dContext.data() + t * cw + head * vd;
-      T dot = 0;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const T *vj = v.data() + (start + j) * vw + kvHead * vd;
-        T *dvj = dv.data() + (start + j) * vw + kvHead * vd;
-        dp[j] = 0;
-        for (std::int64_t x = 0; x < vd; ++x) {
-          dp[j] += dctx[x] * vj[x];
-          dvj[x] += p[j] * dctx[x];
-        }
-        dot += p[j] * dp[j];
+    const std::int64_t kvHead = head / group;
+    for (std::int64_t start = 0; start < s.tokens; start += S) {
+      const T *Q = q.data() + start * qw + head * qkd;
+      const T *K = k.data() + start * kw + kvHead * qkd;
+      const T *V = v.data() + start * vw + kvHead * vd;
+      const T *P = probs.data() + (head * s.tokens + start) * S;
+      const T *dC = dContext.data() + start * cw + head * vd;
+      // dP = dC V^T; dV += P^T dC (heads sharing a KV head add up).
+      stridedGemm<T>(false, true, S, S, vd, T(1), dC, cw, V, vw, T(0),
+                     dS.data(), S);
+      stridedGemm<T>(true, false, S, vd, S, T(1), P, S, dC, cw, T(1),
+                     dv.data() + start * vw + kvHead * vd, vw);
+      // The softmax's gradient: dS = P (dP - sum_j P dP), zero above the
+      // diagonal where P is.
+      for (std::int64_t i = 0; i < S; ++i) {
+        const T *p = P + i * S;
+        T *row = dS.data() + i * S;
+        T dot = 0;
+        for (std::int64_t j = 0; j <= i; ++j)
+          dot += p[j] * row[j];
+        for (std::int64_t j = 0; j <= i; ++j)
+          row[j] = p[j] * (row[j] - dot);
+        std::fill(row + i + 1, row + S, T(0));
       }
-      const T *qt = q.data() + t * qw + head * qkd;
-      T *dqt = dq.data() + t * qw + head * qkd;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        T ds = p[j] * (dp[j] - dot) * scale;
-        const T *kj = k.data() + (start + j) * kw + kvHead * qkd;
-        T *dkj = dk.data() + (start + j) * kw + kvHead * qkd;
-        for (std::int64_t x = 0; x < qkd; ++x) {
-          dqt[x] += ds * kj[x];
-          dkj[x] += ds * qt[x];
-        }
-      }
+      // dQ = scale dS K; dK += scale dS^T Q.
+      stridedGemm<T>(false, false, S, qkd, S, scale, dS.data(), S, K, kw, T(1),
+                     dq.data() + start * qw + head * qkd, qw);
+      stridedGemm<T>(true, false, S, qkd, S, scale, dS.data(), S, Q, qw, T(1),
+                     dk.data() + start * kw + kvHead * qkd, kw);
     }
   }
 }
