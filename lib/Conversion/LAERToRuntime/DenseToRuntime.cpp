@@ -154,15 +154,19 @@ struct RMSNormGradLowering : RuntimePattern<dense::RMSNormGradOp> {
 
 /// What attention and attention_grad pass alike: the input and weights,
 /// the optional biases and QK-norm weights (absent: empty), the attributes.
-template <typename Op, typename Adaptor>
-SmallVector<Value> attentionArguments(StepBuilder &s, Location loc, Op,
+template <typename Adaptor>
+SmallVector<Value> attentionArguments(StepBuilder &s, Location loc,
                                       Adaptor adaptor) {
-  auto optional = [&](Value v) { return v ? s.abi(loc, v) : s.empty(loc, 1); };
-  return {s.abi(loc, adaptor.getInput()), s.abi(loc, adaptor.getWq()),
-          s.abi(loc, adaptor.getWk()),    s.abi(loc, adaptor.getWv()),
-          s.abi(loc, adaptor.getWo()),    optional(adaptor.getBq()),
-          optional(adaptor.getBk()),      optional(adaptor.getBv()),
-          optional(adaptor.getQNorm()),   optional(adaptor.getKNorm())};
+  return {s.abi(loc, adaptor.getInput()),
+          s.abi(loc, adaptor.getWq()),
+          s.abi(loc, adaptor.getWk()),
+          s.abi(loc, adaptor.getWv()),
+          s.abi(loc, adaptor.getWo()),
+          s.abiOrEmpty(loc, adaptor.getBq(), 1),
+          s.abiOrEmpty(loc, adaptor.getBk(), 1),
+          s.abiOrEmpty(loc, adaptor.getBv(), 1),
+          s.abiOrEmpty(loc, adaptor.getQNorm(), 1),
+          s.abiOrEmpty(loc, adaptor.getKNorm(), 1)};
 }
 template <typename Op>
 SmallVector<Value> attentionAttributes(StepBuilder &s, Location loc, Op a) {
@@ -181,7 +185,7 @@ struct AttentionLowering : RuntimePattern<dense::AttentionOp> {
     Location loc = a.getLoc();
     Value o = s.allocate(loc, a.getType(), adaptor.getInput());
     SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, attentionArguments(s, loc, a, adaptor));
+    llvm::append_range(args, attentionArguments(s, loc, adaptor));
     llvm::append_range(args, attentionAttributes(s, loc, a));
     args.push_back(s.abi(loc, o));
     s.call(loc, "attention", args);
@@ -201,7 +205,7 @@ struct AttentionGradLowering : RuntimePattern<dense::AttentionGradOp> {
     for (Value grad : a->getResults().drop_front())
       out.push_back(s.allocate(loc, grad.getType(), Value()));
     SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, attentionArguments(s, loc, a, adaptor));
+    llvm::append_range(args, attentionArguments(s, loc, adaptor));
     args.push_back(s.abi(loc, adaptor.getDOutput()));
     llvm::append_range(args, attentionAttributes(s, loc, a));
     for (Value buffer : ArrayRef<Value>(out).take_front(5))
@@ -210,7 +214,7 @@ struct AttentionGradLowering : RuntimePattern<dense::AttentionGradOp> {
     auto next = out.begin() + 5;
     for (Value operand :
          {a.getBq(), a.getBk(), a.getBv(), a.getQNorm(), a.getKNorm()})
-      args.push_back(operand ? s.abi(loc, *next++) : s.empty(loc, 1));
+      args.push_back(s.abiOrEmpty(loc, operand ? *next++ : Value(), 1));
     s.call(loc, "attention_grad", args);
     rewriter.replaceOp(a, out);
     return success();
@@ -220,16 +224,16 @@ struct AttentionGradLowering : RuntimePattern<dense::AttentionGradOp> {
 /// What latent_attention and its gradient pass alike: the input, the
 /// weights (the absent query form as empty memrefs) and the attributes (no
 /// YaRN: factor 0).
-template <typename Op, typename Adaptor>
-SmallVector<Value> latentArguments(StepBuilder &s, Location loc, Op,
-                                   Adaptor a) {
-  auto optional = [&](Value v, int64_t rank) {
-    return v ? s.abi(loc, v) : s.empty(loc, rank);
-  };
-  return {s.abi(loc, a.getInput()),   optional(a.getWq(), 2),
-          optional(a.getWqA(), 2),    optional(a.getQANorm(), 1),
-          optional(a.getWqB(), 2),    s.abi(loc, a.getWkvA()),
-          s.abi(loc, a.getKvANorm()), s.abi(loc, a.getWkvB()),
+template <typename Adaptor>
+SmallVector<Value> latentArguments(StepBuilder &s, Location loc, Adaptor a) {
+  return {s.abi(loc, a.getInput()),
+          s.abiOrEmpty(loc, a.getWq(), 2),
+          s.abiOrEmpty(loc, a.getWqA(), 2),
+          s.abiOrEmpty(loc, a.getQANorm(), 1),
+          s.abiOrEmpty(loc, a.getWqB(), 2),
+          s.abi(loc, a.getWkvA()),
+          s.abi(loc, a.getKvANorm()),
+          s.abi(loc, a.getWkvB()),
           s.abi(loc, a.getWo())};
 }
 template <typename Op>
@@ -260,7 +264,7 @@ struct LatentAttentionLowering : RuntimePattern<dense::LatentAttentionOp> {
     Location loc = a.getLoc();
     Value o = s.allocate(loc, a.getType(), adaptor.getInput());
     SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, latentArguments(s, loc, a, adaptor));
+    llvm::append_range(args, latentArguments(s, loc, adaptor));
     llvm::append_range(args, latentAttributes(s, loc, a));
     args.push_back(s.abi(loc, o));
     s.call(loc, "latent_attention", args);
@@ -281,7 +285,7 @@ struct LatentAttentionGradLowering
     for (Value grad : a.getDParameters())
       out.push_back(s.allocate(loc, grad.getType(), Value()));
     SmallVector<Value> args{s.ctx};
-    llvm::append_range(args, latentArguments(s, loc, a, adaptor));
+    llvm::append_range(args, latentArguments(s, loc, adaptor));
     args.push_back(s.abi(loc, adaptor.getDOutput()));
     llvm::append_range(args, latentAttributes(s, loc, a));
     args.push_back(s.abi(loc, out[0]));
@@ -292,7 +296,7 @@ struct LatentAttentionGradLowering
     const int64_t ranks[] = {2, 2, 1, 2, 2, 1, 2, 2};
     auto next = out.begin() + 1;
     for (auto [parameter, rank] : llvm::zip(parameters, ranks))
-      args.push_back(parameter ? s.abi(loc, *next++) : s.empty(loc, rank));
+      args.push_back(s.abiOrEmpty(loc, parameter ? *next++ : Value(), rank));
     s.call(loc, "latent_attention_grad", args);
     rewriter.replaceOp(a, out);
     return success();
@@ -340,8 +344,7 @@ struct SwiGluLowering : RuntimePattern<dense::SwiGluOp> {
     s.call(loc, "swiglu",
            {s.ctx, s.abi(loc, a.getInput()), s.abi(loc, a.getW1()),
             s.abi(loc, a.getW3()), s.abi(loc, a.getW2()),
-            a.getGate() ? s.abi(loc, a.getGate()) : s.empty(loc, 2),
-            s.abi(loc, o)});
+            s.abiOrEmpty(loc, a.getGate(), 2), s.abi(loc, o)});
     rewriter.replaceOp(f, o);
     return success();
   }
@@ -358,10 +361,10 @@ struct SwiGluGradLowering : RuntimePattern<dense::SwiGluGradOp> {
     s.call(loc, "swiglu_grad",
            {s.ctx, s.abi(loc, a.getInput()), s.abi(loc, a.getW1()),
             s.abi(loc, a.getW3()), s.abi(loc, a.getW2()),
-            a.getGate() ? s.abi(loc, a.getGate()) : s.empty(loc, 2),
-            s.abi(loc, a.getDOutput()), s.abi(loc, out[0]), s.abi(loc, out[1]),
-            s.abi(loc, out[2]), s.abi(loc, out[3]),
-            f.getDGate() ? s.abi(loc, out[4]) : s.empty(loc, 2)});
+            s.abiOrEmpty(loc, a.getGate(), 2), s.abi(loc, a.getDOutput()),
+            s.abi(loc, out[0]), s.abi(loc, out[1]), s.abi(loc, out[2]),
+            s.abi(loc, out[3]),
+            s.abiOrEmpty(loc, f.getDGate() ? out[4] : Value(), 2)});
     rewriter.replaceOp(f, out);
     return success();
   }

@@ -381,15 +381,19 @@ struct ConvertLAERToRuntimePass
     // The update: dense gradients averaged and stepped, then MoE layers.
     auto ret = cast<func::ReturnOp>(body->getTerminator());
     b.setInsertionPoint(ret);
+    // The buffer behind a returned value (through a materialization).
+    auto buffer = [](Value v) {
+      if (auto c = v.getDefiningOp<UnrealizedConversionCastOp>();
+          c && c.getInputs().size() == 1)
+        return c.getInputs()[0];
+      return v;
+    };
     auto isPlaceholder = [](Value v) {
       auto c = v.getDefiningOp<UnrealizedConversionCastOp>();
       return c && c.getInputs().empty();
     };
     for (auto [index, param] : llvm::enumerate(info.dense)) {
-      Value gradient = ret.getOperand(param.argument - 1);
-      if (auto c = gradient.getDefiningOp<UnrealizedConversionCastOp>();
-          c && c.getInputs().size() == 1)
-        gradient = c.getInputs()[0];
+      Value gradient = buffer(ret.getOperand(param.argument - 1));
       if (isPlaceholder(gradient) || !isa<MemRefType>(gradient.getType())) {
         emitError(grad.getArgument(param.argument).getLoc())
             << kPass << ": dense parameter " << param.argument
@@ -422,16 +426,12 @@ struct ConvertLAERToRuntimePass
       }
       s.call(loc, "moe_update", {s.ctx, s.i64(loc, layer.index)});
     }
-    Value lossBuffer = ret.getOperand(0);
-    if (auto c = lossBuffer.getDefiningOp<UnrealizedConversionCastOp>();
-        c && c.getInputs().size() == 1)
-      lossBuffer = c.getInputs()[0];
-    Value loss = memref::LoadOp::create(b, loc, lossBuffer);
+    Value loss = memref::LoadOp::create(b, loc, buffer(ret.getOperand(0)));
     // Every buffer of the step is freed before it returns.
-    SmallVector<Value> buffers;
-    step.walk([&](memref::AllocOp alloc) { buffers.push_back(alloc); });
-    for (Value buffer : buffers)
-      memref::DeallocOp::create(b, loc, buffer);
+    SmallVector<Value> allocations;
+    step.walk([&](memref::AllocOp alloc) { allocations.push_back(alloc); });
+    for (Value allocation : allocations)
+      memref::DeallocOp::create(b, loc, allocation);
     func::ReturnOp::create(b, loc, loss);
     ret.erase();
     // Placeholders and casts nothing reads any more.

@@ -169,6 +169,11 @@ public:
                                   buffer);
   }
 
+  /// `memref` in the ABI's type, or (absent) an empty one of `rank`.
+  Value abiOrEmpty(Location loc, Value memref, int64_t rank) {
+    return memref ? abi(loc, memref) : empty(loc, rank);
+  }
+
   /// A fresh buffer for a value of tensor type `type`, sized like the
   /// memref `like` in its dynamic dims (freed at the end of the step).
   Value allocate(Location loc, Type type, Value like) {

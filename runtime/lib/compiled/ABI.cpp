@@ -252,16 +252,19 @@ AttentionOperands checkAttention(CompiledModel &m, const char *f, F32x2 *x,
 
 /// A gradient of an optional parameter: given exactly when the parameter
 /// is, with its size.
-std::span<float> optionalGrad(CompiledModel &m, const char *f,
-                              const char *name, F32x1 *ref,
+extern "C++" template <int Rank>
+std::span<float> optionalGrad(CompiledModel &m, const char *f, const char *name,
+                              MemRef<float, Rank> *ref,
                               std::span<const float> param) {
-  std::int64_t size = ref ? ref->sizes[0] : 0;
+  std::int64_t size = 1;
+  for (int i = 0; i < Rank; ++i)
+    size *= ref ? ref->sizes[i] : 0;
   if (size != static_cast<std::int64_t>(param.size()))
     fail(m.where(), f, ": ", name, " has ", size, " elements, expected ",
          param.size());
   if (size == 0)
     return {};
-  std::span<float> g = check(m, f, name, ref, {size});
+  std::span<float> g = check(m, f, name, ref, {});
   std::fill(g.begin(), g.end(), 0.0f);
   return g;
 }
@@ -391,27 +394,6 @@ checkLatentAttention(CompiledModel &m, const char *f, F32x2 *x, F32x2 *wq,
   return a;
 }
 
-/// A gradient of the same sizes as its parameter, zeroed; empty exactly
-/// when the parameter is absent.
-extern "C++" template <int Rank>
-std::span<float> gradientOf(CompiledModel &m, const char *f, const char *name,
-                            MemRef<float, Rank> *ref,
-                            std::span<const float> param) {
-  std::int64_t size = 1;
-  for (int i = 0; i < Rank; ++i)
-    size *= ref ? ref->sizes[i] : 0;
-  if (size != static_cast<std::int64_t>(param.size()))
-    fail(m.where(), f, ": ", name, " has ", size, " elements, expected ",
-         param.size());
-  if (size == 0)
-    return {};
-  std::span<float> g = ref->span();
-  if (!ref->contiguous())
-    fail(m.where(), f, ": ", name, " is not dense row-major");
-  std::fill(g.begin(), g.end(), 0.0f);
-  return g;
-}
-
 } // namespace
 
 void _mlir_ciface_laerrt_latent_attention(
@@ -452,14 +434,14 @@ void _mlir_ciface_laerrt_latent_attention_grad(
   auto dx = check(m, f, "d_input", dX, {T, H});
   const LatentAttentionParams<float> &p = a.params;
   LatentAttentionGrads<float> g;
-  g.wq = gradientOf(m, f, "d_wq", dWq, p.wq);
-  g.wqA = gradientOf(m, f, "d_wq_a", dWqA, p.wqA);
-  g.qANorm = gradientOf(m, f, "d_q_a_norm", dQANorm, p.qANorm);
-  g.wqB = gradientOf(m, f, "d_wq_b", dWqB, p.wqB);
-  g.wkvA = gradientOf(m, f, "d_wkv_a", dWkvA, p.wkvA);
-  g.kvANorm = gradientOf(m, f, "d_kv_a_norm", dKvANorm, p.kvANorm);
-  g.wkvB = gradientOf(m, f, "d_wkv_b", dWkvB, p.wkvB);
-  g.wo = gradientOf(m, f, "d_wo", dWo, p.wo);
+  g.wq = optionalGrad(m, f, "d_wq", dWq, p.wq);
+  g.wqA = optionalGrad(m, f, "d_wq_a", dWqA, p.wqA);
+  g.qANorm = optionalGrad(m, f, "d_q_a_norm", dQANorm, p.qANorm);
+  g.wqB = optionalGrad(m, f, "d_wq_b", dWqB, p.wqB);
+  g.wkvA = optionalGrad(m, f, "d_wkv_a", dWkvA, p.wkvA);
+  g.kvANorm = optionalGrad(m, f, "d_kv_a_norm", dKvANorm, p.kvANorm);
+  g.wkvB = optionalGrad(m, f, "d_wkv_b", dWkvB, p.wkvB);
+  g.wo = optionalGrad(m, f, "d_wo", dWo, p.wo);
   LatentAttentionSaved<float> saved;
   std::vector<float> y(T * H);
   latentAttentionForward<float>(in(a.x), p, a.shape, y, saved);
