@@ -9,7 +9,7 @@
 
 #include "laer/planner/Planner.h"
 #include "laer/planner/TokenSplit.h"
-#include "laer/planner/TraceGenerator.h"
+#include "laer/planner/Workloads.h"
 
 #include <algorithm>
 
@@ -23,14 +23,15 @@ namespace {
 void planOnce(benchmark::State &state, const char *name) {
   int N = static_cast<int>(state.range(0));
   int C = static_cast<int>(state.range(1));
-  TraceOptions trace;
+  WorkloadOptions trace;
   trace.numRanks = N;
   trace.numExperts = 32;
   trace.topK = 2;
   trace.tokensPerRank = 8192;
   trace.skew = 1.0;
   trace.seed = 3;
-  std::vector<std::int64_t> counts = TraceGenerator(trace, 0).next();
+  std::vector<std::int64_t> counts =
+      Workload(WorkloadKind::Drift, trace, 0).next();
   PlannerInput input;
   input.cluster.numRanks = N;
   input.cluster.gpusPerNode = 8;
@@ -68,14 +69,15 @@ void tokenSplit(benchmark::State &state) {
   int N = static_cast<int>(state.range(0));
   int E = static_cast<int>(state.range(1));
   int C = static_cast<int>(state.range(2));
-  TraceOptions trace;
+  WorkloadOptions trace;
   trace.numRanks = N;
   trace.numExperts = E;
   trace.topK = E >= 256 ? 8 : 2;
   trace.tokensPerRank = 8192;
   trace.skew = 1.0;
   trace.seed = 3;
-  std::vector<std::int64_t> counts = TraceGenerator(trace, 0).next();
+  std::vector<std::int64_t> counts =
+      Workload(WorkloadKind::Drift, trace, 0).next();
   PlannerInput input;
   input.cluster.numRanks = N;
   input.cluster.gpusPerNode = 8;

@@ -116,34 +116,30 @@ void laer::rt::requireLayoutShape(const Layout &layout, int ranks,
          ", E = ", config.numExperts);
 }
 
-Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
-                             const MoELayerConfig &config, int layer,
-                             long step, std::span<const std::int32_t> indices,
-                             std::deque<std::vector<std::int64_t>> &history,
-                             std::vector<std::int64_t> &counts) {
-  ErrorContext context{comm.rank(), layer, step};
-  int numExperts = config.numExperts;
-  std::vector<std::int64_t> local(numExperts, 0);
-  for (std::int32_t expert : indices) {
-    if (expert < 0 || expert >= numExperts)
-      fail(context, "the router chose expert ", expert, ", outside [0, E = ",
-           numExperts, ")");
-    ++local[expert];
-  }
-  counts = comm.allGather(std::span<const std::int64_t>(local));
-
+Plan laer::rt::relayoutForCounts(RelayoutHook &hook,
+                                 const MoELayerConfig &config, int numRanks,
+                                 int layer, long step,
+                                 std::span<const std::int64_t> counts,
+                                 std::deque<std::vector<std::int64_t>> &history,
+                                 const ErrorContext &context) {
   std::vector<std::int64_t> pastLoad;
   if (!history.empty()) {
     pastLoad.assign(counts.size(), 0);
-    for (const std::vector<std::int64_t> &past : history)
+    for (const std::vector<std::int64_t> &past : history) {
+      if (past.size() != counts.size())
+        fail(context, "the load history holds ", past.size(),
+             " counts, this step ", counts.size());
       for (std::size_t i = 0; i < past.size(); ++i)
         pastLoad[i] += past[i];
+    }
   }
-  PlanRequest request{layer,      step,      comm.size(),
-                      config.slotsPerRank, numExperts, counts, pastLoad};
+  PlanRequest request{
+      layer,  step,    numRanks, config.slotsPerRank, config.numExperts,
+      counts, pastLoad};
   request.hidden = config.shape.hidden;
   request.ffn = config.shape.ffn;
   request.topK = config.topK;
+  request.prefetchesRestore = config.prefetchesRestore;
   Plan plan;
   try {
     plan = hook.plan(request);
@@ -151,14 +147,34 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
     // Hooks do not know the rank; say where the failure happened.
     fail(context, "relayout hook '", hook.name(), "': ", error.message());
   }
-  requireLayoutShape(plan.layout, comm.size(), config,
+  requireLayoutShape(plan.layout, numRanks, config,
                      "relayout hook '" + hook.name() + "' returned", context);
   validatePlan(plan, counts, context);
   if (config.historyWindow > 0) {
-    history.push_back(counts);
+    history.emplace_back(counts.begin(), counts.end());
     if (static_cast<int>(history.size()) > config.historyWindow)
       history.pop_front();
   }
+  return plan;
+}
+
+Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
+                             const MoELayerConfig &config, int layer, long step,
+                             std::span<const std::int32_t> indices,
+                             std::deque<std::vector<std::int64_t>> &history,
+                             std::vector<std::int64_t> &counts) {
+  ErrorContext context{comm.rank(), layer, step};
+  int numExperts = config.numExperts;
+  std::vector<std::int64_t> local(numExperts, 0);
+  for (std::int32_t expert : indices) {
+    if (expert < 0 || expert >= numExperts)
+      fail(context, "the router chose expert ", expert,
+           ", outside [0, E = ", numExperts, ")");
+    ++local[expert];
+  }
+  counts = comm.allGather(std::span<const std::int64_t>(local));
+  Plan plan = relayoutForCounts(hook, config, comm.size(), layer, step, counts,
+                                history, context);
 
   // Agreement: a rank that computed another plan would deadlock or corrupt
   // the exchanges below, so compare before any data moves.
@@ -172,7 +188,6 @@ Plan laer::rt::planLayerStep(Communicator &comm, RelayoutHook &hook,
            "; hooks must be deterministic functions of their request");
   return plan;
 }
-
 
 AllToAllSizes laer::rt::restoreSizes(const Layout &layout, int rank,
                                      std::int64_t shard) {

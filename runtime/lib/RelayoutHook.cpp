@@ -12,7 +12,7 @@ Plan StaticRoundRobinHook::plan(const PlanRequest &request) {
   Layout layout = Layout::roundRobin(request.numRanks, request.slotsPerRank,
                                      request.numExperts, context);
   Routing routing = Routing::evenSplit(layout, request.counts);
-  return Plan{std::move(layout), std::move(routing)};
+  return Plan{std::move(layout), std::move(routing), /*layoutAhead=*/true};
 }
 
 ReplanningHook::ReplanningHook(std::unique_ptr<RelayoutHook> inner,
@@ -41,6 +41,7 @@ Plan ReplanningHook::plan(const PlanRequest &request) {
   if (const Layout *kept = keptLayout(request.layer, request.step)) {
     plan.layout = *kept;
     plan.routing = Routing::evenSplit(plan.layout, request.counts);
+    plan.layoutAhead = true;
   } else {
     plan = inner_->plan(request);
     layouts_[request.layer] = plan.layout;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -32,7 +33,10 @@ artifact's *.json configs, e.g. ../shared/data/laer-ae) on a cluster and
 prints the iteration time of each expert-placement method.
 
   --models a,b,...          model config names (default: every *-e*k*.json)
-  --methods m,...           megatron,static,flexmoe,laer,laer+ (default all)
+  --methods m,...           megatron,static,flexmoe,laer,laer+,oracle
+                            (default all; oracle: laer+ on each step's
+                            counts with its restore ahead, which no
+                            executor can do)
   --nodes N                 nodes (default 4)
   --gpus-per-node G         GPUs per node (default 8)
   --nvlink-gbps B           intra-node bandwidth per GPU, GB/s (default 300)
@@ -44,12 +48,32 @@ prints the iteration time of each expert-placement method.
   --layers L                layers to simulate (default: the paper's runs)
   --iterations I            measured iterations (default 20)
   --warmup W                iterations before measuring (default 5)
+  --history W               past steps each layer's planner sees, as the
+                            runtime's --history (default 2; 0: none)
+  --no-prefetch             the executor restores every layout after its
+                            plan (the CPU runtime) instead of restoring
+                            layouts known ahead before the router
+  --workload NAME           routing of every layer: uniform, zipf,
+                            dominant, drift, rotating, shift, bursts,
+                            correlated (default drift)
+  --workload-table          for each model, every workload x method:
+                            max/mean rank rows, rows over the slot-counting
+                            bound, critical path over its lower bound,
+                            time vs static and vs the oracle
   --skew Z                  Zipf exponent of expert popularity (default 1.6)
   --drift D                 per-step drift of log-popularity (default 0.05)
   --topk-correlation R      correlation of a token's choices (default 0.3)
   --rank-jitter J           spread of the ranks' popularity (default 0.2)
+  --dominant-share S        dominant: the hot expert's share (default 0.4;
+                            the table caps it at 1/top-k)
+  --period P                rotating: steps per move; bursts: steps between
+                            bursts (default 4)
+  --shift-step T            shift: the step the popularity changes (10)
+  --burst-length B          bursts: steps a burst lasts (default 2)
+  --burst-factor F          bursts: popularity multiplier (default 16)
   --seed S                  trace seed (default 1)
-  --counts-csv FILE         replay counts (rows step,layer,rank,<E counts>)
+  --counts-csv FILE         replay counts (rows step,layer,rank,<E counts>,
+                            as laer-train --counts-csv writes them)
   --published FILE          e2e_analysis_backup.csv (default DIR/...)
   --dataset NAME            dataset of the published figures (wikitext)
   --calibrate               sweep --skew and report the fit to the paper
@@ -73,14 +97,17 @@ int paperLayers(const std::string &model) {
   return model.find("e16k4") != std::string::npos ? 24 : 32;
 }
 
+constexpr const char *kMethods[] = {"megatron", "static", "flexmoe",
+                                    "laer",     "laer+",  "oracle"};
+
 struct Args {
   std::string dataDir, published, dataset = "wikitext", countsCsv;
   std::vector<std::string> models;
   std::vector<std::string> methods = {"megatron", "static", "flexmoe",
-                                      "laer", "laer+"};
+                                      "laer",     "laer+",  "oracle"};
   SimOptions options;
   int nodes = 4;
-  bool calibrate = false;
+  bool calibrate = false, workloadTable = false;
 };
 
 Args parse(int argc, char **argv) {
@@ -98,16 +125,43 @@ Args parse(int argc, char **argv) {
       args.calibrate = true;
       continue;
     }
+    if (flag == "--workload-table") {
+      args.workloadTable = true;
+      continue;
+    }
+    if (flag == "--no-prefetch") {
+      args.options.prefetch = false;
+      continue;
+    }
     if (i + 1 >= argc)
       rt::fail({}, "option ", flag, " needs a value (see --help)");
     std::string value = argv[++i];
     auto number = [&] {
+      double parsed = 0;
+      std::size_t used = 0;
       try {
-        return std::stod(value);
+        parsed = std::stod(value, &used);
       } catch (...) {
-        rt::fail({}, "option ", flag, " expects a number, got '", value,
-                 "'");
       }
+      if (used == 0 || used != value.size() || !std::isfinite(parsed))
+        rt::fail({}, "option ", flag, " expects a finite number, got '", value,
+                 "'");
+      return parsed;
+    };
+    // Whole numbers in [lo, hi]: sizes and counts the simulation loops
+    // over.
+    auto whole = [&](double lo, double hi) {
+      double parsed = number();
+      if (parsed != std::floor(parsed) || parsed < lo || parsed > hi)
+        rt::fail({}, "option ", flag, " expects a whole number in [", lo, ", ",
+                 hi, "], got '", value, "'");
+      return static_cast<long long>(parsed);
+    };
+    auto positive = [&] {
+      double parsed = number();
+      if (parsed <= 0)
+        rt::fail({}, "option ", flag, " must be > 0, got '", value, "'");
+      return parsed;
     };
     planner::ClusterSpec &cluster = args.options.cluster;
     if (flag == "--data-dir")
@@ -117,13 +171,13 @@ Args parse(int argc, char **argv) {
     else if (flag == "--methods")
       args.methods = split(value);
     else if (flag == "--nodes")
-      args.nodes = static_cast<int>(number());
+      args.nodes = static_cast<int>(whole(1, 4096));
     else if (flag == "--gpus-per-node")
-      cluster.gpusPerNode = static_cast<int>(number());
+      cluster.gpusPerNode = static_cast<int>(whole(1, 1024));
     else if (flag == "--nvlink-gbps")
-      cluster.intraNodeBandwidth = number() * 1e9;
+      cluster.intraNodeBandwidth = positive() * 1e9;
     else if (flag == "--network-gbps")
-      cluster.interNodeBandwidth = number() * 1e9;
+      cluster.interNodeBandwidth = positive() * 1e9;
     else if (flag == "--network-config") {
       std::ifstream in(value);
       if (!in)
@@ -132,15 +186,15 @@ Args parse(int argc, char **argv) {
       cluster.intraNodeBandwidth = config.at("intra_node").get<double>() * 1e9;
       cluster.interNodeBandwidth = config.at("inter_node").get<double>() * 1e9;
     } else if (flag == "--tflops")
-      cluster.flopsPerSecond = number() * 1e12;
+      cluster.flopsPerSecond = positive() * 1e12;
     else if (flag == "--efficiency")
-      cluster.computeEfficiency = number();
+      cluster.computeEfficiency = positive();
     else if (flag == "--layers")
-      args.options.layers = static_cast<int>(number());
+      args.options.layers = static_cast<int>(whole(1, 10000));
     else if (flag == "--iterations")
-      args.options.iterations = static_cast<int>(number());
+      args.options.iterations = static_cast<int>(whole(1, 100000));
     else if (flag == "--warmup")
-      args.options.warmup = static_cast<int>(number());
+      args.options.warmup = static_cast<int>(whole(0, 100000));
     else if (flag == "--skew")
       args.options.trace.skew = number();
     else if (flag == "--drift")
@@ -149,8 +203,23 @@ Args parse(int argc, char **argv) {
       args.options.trace.topKCorrelation = number();
     else if (flag == "--rank-jitter")
       args.options.trace.rankJitter = number();
+    else if (flag == "--history")
+      args.options.history = static_cast<int>(whole(0, 1000));
+    else if (flag == "--workload")
+      args.options.workload = planner::parseWorkload(value);
+    else if (flag == "--dominant-share")
+      args.options.trace.dominantShare = number();
+    else if (flag == "--period")
+      args.options.trace.period = static_cast<int>(whole(1, 1e6));
+    else if (flag == "--shift-step")
+      args.options.trace.shiftStep = static_cast<int>(whole(0, 1e9));
+    else if (flag == "--burst-length")
+      args.options.trace.burstLength = static_cast<int>(whole(1, 1e6));
+    else if (flag == "--burst-factor")
+      args.options.trace.burstFactor = number();
     else if (flag == "--seed")
-      args.options.trace.seed = static_cast<std::uint64_t>(number());
+      args.options.trace.seed =
+          static_cast<std::uint64_t>(whole(0, 9007199254740992.0));
     else if (flag == "--counts-csv")
       args.countsCsv = value;
     else if (flag == "--published")
@@ -162,7 +231,21 @@ Args parse(int argc, char **argv) {
   }
   if (args.dataDir.empty())
     rt::fail({}, "--data-dir is required (see --help)");
+  if (args.options.cluster.computeEfficiency > 1)
+    rt::fail({}, "--efficiency is a fraction of peak in (0, 1], got ",
+             args.options.cluster.computeEfficiency);
+  for (const std::string &method : args.methods)
+    if (std::find(std::begin(kMethods), std::end(kMethods), method) ==
+        std::end(kMethods))
+      rt::fail({}, "unknown method '", method, "' in --methods (see --help)");
+  if (static_cast<long long>(args.nodes) * args.options.cluster.gpusPerNode >
+      65536)
+    rt::fail({}, "--nodes x --gpus-per-node = ",
+             static_cast<long long>(args.nodes) *
+                 args.options.cluster.gpusPerNode,
+             " ranks; at most 65536");
   args.options.cluster.numRanks = args.nodes * args.options.cluster.gpusPerNode;
+  planner::checkWorkloadOptions(args.options.workload, args.options.trace);
   if (args.models.empty()) {
     for (const auto &entry : std::filesystem::directory_iterator(args.dataDir)) {
       std::string name = entry.path().stem().string();
@@ -202,10 +285,11 @@ int report(const Args &args) {
     ModelShape model =
         ModelShape::fromJsonFile(args.dataDir + "/" + name + ".json");
     SimOptions options = optionsFor(args, model);
-    std::unique_ptr<CountsTrace> trace;
+    std::unique_ptr<planner::CountsTrace> trace;
     if (!args.countsCsv.empty())
-      trace = std::make_unique<CountsTrace>(CountsTrace::fromCsv(
-          args.countsCsv, cluster.numRanks, model.numExperts));
+      trace =
+          std::make_unique<planner::CountsTrace>(planner::CountsTrace::fromCsv(
+              args.countsCsv, cluster.numRanks, model.numExperts));
     std::vector<MethodResult> results =
         simulate(model, options, args.methods, trace.get());
     double staticTime = 0, megatronTime = 0;
@@ -222,14 +306,14 @@ int report(const Args &args) {
                 name.c_str(), options.layers, model.numExperts, model.topK,
                 static_cast<long long>(model.hidden),
                 static_cast<long long>(model.ffn));
-    std::printf("  %-9s %9s %8s %8s %9s %10s %10s | %10s %10s\n", "method",
-                "iter (s)", "moe (s)", "max/mean", "plan (ms)", "vs static",
-                "vs megatr.", "paper (s)", "paper vs st");
+    std::printf("  %-9s %9s %8s %8s %8s %9s %10s %10s | %10s %10s\n", "method",
+                "iter (s)", "moe (s)", "max/mean", "/bound", "plan (ms)",
+                "vs static", "vs megatr.", "paper (s)", "paper vs st");
     for (const MethodResult &r : results) {
       auto paper = published.find(r.method + "/" + name);
-      std::printf("  %-9s %9.2f %8.2f %8.2f %9.3f %9.2fx %9.2fx |", r.method.c_str(),
-                  r.iterationSeconds, r.moeSeconds, r.maxOverMeanTokens,
-                  1e3 * r.plannerSeconds,
+      std::printf("  %-9s %9.2f %8.2f %8.2f %8.3f %9.3f %9.2fx %9.2fx |",
+                  r.method.c_str(), r.iterationSeconds, r.moeSeconds,
+                  r.maxOverMeanTokens, r.rowsOverBound, 1e3 * r.plannerSeconds,
                   staticTime > 0 ? staticTime / r.iterationSeconds : 0.0,
                   megatronTime > 0 ? megatronTime / r.iterationSeconds : 0.0);
       if (paper != published.end())
@@ -238,6 +322,66 @@ int report(const Args &args) {
                                         : 0.0);
       else
         std::printf(" %10s %10s\n", "-", "-");
+    }
+  }
+  return 0;
+}
+
+/// Every workload x method for each model: how far each method's plans
+/// are from the bounds and from the oracle, through the runtime's path.
+int workloadTable(Args args) {
+  const planner::ClusterSpec &cluster = args.options.cluster;
+  std::printf("cluster: %d nodes x %d GPUs; history %d, restores %s; "
+              "MoE time per iteration; /bound: busiest rank's rows over the "
+              "slot-counting bound; path/LB: critical path over its compute "
+              "lower bound\n",
+              args.nodes, cluster.gpusPerNode, args.options.history,
+              args.options.prefetch ? "ahead when the layout is known ahead"
+                                    : "after the plan");
+  std::vector<std::string> kinds;
+  for (const char *kind : planner::workloadNames())
+    if (std::string(kind) != "replay" || !args.countsCsv.empty())
+      kinds.push_back(kind);
+  for (const std::string &name : args.models) {
+    ModelShape model =
+        ModelShape::fromJsonFile(args.dataDir + "/" + name + ".json");
+    std::unique_ptr<planner::CountsTrace> trace;
+    if (!args.countsCsv.empty())
+      trace =
+          std::make_unique<planner::CountsTrace>(planner::CountsTrace::fromCsv(
+              args.countsCsv, cluster.numRanks, model.numExperts));
+    std::printf("\n%s: E = %d, top-%d\n", name.c_str(), model.numExperts,
+                model.topK);
+    std::printf("  %-10s %-8s %8s %8s %7s %8s %9s %9s %6s %9s\n", "workload",
+                "method", "moe (s)", "max/mean", "/bound", "path/LB",
+                "vs static", "vs oracle", "ahead", "plan (ms)");
+    for (const std::string &kind : kinds) {
+      SimOptions options = optionsFor(args, model);
+      options.workload = planner::parseWorkload(kind);
+      // A token picks an expert once: no expert takes more than 1/k.
+      options.trace.dominantShare =
+          std::min(options.trace.dominantShare, 1.0 / model.topK);
+      std::vector<std::string> methods = args.methods;
+      for (const char *needed : {"static", "oracle"})
+        if (std::find(methods.begin(), methods.end(), needed) == methods.end())
+          methods.push_back(needed);
+      std::erase(methods, "megatron");
+      std::vector<MethodResult> results = simulate(
+          model, options, methods, kind == "replay" ? trace.get() : nullptr);
+      double staticMoe = 0, oracleMoe = 0;
+      for (const MethodResult &r : results) {
+        if (r.method == "static")
+          staticMoe = r.moeSeconds;
+        if (r.method == "oracle")
+          oracleMoe = r.moeSeconds;
+      }
+      for (const MethodResult &r : results)
+        std::printf("  %-10s %-8s %8.3f %8.3f %7.3f %8.3f %8.2fx %8.3fx "
+                    "%5.0f%% %9.3f\n",
+                    kind.c_str(), r.method.c_str(), r.moeSeconds,
+                    r.maxOverMeanTokens, r.rowsOverBound, r.pathOverBound,
+                    staticMoe / r.moeSeconds, r.moeSeconds / oracleMoe,
+                    100 * r.layoutsAhead, 1e3 * r.plannerSeconds);
     }
   }
   return 0;
@@ -290,6 +434,8 @@ int calibrate(Args args) {
 int main(int argc, char **argv) {
   try {
     Args args = parse(argc, argv);
+    if (args.workloadTable)
+      return workloadTable(args);
     return args.calibrate ? calibrate(args) : report(args);
   } catch (const std::exception &error) {
     std::fprintf(stderr, "laer-sim: %s\n", error.what());

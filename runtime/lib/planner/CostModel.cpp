@@ -9,7 +9,7 @@ using namespace laer;
 using namespace laer::planner;
 
 StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
-                           const LayerSpec &layer) {
+                           const LayerSpec &layer, RestoreStart restore) {
   int N = plan.layout.numRanks();
   StepCost cost;
   cost.rankTokens = rt::rowsPerRank(plan);
@@ -71,13 +71,17 @@ StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
   cost.paramCommSeconds = std::max(intraBytes / cluster.intraNodeBandwidth,
                                    interBytes / cluster.interNodeBandwidth);
   // Forward: the restore of this layer overlaps the previous layer's expert
-  // compute. Backward: restore and gradient all-to-all overlap the
+  // compute when it starts before the router, else only this layer's token
+  // dispatch. Backward: restore and gradient all-to-all overlap the
   // backward (and recompute) of the neighbouring layer.
   double backwardPasses = layer.computePasses() - 1.0;
+  double forwardCover = restore == RestoreStart::BeforeRouter
+                            ? cost.maxCompute
+                            : cost.maxTokenComm;
   cost.exposedParamSeconds =
-      std::max(0.0, cost.paramCommSeconds - cost.maxCompute) +
-      std::max(0.0, 2.0 * cost.paramCommSeconds -
-                        backwardPasses * cost.maxCompute);
+      std::max(0.0, cost.paramCommSeconds - forwardCover) +
+      std::max(0.0,
+               2.0 * cost.paramCommSeconds - backwardPasses * cost.maxCompute);
 
   cost.criticalPath = LayerSpec::kTokenExchanges * cost.maxTokenComm +
                       layer.computePasses() * cost.maxCompute +

@@ -87,5 +87,7 @@ rt::Plan FlexMoEPlanner::plan(const PlannerInput &input) {
   }
   rt::Layout layout(N, C, E, slots);
   rt::Routing routing = rt::Routing::evenSplit(layout, input.counts);
-  return rt::Plan{std::move(layout), std::move(routing)};
+  // Laid out for the history when there is one (the paper's setting).
+  return rt::Plan{std::move(layout), std::move(routing),
+                  !input.layoutLoad.empty()};
 }

@@ -88,7 +88,10 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
       continue;
     rt::Routing routing =
         detail::routeEvenPreferNode(layout, input.counts, cluster);
-    rt::Plan plan{std::move(layout), std::move(routing)};
+    // Laid out for the history when there is one: the paper plans the next
+    // layout from past steps.
+    rt::Plan plan{std::move(layout), std::move(routing),
+                  !input.layoutLoad.empty()};
     double cost = evaluate(plan, cluster, input.layer)
                       .laerObjective;
     if (cost < bestCost) {

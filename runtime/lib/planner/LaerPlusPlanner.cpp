@@ -8,6 +8,9 @@
 //    its tokens, filled from the same rank, then the same node.
 // 3. Replica counts by water-filling the load per replica, and plans
 //    judged on the critical path of the cost model, not on summed traffic.
+// 4. No lag: given a history, the layout for it (restorable ahead) and the
+//    layout for this step's counts (restored after the plan) compete on
+//    the critical path, so moving hot experts do not leave it behind.
 // Everything is O(N*C*G + E*N) so it runs in milliseconds at N = 1024.
 //
 //===----------------------------------------------------------------------===//
@@ -145,10 +148,9 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
   return detail::layoutFromRanks(perRank, slotsPerRank, E);
 }
 
-} // namespace
-
-rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
-  detail::requireEnoughSlots(input, "laer+");
+/// laer+'s plan with the layout for `input`'s layout load (history or
+/// this step's counts) and this step's tokens routed over it.
+rt::Plan planForLoad(const PlannerInput &input) {
   const ClusterSpec &cluster = input.cluster;
   int N = cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
@@ -197,6 +199,33 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
   if (N <= kSmallCluster)
     consider(LaerPlanner().plan(input));
   if (bestCost == std::numeric_limits<double>::infinity())
-    return StaticPlanner().plan(input);
+    best = StaticPlanner().plan(input);
+  best.layoutAhead = !input.layoutLoad.empty();
   return best;
+}
+
+} // namespace
+
+rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
+  detail::requireEnoughSlots(input, "laer+");
+  PlannerInput fresh = input;
+  fresh.layoutLoad = {};
+  if (input.layoutLoad.empty())
+    return planForLoad(fresh);
+  // A layout for the history can be restored before the router (where the
+  // executor prefetches); one for this step's counts balances this step
+  // but restores after the plan. When hot experts move, the history's
+  // layout is off by far more than the exposed restore costs: choose by
+  // the critical path each would have.
+  rt::Plan predicted = planForLoad(input);
+  rt::Plan current = planForLoad(fresh);
+  double predictedCost =
+      evaluate(predicted, input.cluster, input.layer,
+               input.prefetchesRestore ? RestoreStart::BeforeRouter
+                                       : RestoreStart::AfterPlan)
+          .criticalPath;
+  double currentCost =
+      evaluate(current, input.cluster, input.layer, RestoreStart::AfterPlan)
+          .criticalPath;
+  return predictedCost <= currentCost ? predicted : current;
 }

@@ -42,6 +42,7 @@ rt::Plan PlannerHook::plan(const rt::PlanRequest &request) {
     layer.ffn = request.ffn;
   if (request.topK > 0)
     layer.topK = request.topK;
-  return planner_->plan(
-      PlannerInput{cluster, layer, request.counts, request.history});
+  return planner_->plan(PlannerInput{cluster, layer, request.counts,
+                                     request.history,
+                                     request.prefetchesRestore});
 }

@@ -12,5 +12,5 @@ rt::Plan StaticPlanner::plan(const PlannerInput &input) {
       rt::Layout::roundRobin(input.cluster.numRanks, input.layer.slotsPerRank,
                              input.layer.numExperts);
   rt::Routing routing = rt::Routing::evenSplit(layout, input.counts);
-  return rt::Plan{std::move(layout), std::move(routing)};
+  return rt::Plan{std::move(layout), std::move(routing), /*layoutAhead=*/true};
 }

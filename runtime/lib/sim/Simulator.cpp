@@ -2,8 +2,10 @@
 
 #include "laer/sim/Simulator.h"
 
+#include "laer/planner/Bounds.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/LayerPlanning.h"
 
 #include <nlohmann/json.hpp>
 
@@ -50,52 +52,6 @@ ModelShape ModelShape::fromJsonFile(const std::string &path) {
   return shape;
 }
 
-CountsTrace CountsTrace::fromCsv(const std::string &path, int numRanks,
-                                 int numExperts) {
-  std::ifstream in(path);
-  if (!in)
-    rt::fail({}, "cannot open counts CSV '", path, "'");
-  CountsTrace trace;
-  std::string line;
-  long lineNumber = 0;
-  while (std::getline(in, line)) {
-    ++lineNumber;
-    if (line.empty() || line[0] == '#' || line.rfind("step", 0) == 0)
-      continue;
-    std::stringstream fields(line);
-    std::string field;
-    std::vector<long long> values;
-    while (std::getline(fields, field, ','))
-      values.push_back(std::stoll(field));
-    if (values.size() != static_cast<std::size_t>(3 + numExperts))
-      rt::fail({}, path, ":", lineNumber, ": expected step,layer,rank and ",
-               numExperts, " counts, got ", values.size(), " fields");
-    long long step = values[0], layer = values[1], rank = values[2];
-    if (step < 0 || layer < 0 || rank < 0 || rank >= numRanks)
-      rt::fail({}, path, ":", lineNumber, ": step ", step, ", layer ", layer,
-               ", rank ", rank, " out of range (", numRanks, " ranks)");
-    if (trace.steps_.size() <= static_cast<std::size_t>(step))
-      trace.steps_.resize(step + 1);
-    auto &layers = trace.steps_[step];
-    if (layers.size() <= static_cast<std::size_t>(layer))
-      layers.resize(layer + 1);
-    auto &counts = layers[layer];
-    counts.resize(static_cast<std::size_t>(numRanks) * numExperts, 0);
-    for (int e = 0; e < numExperts; ++e)
-      counts[rank * numExperts + e] = values[3 + e];
-  }
-  if (trace.steps_.empty())
-    rt::fail({}, "counts CSV '", path, "' has no rows");
-  return trace;
-}
-
-const std::vector<std::int64_t> &CountsTrace::at(long step, int layer) const {
-  const auto &layers = steps_[step % steps_.size()];
-  if (layers.empty())
-    rt::fail({}, "counts trace has no layers at step ", step % steps_.size());
-  return layers[layer % layers.size()];
-}
-
 namespace {
 
 /// Forward FLOPs per token of a layer's dense part: attention projections
@@ -132,7 +88,7 @@ double collectiveSeconds(double bytes, const ClusterSpec &cluster) {
 std::vector<MethodResult> sim::simulate(const ModelShape &model,
                                         const SimOptions &options,
                                         const std::vector<std::string> &methods,
-                                        const CountsTrace *trace) {
+                                        const CountsTrace *replay) {
   const ClusterSpec &cluster = options.cluster;
   int N = cluster.numRanks;
   int layers = options.layers > 0 ? options.layers : model.layers;
@@ -165,47 +121,80 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
   double denseLayer = dense + std::max(0.0, denseParams - dense);
   double head = 3.0 * 2.0 * model.hidden * model.vocab * tokensPerRank / flops;
 
+  planner::WorkloadKind workload =
+      replay ? planner::WorkloadKind::Replay : options.workload;
+  WorkloadOptions workloadOptions = options.trace;
+  workloadOptions.numRanks = N;
+  workloadOptions.numExperts = model.numExperts;
+  workloadOptions.topK = model.topK;
+  workloadOptions.tokensPerRank = tokensPerRank;
+  if (options.history < 0)
+    rt::fail({}, "the history window must be >= 0 steps, got ",
+             options.history);
+
   std::vector<MethodResult> results;
   for (const std::string &method : methods) {
-    bool megatron = method == "megatron";
-    std::unique_ptr<Planner> planner = makePlanner(megatron ? "static" : method);
-    TraceOptions traceOptions = options.trace;
-    traceOptions.numRanks = N;
-    traceOptions.numExperts = model.numExperts;
-    traceOptions.topK = model.topK;
-    traceOptions.tokensPerRank = tokensPerRank;
-    // Every method sees the same traces: same seed, fresh generators.
-    std::vector<TraceGenerator> generators;
+    bool megatron = method == "megatron", oracle = method == "oracle";
+    std::string plannerName = megatron ? "static" : oracle ? "laer+" : method;
+    // The runtime's relayout: its hook, its per-layer config and history.
+    PlannerHook hook(makePlanner(plannerName), cluster, layer);
+    rt::MoELayerConfig config;
+    config.shape = {model.hidden, model.ffn};
+    config.numExperts = model.numExperts;
+    config.topK = model.topK;
+    config.slotsPerRank = layer.slotsPerRank;
+    config.historyWindow = oracle ? 0 : options.history;
+    config.prefetchesRestore = options.prefetch;
+    std::vector<std::deque<std::vector<std::int64_t>>> history(layers);
+    // Every method sees the same loads: same seed, fresh generators.
+    std::vector<Workload> generators;
     for (int l = 0; l < layers; ++l)
-      generators.emplace_back(traceOptions, l);
+      generators.emplace_back(workload, workloadOptions, l, replay);
 
     MethodResult result;
     result.method = method;
-    long plans = 0, balanceSamples = 0;
+    long plans = 0;
     int measured = 0;
     for (int iteration = 0; iteration < options.warmup + options.iterations;
          ++iteration) {
       double moe = 0;
-      double balance = 0, plannerSeconds = 0;
+      MethodResult sums;
       for (int micro = 0; micro < options.microBatches; ++micro) {
         long step = static_cast<long>(iteration) * options.microBatches + micro;
         for (int l = 0; l < layers; ++l) {
-          std::vector<std::int64_t> counts =
-              trace ? trace->at(step, l) : generators[l].next();
-          PlannerInput input{cluster, layer, counts, {}};
+          std::vector<std::int64_t> counts = generators[l].next();
           auto start = std::chrono::steady_clock::now();
-          rt::Plan plan = planner->plan(input);
-          plannerSeconds += std::chrono::duration<double>(
-                                std::chrono::steady_clock::now() - start)
-                                .count();
-          StepCost cost = evaluate(plan, cluster, layer);
+          rt::Plan plan =
+              rt::relayoutForCounts(hook, config, N, l, step, counts,
+                                    history[l], rt::ErrorContext{-1, l, step});
+          sums.plannerSeconds += std::chrono::duration<double>(
+                                     std::chrono::steady_clock::now() - start)
+                                     .count();
+          if (options.onPlan)
+            options.onPlan(method, l, step, plan);
+          bool ahead = oracle || (plan.layoutAhead && options.prefetch);
+          StepCost cost = evaluate(plan, cluster, layer,
+                                   ahead ? RestoreStart::BeforeRouter
+                                         : RestoreStart::AfterPlan);
           // Megatron keeps whole experts: no restore, no gradient
           // all-to-all; its replicas all-reduce gradients once per
           // iteration instead (below).
           moe += megatron ? LayerSpec::kTokenExchanges * cost.maxTokenComm +
                                 passes * cost.maxCompute
                           : cost.criticalPath;
-          balance += cost.maxOverMeanTokens;
+          std::vector<std::int64_t> loads(model.numExperts, 0);
+          for (std::size_t i = 0; i < counts.size(); ++i)
+            loads[i % model.numExperts] += counts[i];
+          double boundRows = static_cast<double>(
+              maxRankRowsLowerBound(loads, N, layer.slotsPerRank));
+          double maxRows = static_cast<double>(*std::max_element(
+              cost.rankTokens.begin(), cost.rankTokens.end()));
+          sums.maxOverMeanTokens += cost.maxOverMeanTokens;
+          sums.rowsOverBound += boundRows > 0 ? maxRows / boundRows : 1.0;
+          double boundPath = criticalPathLowerBound(counts, cluster, layer);
+          sums.pathOverBound +=
+              boundPath > 0 ? cost.criticalPath / boundPath : 1.0;
+          sums.layoutsAhead += ahead ? 1.0 : 0.0;
         }
       }
       if (megatron) {
@@ -224,9 +213,11 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
       result.iterationSeconds += moe + denseTotal;
       result.moeSeconds += moe;
       result.denseSeconds += denseTotal;
-      result.maxOverMeanTokens += balance;
-      result.plannerSeconds += plannerSeconds;
-      balanceSamples += static_cast<long>(options.microBatches) * layers;
+      result.maxOverMeanTokens += sums.maxOverMeanTokens;
+      result.rowsOverBound += sums.rowsOverBound;
+      result.pathOverBound += sums.pathOverBound;
+      result.layoutsAhead += sums.layoutsAhead;
+      result.plannerSeconds += sums.plannerSeconds;
       plans += static_cast<long>(options.microBatches) * layers;
       ++measured;
     }
@@ -235,10 +226,13 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
       result.moeSeconds /= measured;
       result.denseSeconds /= measured;
     }
-    if (balanceSamples > 0)
-      result.maxOverMeanTokens /= balanceSamples;
-    if (plans > 0)
+    if (plans > 0) {
+      result.maxOverMeanTokens /= plans;
+      result.rowsOverBound /= plans;
+      result.pathOverBound /= plans;
+      result.layoutsAhead /= plans;
       result.plannerSeconds /= plans;
+    }
     results.push_back(result);
   }
   return results;

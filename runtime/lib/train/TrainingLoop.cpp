@@ -263,6 +263,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
                      (laer-plot draws them)
   --metrics-loads-every K  tokens per expert every K steps (default 10;
                      0: never)
+  --counts-csv FILE  every step's tokens per (layer, source rank, expert),
+                     rows step,layer,rank,<E counts>: a recorded workload
+                     laer-sim --counts-csv replays
   --log-every K      print every K steps (default 10)
   --no-progress      no progress bar (it is drawn only on a terminal)
 )";
@@ -371,6 +374,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.exportShardBytes = number(flag, value);
     else if (flag == "--metrics")
       o.metrics = value;
+    else if (flag == "--counts-csv")
+      o.countsCsv = value;
     else if (flag == "--data-order") {
       if (value != "random" && value != "sequential")
         fail({}, "--data-order is random or sequential, got '", value, "'");
@@ -546,6 +551,8 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       requireWritable(options.trace, false, "--trace");
     if (!options.metrics.empty())
       requireWritable(options.metrics, false, "--metrics");
+    if (!options.countsCsv.empty())
+      requireWritable(options.countsCsv, false, "--counts-csv");
     if (!options.exportWeights.empty())
       requireWritable(options.exportWeights, true, "--export-weights");
     if (!options.exportGradients.empty())
@@ -563,6 +570,20 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     if (!metrics)
       fail({0, -1, -1}, "cannot write the metrics file '", options.metrics,
            "'");
+  }
+  std::ofstream countsCsv;
+  if (comm.rank() == 0 && !options.countsCsv.empty()) {
+    countsCsv.open(options.countsCsv,
+                   options.resume ? std::ios::app : std::ios::trunc);
+    if (!countsCsv)
+      fail({0, -1, -1}, "cannot write the counts CSV '", options.countsCsv,
+           "'");
+    if (!options.resume && !state.moe.empty()) {
+      countsCsv << "step,layer,rank";
+      for (int e = 0; e < state.moe.front()->config().numExperts; ++e)
+        countsCsv << ",e" << e;
+      countsCsv << "\n";
+    }
   }
   std::vector<std::int32_t> ids, targets;
   auto start = Clock::now();
@@ -632,6 +653,21 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       metrics << "}\n" << std::flush;
       if (!metrics)
         fail({0, -1, step}, "cannot write the metrics file '", options.metrics,
+             "'");
+    }
+    if (countsCsv.is_open()) {
+      for (std::size_t l = 0; l < state.moe.size(); ++l) {
+        const std::vector<std::int64_t> &counts = state.moe[l]->lastCounts();
+        auto E = static_cast<std::size_t>(state.moe[l]->config().numExperts);
+        for (std::size_t i = 0; i < counts.size(); ++i) {
+          if (i % E == 0)
+            countsCsv << step << ',' << l << ',' << i / E;
+          countsCsv << ',' << counts[i] << (i % E + 1 == E ? "\n" : "");
+        }
+      }
+      countsCsv << std::flush;
+      if (!countsCsv)
+        fail({0, -1, step}, "cannot write the counts CSV '", options.countsCsv,
              "'");
     }
     if (progress)

@@ -264,3 +264,62 @@ TEST(PlannerHook, CostsEachLayerWithItsOwnShape) {
 }
 
 } // namespace
+
+namespace {
+
+/// Counts of N sources x E experts where every source sends `hot` tokens
+/// to expert `hotExpert` and `cold` to each other expert.
+std::vector<std::int64_t> hotspot(int N, int E, int hotExpert, std::int64_t hot,
+                                  std::int64_t cold) {
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(N) * E, cold);
+  for (int source = 0; source < N; ++source)
+    counts[static_cast<std::size_t>(source) * E + hotExpert] = hot;
+  return counts;
+}
+
+} // namespace
+
+TEST(LaerPlus, DoesNotLagWhenTheHotExpertMoves) {
+  // The history says expert 5 is hot, this step expert 0 is: a layout for
+  // the history would leave expert 0 on one replica.
+  int N = 16, E = 8, C = 2;
+  std::vector<std::int64_t> now = hotspot(N, E, 0, 3000, 300);
+  std::vector<std::int64_t> past = hotspot(N, E, 5, 6000, 600);
+  for (bool prefetch : {false, true}) {
+    PlannerInput input = makeInput(N, 8, E, C, now);
+    input.layoutLoad = past;
+    input.prefetchesRestore = prefetch;
+    rt::Plan plan = makePlanner("laer+")->plan(input);
+    EXPECT_EQ(checkPlan(plan, input), "");
+    EXPECT_FALSE(plan.layoutAhead) << "prefetch " << prefetch;
+    EXPECT_LT(rt::maxOverMeanRows(rt::rowsPerRank(plan)), 1.05);
+    // The paper's planner lays out for the history and is left behind.
+    rt::Plan paper = makePlanner("laer")->plan(input);
+    EXPECT_TRUE(paper.layoutAhead);
+    EXPECT_GT(rt::maxOverMeanRows(rt::rowsPerRank(paper)), 1.5);
+  }
+}
+
+TEST(LaerPlus, KeepsTheLayoutKnownAheadWhenTheLoadHolds) {
+  // A stable load: the history's layout serves this step as well, and an
+  // executor that prefetches hides its whole restore.
+  int N = 16, E = 8, C = 2;
+  std::vector<std::int64_t> now = hotspot(N, E, 3, 3000, 300);
+  std::vector<std::int64_t> past = hotspot(N, E, 3, 6000, 600);
+  PlannerInput input = makeInput(N, 8, E, C, now);
+  input.layoutLoad = past;
+  input.prefetchesRestore = true;
+  rt::Plan plan = makePlanner("laer+")->plan(input);
+  EXPECT_EQ(checkPlan(plan, input), "");
+  EXPECT_TRUE(plan.layoutAhead);
+  EXPECT_LT(rt::maxOverMeanRows(rt::rowsPerRank(plan)), 1.05);
+  // The cost model charges a restore after the plan more than one ahead.
+  input.layoutLoad = {};
+  rt::Plan fresh = makePlanner("laer+")->plan(input);
+  EXPECT_FALSE(fresh.layoutAhead);
+  EXPECT_GT(
+      evaluate(fresh, input.cluster, input.layer, RestoreStart::AfterPlan)
+          .exposedParamSeconds,
+      evaluate(fresh, input.cluster, input.layer, RestoreStart::BeforeRouter)
+          .exposedParamSeconds);
+}

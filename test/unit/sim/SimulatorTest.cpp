@@ -1,7 +1,10 @@
 //===- SimulatorTest.cpp - laer-sim's library -----------------------------===//
 
-#include "laer/runtime/Error.h"
 #include "laer/sim/Simulator.h"
+#include "laer/planner/Planner.h"
+#include "laer/runtime/Error.h"
+#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/LayerPlanning.h"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +14,7 @@
 
 using namespace laer;
 using namespace laer::sim;
+using laer::planner::CountsTrace;
 
 namespace {
 
@@ -108,6 +112,88 @@ TEST(Simulator, ReplaysCountsFromCsv) {
   EXPECT_NE(errorOf([&] { CountsTrace::fromCsv(path, 8, 8); })
                 .find("expected step,layer,rank and 8 counts, got 5 fields"),
             std::string::npos);
+}
+
+TEST(Simulator, PlansThroughTheRuntimesOwnRelayoutPath) {
+  // The simulator's laer+ plans for a rotating hotspot, with the runtime's
+  // history window, are the ones 4 ranks of the runtime make from the same
+  // router choices (planLayerStep, collectives included).
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  SimOptions options = smallCluster(1.5);
+  options.cluster.numRanks = 4;
+  options.cluster.gpusPerNode = 4;
+  options.layers = 1;
+  options.workload = planner::WorkloadKind::Rotating;
+  options.trace.period = 1;
+  options.history = 2;
+  std::vector<std::uint64_t> simulated;
+  options.onPlan = [&](const std::string &, int, long, const rt::Plan &plan) {
+    simulated.push_back(rt::fingerprint(plan));
+  };
+  simulate(model, options, {"laer+"});
+  // (warm-up + iterations) x micro-batches steps.
+  ASSERT_EQ(simulated.size(), 10u);
+
+  planner::WorkloadOptions load = options.trace;
+  load.numRanks = 4;
+  load.numExperts = model.numExperts;
+  load.topK = model.topK;
+  load.tokensPerRank = 16 * 2048 / (4 * 2);
+  std::vector<std::uint64_t> runtime;
+  rt::InProcessGroup::run(4, [&](rt::Communicator &comm) {
+    planner::Workload workload(options.workload, load, 0);
+    planner::LayerSpec spec;
+    spec.slotsPerRank = 2;
+    planner::PlannerHook hook(planner::makePlanner("laer+"), options.cluster,
+                              spec);
+    rt::MoELayerConfig config;
+    config.shape = {model.hidden, model.ffn};
+    config.numExperts = model.numExperts;
+    config.topK = model.topK;
+    config.slotsPerRank = 2;
+    config.historyWindow = 2;
+    config.prefetchesRestore = true;
+    std::deque<std::vector<std::int64_t>> history;
+    std::vector<std::int64_t> gathered;
+    for (long step = 0; step < 10; ++step) {
+      std::vector<std::int64_t> counts = workload.next();
+      std::vector<std::int32_t> indices;
+      for (int e = 0; e < model.numExperts; ++e)
+        indices.insert(indices.end(), counts[comm.rank() * 8 + e], e);
+      rt::Plan plan = rt::planLayerStep(comm, hook, config, 0, step, indices,
+                                        history, gathered);
+      EXPECT_EQ(gathered, counts);
+      if (comm.rank() == 0)
+        runtime.push_back(rt::fingerprint(plan));
+    }
+  });
+  EXPECT_EQ(runtime, simulated);
+}
+
+TEST(Simulator, TheRuntimePathHoldsBalanceWhenHotExpertsMove) {
+  // A hotspot that moves every step: layouts planned from the history
+  // (the paper's planners) fall behind; laer+ through the runtime's path
+  // stays within 10% of the oracle that knows each step's counts and
+  // still restores ahead, and is never slower than the static layout.
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  for (const char *kind : {"rotating", "shift", "bursts", "zipf"}) {
+    SimOptions options = smallCluster(1.5);
+    options.workload = planner::parseWorkload(kind);
+    options.trace.period =
+        options.workload == planner::WorkloadKind::Rotating ? 1 : 4;
+    options.trace.shiftStep = 4;
+    options.iterations = 6;
+    auto results =
+        simulate(model, options, {"static", "laer", "laer+", "oracle"});
+    const MethodResult &fixed = results[0], &paper = results[1],
+                       &plus = results[2], &oracle = results[3];
+    EXPECT_LT(plus.moeSeconds, 1.10 * oracle.moeSeconds) << kind;
+    EXPECT_LE(plus.moeSeconds, fixed.moeSeconds) << kind;
+    EXPECT_GE(plus.rowsOverBound, 1.0) << kind;
+    EXPECT_GE(plus.pathOverBound, 1.0) << kind;
+    if (std::string(kind) == "rotating")
+      EXPECT_GT(paper.moeSeconds, 1.3 * oracle.moeSeconds);
+  }
 }
 
 TEST(Simulator, PublishedTimesOfThePaper) {

@@ -86,9 +86,21 @@ struct StepCost {
   std::int64_t interNodeBytes = 0;
 };
 
+/// When a layer's parameter restore can start.
+enum class RestoreStart {
+  /// Before the layer's router runs, behind the previous layer's expert
+  /// compute: the layout was known ahead (fixed, or planned from past
+  /// loads, and the executor prefetches).
+  BeforeRouter,
+  /// Once the plan exists, behind the token dispatch only: the layout was
+  /// planned on this step's counts.
+  AfterPlan,
+};
+
 /// Cost of `plan` (its routing carries the load).
 StepCost evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
-                  const LayerSpec &layer);
+                  const LayerSpec &layer,
+                  RestoreStart restore = RestoreStart::BeforeRouter);
 
 } // namespace laer::planner
 

@@ -29,6 +29,11 @@ struct PlannerInput {
   /// Load to lay experts out for (e.g. a window of past steps); empty means
   /// "use `counts`".
   std::span<const std::int64_t> layoutLoad;
+  /// The executor starts the restore of a layout known ahead (Plan::
+  /// layoutAhead) before the layer's router; else every restore starts
+  /// after the plan. Planners that choose between a layout for
+  /// `layoutLoad` and one for `counts` weigh it.
+  bool prefetchesRestore = false;
 };
 
 class Planner {

@@ -41,6 +41,9 @@ struct MoELayerConfig {
   int historyWindow = 0;
   /// Chunks of the token exchanges in forward() and backward().
   int tokenChunks = 1;
+  /// The executor restores a layout known ahead before the router (see
+  /// PlanRequest::prefetchesRestore); the CPU layer does not.
+  bool prefetchesRestore = false;
 };
 
 /// The MoE layers' shapes for a start-up line: "3 MoE layers x 8 experts
@@ -148,6 +151,18 @@ void requireLayoutShape(const Layout &layout, int ranks,
                         const MoELayerConfig &config,
                         const std::string &source,
                         const ErrorContext &context);
+
+/// One layer's relayout once every rank's counts are known (`counts`
+/// [source * E + e] over `numRanks` sources): asks `hook` for the plan with
+/// the history window summed as its prediction, validates the plan against
+/// the counts, then appends the counts to `history` (kept to the config's
+/// window). What planLayerStep does between its collectives, and what the
+/// simulator calls so that it measures the runtime's own relayout path.
+Plan relayoutForCounts(RelayoutHook &hook, const MoELayerConfig &config,
+                       int numRanks, int layer, long step,
+                       std::span<const std::int64_t> counts,
+                       std::deque<std::vector<std::int64_t>> &history,
+                       const ErrorContext &context);
 
 /// One layer's relayout: all-gathers the (token, choice) counts of every
 /// rank's `indices` (expert ids) into `counts` [source * E + e], asks

@@ -128,6 +128,11 @@ private:
 struct Plan {
   Layout layout;
   Routing routing;
+  /// The layout depends only on what was known before this step's router
+  /// ran (nothing, or the request's history), so an executor could start
+  /// its restore ahead; cost models charge the others a restore that
+  /// starts after the plan.
+  bool layoutAhead = false;
 };
 
 /// Checks `plan` against the load it must serve: `counts[source * E + e]`

@@ -31,15 +31,18 @@ struct PlanRequest {
   /// rank routes to expert e this step. The routing must move exactly these.
   std::span<const std::int64_t> counts;
   /// The same counts summed over the layer's last steps (the layer's
-  /// history window; empty when it is 0 or on the first step). Planners
-  /// lay experts out for it and route this step's `counts`, the way a
-  /// compiled program that prefetches restores needs: its layout is fixed
-  /// before the layer's router runs.
+  /// history window; empty when it is 0 or on the first step): a
+  /// prediction of this step's load that exists before the router runs.
+  /// A layout planned on it can be restored ahead (Plan::layoutAhead);
+  /// planners weigh that against a layout for this step's `counts`.
   std::span<const std::int64_t> history;
   /// The layer's expert shape and top-k (0: unknown), for cost models:
   /// layers of one model may differ (DeepSeek's widths, per-layer E).
   std::int64_t hidden = 0, ffn = 0;
   int topK = 0;
+  /// The executor restores a layout known ahead (Plan::layoutAhead) before
+  /// the layer's router runs; the CPU executor restores after the plan.
+  bool prefetchesRestore = false;
 };
 
 class RelayoutHook {

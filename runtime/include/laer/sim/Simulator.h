@@ -11,9 +11,10 @@
 #define LAER_SIM_SIMULATOR_H
 
 #include "laer/planner/CostModel.h"
-#include "laer/planner/TraceGenerator.h"
+#include "laer/planner/Workloads.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -53,22 +54,21 @@ struct SimOptions {
   int layers = 0;
   double bytesPerElement = 2;
   bool recompute = true;
-  planner::TraceOptions trace;
-};
-
-/// Routing counts read from a CSV: rows `step,layer,rank,<E counts>`;
-/// steps are replayed cyclically.
-class CountsTrace {
-public:
-  static CountsTrace fromCsv(const std::string &path, int numRanks,
-                             int numExperts);
-  /// Counts of (step, layer) as `[rank * E + e]`.
-  const std::vector<std::int64_t> &at(long step, int layer) const;
-  int steps() const { return static_cast<int>(steps_.size()); }
-
-private:
-  // steps_[step][layer] = counts
-  std::vector<std::vector<std::vector<std::int64_t>>> steps_;
+  /// The routing of every layer and step (the sizes are the model's and
+  /// the cluster's; the rest are the workload's own settings).
+  planner::WorkloadKind workload = planner::WorkloadKind::Drift;
+  planner::WorkloadOptions trace;
+  /// Past steps the runtime hands each layer's planner (laer-train's
+  /// --history); 0: plans see only this step's counts.
+  int history = 2;
+  /// The executor restores a layout known ahead before the router (as the
+  /// paper's GPU system does); else every restore follows the plan.
+  bool prefetch = true;
+  /// Sees every plan the simulation makes, in order (tests compare them
+  /// with the runtime's own).
+  std::function<void(const std::string &method, int layer, long step,
+                     const rt::Plan &plan)>
+      onPlan;
 };
 
 struct MethodResult {
@@ -76,17 +76,25 @@ struct MethodResult {
   double iterationSeconds = 0; // mean over the simulated iterations
   double moeSeconds = 0;       // of which MoE layers
   double denseSeconds = 0;     // of which attention, norms, head
-  double maxOverMeanTokens = 0; // expert rows per rank, mean over layers
+  // Means over layers and steps:
+  double maxOverMeanTokens = 0; // expert rows of the busiest rank / mean
+  double rowsOverBound = 0;     // ... / the slot-counting bound
+  double pathOverBound = 0;     // critical path / its compute lower bound
+  double layoutsAhead = 0;      // fraction of plans restorable ahead
   double plannerSeconds = 0;    // planner wall time per layer and step
 };
 
 /// Methods: "megatron" (static expert parallelism, whole experts per rank,
 /// no sharding), "static" (FSEP, round-robin layout: the paper's FSDP+EP),
-/// "flexmoe", "laer", "laer+".
-std::vector<MethodResult> simulate(const ModelShape &model,
-                                   const SimOptions &options,
-                                   const std::vector<std::string> &methods,
-                                   const CountsTrace *trace = nullptr);
+/// "flexmoe", "laer", "laer+", each planned through the runtime's own
+/// relayout path (rt::relayoutForCounts with the history window), and
+/// "oracle": laer+ on this step's counts with its restore ahead, which no
+/// executor can do (the reference the runtime path is held to). A
+/// `replay` trace replaces the options' workload.
+std::vector<MethodResult>
+simulate(const ModelShape &model, const SimOptions &options,
+         const std::vector<std::string> &methods,
+         const planner::CountsTrace *replay = nullptr);
 
 /// Published iteration times (ms) from the artifact's
 /// e2e_analysis_backup.csv, keyed by (dataset, method, model) with

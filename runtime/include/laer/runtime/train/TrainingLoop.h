@@ -70,6 +70,9 @@ struct TrainOptions {
   /// One JSON object per step (loss at full precision, tokens/s, plan
   /// time, per-layer max/mean load), written by rank 0.
   std::string metrics;
+  /// Every step's routing counts, rows `step,layer,rank,<E counts>` (a
+  /// workload that laer-sim --counts-csv replays), written by rank 0.
+  std::string countsCsv;
   float lr = 3e-3f;
   std::uint64_t seed = 1;
 };
