@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "laer/planner/Bounds.h"
 #include "laer/planner/Planner.h"
 #include "laer/planner/TokenSplit.h"
 #include "laer/planner/Workloads.h"
@@ -116,8 +117,64 @@ void splitSizes(benchmark::internal::Benchmark *bench) {
   bench->Unit(benchmark::kMillisecond);
 }
 
+/// DeepSeek-V3's MoE layer (E = 256, top-8, H 7168, F 2048) at N ranks in
+/// nodes of 8 with C slots each, 4096 tokens per rank (one sequence):
+/// laer+'s plan time, its busiest rank over the slot-counting bound, and
+/// its critical path over that of the plain water-fill + LPT greedy.
+void deepSeekV3(benchmark::State &state) {
+  int N = static_cast<int>(state.range(0));
+  int C = static_cast<int>(state.range(1));
+  WorkloadOptions trace;
+  trace.numRanks = N;
+  trace.numExperts = 256;
+  trace.topK = 8;
+  trace.tokensPerRank = 4096;
+  trace.skew = 1.0;
+  trace.seed = 3;
+  std::vector<std::int64_t> counts =
+      Workload(WorkloadKind::Drift, trace, 0).next();
+  PlannerInput input;
+  input.cluster.numRanks = N;
+  input.cluster.gpusPerNode = 8;
+  input.layer.hidden = 7168;
+  input.layer.ffn = 2048;
+  input.layer.numExperts = 256;
+  input.layer.topK = 8;
+  input.layer.slotsPerRank = C;
+  input.counts = counts;
+  std::unique_ptr<Planner> planner = makePlanner("laer+");
+  rt::Plan plan;
+  for (auto _ : state) {
+    plan = planner->plan(input);
+    benchmark::DoNotOptimize(plan);
+  }
+  std::vector<std::int64_t> loads(256, 0);
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    loads[i % 256] += counts[i];
+  std::vector<std::int64_t> rows = rt::rowsPerRank(plan);
+  state.counters["over_bound"] =
+      static_cast<double>(*std::max_element(rows.begin(), rows.end())) /
+      static_cast<double>(maxRankRowsLowerBound(loads, N, C));
+  state.counters["max_mean"] = rt::maxOverMeanRows(rows);
+  double path = evaluate(plan, input.cluster, input.layer).criticalPath;
+  rt::Plan greedy = makePlanner("greedy")->plan(input);
+  state.counters["critical_path_ms"] = 1e3 * path;
+  state.counters["vs_greedy"] =
+      path / evaluate(greedy, input.cluster, input.layer).criticalPath;
+  std::vector<std::int64_t> greedyRows = rt::rowsPerRank(greedy);
+  state.counters["greedy_max_mean"] = rt::maxOverMeanRows(greedyRows);
+}
+
+void deepSeekSizes(benchmark::internal::Benchmark *bench) {
+  for (int N : {256, 1024, 4096, 8192})
+    for (int C : {1, 2, 4})
+      bench->Args({N, C});
+  bench->Unit(benchmark::kMillisecond);
+}
+
 } // namespace
 
+BENCHMARK(deepSeekV3)->Apply(deepSeekSizes)->Name("deepseek_v3");
 BENCHMARK(tokenSplit)->Apply(splitSizes)->Name("token_split");
 BENCHMARK(laerPlus)->Apply(sizes)->Name("laer+");
 BENCHMARK(laerBaseline)->Apply(sizes)->Name("laer");

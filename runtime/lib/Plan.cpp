@@ -120,48 +120,97 @@ void Routing::set(int source, int replica, std::int64_t tokens) {
     rowStart_[r] += shift;
 }
 
+namespace {
+
+/// Sorts `row` by replica. Planners emit rows nearly sorted (expert by
+/// expert, a few entries out of place inside one expert), where insertion
+/// sort is linear; a row that needs many moves falls back to std::sort.
+void sortRow(std::span<Routing::Entry> row) {
+  auto byReplica = [](const Routing::Entry &a, const Routing::Entry &b) {
+    return a.replica < b.replica;
+  };
+  std::size_t budget = 4 * row.size() + 16;
+  for (std::size_t i = 1; i < row.size(); ++i) {
+    Routing::Entry entry = row[i];
+    std::size_t j = i;
+    while (j > 0 && entry.replica < row[j - 1].replica) {
+      row[j] = row[j - 1];
+      --j;
+      if (--budget == 0) {
+        row[j] = entry;
+        std::sort(row.begin(), row.end(), byReplica);
+        return;
+      }
+    }
+    row[j] = entry;
+  }
+}
+
+} // namespace
+
 Routing Routing::fromTriplets(int numRanks, int numReplicas,
                               std::span<const Triplet> triplets) {
   Routing routing(numRanks, numReplicas);
-  // Counting sort by source, then each row by replica.
+  // Counting sort by source straight into the entries, then each row by
+  // replica, merging repeats and dropping zeros in place.
+  std::vector<std::size_t> &starts = routing.rowStart_;
   for (const Triplet &t : triplets)
-    ++routing.rowStart_[t.source + 1];
+    ++starts[t.source + 1];
   for (int source = 0; source < numRanks; ++source)
-    routing.rowStart_[source + 1] += routing.rowStart_[source];
-  std::vector<Entry> entries(triplets.size());
-  std::vector<std::size_t> next(routing.rowStart_.begin(),
-                                routing.rowStart_.end() - 1);
+    starts[source + 1] += starts[source];
+  std::vector<Entry> &entries = routing.entries_;
+  entries.resize(triplets.size());
+  std::vector<std::size_t> next(starts.begin(), starts.end() - 1);
   for (const Triplet &t : triplets)
     entries[next[t.source]++] = Entry{t.replica, t.tokens};
-  routing.entries_.reserve(entries.size());
-  std::vector<std::size_t> starts(numRanks + 1, 0);
+  std::size_t kept = 0;
   for (int source = 0; source < numRanks; ++source) {
-    auto begin = entries.begin() +
-                 static_cast<std::ptrdiff_t>(routing.rowStart_[source]);
-    auto end = entries.begin() +
-               static_cast<std::ptrdiff_t>(routing.rowStart_[source + 1]);
-    std::sort(begin, end, [](const Entry &a, const Entry &b) {
-      return a.replica < b.replica;
-    });
-    starts[source] = routing.entries_.size();
-    std::size_t rowBegin = routing.entries_.size();
-    for (auto it = begin; it != end; ++it) {
-      if (routing.entries_.size() > rowBegin &&
-          routing.entries_.back().replica == it->replica)
-        routing.entries_.back().tokens += it->tokens;
+    std::span<Entry> row(entries.data() + starts[source],
+                         starts[source + 1] - starts[source]);
+    sortRow(row);
+    starts[source] = kept;
+    std::size_t rowBegin = kept;
+    for (const Entry &entry : row) {
+      if (kept > rowBegin && entries[kept - 1].replica == entry.replica)
+        entries[kept - 1].tokens += entry.tokens;
       else
-        routing.entries_.push_back(*it);
+        entries[kept++] = entry;
     }
-    // Drop zero entries of this row.
-    auto rowStart = routing.entries_.begin() +
-                    static_cast<std::ptrdiff_t>(rowBegin);
-    routing.entries_.erase(
-        std::remove_if(rowStart, routing.entries_.end(),
-                       [](const Entry &entry) { return entry.tokens == 0; }),
-        routing.entries_.end());
+    // Drop zero entries of this row (a merge may have made one).
+    kept = static_cast<std::size_t>(
+        std::remove_if(entries.begin() + static_cast<std::ptrdiff_t>(rowBegin),
+                       entries.begin() + static_cast<std::ptrdiff_t>(kept),
+                       [](const Entry &entry) { return entry.tokens == 0; }) -
+        entries.begin());
   }
-  starts[numRanks] = routing.entries_.size();
-  routing.rowStart_ = std::move(starts);
+  starts[numRanks] = kept;
+  entries.resize(kept);
+  return routing;
+}
+
+Routing Routing::fromRows(int numReplicas, std::vector<std::size_t> rowStart,
+                          std::vector<Entry> entries) {
+  if (rowStart.empty() || rowStart.front() != 0 ||
+      rowStart.back() != entries.size())
+    fail({}, "routing rows: the row offsets must run from 0 to the ",
+         entries.size(), " entries");
+  for (std::size_t source = 0; source + 1 < rowStart.size(); ++source) {
+    if (rowStart[source + 1] < rowStart[source])
+      fail({}, "routing rows: row ", source, " ends before it starts");
+    for (std::size_t i = rowStart[source]; i < rowStart[source + 1]; ++i) {
+      const Entry &entry = entries[i];
+      if (entry.replica < 0 || entry.replica >= numReplicas ||
+          entry.tokens <= 0 ||
+          (i > rowStart[source] && entries[i - 1].replica >= entry.replica))
+        fail({}, "routing rows: row ", source, " entry ", i - rowStart[source],
+             " (replica ", entry.replica, ", ", entry.tokens,
+             " tokens) is out of order, out of range or empty");
+    }
+  }
+  Routing routing;
+  routing.numReplicas_ = numReplicas;
+  routing.rowStart_ = std::move(rowStart);
+  routing.entries_ = std::move(entries);
   return routing;
 }
 

@@ -31,6 +31,9 @@ namespace {
 
 /// Up to this many ranks laer+ also tries the paper's plan.
 constexpr int kSmallCluster = 64;
+/// Above this many (source, expert) counts (N = 1024 at E = 256) laer+
+/// builds one routing instead of two.
+constexpr std::int64_t kLargePlan = std::int64_t(1) << 18;
 
 rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
                           std::span<const std::int64_t> load,
@@ -83,14 +86,27 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
     // (each pass over the nodes places at most one copy per node).
     byGap.resize(M);
     std::iota(byGap.begin(), byGap.end(), 0);
-    std::stable_sort(byGap.begin(), byGap.end(), [&](int a, int b) {
-      return want[a] - copies[a * E + e] > want[b] - copies[b * E + e];
-    });
+    auto largerGap = [&](int a, int b) {
+      double gapA = want[a] - copies[a * E + e],
+             gapB = want[b] - copies[b * E + e];
+      return gapA > gapB || (gapA == gapB && a < b);
+    };
+    // Usually the first R - placed nodes take the rest: order only those
+    // (the tail is ordered the moment a pass reaches it). At N = 8192 this
+    // saves sorting 1024 nodes for each of 256 experts.
+    std::size_t ordered = std::min<std::size_t>(M, R - placed);
+    std::partial_sort(byGap.begin(), byGap.begin() + ordered, byGap.end(),
+                      largerGap);
     while (placed < R) {
       int before = placed;
-      for (int node : byGap) {
+      for (std::size_t i = 0; i < byGap.size(); ++i) {
         if (placed == R)
           break;
+        if (i == ordered && ordered < byGap.size()) {
+          std::sort(byGap.begin() + ordered, byGap.end(), largerGap);
+          ordered = byGap.size();
+        }
+        int node = byGap[i];
         if (room(node) > 0) {
           ++copies[node * E + e];
           --nodeFree[node];
@@ -181,18 +197,49 @@ rt::Plan planForLoad(const PlannerInput &input) {
       best = std::move(plan);
     }
   };
-  rt::Layout layout = placeNodeAware(replicaCounts, load, loads, cluster, C);
-  // Two splits of this step's tokens on that layout, each filled from the
-  // replica's own rank, then its node, then others: equal shares per
-  // replica, and the shares that minimise the busiest rank (a max flow).
-  // The flow ignores where the tokens come from, so where token traffic
-  // outweighs the compute it saves, the cost model keeps the first.
-  if (detail::servesAll(layout, now)) {
+  // Two layouts: node-aware (tokens can stay in their node) and plain
+  // longest-first (the busiest rank can be lighter when nodes' demands are
+  // lopsided, e.g. one replica per expert and node at E = 256). On each,
+  // two splits of this step's tokens, each filled from the replica's own
+  // rank, then its node, then others: equal shares per replica, and the
+  // shares that minimise the busiest rank (a max flow). The flow ignores
+  // where the tokens come from, so where token traffic outweighs the
+  // compute it saves, the cost model keeps the equal shares.
+  struct Candidate {
+    rt::Layout layout;
+    std::vector<std::int64_t> shares;
+    std::int64_t busiest;
+  };
+  std::vector<Candidate> candidates;
+  for (rt::Layout layout :
+       {placeNodeAware(replicaCounts, load, loads, cluster, C),
+        detail::placeLongestFirst(replicaCounts, loads, N, C)}) {
+    if (!detail::servesAll(layout, now))
+      continue;
+    std::vector<std::int64_t> equal = detail::equalShares(layout, now);
+    std::int64_t equalBusiest = detail::busiestRankRows(layout, equal);
+    TokenSplit split = optimalTokenSplit(layout, now);
+    candidates.push_back({layout, std::move(equal), equalBusiest});
+    candidates.push_back(
+        {std::move(layout), std::move(split.shares), split.maxRankRows});
+  }
+  auto route = [&](const Candidate &candidate) {
+    return rt::Plan{candidate.layout,
+                    detail::routeShares(candidate.layout, input.counts, cluster,
+                                        candidate.shares)};
+  };
+  if (static_cast<std::int64_t>(N) * E <= kLargePlan) {
+    for (const Candidate &candidate : candidates)
+      consider(route(candidate));
+  } else if (!candidates.empty()) {
+    // Each routing is millions of entries here: build only the candidate
+    // with the least busy busiest rank (compute dominates at this scale;
+    // ties to the node-aware layout and to equal shares, listed first).
     consider(
-        rt::Plan{layout, detail::routeBalanced(layout, input.counts, cluster)});
-    consider(rt::Plan{
-        layout, detail::routeShares(layout, input.counts, cluster,
-                                    optimalTokenSplit(layout, now).shares)});
+        route(*std::min_element(candidates.begin(), candidates.end(),
+                                [](const Candidate &a, const Candidate &b) {
+                                  return a.busiest < b.busiest;
+                                })));
   }
   // On small clusters the paper's plan is cheap: keep it if it is better
   // (it has not been on our test loads), so laer+ is never worse there.

@@ -116,6 +116,45 @@ detail::priorityReplicaCounts(std::span<const std::int64_t> loads,
   return counts;
 }
 
+rt::Layout detail::placeLongestFirst(const std::vector<int> &replicaCounts,
+                                     std::span<const std::int64_t> loads,
+                                     int numRanks, int slotsPerRank) {
+  int E = static_cast<int>(loads.size());
+  // Experts by load per replica, heaviest first (ties: lower expert).
+  std::vector<int> order;
+  for (int e = 0; e < E; ++e)
+    if (replicaCounts[e] > 0)
+      order.push_back(e);
+  auto perReplica = [&](int e) { return double(loads[e]) / replicaCounts[e]; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return perReplica(a) > perReplica(b); });
+  // Min-heap of (load, rank) over ranks with a free slot; ties to the
+  // lower rank. An expert's copies go to distinct ranks: the least loaded
+  // ones, all popped before any is pushed back (placing them one by one,
+  // each skipping the ranks that already hold the expert, chooses the
+  // same ranks, at O(N) a copy when an expert has hundreds of copies).
+  using Entry = std::pair<double, int>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> open;
+  for (int rank = 0; rank < numRanks; ++rank)
+    open.push({0.0, rank});
+  std::vector<std::vector<int>> perRank(numRanks);
+  std::vector<Entry> chosen;
+  for (int e : order) {
+    chosen.clear();
+    while (static_cast<int>(chosen.size()) < replicaCounts[e] &&
+           !open.empty()) {
+      chosen.push_back(open.top());
+      open.pop();
+    }
+    for (auto [load, rank] : chosen) {
+      perRank[rank].push_back(e);
+      if (static_cast<int>(perRank[rank].size()) < slotsPerRank)
+        open.push({load + perReplica(e), rank});
+    }
+  }
+  return layoutFromRanks(perRank, slotsPerRank, E);
+}
+
 rt::Layout
 detail::layoutFromRanks(const std::vector<std::vector<int>> &perRank,
                         int slotsPerRank, int numExperts) {
@@ -164,93 +203,177 @@ rt::Routing detail::routeEvenPreferNode(const rt::Layout &layout,
       N, static_cast<int>(layout.replicas().size()), triplets);
 }
 
-rt::Routing detail::routeBalanced(const rt::Layout &layout,
-                                  std::span<const std::int64_t> counts,
-                                  const ClusterSpec &cluster) {
-  int N = layout.numRanks(), E = layout.numExperts();
-  std::vector<std::int64_t> loads = expertLoads(counts, N, E);
+std::vector<std::int64_t>
+detail::equalShares(const rt::Layout &layout,
+                    std::span<const std::int64_t> loads) {
   std::vector<std::int64_t> shares(layout.replicas().size(), 0);
-  for (int e = 0; e < E; ++e) {
+  for (int e = 0; e < layout.numExperts(); ++e) {
     std::span<const int> copies = layout.replicasOf(e);
     auto R = static_cast<std::int64_t>(copies.size());
     for (std::int64_t i = 0; i < R; ++i)
       shares[copies[i]] = loads[e] / R + (i < loads[e] % R ? 1 : 0);
   }
-  return routeShares(layout, counts, cluster, shares);
+  return shares;
+}
+
+std::int64_t detail::busiestRankRows(const rt::Layout &layout,
+                                     std::span<const std::int64_t> shares) {
+  std::vector<std::int64_t> rows(layout.numRanks(), 0);
+  for (std::size_t r = 0; r < shares.size(); ++r)
+    rows[layout.replicas()[r].rank] += shares[r];
+  return rows.empty() ? 0 : *std::max_element(rows.begin(), rows.end());
+}
+
+rt::Routing detail::routeBalanced(const rt::Layout &layout,
+                                  std::span<const std::int64_t> counts,
+                                  const ClusterSpec &cluster) {
+  std::vector<std::int64_t> loads =
+      expertLoads(counts, layout.numRanks(), layout.numExperts());
+  return routeShares(layout, counts, cluster, equalShares(layout, loads));
 }
 
 rt::Routing detail::routeShares(const rt::Layout &layout,
                                 std::span<const std::int64_t> counts,
                                 const ClusterSpec &cluster,
                                 std::span<const std::int64_t> shares) {
-  int N = layout.numRanks(), E = layout.numExperts();
+  // Per expert, replicas take their shares from (1) their own rank, (2)
+  // their node's ranks in order, (3) every rank in order. Each expert's
+  // fill is independent of the others', so the three phases run source by
+  // source over all experts at once: the counts are read row by row and
+  // the entries come out in source order (N = 8192 x E = 256 gives
+  // millions of entries; the order is what keeps that fast).
+  int N = layout.numRanks(), E = layout.numExperts(), C = layout.slotsPerRank();
   const auto &replicas = layout.replicas();
-  std::vector<rt::Routing::Triplet> triplets;
-  triplets.reserve(static_cast<std::size_t>(N) * E * 2);
-  std::vector<std::int64_t> demand(N), capacity;
-  for (int e = 0; e < E; ++e) {
-    std::span<const int> copies = layout.replicasOf(e);
-    if (copies.empty())
-      continue;
-    std::int64_t total = 0;
-    for (int source = 0; source < N; ++source)
-      total += demand[source] = counts[static_cast<std::size_t>(source) * E + e];
-    if (total == 0)
-      continue;
-    capacity.resize(copies.size());
-    std::int64_t shared = 0;
-    for (std::size_t c = 0; c < copies.size(); ++c)
-      shared += capacity[c] = shares[copies[c]];
-    if (shared != total)
-      rt::fail({}, "routing: the replicas of expert ", e, " take ", shared,
-               " tokens, its sources route ", total);
-    auto send = [&](int source, std::size_t copy, std::int64_t tokens) {
-      triplets.push_back({source, copies[copy], tokens});
-      demand[source] -= tokens;
-      capacity[copy] -= tokens;
-    };
-    // 1. Tokens of the replica's own rank stay there.
-    for (std::size_t copy = 0; copy < copies.size(); ++copy) {
-      int rank = replicas[copies[copy]].rank;
-      std::int64_t take = std::min(demand[rank], capacity[copy]);
-      if (take > 0)
-        send(rank, copy, take);
+  std::vector<std::int64_t> loads = expertLoads(counts, N, E);
+  std::vector<std::int64_t> capacity(shares.begin(), shares.end());
+  std::vector<std::int64_t> shared(E, 0);
+  for (std::size_t r = 0; r < replicas.size(); ++r)
+    shared[replicas[r].expert] += capacity[r];
+  for (int e = 0; e < E; ++e)
+    if (!layout.replicasOf(e).empty() && shared[e] != loads[e])
+      rt::fail({}, "routing: the replicas of expert ", e, " take ", shared[e],
+               " tokens, its sources route ", loads[e]);
+  std::vector<std::int64_t> demand(counts.begin(), counts.end());
+  // Each phase emits its entries source by source (a phase's row of one
+  // source is by increasing replica, but for the own-rank phase's C); the
+  // rows are merged at the end.
+  using Entry = rt::Routing::Entry;
+  struct Phase {
+    std::vector<std::size_t> rowStart;
+    std::vector<Entry> entries;
+  };
+  Phase own, node, rest;
+  for (Phase *phase : {&own, &node, &rest})
+    phase->rowStart.assign(N + 1, 0);
+  auto send = [&](Phase &phase, int replica, std::int64_t &want) {
+    std::int64_t take = std::min(want, capacity[replica]);
+    if (take > 0) {
+      phase.entries.push_back({replica, take});
+      want -= take;
+      capacity[replica] -= take;
     }
-    // 2. Inside each node; replicas are in rank order, so a node's copies
-    // are contiguous.
-    std::size_t begin = 0;
-    while (begin < copies.size()) {
-      int node = cluster.nodeOf(replicas[copies[begin]].rank);
-      std::size_t end = begin;
-      while (end < copies.size() &&
-             cluster.nodeOf(replicas[copies[end]].rank) == node)
-        ++end;
-      int firstRank = node * cluster.gpusPerNode;
-      int lastRank = std::min(N, firstRank + cluster.gpusPerNode);
-      std::size_t copy = begin;
-      for (int source = firstRank; source < lastRank; ++source) {
-        while (demand[source] > 0 && copy < end) {
-          std::int64_t take = std::min(demand[source], capacity[copy]);
-          if (take > 0)
-            send(source, copy, take);
-          if (capacity[copy] == 0)
-            ++copy;
+  };
+
+  // 1. Tokens of a replica's own rank stay there.
+  own.entries.reserve(static_cast<std::size_t>(N) * C);
+  for (int rank = 0; rank < N; ++rank) {
+    for (int slot = 0; slot < C; ++slot)
+      if (int r = layout.replicaAt(rank, slot); r >= 0)
+        send(own, r,
+             demand[static_cast<std::size_t>(rank) * E + replicas[r].expert]);
+    auto row =
+        own.entries.begin() + static_cast<std::ptrdiff_t>(own.rowStart[rank]);
+    std::sort(row, own.entries.end(), [](const Entry &a, const Entry &b) {
+      return a.replica < b.replica;
+    });
+    own.rowStart[rank + 1] = own.entries.size();
+  }
+
+  // 2. Inside each node: the node's copies of each expert (contiguous in
+  // its rank-ordered replicas) filled by the node's sources in order.
+  std::vector<std::size_t> nodeBegin(E, 0), next(E), end(E);
+  std::vector<int> present;
+  for (int n = 0; n < cluster.numNodes(); ++n) {
+    present.clear();
+    for (int e = 0; e < E; ++e) {
+      std::span<const int> copies = layout.replicasOf(e);
+      std::size_t last = nodeBegin[e];
+      while (last < copies.size() &&
+             cluster.nodeOf(replicas[copies[last]].rank) == n)
+        ++last;
+      next[e] = nodeBegin[e];
+      end[e] = last;
+      nodeBegin[e] = last;
+      if (next[e] < end[e])
+        present.push_back(e);
+    }
+    int firstRank = n * cluster.gpusPerNode;
+    int lastRank = std::min(N, firstRank + cluster.gpusPerNode);
+    for (int source = firstRank; source < lastRank; ++source) {
+      for (int e : present) {
+        std::span<const int> copies = layout.replicasOf(e);
+        std::int64_t &want = demand[static_cast<std::size_t>(source) * E + e];
+        while (want > 0 && next[e] < end[e]) {
+          send(node, copies[next[e]], want);
+          if (capacity[copies[next[e]]] == 0)
+            ++next[e];
         }
       }
-      begin = end;
-    }
-    // 3. What is left crosses nodes.
-    std::size_t copy = 0;
-    for (int source = 0; source < N; ++source) {
-      while (demand[source] > 0 && copy < copies.size()) {
-        std::int64_t take = std::min(demand[source], capacity[copy]);
-        if (take > 0)
-          send(source, copy, take);
-        if (capacity[copy] == 0)
-          ++copy;
-      }
+      node.rowStart[source + 1] = node.entries.size();
     }
   }
-  return rt::Routing::fromTriplets(N, static_cast<int>(replicas.size()),
-                                   triplets);
+
+  // 3. What is left crosses nodes.
+  std::size_t pairs = 0;
+  for (std::int64_t d : demand)
+    pairs += d != 0;
+  // Each pair left ends one entry; a replica that fills up, at most one
+  // more.
+  rest.entries.reserve(pairs + replicas.size());
+  std::fill(next.begin(), next.end(), 0);
+  for (int source = 0; source < N; ++source) {
+    for (int e = 0; e < E; ++e) {
+      std::int64_t &want = demand[static_cast<std::size_t>(source) * E + e];
+      if (want == 0)
+        continue;
+      std::span<const int> copies = layout.replicasOf(e);
+      while (want > 0 && next[e] < copies.size()) {
+        send(rest, copies[next[e]], want);
+        if (capacity[copies[next[e]]] == 0)
+          ++next[e];
+      }
+    }
+    rest.rowStart[source + 1] = rest.entries.size();
+  }
+
+  // Each row: the three phases' runs merged by replica (a source never
+  // sends to one replica in two phases: a phase moves on only once the
+  // source's tokens or the replica's room are used up).
+  std::vector<std::size_t> rowStart(N + 1, 0);
+  std::vector<Entry> entries(own.entries.size() + node.entries.size() +
+                             rest.entries.size());
+  auto byReplica = [](const Entry &a, const Entry &b) {
+    return a.replica < b.replica;
+  };
+  std::vector<Entry> mergedTwo;
+  std::size_t out = 0;
+  for (int source = 0; source < N; ++source) {
+    auto run = [&](const Phase &phase) {
+      return std::span<const Entry>(phase.entries)
+          .subspan(phase.rowStart[source],
+                   phase.rowStart[source + 1] - phase.rowStart[source]);
+    };
+    std::span<const Entry> a = run(own), b = run(node), c = run(rest);
+    mergedTwo.resize(a.size() + b.size());
+    std::merge(a.begin(), a.end(), b.begin(), b.end(), mergedTwo.begin(),
+               byReplica);
+    out = static_cast<std::size_t>(
+        std::merge(mergedTwo.begin(), mergedTwo.end(), c.begin(), c.end(),
+                   entries.begin() + static_cast<std::ptrdiff_t>(out),
+                   byReplica) -
+        entries.begin());
+    rowStart[source + 1] = out;
+  }
+  return rt::Routing::fromRows(static_cast<int>(replicas.size()),
+                               std::move(rowStart), std::move(entries));
 }

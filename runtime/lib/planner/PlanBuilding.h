@@ -35,6 +35,13 @@ std::vector<int> priorityReplicaCounts(std::span<const std::int64_t> loads,
                                        int numRanks, int slotsPerRank,
                                        int step);
 
+/// Longest processing time first: replicas by load per replica (load /
+/// count), each onto the least loaded rank with a free slot that does not
+/// hold the expert yet; node-unaware.
+rt::Layout placeLongestFirst(const std::vector<int> &replicaCounts,
+                             std::span<const std::int64_t> loads, int numRanks,
+                             int slotsPerRank);
+
 /// `layout` slots from per-rank expert lists.
 rt::Layout layoutFromRanks(const std::vector<std::vector<int>> &perRank,
                            int slotsPerRank, int numExperts);
@@ -52,6 +59,15 @@ rt::Routing routeEvenPreferNode(const rt::Layout &layout,
 rt::Routing routeBalanced(const rt::Layout &layout,
                           std::span<const std::int64_t> counts,
                           const ClusterSpec &cluster);
+
+/// Equal shares of each expert's load over its replicas (within one
+/// token), indexed like layout.replicas().
+std::vector<std::int64_t> equalShares(const rt::Layout &layout,
+                                      std::span<const std::int64_t> loads);
+
+/// The rows of the busiest rank when replica i computes `shares[i]`.
+std::int64_t busiestRankRows(const rt::Layout &layout,
+                             std::span<const std::int64_t> shares);
 
 /// Replica i takes `shares[i]` tokens (per expert summing to its load),
 /// filled as routeBalanced fills its equal shares: own rank, node, others.

@@ -8,8 +8,8 @@ using namespace laer;
 using namespace laer::planner;
 
 namespace {
-constexpr const char *kNames[] = {"static", "flexmoe", "laer", "laer+",
-                                  "exact"};
+constexpr const char *kNames[] = {"static", "greedy", "flexmoe",
+                                  "laer",   "laer+",  "exact"};
 } // namespace
 
 std::span<const char *const> planner::plannerNames() { return kNames; }
@@ -17,6 +17,8 @@ std::span<const char *const> planner::plannerNames() { return kNames; }
 std::unique_ptr<Planner> planner::makePlanner(const std::string &name) {
   if (name == "static")
     return std::make_unique<StaticPlanner>();
+  if (name == "greedy")
+    return std::make_unique<GreedyPlanner>();
   if (name == "flexmoe")
     return std::make_unique<FlexMoEPlanner>();
   if (name == "laer")
@@ -26,7 +28,7 @@ std::unique_ptr<Planner> planner::makePlanner(const std::string &name) {
   if (name == "exact")
     return std::make_unique<ExactPlanner>();
   rt::fail({}, "unknown planner '", name,
-           "' (expected static, flexmoe, laer, laer+ or exact)");
+           "' (expected static, greedy, flexmoe, laer, laer+ or exact)");
 }
 
 rt::Plan PlannerHook::plan(const rt::PlanRequest &request) {

@@ -23,6 +23,14 @@ public:
   rt::Plan plan(const PlannerInput &input) override;
 };
 
+/// Water-filled replica counts, longest-first placement, equal split: the
+/// plain baseline (see GreedyPlanner.cpp).
+class GreedyPlanner : public Planner {
+public:
+  std::string name() const override { return "greedy"; }
+  rt::Plan plan(const PlannerInput &input) override;
+};
+
 /// The heuristic the LAER-MoE paper ships: "even" and "priority queue"
 /// replica counts, LPT placement preferring nodes with fewer copies, even
 /// token split over same-node replicas (else remote ones); the candidate

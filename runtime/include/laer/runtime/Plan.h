@@ -100,6 +100,12 @@ public:
   /// same (source, replica) are summed, zero entries dropped.
   static Routing fromTriplets(int numRanks, int numReplicas,
                               std::span<const Triplet> triplets);
+  /// From rows already in order: row `source` is `entries[rowStart[source]
+  /// .. rowStart[source + 1])`, by strictly increasing replica, tokens > 0
+  /// (checked; what a planner that emits rows in order builds without a
+  /// sort).
+  static Routing fromRows(int numReplicas, std::vector<std::size_t> rowStart,
+                          std::vector<Entry> entries);
 
   int numRanks() const { return static_cast<int>(rowStart_.size()) - 1; }
   int numReplicas() const { return numReplicas_; }
