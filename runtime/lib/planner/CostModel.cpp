@@ -8,6 +8,36 @@
 using namespace laer;
 using namespace laer::planner;
 
+double planner::parameterCommSeconds(const ClusterSpec &cluster,
+                                     const LayerSpec &layer) {
+  // Every rank receives its C experts' shards from the N - 1 other owners;
+  // gradients go back with the same volume. Layout independent: FSEP's
+  // point.
+  int N = cluster.numRanks;
+  double shardBytes = layer.parameterBytesPerExpert() / N;
+  int peersInNode = std::min(cluster.gpusPerNode, N) - 1;
+  int peersOutside = N - 1 - peersInNode;
+  double intraBytes = layer.slotsPerRank * shardBytes * peersInNode;
+  double interBytes = layer.slotsPerRank * shardBytes * peersOutside;
+  return std::max(intraBytes / cluster.intraNodeBandwidth,
+                  interBytes / cluster.interNodeBandwidth);
+}
+
+double planner::exposedParameterSeconds(double paramSeconds, double maxCompute,
+                                        double maxTokenComm,
+                                        const LayerSpec &layer,
+                                        RestoreStart restore) {
+  // Forward: the restore of this layer overlaps the previous layer's expert
+  // compute when it starts before the router, else only this layer's token
+  // dispatch. Backward: restore and gradient all-to-all overlap the
+  // backward (and recompute) of the neighbouring layer.
+  double backwardPasses = layer.computePasses() - 1.0;
+  double forwardCover =
+      restore == RestoreStart::BeforeRouter ? maxCompute : maxTokenComm;
+  return std::max(0.0, paramSeconds - forwardCover) +
+         std::max(0.0, 2.0 * paramSeconds - backwardPasses * maxCompute);
+}
+
 StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                            const LayerSpec &layer, RestoreStart restore) {
   int N = plan.layout.numRanks();
@@ -60,28 +90,10 @@ StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
   cost.sumTokenComm = std::accumulate(cost.tokenCommSeconds.begin(),
                                       cost.tokenCommSeconds.end(), 0.0);
 
-  // Parameter restore: every rank receives its C experts' shards from the
-  // N - 1 other owners; gradients go back with the same volume. Layout
-  // independent: FSEP's point.
-  double shardBytes = layer.parameterBytesPerExpert() / N;
-  int peersInNode = std::min(cluster.gpusPerNode, N) - 1;
-  int peersOutside = N - 1 - peersInNode;
-  double intraBytes = layer.slotsPerRank * shardBytes * peersInNode;
-  double interBytes = layer.slotsPerRank * shardBytes * peersOutside;
-  cost.paramCommSeconds = std::max(intraBytes / cluster.intraNodeBandwidth,
-                                   interBytes / cluster.interNodeBandwidth);
-  // Forward: the restore of this layer overlaps the previous layer's expert
-  // compute when it starts before the router, else only this layer's token
-  // dispatch. Backward: restore and gradient all-to-all overlap the
-  // backward (and recompute) of the neighbouring layer.
-  double backwardPasses = layer.computePasses() - 1.0;
-  double forwardCover = restore == RestoreStart::BeforeRouter
-                            ? cost.maxCompute
-                            : cost.maxTokenComm;
+  cost.paramCommSeconds = parameterCommSeconds(cluster, layer);
   cost.exposedParamSeconds =
-      std::max(0.0, cost.paramCommSeconds - forwardCover) +
-      std::max(0.0,
-               2.0 * cost.paramCommSeconds - backwardPasses * cost.maxCompute);
+      exposedParameterSeconds(cost.paramCommSeconds, cost.maxCompute,
+                              cost.maxTokenComm, layer, restore);
 
   cost.criticalPath = LayerSpec::kTokenExchanges * cost.maxTokenComm +
                       layer.computePasses() * cost.maxCompute +

@@ -17,6 +17,7 @@
 
 #include "PlanBuilding.h"
 #include "Planners.h"
+#include "laer/planner/Bounds.h"
 #include "laer/planner/TokenSplit.h"
 
 #include <algorithm>
@@ -86,26 +87,14 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
     // (each pass over the nodes places at most one copy per node).
     byGap.resize(M);
     std::iota(byGap.begin(), byGap.end(), 0);
-    auto largerGap = [&](int a, int b) {
-      double gapA = want[a] - copies[a * E + e],
-             gapB = want[b] - copies[b * E + e];
-      return gapA > gapB || (gapA == gapB && a < b);
-    };
-    // Usually the first R - placed nodes take the rest: order only those
-    // (the tail is ordered the moment a pass reaches it). At N = 8192 this
-    // saves sorting 1024 nodes for each of 256 experts.
-    std::size_t ordered = std::min<std::size_t>(M, R - placed);
-    std::partial_sort(byGap.begin(), byGap.begin() + ordered, byGap.end(),
-                      largerGap);
+    std::stable_sort(byGap.begin(), byGap.end(), [&](int a, int b) {
+      return want[a] - copies[a * E + e] > want[b] - copies[b * E + e];
+    });
     while (placed < R) {
       int before = placed;
       for (std::size_t i = 0; i < byGap.size(); ++i) {
         if (placed == R)
           break;
-        if (i == ordered && ordered < byGap.size()) {
-          std::sort(byGap.begin() + ordered, byGap.end(), largerGap);
-          ordered = byGap.size();
-        }
         int node = byGap[i];
         if (room(node) > 0) {
           ++copies[node * E + e];
@@ -211,9 +200,17 @@ rt::Plan planForLoad(const PlannerInput &input) {
     std::int64_t busiest;
   };
   std::vector<Candidate> candidates;
-  for (rt::Layout layout :
-       {placeNodeAware(replicaCounts, load, loads, cluster, C),
-        detail::placeLongestFirst(replicaCounts, loads, N, C)}) {
+  // No layout's busiest rank can beat the slot-counting bound: when the
+  // node-aware one comes within 1% of it, longest-first could gain little
+  // compute for more tokens between nodes, so it is not tried.
+  double bound = static_cast<double>(maxRankRowsLowerBound(now, N, C));
+  for (int which = 0; which < 2; ++which) {
+    if (which == 1 && !candidates.empty() &&
+        static_cast<double>(candidates.back().busiest) <= 1.01 * bound)
+      break;
+    rt::Layout layout =
+        which == 0 ? placeNodeAware(replicaCounts, load, loads, cluster, C)
+                   : detail::placeLongestFirst(replicaCounts, loads, N, C);
     if (!detail::servesAll(layout, now))
       continue;
     std::vector<std::int64_t> equal = detail::equalShares(layout, now);

@@ -97,6 +97,15 @@ enum class RestoreStart {
   AfterPlan,
 };
 
+/// One restore (= one gradient) all-to-all of a layer's expert shards.
+double parameterCommSeconds(const ClusterSpec &cluster, const LayerSpec &layer);
+
+/// The part of a step's parameter traffic (`paramSeconds` per all-to-all)
+/// that compute and the token exchanges do not hide.
+double exposedParameterSeconds(double paramSeconds, double maxCompute,
+                               double maxTokenComm, const LayerSpec &layer,
+                               RestoreStart restore);
+
 /// Cost of `plan` (its routing carries the load).
 StepCost evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                   const LayerSpec &layer,
