@@ -2,16 +2,22 @@
 //
 //   mpirun -np N laer-fsep-layer-bench [--tokens T] [--hidden H] [--ffn F]
 //       [--experts E] [--topk k] [--slots C] [--steps S] [--warmup W]
-//       [--skew z] [--planner static|flexmoe|laer|laer+]
+//       [--skew z] [--planner static|greedy|flexmoe|laer|laer+]
+//       [--workload NAME [--workload-skew z] [--history W]]
 //
 // Runs S timed steps (forward + backward + AdamW) of one layer after W
 // warm-up steps, on fresh random tokens each step. Per phase it reports the
 // mean seconds per step of the slowest rank (the critical path), and the
-// step time measured around the whole step.
+// step time measured around the whole step. With --workload the router's
+// choices follow that workload of laer/planner/Workloads.h step by step
+// (each token's features select its experts through an identity gate),
+// and plans go through the runtime's relayout path with a W-step history
+// (default 2, laer-train's).
 //
 //===----------------------------------------------------------------------===//
 
 #include "laer/planner/Planner.h"
+#include "laer/planner/Workloads.h"
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/MpiCommunicator.h"
 
@@ -38,6 +44,9 @@ struct Options {
   int warmup = 2;
   float skew = 0.0f; // gate bias towards low-numbered experts
   std::string planner = "static";
+  std::string workload; // empty: random tokens, --skew
+  double workloadSkew = 1.2;
+  int history = 2;
 };
 
 Options parse(int argc, char **argv) {
@@ -47,6 +56,12 @@ Options parse(int argc, char **argv) {
     double value = std::atof(argv[i + 1]);
     if (flag == "--planner")
       options.planner = argv[i + 1];
+    else if (flag == "--workload")
+      options.workload = argv[i + 1];
+    else if (flag == "--workload-skew")
+      options.workloadSkew = value;
+    else if (flag == "--history")
+      options.history = static_cast<int>(value);
     else if (flag == "--tokens")
       options.tokens = static_cast<std::int64_t>(value);
     else if (flag == "--hidden")
@@ -86,8 +101,31 @@ int main(int argc, char **argv) {
     config.slotsPerRank = options.slots > 0
                               ? options.slots
                               : (options.experts + ranks - 1) / ranks;
+    bool forced = !options.workload.empty();
+    if (forced) {
+      config.historyWindow = options.history;
+      if (options.hidden < options.experts)
+        fail({}, "--workload needs --hidden >= --experts (one feature per "
+                 "expert selects it)");
+    }
     FsepMoELayer layer(comm, config, 0);
     layer.initialize(42, 1.0f / std::sqrt(float(options.hidden)), 0.1f);
+    std::unique_ptr<laer::planner::Workload> workload;
+    if (forced) {
+      // An identity gate: feature e is expert e's logit.
+      std::fill(layer.gate().begin(), layer.gate().end(), 0.0f);
+      for (int e = 0; e < options.experts; ++e)
+        layer.gate()[e * options.experts + e] = 1.0f;
+      laer::planner::WorkloadOptions load;
+      load.numRanks = ranks;
+      load.numExperts = options.experts;
+      load.topK = options.topK;
+      load.tokensPerRank = options.tokens;
+      load.skew = options.workloadSkew;
+      load.dominantShare = std::min(0.4, 1.0 / options.topK);
+      workload = std::make_unique<laer::planner::Workload>(
+          laer::planner::parseWorkload(options.workload), load, 0);
+    }
     // Skew: a constant input feature times a graded gate row favours the
     // first experts, as skewed real routing does.
     for (int e = 0; e < options.experts; ++e)
@@ -108,13 +146,35 @@ int main(int argc, char **argv) {
     std::size_t size = static_cast<std::size_t>(options.tokens * options.hidden);
     std::vector<float> x(size), dOut(size);
     std::vector<double> stepSeconds;
+    double balanceSum = 0;
     for (int step = 0; step < options.warmup + options.steps; ++step) {
       for (std::size_t i = 0; i < size; ++i) {
         x[i] = 2.0f * uniformAt(step, comm.rank(), i) - 1.0f;
         dOut[i] = 1e-3f * (2.0f * uniformAt(step, 1000 + comm.rank(), i) - 1.0f);
       }
-      for (std::int64_t t = 0; t < options.tokens; ++t)
-        x[t * options.hidden] = 1.0f;
+      if (workload) {
+        // This rank's counts of the step: its (token, choice) pairs laid
+        // out expert by expert, token t taking pairs t, t + T, ...: no
+        // expert twice per token as no count exceeds T. Its features of
+        // the chosen experts outweigh every other logit, in choice order.
+        std::vector<std::int64_t> counts = workload->next();
+        std::vector<int> pairs;
+        for (int e = 0; e < options.experts; ++e)
+          pairs.insert(
+              pairs.end(),
+              counts[static_cast<std::size_t>(comm.rank()) * options.experts +
+                     e],
+              e);
+        for (std::int64_t t = 0; t < options.tokens; ++t) {
+          for (int e = 0; e < options.experts; ++e)
+            x[t * options.hidden + e] = 0.0f;
+          for (int c = 0; c < options.topK; ++c)
+            x[t * options.hidden + pairs[c * options.tokens + t]] = 20.0f - c;
+        }
+      } else {
+        for (std::int64_t t = 0; t < options.tokens; ++t)
+          x[t * options.hidden] = 1.0f;
+      }
       if (step == options.warmup)
         layer.times().reset();
       comm.barrier();
@@ -124,6 +184,8 @@ int main(int argc, char **argv) {
       layer.backward(dOut);
       layer.applyAdamW(adamw, step + 1);
       comm.barrier();
+      if (step >= options.warmup)
+        balanceSum += maxOverMeanRows(rowsPerRank(layer.lastPlan()));
       if (step >= options.warmup)
         stepSeconds.push_back(std::chrono::duration<double>(
                                   std::chrono::steady_clock::now() - start)
@@ -136,18 +198,18 @@ int main(int argc, char **argv) {
     for (int p = 0; p < phases; ++p)
       mine[p] = layer.times()[static_cast<Phase>(p)] / options.steps;
     std::vector<double> all = comm.allGather(std::span<const double>(mine));
-    // Load balance of the last step (every rank holds the plan).
-    double balance = maxOverMeanRows(rowsPerRank(layer.lastPlan()));
+    // Load balance over the timed steps (every rank holds the plans).
+    double balance = balanceSum / options.steps;
 
     if (comm.rank() == 0) {
       std::sort(stepSeconds.begin(), stepSeconds.end());
       double median = stepSeconds[stepSeconds.size() / 2];
       std::printf("ranks=%d tokens/rank=%lld H=%lld F=%lld E=%d k=%d C=%d "
-                  "skew=%.2f planner=%s steps=%d\n",
+                  "skew=%.2f planner=%s steps=%d workload=%s\n",
                   ranks, (long long)options.tokens, (long long)options.hidden,
                   (long long)options.ffn, options.experts, options.topK,
                   config.slotsPerRank, options.skew, options.planner.c_str(),
-                  options.steps);
+                  options.steps, forced ? options.workload.c_str() : "none");
       std::printf("%-10s %10s\n", "phase", "ms/step");
       for (int p = 0; p < phases; ++p) {
         double worst = 0;
@@ -158,7 +220,9 @@ int main(int argc, char **argv) {
       }
       std::printf("%-10s %10.2f  (median wall time of a whole step)\n",
                   "step", 1e3 * median);
-      std::printf("expert rows per rank: max/mean = %.2f\n", balance);
+      std::printf("expert rows per rank: max/mean = %.3f (mean over the "
+                  "timed steps)\n",
+                  balance);
       std::printf("expert bytes held per rank: %.1f MiB sharded + %.1f MiB "
                   "restored\n",
                   layer.experts().bytesHeld() / 1048576.0,

@@ -68,6 +68,16 @@ void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   updateSelectionBias();
 }
 
+double FsepMoELayer::gradSquaredNorm() {
+  double shards = 0, gate = 0;
+  for (float g : experts_.allGrads())
+    shards += static_cast<double>(g) * g;
+  comm_.allReduceSum(std::span<double>(&shards, 1));
+  for (float g : gateGrad_)
+    gate += static_cast<double>(g) * g;
+  return shards + gate;
+}
+
 void FsepMoELayer::updateSelectionBias() {
   if (config_.biasUpdateRate == 0.0 || counts_.empty())
     return;

@@ -5,7 +5,8 @@
 
 Reads the JSON lines a training binary (or laer-train) writes with
 --metrics FILE and draws, into DIR (default: beside the file):
-  loss.png          the loss per step
+  loss.png          the loss per step (and the held-out loss, if any)
+  grad-norm.png     the gradients' global norm per step (when recorded)
   throughput.png    tokens/s and step time per step
   balance.png       each MoE layer's max/mean rank load per step
   expert-loads-layer<L>.png
@@ -67,12 +68,31 @@ def main():
     steps = [r["step"] for r in records]
     written = []
 
+    def values(field):
+        # null (a skipped step's non-finite value) draws as a gap.
+        return [float("nan") if r.get(field) is None else r[field]
+                for r in records]
+
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(steps, [r["loss"] for r in records])
+    axes.plot(steps, values("loss"), label="training")
+    held_out = [r for r in records if r.get("eval_loss") is not None]
+    if held_out:
+        axes.plot([r["step"] for r in held_out],
+                  [r["eval_loss"] for r in held_out], "o-", label="held out")
+        axes.legend()
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
-    axes.set_title("training loss")
+    axes.set_title("loss")
     save(figure, out, "loss.png", written)
+
+    if any("grad_norm" in r for r in records):
+        figure, axes = plt.subplots(figsize=(6, 4))
+        axes.plot(steps, values("grad_norm"))
+        axes.set_xlabel("step")
+        axes.set_ylabel("global L2 norm")
+        axes.set_yscale("log")
+        axes.set_title("gradient norm (before clipping)")
+        save(figure, out, "grad-norm.png", written)
 
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(steps, [r["tokens_per_s"] for r in records], label="tokens/s")

@@ -813,6 +813,10 @@ void _mlir_ciface_laerrt_allreduce_mean(void *ctx, F32x1 *grad) {
     value *= scale;
 }
 
+// The program's optimizer calls hand the step's gradients to the runtime;
+// the training loop applies AdamW once every micro-batch's are in (with
+// gradient clipping and accumulation), so a call records, and updates
+// nothing yet.
 void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
                                F32x1 *grad) {
   CompiledModel &m = model(ctx);
@@ -824,19 +828,17 @@ void _mlir_ciface_laerrt_adamw(void *ctx, std::int64_t index, F32x1 *param,
     fail(m.where(), f, ": parameter ", index,
          " is not the runtime's buffer for it");
   auto g = check(m, f, "gradient", grad, {param->sizes[0]});
-  // The state keeps the step's (averaged) gradient, as for the experts.
+  // The (averaged) gradient adds to the state's, as the experts' do.
   std::span<float> kept = m.denseGradient(index);
-  std::copy(g.begin(), g.end(), kept.begin());
-  adamwStep(p, in(g), m.denseMoment(index, false), m.denseMoment(index, true),
-            m.adamw(), m.step() + 1);
+  for (std::size_t i = 0; i < g.size(); ++i)
+    kept[i] += g[i];
 }
 
 void _mlir_ciface_laerrt_moe_update(void *ctx, std::int64_t layer) {
   CompiledModel &m = model(ctx);
+  // The layer's gradients are in its shards (sums over ranks:
+  // TrainingState::moeGradScale makes them the mean at the update).
   m.moeConfig(layer); // validates the index
-  m.moeBackend().update(static_cast<int>(layer),
-                        1.0f / static_cast<float>(m.comm().size()),
-                        m.adamw(), m.step() + 1);
 }
 
 } // extern "C"

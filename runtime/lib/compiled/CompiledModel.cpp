@@ -11,6 +11,8 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
     : options_(options), program_(program), state_(comm, {}) {
   if (!program.declare || !program.step)
     fail({comm.rank(), -1, -1}, "compiled program lacks its entry points");
+  // The program's expert gradients are sums of every rank's mean loss's.
+  state_.moeGradScale = 1.0f / static_cast<float>(comm.size());
   program.declare(this);
   if (sequence_ <= 0 || vocab_ <= 0)
     fail(where(), "compiled program declared no model (vocabulary ",
@@ -208,16 +210,10 @@ RelayoutHook &CompiledModel::hook() {
   return *hook_;
 }
 
-const AdamWConfig &CompiledModel::adamw() const {
-  if (!adamw_)
-    fail(where(), "an optimizer update ran outside a training step");
-  return *adamw_;
-}
-
-StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
-                                    std::span<const std::int32_t> targets,
-                                    long step, RelayoutHook &hook,
-                                    const AdamWConfig &adamw) {
+StepResult
+CompiledModel::accumulateGradients(std::span<const std::int32_t> ids,
+                                   std::span<const std::int32_t> targets,
+                                   long step, RelayoutHook &hook) {
   step_ = step;
   if (ids.size() != targets.size() || ids.empty() ||
       static_cast<std::int64_t>(ids.size()) % sequence_ != 0)
@@ -229,9 +225,7 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
         targets[i] >= vocab_)
       fail(where(), "token ", i, " (id ", ids[i], ", target ", targets[i],
            ") is outside the compiled model's vocabulary of ", vocab_);
-  state_.zeroGrads();
   hook_ = &hook;
-  adamw_ = &adamw;
   auto memref = [](std::span<const std::int32_t> data) {
     auto *pointer = const_cast<std::int32_t *>(data.data());
     return MemRef<std::int32_t, 1>{pointer, pointer, 0,
@@ -241,7 +235,6 @@ StepResult CompiledModel::trainStep(std::span<const std::int32_t> ids,
   MemRef<std::int32_t, 1> idsRef = memref(ids), targetsRef = memref(targets);
   double loss = program_.step(this, &idsRef, &targetsRef);
   hook_ = nullptr;
-  adamw_ = nullptr;
   Communicator &comm = state_.comm;
   comm.allReduceSum(std::span<double>(&loss, 1));
   StepResult result;

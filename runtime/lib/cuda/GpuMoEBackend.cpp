@@ -158,6 +158,11 @@ public:
       gpu.scaleGrads(gradScale);
     gpu.applyAdamW(config, step);
   }
+  double gradSquaredNorm(int layer) override {
+    fail({state_.comm.rank(), layer, -1},
+         "the gradient norm (--clip-grad-norm) of MoE layers on the GPU is "
+         "not implemented yet; train with --device cpu to clip");
+  }
   const Plan &lastPlan(int layer) const override {
     return layers_.at(layer)->lastPlan();
   }

@@ -34,6 +34,9 @@ public:
       moe.scaleGrads(gradScale);
     moe.applyAdamW(config, step);
   }
+  double gradSquaredNorm(int layer) override {
+    return state_.moe.at(layer)->gradSquaredNorm();
+  }
   const Plan &lastPlan(int layer) const override {
     return state_.moe.at(layer)->lastPlan();
   }

@@ -85,10 +85,10 @@ MoELanguageModel::MoELanguageModel(Communicator &comm,
   state_.placeMoELayers(backend);
 }
 
-StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
-                                       std::span<const std::int32_t> targets,
-                                       long step, RelayoutHook &hook,
-                                       const AdamWConfig &adamw) {
+StepResult
+MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
+                                      std::span<const std::int32_t> targets,
+                                      long step, RelayoutHook &hook) {
   std::int64_t H = config_.hidden, V = config_.vocab;
   std::int64_t T = static_cast<std::int64_t>(ids.size());
   std::int64_t kv = attention_.kvWidth();
@@ -97,7 +97,9 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
          " ids and ", targets.size(), " targets; both must be whole "
          "sequences of ", config_.sequence);
   attention_.tokens = T;
-  state_.zeroGrads();
+  // This batch's dense gradients, summed over ranks into the state's after
+  // the backward (the state's may hold earlier micro-batches').
+  batchGrad_.assign(state_.denseGrad.size(), 0.0f);
 
   // Forward, keeping what backward needs.
   struct Saved {
@@ -205,11 +207,10 @@ StepResult MoELanguageModel::trainStep(std::span<const std::int32_t> ids,
   }
   embeddingBackward<float>(ids, dx, V, H, grad(embed_, V * H));
 
-  // Replicated dense parameters: sum the gradients, step identically.
-  comm_.allReduceSum(std::span<float>(state_.denseGrad));
-  adamwStep(state_.dense, state_.denseGrad, state_.denseM, state_.denseV,
-            adamw, step + 1);
-  for (int l = 0; l < config_.layers; ++l)
-    state_.moeBackend().update(l, 1.0f, adamw, step + 1);
+  // Replicated dense parameters: the gradients summed over ranks (each
+  // rank's loss entered with weight 1/N: their mean).
+  comm_.allReduceSum(std::span<float>(batchGrad_));
+  for (std::size_t i = 0; i < batchGrad_.size(); ++i)
+    state_.denseGrad[i] += batchGrad_[i];
   return result;
 }

@@ -79,24 +79,39 @@ TextData TextData::fromTokenFile(const std::string &path, int bits,
   return data;
 }
 
+TextData TextData::slice(std::int64_t begin, std::int64_t end) const {
+  if (begin < 0 || end < begin || end > size())
+    fail({}, "corpus slice [", begin, ", ", end, ") outside its ", size(),
+         " tokens");
+  TextData part;
+  part.vocab_ = vocab_;
+  part.tokens_.assign(tokens_.begin() + begin, tokens_.begin() + end);
+  return part;
+}
+
 void TextData::batch(long step, std::uint64_t seed, int batch, int sequence,
                      int rank, int ranks, std::vector<std::int32_t> &ids,
-                     std::vector<std::int32_t> &targets,
-                     DataOrder order) const {
+                     std::vector<std::int32_t> &targets, DataOrder order,
+                     int microBatch, int microBatches) const {
   if (batch % ranks != 0)
     fail({rank, -1, step}, "batch of ", batch,
          " sequences does not split over ", ranks, " ranks");
+  if (microBatches < 1 || (batch / ranks) % microBatches != 0 ||
+      microBatch < 0 || microBatch >= microBatches)
+    fail({rank, -1, step}, "the ", batch / ranks,
+         " sequences of each rank's batch do not split into ", microBatches,
+         " micro-batches (micro-batch ", microBatch, ")");
   std::int64_t span = size() - sequence - 1;
   std::int64_t windows = size() / (sequence + 1);
   if (order == DataOrder::Random ? span < 1 : windows < 1)
     fail({rank, -1, step}, "training data of ", size(),
          " tokens is shorter than a sequence of ", sequence,
          order == DataOrder::Random ? " plus 2" : " plus 1");
-  int local = batch / ranks;
-  ids.resize(static_cast<std::size_t>(local) * sequence);
+  int local = batch / ranks, part = local / microBatches;
+  ids.resize(static_cast<std::size_t>(part) * sequence);
   targets.resize(ids.size());
-  for (int w = 0; w < local; ++w) {
-    int window = rank * local + w;
+  for (int w = 0; w < part; ++w) {
+    int window = rank * local + microBatch * part + w;
     std::int64_t offset =
         order == DataOrder::Random
             ? static_cast<std::int64_t>(

@@ -81,6 +81,29 @@ void TrainingState::zeroGrads() {
   moeBackend_->zeroGrads();
 }
 
+double TrainingState::gradientNorm(float scale) {
+  double dense = 0;
+  for (float g : denseGrad)
+    dense += static_cast<double>(g) * g;
+  double experts = 0;
+  for (std::size_t l = 0; l < moe.size(); ++l)
+    experts += moeBackend_->gradSquaredNorm(static_cast<int>(l));
+  double moeScale = static_cast<double>(moeGradScale);
+  return std::abs(static_cast<double>(scale)) *
+         std::sqrt(dense + moeScale * moeScale * experts);
+}
+
+void TrainingState::optimizerStep(const AdamWConfig &adamw, long adamStep,
+                                  float scale) {
+  if (scale != 1.0f)
+    for (float &g : denseGrad)
+      g *= scale;
+  adamwStep(dense, denseGrad, denseM, denseV, adamw, adamStep);
+  for (std::size_t l = 0; l < moe.size(); ++l)
+    moeBackend_->update(static_cast<int>(l), moeGradScale * scale, adamw,
+                        adamStep);
+}
+
 std::vector<float> TrainingState::gatherParameters() {
   moeBackend_->storeState();
   std::vector<float> all = dense;

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 using namespace laer;
@@ -206,7 +207,19 @@ std::string laer::rt::trainUsage(const std::string &program) {
   --lr-decay D       constant | linear | cosine after the warm-up, to
                      --min-lr at the last step (default constant)
   --min-lr X         the decay's end (default 0)
-  --planner P        static | flexmoe | laer | laer+ (default laer+)
+  --clip-grad-norm X clip the gradients' global L2 norm (every rank's
+                     expert shards and the dense parameters) to X, as
+                     torch.nn.utils.clip_grad_norm_ (default 0: off)
+  --grad-accumulation K  cut each batch into K micro-batches and update
+                     once with their mean gradient (default 1)
+  --skip-nonfinite   skip a step whose loss or gradient norm is not
+                     finite (no update) instead of stopping the run
+  --eval-every K     hold out the corpus' last --eval-fraction (default
+                     0.05) and report its loss before every K-th step and
+                     after the last (default 0: off)
+  --eval-batches B   held-out batches per evaluation, in order (default 4)
+  --planner P        static | greedy | flexmoe | laer | laer+ (default
+                     laer+)
   --replan-every K   re-plan the expert layout every K steps (default 1)
   --history W        steps of load history for the layout (default 2)
   --slots C          experts each rank computes (default ceil(E/N) + 1,
@@ -284,7 +297,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       flag.resize(equals);
     }
     bool isSwitch = flag == "--help" || flag == "-h" || flag == "--resume" ||
-                    flag == "--no-progress" || flag == "--allow-changed-run";
+                    flag == "--no-progress" || flag == "--allow-changed-run" ||
+                    flag == "--skip-nonfinite";
     if (isSwitch && attached)
       fail({}, "option ", flag, " takes no value, got '", *attached, "'");
     if (flag == "--help" || flag == "-h") {
@@ -301,6 +315,10 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     }
     if (flag == "--allow-changed-run") {
       o.allowChangedRun = true;
+      continue;
+    }
+    if (flag == "--skip-nonfinite") {
+      o.skipNonFinite = true;
       continue;
     }
     if (!attached && i + 1 >= argc)
@@ -348,7 +366,23 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.lrDecay = value;
     else if (flag == "--min-lr")
       o.minLr = static_cast<float>(realNumber(flag, value));
-    else if (flag == "--metrics-loads-every")
+    else if (flag == "--eval-every")
+      o.evalEvery = number(flag, value);
+    else if (flag == "--eval-batches")
+      o.evalBatches = number(flag, value);
+    else if (flag == "--eval-fraction")
+      o.evalFraction = realNumber(flag, value);
+    else if (flag == "--clip-grad-norm")
+      o.clipGradNorm = realNumber(flag, value);
+    else if (flag == "--grad-accumulation") {
+      long micro = number(flag, value);
+      if (micro < 1 || micro > 65536)
+        fail({},
+             "--grad-accumulation must be in [1, 65536] micro-batches, "
+             "got ",
+             micro);
+      o.gradAccumulation = static_cast<int>(micro);
+    } else if (flag == "--metrics-loads-every")
       o.metricsLoadsEvery = number(flag, value);
     else if (flag == "--keep")
       o.keepCheckpoints = number(flag, value);
@@ -404,6 +438,16 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   if (!(o.minLr >= 0) || !std::isfinite(o.minLr) || o.minLr > o.lr)
     fail({}, "--min-lr must be finite, >= 0 and at most --lr ", o.lr, ", got ",
          o.minLr);
+  if (o.evalEvery < 0 || o.evalBatches < 1 || o.evalBatches > 1000000)
+    fail({},
+         "--eval-every must be >= 0 (0: no evaluation) and "
+         "--eval-batches in [1, 1000000], got ",
+         o.evalEvery, " and ", o.evalBatches);
+  if (!(o.evalFraction > 0 && o.evalFraction < 1))
+    fail({}, "--eval-fraction must be in (0, 1), got ", o.evalFraction);
+  if (!(o.clipGradNorm >= 0) || !std::isfinite(o.clipGradNorm))
+    fail({}, "--clip-grad-norm must be a finite number >= 0 (0: off), got ",
+         o.clipGradNorm);
   if (o.metricsLoadsEvery < 0)
     fail({}, "--metrics-loads-every must be >= 0 (0: never), got ",
          o.metricsLoadsEvery);
@@ -457,11 +501,25 @@ MoEBackendOptions laer::rt::moeBackendOptions(const TrainOptions &options,
 }
 
 void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
-                           const TextData &data, Trainable &model,
+                           const TextData &corpus, Trainable &model,
                            const std::string &banner) {
   TrainingState &state = model.state();
   if (state.moe.empty())
     fail({comm.rank(), -1, -1}, "the model has no MoE layer to train");
+  // With evaluation, the corpus' tail is held out: training never sees it.
+  TextData trainPart, heldOut;
+  if (options.evalEvery > 0) {
+    auto held = static_cast<std::int64_t>(static_cast<double>(corpus.size()) *
+                                          options.evalFraction);
+    trainPart = corpus.slice(0, corpus.size() - held);
+    heldOut = corpus.slice(corpus.size() - held, corpus.size());
+    if (heldOut.size() < options.sequence + 1)
+      fail({comm.rank(), -1, -1}, "the held-out split (--eval-fraction ",
+           options.evalFraction, " of ", corpus.size(), " tokens) has ",
+           heldOut.size(), " tokens, fewer than a sequence of ",
+           options.sequence, " plus 1");
+  }
+  const TextData &data = options.evalEvery > 0 ? trainPart : corpus;
   // The planner's defaults; each layer's plan request carries its own
   // expert shape and top-k (PlanRequest), which the cost model uses.
   const MoELayerConfig &moe = state.moe.front()->config();
@@ -588,24 +646,99 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   std::vector<std::int32_t> ids, targets;
   auto start = Clock::now();
   long tokens = 0;
+  // The gradient norm: what clipping needs, and the metrics report where
+  // the MoE layers can give it (the CPU ones).
+  // The same on every rank: the norm is collective.
+  bool wantNorm = options.clipGradNorm > 0 ||
+                  (!options.metrics.empty() && options.device == "cpu");
+  long skipped = 0;
+  // The held-out loss of the current weights: the batches in order, each
+  // layout-independent (a static plan), the gradients dropped and the
+  // planner's load history as it was, so training goes on unchanged.
+  StaticRoundRobinHook evalHook;
+  auto heldOutLoss = [&](long step) {
+    std::vector<std::deque<std::vector<std::int64_t>>> histories;
+    for (const auto &layer : state.moe)
+      histories.push_back(layer->loadHistory());
+    double loss = 0;
+    for (long b = 0; b < options.evalBatches; ++b) {
+      heldOut.batch(b, options.seed, options.batch, options.sequence,
+                    comm.rank(), comm.size(), ids, targets,
+                    DataOrder::Sequential);
+      loss += model.accumulateGradients(ids, targets, step, evalHook).loss /
+              static_cast<double>(options.evalBatches);
+    }
+    state.zeroGrads();
+    for (std::size_t l = 0; l < state.moe.size(); ++l)
+      state.moe[l]->setLoadHistory(std::move(histories[l]));
+    if (comm.rank() == 0) {
+      if (progress)
+        std::fputs("\r\033[K", stderr);
+      std::printf("step %4ld  eval loss %.4f  (%ld held-out batches%s)\n", step,
+                  loss, options.evalBatches,
+                  step == options.steps ? ", after the last step" : "");
+      std::fflush(stdout);
+    }
+    return loss;
+  };
   for (long step = first; step < options.steps; ++step) {
-    data.batch(step, options.seed, options.batch, options.sequence, comm.rank(),
-               comm.size(), ids, targets, options.dataOrder);
+    bool evaluated = options.evalEvery > 0 && step % options.evalEvery == 0;
+    double evalLoss = evaluated ? heldOutLoss(step) : 0.0;
     auto stepStart = Clock::now();
     adamw.learningRate =
         static_cast<float>(scheduledLearningRate(options, step));
-    StepResult result = model.trainStep(ids, targets, step, hook, adamw);
+    // Micro-batches add their gradients; the update takes their mean.
+    int micro = options.gradAccumulation;
+    state.zeroGrads();
+    StepResult result;
+    for (int m = 0; m < micro; ++m) {
+      data.batch(step, options.seed, options.batch, options.sequence,
+                 comm.rank(), comm.size(), ids, targets, options.dataOrder, m,
+                 micro);
+      StepResult part = model.accumulateGradients(ids, targets, step, hook);
+      result.loss += part.loss / micro;
+      result.maxOverMean = std::move(part.maxOverMean);
+    }
+    float scale = 1.0f / static_cast<float>(micro);
+    double gradNorm = wantNorm ? state.gradientNorm(scale)
+                               : std::numeric_limits<double>::quiet_NaN();
+    // Divergence guard: a non-finite loss or gradient norm (the same on
+    // every rank: both are reduced over all) stops every rank, or skips
+    // the update, before the step touches the weights.
+    std::string problem =
+        !std::isfinite(result.loss)
+            ? "the loss is " + std::to_string(result.loss)
+        : wantNorm && !std::isfinite(gradNorm)
+            ? "the gradient norm is " + std::to_string(gradNorm)
+            : std::string();
+    bool skip = !problem.empty() && options.skipNonFinite;
+    if (skip) {
+      ++skipped;
+      if (comm.rank() == 0) {
+        if (progress)
+          std::fputs("\r\033[K", stderr);
+        std::printf("step %4ld  skipped: %s (%ld skipped so far)\n", step,
+                    problem.c_str(), skipped);
+      }
+      state.zeroGrads();
+    } else {
+      stopIfDiverged(comm,
+                     problem.empty()
+                         ? problem
+                         : problem + " on rank " + std::to_string(comm.rank()),
+                     step, options);
+      // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when
+      // that is below 1.
+      if (options.clipGradNorm > 0) {
+        double clip = options.clipGradNorm / (gradNorm + 1e-6);
+        if (clip < 1.0)
+          scale *= static_cast<float>(clip);
+      }
+      state.optimizerStep(adamw, step + 1, scale);
+    }
     double stepSeconds =
         std::chrono::duration<double>(Clock::now() - stepStart).count();
     double planSeconds = hook.takeSeconds();
-    // Divergence guard: a non-finite loss on any rank stops every rank
-    // before the step is logged as good or checkpointed.
-    stopIfDiverged(comm,
-                   std::isfinite(result.loss)
-                       ? std::string()
-                       : "the loss is " + std::to_string(result.loss) +
-                             " on rank " + std::to_string(comm.rank()),
-                   step, options);
     if (!options.trace.empty())
       tracer.record("step " + std::to_string(step), "train", stepStart,
                     step);
@@ -616,9 +749,11 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         (step % options.logEvery == 0 || step + 1 == options.steps)) {
       if (progress)
         std::fputs("\r\033[K", stderr);
-      std::printf("step %4ld  loss %.4f  %7.0f tokens/s  plan %.2f ms  "
-                  "max/mean load",
-                  step, result.loss, tokensPerSecond, planSeconds * 1e3);
+      std::printf("step %4ld  loss %.4f  %7.0f tokens/s  plan %.2f ms  ", step,
+                  result.loss, tokensPerSecond, planSeconds * 1e3);
+      if (options.clipGradNorm > 0)
+        std::printf("grad norm %.3f  ", gradNorm);
+      std::printf("max/mean load");
       for (double balance : result.maxOverMean)
         std::printf(" %.2f", balance);
       std::printf("\n");
@@ -626,13 +761,30 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     }
     if (metrics.is_open()) {
       char line[256];
+      // JSON has no NaN: a skipped step's non-finite loss is null.
+      char loss[32] = "null";
+      if (std::isfinite(result.loss))
+        std::snprintf(loss, sizeof loss, "%.9g", result.loss);
       std::snprintf(
           line, sizeof line,
-          "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": "
-          "%.1f, \"step_ms\": %.3f, \"plan_ms\": %.4f, \"max_over_mean\": [",
-          step, result.loss, static_cast<double>(adamw.learningRate),
-          tokensPerSecond, stepSeconds * 1e3, planSeconds * 1e3);
+          "{\"step\": %ld, \"loss\": %s, \"lr\": %.9g, \"tokens_per_s\": "
+          "%.1f, \"step_ms\": %.3f, \"plan_ms\": %.4f, ",
+          step, loss, static_cast<double>(adamw.learningRate), tokensPerSecond,
+          stepSeconds * 1e3, planSeconds * 1e3);
       metrics << line;
+      // The norm before clipping, as clip_grad_norm_ returns it.
+      if (wantNorm) {
+        std::snprintf(line, sizeof line, "\"grad_norm\": %.9g, ", gradNorm);
+        metrics << (std::isfinite(gradNorm) ? line : "\"grad_norm\": null, ");
+      }
+      if (skip)
+        metrics << "\"skipped\": true, ";
+      // The held-out loss of the weights this step started from.
+      if (evaluated) {
+        std::snprintf(line, sizeof line, "\"eval_loss\": %.9g, ", evalLoss);
+        metrics << (std::isfinite(evalLoss) ? line : "\"eval_loss\": null, ");
+      }
+      metrics << "\"max_over_mean\": [";
       for (std::size_t l = 0; l < result.maxOverMean.size(); ++l)
         metrics << (l ? ", " : "") << result.maxOverMean[l];
       metrics << "]";
@@ -727,6 +879,10 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
       std::printf("gradients of step %ld written to %s\n", options.steps - 1,
                   options.exportGradients.c_str());
   }
+  // The held-out loss of the final weights (after the exports: it drops
+  // the last step's gradients).
+  if (options.evalEvery > 0 && options.steps > first)
+    heldOutLoss(options.steps);
   if (!options.trace.empty()) {
     tracer.write(options.trace, comm);
     if (comm.rank() == 0)

@@ -127,6 +127,9 @@ public:
   /// AdamW on the expert shards and the gate; then the selection-bias
   /// update from the loads of the step's relayout.
   void applyAdamW(const AdamWConfig &config, long step);
+  /// The squared L2 norm of the expert-shard gradients over every rank and
+  /// of the (replicated) gate gradient (collective).
+  double gradSquaredNorm();
 
   const Plan &lastPlan() const { return plan_; }
   /// The load history the relayout hook sees (oldest first); part of the

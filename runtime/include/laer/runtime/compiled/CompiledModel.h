@@ -51,9 +51,9 @@ public:
   CompiledModel(Communicator &comm, CompiledProgram program,
                 const CompiledModelOptions &options);
 
-  StepResult trainStep(std::span<const std::int32_t> ids,
-                       std::span<const std::int32_t> targets, long step,
-                       RelayoutHook &hook, const AdamWConfig &adamw) override;
+  StepResult accumulateGradients(std::span<const std::int32_t> ids,
+                                 std::span<const std::int32_t> targets,
+                                 long step, RelayoutHook &hook) override;
   TrainingState &state() override { return state_; }
 
   std::int64_t vocab() const { return vocab_; }
@@ -86,7 +86,6 @@ public:
   Communicator &comm() { return state_.comm; }
   long step() const { return step_; }
   RelayoutHook &hook();
-  const AdamWConfig &adamw() const;
   ErrorContext where(int layer = -1) const {
     return {state_.comm.rank(), layer, step_};
   }
@@ -113,7 +112,6 @@ private:
   std::int64_t vocab_ = 0, sequence_ = 0;
   long step_ = -1;
   RelayoutHook *hook_ = nullptr;
-  const AdamWConfig *adamw_ = nullptr;
 };
 
 } // namespace laer::rt

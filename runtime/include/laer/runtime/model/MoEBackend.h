@@ -45,6 +45,10 @@ public:
   /// turns a sum over data-parallel ranks into their mean), then AdamW.
   virtual void update(int layer, float gradScale, const AdamWConfig &config,
                       long step) = 0;
+  /// The squared L2 norm of layer `layer`'s gradients over every rank
+  /// (collective): each rank's expert shards, and the gate (replicated)
+  /// once.
+  virtual double gradSquaredNorm(int layer) = 0;
   virtual const Plan &lastPlan(int layer) const = 0;
   /// Restores started before their layer's router, because the hook knew
   /// the layout ahead (RelayoutHook::layoutAhead), so far.

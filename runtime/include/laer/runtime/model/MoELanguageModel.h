@@ -53,9 +53,9 @@ public:
 
   /// Forward, backward and AdamW on this rank's `ids`/`targets` (whole
   /// sequences of `config.sequence` tokens).
-  StepResult trainStep(std::span<const std::int32_t> ids,
-                       std::span<const std::int32_t> targets, long step,
-                       RelayoutHook &hook, const AdamWConfig &adamw) override;
+  StepResult accumulateGradients(std::span<const std::int32_t> ids,
+                                 std::span<const std::int32_t> targets,
+                                 long step, RelayoutHook &hook) override;
 
   /// Parameters, moments and MoE layers; saves and loads checkpoints.
   TrainingState &state() override { return state_; }
@@ -78,8 +78,9 @@ private:
   std::span<float> param(std::size_t offset, std::size_t size) {
     return std::span<float>(state_.dense).subspan(offset, size);
   }
+  /// This batch's gradient of dense parameter `offset`.
   std::span<float> grad(std::size_t offset, std::size_t size) {
-    return std::span<float>(state_.denseGrad).subspan(offset, size);
+    return std::span<float>(batchGrad_).subspan(offset, size);
   }
 
   Communicator &comm_;
@@ -88,6 +89,7 @@ private:
   std::size_t embed_ = 0, finalNorm_ = 0, head_ = 0;
   std::vector<LayerOffsets> layers_;
   TrainingState state_;
+  std::vector<float> batchGrad_;
 };
 
 } // namespace laer::rt

@@ -36,17 +36,24 @@ public:
   std::int64_t size() const {
     return static_cast<std::int64_t>(tokens_.size());
   }
+  /// Tokens [begin, end) as a corpus of their own (the same vocabulary):
+  /// a held-out split.
+  TextData slice(std::int64_t begin, std::int64_t end) const;
   /// 256 for text; the declared vocabulary for token files.
   std::int64_t vocab() const { return vocab_; }
 
   /// Global batch `step`: `batch` windows of `sequence + 1` tokens in
   /// `order`; this rank's share is windows
   /// [rank * batch / ranks, (rank + 1) * batch / ranks). Fills `ids` and
-  /// `targets` (the next byte) with `sequence` tokens per window.
+  /// `targets` (the next byte) with `sequence` tokens per window. With
+  /// `microBatches` > 1, micro-batch `microBatch` of the rank's share: its
+  /// windows in order, cut into that many equal parts (the micro-batches
+  /// of a step together are the whole batch).
   void batch(long step, std::uint64_t seed, int batch, int sequence, int rank,
              int ranks, std::vector<std::int32_t> &ids,
              std::vector<std::int32_t> &targets,
-             DataOrder order = DataOrder::Random) const;
+             DataOrder order = DataOrder::Random, int microBatch = 0,
+             int microBatches = 1) const;
 
 private:
   std::vector<std::int32_t> tokens_;

@@ -75,6 +75,14 @@ struct TrainingState {
   MoEBackend &moeBackend() { return *moeBackend_; }
   /// Zeroes every gradient (dense and experts).
   void zeroGrads();
+  /// The L2 norm of the step's gradients times `scale` over every
+  /// parameter: dense ones (the mean over ranks, replicated) and each MoE
+  /// layer's expert shards and gate times moeGradScale (collective).
+  double gradientNorm(float scale);
+  /// AdamW step `adamStep` (1 for the first) on every parameter with its
+  /// gradient times `scale` (clipping, the mean over micro-batches); MoE
+  /// gradients also times moeGradScale. Leaves the scaled gradients.
+  void optimizerStep(const AdamWConfig &adamw, long adamStep, float scale);
 
   /// Every parameter, full: dense ones, then each layer's experts and gate
   /// (collective).
@@ -95,6 +103,9 @@ struct TrainingState {
 
   Communicator &comm;
   Metadata identity;
+  /// What the MoE layers' gradients are multiplied by to be the mean over
+  /// ranks: 1 / N where they are sums over ranks (compiled programs).
+  float moeGradScale = 1.0f;
   /// load() accepts a checkpoint whose run settings (identity keys
   /// "run.*": batch, sequence, data order, seed) differ.
   bool allowChangedRun = false;
@@ -119,16 +130,29 @@ struct StepResult {
   std::vector<double> maxOverMean;
 };
 
-/// A model the training loop can drive: one step of forward, backward and
-/// AdamW on this rank's batch, and the state checkpoints save.
+/// A model the training loop can drive: forward and backward of a
+/// micro-batch, adding to the gradients of the state checkpoints save; the
+/// loop applies the optimizer (after clipping, once per accumulation).
 class Trainable {
 public:
   virtual ~Trainable() = default;
-  virtual StepResult trainStep(std::span<const std::int32_t> ids,
-                               std::span<const std::int32_t> targets,
-                               long step, RelayoutHook &hook,
-                               const AdamWConfig &adamw) = 0;
+  /// Forward and backward of this rank's `ids`/`targets` at step `step`:
+  /// adds the gradients (dense ones as the mean over ranks) to the
+  /// state's, returns the loss (the mean over every rank's tokens).
+  virtual StepResult accumulateGradients(std::span<const std::int32_t> ids,
+                                         std::span<const std::int32_t> targets,
+                                         long step, RelayoutHook &hook) = 0;
   virtual TrainingState &state() = 0;
+
+  /// One whole step: zeroed gradients, one batch, AdamW.
+  StepResult trainStep(std::span<const std::int32_t> ids,
+                       std::span<const std::int32_t> targets, long step,
+                       RelayoutHook &hook, const AdamWConfig &adamw) {
+    state().zeroGrads();
+    StepResult result = accumulateGradients(ids, targets, step, hook);
+    state().optimizerStep(adamw, step + 1, 1.0f);
+    return result;
+  }
 };
 
 } // namespace laer::rt

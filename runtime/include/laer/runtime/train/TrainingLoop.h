@@ -39,6 +39,20 @@ struct TrainOptions {
   long warmupSteps = 0;
   std::string lrDecay = "constant";
   float minLr = 0.0f;
+  /// Gradient clipping: the global L2 norm over every parameter scaled to
+  /// at most this (torch.nn.utils.clip_grad_norm_; 0: off).
+  double clipGradNorm = 0;
+  /// Micro-batches per optimizer step: the batch is cut into this many,
+  /// their gradients summed (as the mean) before one update.
+  int gradAccumulation = 1;
+  /// A step whose loss or gradient norm is not finite is skipped (no
+  /// update) instead of stopping the run.
+  bool skipNonFinite = false;
+  /// Held-out evaluation: with evalEvery > 0 the last evalFraction of the
+  /// corpus is not trained on; before every evalEvery-th step (and after
+  /// the last) the loss of evalBatches of its batches, in order.
+  long evalEvery = 0, evalBatches = 4;
+  double evalFraction = 0.05;
   /// Resume although the checkpoint's run settings differ.
   bool allowChangedRun = false;
   /// Checkpoints kept in checkpointDir (the newest; 0: all).
