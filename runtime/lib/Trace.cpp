@@ -19,6 +19,16 @@ void Tracer::record(std::string name, std::string category,
        std::chrono::duration<double, std::micro>(now - start).count(), step});
 }
 
+void Tracer::alignOrigin(Communicator &comm) {
+  comm.barrier();
+  auto now = std::chrono::steady_clock::now();
+  double shift =
+      std::chrono::duration<double, std::micro>(now - origin_).count();
+  for (Event &event : events_)
+    event.startMicros -= shift;
+  origin_ = now;
+}
+
 void Tracer::write(const std::string &path, Communicator &comm) const {
   nlohmann::json events = nlohmann::json::array();
   for (const Event &event : events_)

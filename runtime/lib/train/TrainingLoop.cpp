@@ -174,6 +174,21 @@ void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
 
 } // namespace
 
+bool laer::rt::stderrReachesTerminal() {
+  if (isatty(2))
+    return true;
+  // Under mpirun stderr is a pipe to mpirun, which writes what it reads
+  // to its own stderr: a terminal there shows the bar too. (Linux: the
+  // parent's descriptor 2 through /proc.)
+  std::error_code error;
+  std::filesystem::path parent = std::filesystem::read_symlink(
+      "/proc/" + std::to_string(getppid()) + "/fd/2", error);
+  if (error)
+    return false;
+  std::string target = parent.string();
+  return target.starts_with("/dev/pts/") || target.starts_with("/dev/tty");
+}
+
 double laer::rt::scheduledLearningRate(const TrainOptions &options, long step) {
   const double lr = options.lr, minLr = options.minLr;
   const long warmup = options.warmupSteps;
@@ -280,7 +295,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
                      rows step,layer,rank,<E counts>: a recorded workload
                      laer-sim --counts-csv replays
   --log-every K      print every K steps (default 10)
-  --no-progress      no progress bar (it is drawn only on a terminal)
+  --progress P       auto | always | never: the progress bar on rank 0
+                     (auto: when rank 0's stderr or mpirun's is a
+                     terminal); --no-progress is --progress never
 )";
 }
 
@@ -310,7 +327,7 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       continue;
     }
     if (flag == "--no-progress") {
-      o.progress = false;
+      o.progress = TrainOptions::Progress::Never;
       continue;
     }
     if (flag == "--allow-changed-run") {
@@ -410,7 +427,13 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.metrics = value;
     else if (flag == "--counts-csv")
       o.countsCsv = value;
-    else if (flag == "--data-order") {
+    else if (flag == "--progress") {
+      if (value != "auto" && value != "always" && value != "never")
+        fail({}, "--progress is auto, always or never, got '", value, "'");
+      o.progress = value == "auto"     ? TrainOptions::Progress::Auto
+                   : value == "always" ? TrainOptions::Progress::Always
+                                       : TrainOptions::Progress::Never;
+    } else if (flag == "--data-order") {
       if (value != "random" && value != "sequential")
         fail({}, "--data-order is random or sequential, got '", value, "'");
       o.dataOrder =
@@ -544,11 +567,17 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
   AdamWConfig adamw;
   adamw.learningRate = options.lr;
   adamw.weightDecay = 0.01f;
-  bool progress = options.progress && comm.rank() == 0 && isatty(2);
+  bool progress =
+      comm.rank() == 0 && (options.progress == TrainOptions::Progress::Always ||
+                           (options.progress == TrainOptions::Progress::Auto &&
+                            stderrReachesTerminal()));
   if (comm.rank() == 0)
     std::printf("%s\n", banner.c_str());
 
   Tracer tracer(comm.rank());
+  // One time origin for every rank's track (collective).
+  if (!options.trace.empty())
+    tracer.alignOrigin(comm);
   if (!options.trace.empty())
     for (std::size_t l = 0; l < state.moe.size(); ++l)
       state.moe[l]->times().attach(&tracer, static_cast<int>(l));

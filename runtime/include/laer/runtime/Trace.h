@@ -32,6 +32,12 @@ public:
     long step;
   };
 
+  /// Collective: sets every rank's time origin at the end of one barrier,
+  /// so one collective's intervals line up across ranks (each rank's clock
+  /// otherwise starts when its Tracer was made, milliseconds apart). Events
+  /// already recorded keep their times.
+  void alignOrigin(Communicator &comm);
+
   /// Records an interval that started at `start` and ends now.
   void record(std::string name, std::string category,
               std::chrono::steady_clock::time_point start, long step);

@@ -59,7 +59,10 @@ struct TrainOptions {
   long keepCheckpoints = 0;
   /// Re-plan every K steps; in between the last plan is kept.
   long replanEvery = 1;
-  bool resume = false, progress = true;
+  bool resume = false;
+  /// The progress bar on rank 0: Auto draws it when rank 0's stderr is a
+  /// terminal, or mpirun's is (mpirun forwards rank 0's stderr to it).
+  enum class Progress { Auto, Always, Never } progress = Progress::Auto;
   int batch = 16, history = 2, slots = 0;
   /// laer-train only: width of a shared expert in every layer (0: none);
   /// a compiled model's shared experts come from its IR.
@@ -90,6 +93,10 @@ struct TrainOptions {
   float lr = 3e-3f;
   std::uint64_t seed = 1;
 };
+
+/// Whether `--progress auto` draws the bar in this process: its stderr is
+/// a terminal, or its parent's (mpirun, which forwards it) is.
+bool stderrReachesTerminal();
 
 /// The option text of `--help`.
 std::string trainUsage(const std::string &program);
