@@ -23,9 +23,34 @@ void laer::buildFSEPPipeline(mlir::OpPassManager &pm,
 }
 
 void laer::registerFSEPPipeline() {
-  mlir::PassPipelineRegistration<FSEPPipelineOptions>(
+  // Registered by hand (not PassPipelineRegistration) to check the options
+  // when the pipeline is parsed: a missing num-devices is a one-line error
+  // saying how to give it, not a pass failure with a module dump.
+  mlir::registerPassPipeline(
       "laer-fsep-pipeline",
       "Lower MoE layers to the overlapped per-rank FSEP program "
       "(moe-decompose, convert-moe-to-fsep, fsep-schedule)",
-      buildFSEPPipeline);
+      [](mlir::OpPassManager &pm, llvm::StringRef text,
+         llvm::function_ref<mlir::LogicalResult(const llvm::Twine &)>
+             errorHandler) {
+        FSEPPipelineOptions options;
+        if (mlir::failed(options.parseFromString(text)))
+          return mlir::failure();
+        if (options.numDevices < 1 || options.chunks < 1 ||
+            options.slotsPerDevice < 0 || options.prefetch < 0)
+          return errorHandler(
+              "laer-fsep-pipeline: num-devices and chunks must be >= 1, "
+              "slots-per-device and prefetch >= 0, got num-devices=" +
+              llvm::Twine(options.numDevices.getValue()) +
+              " slots-per-device=" +
+              llvm::Twine(options.slotsPerDevice.getValue()) +
+              " chunks=" + llvm::Twine(options.chunks.getValue()) +
+              " prefetch=" + llvm::Twine(options.prefetch.getValue()) +
+              "; give them as --laer-fsep-pipeline=\"num-devices=4 "
+              "slots-per-device=2 chunks=2\"");
+        buildFSEPPipeline(pm, options);
+        return mlir::success();
+      },
+      [](llvm::function_ref<void(const mlir::detail::PassOptions &)>
+             optionsHandler) { optionsHandler(FSEPPipelineOptions()); });
 }

@@ -2,6 +2,10 @@
 // RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --laer-fsep-pipeline="num-devices=0 slots-per-device=2" 2>&1 | FileCheck %s --check-prefix=ZERO-N
 // RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --laer-fsep-pipeline="num-devices=4 slots-per-device=2 chunks=0" 2>&1 | FileCheck %s --check-prefix=ZERO-K
 // RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --laer-fsep-pipeline="num-devices=2 slots-per-device=2" 2>&1 | FileCheck %s --check-prefix=FEW-SLOTS
+// Without options: one line saying how to give them, no module printed.
+// RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --laer-fsep-pipeline 2>&1 | FileCheck %s --check-prefix=NONE
+// RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --laer-fsep-pipeline 2>&1 | count 1
+// RUN: not laer-opt %laer_src_root/examples/tiny_moe_model.mlir --convert-moe-to-fsep 2>&1 | count 1
 
 // The whole pipeline on the example model: no moe layer stage is left,
 // every transfer of the routed layers is explicit and the result verifies.
@@ -12,6 +16,7 @@
 // CHECK: fsep.combine
 // CHECK: return
 
-// ZERO-N: error: convert-moe-to-fsep: num-devices and chunks must be >= 1 and slots-per-device >= 0, got 0, 1, 2
-// ZERO-K: error: convert-moe-to-fsep: num-devices and chunks must be >= 1 and slots-per-device >= 0, got 4, 0, 2
+// ZERO-N: error: laer-fsep-pipeline: num-devices and chunks must be >= 1, slots-per-device and prefetch >= 0, got num-devices=0 slots-per-device=2 chunks=1 prefetch=1
+// ZERO-K: error: laer-fsep-pipeline: num-devices and chunks must be >= 1, slots-per-device and prefetch >= 0, got num-devices=4 slots-per-device=2 chunks=0 prefetch=1
+// NONE: error: laer-fsep-pipeline: {{.*}} got num-devices=0 {{.*}}; give them as --laer-fsep-pipeline="num-devices=4 slots-per-device=2 chunks=2"
 // FEW-SLOTS: tiny_moe_model.mlir:{{[0-9]+}}:{{[0-9]+}}: error: convert-moe-to-fsep: num-devices * slots-per-device = 4 expert slots cannot hold E = 8 experts

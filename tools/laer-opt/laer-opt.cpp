@@ -11,7 +11,20 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
 
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/CommandLine.h"
+
 int main(int argc, char **argv) {
+  // Loading LLVM registers every back end's flags (hundreds: AArch64,
+  // AMDGPU, Polly, ...). Hide them from --help (they still parse); the
+  // options MlirOptMain registers below (passes, pipelines, MLIR's own)
+  // stay listed.
+  static const llvm::StringSet<> kept = {"help",      "help-hidden",
+                                         "help-list", "help-list-hidden",
+                                         "version",   "color"};
+  for (auto &[name, option] : llvm::cl::getRegisteredOptions())
+    if (!kept.contains(name))
+      option->setHiddenFlag(llvm::cl::ReallyHidden);
   mlir::DialectRegistry registry;
   laer::registerAllDialects(registry);
   laer::registerAllPasses();

@@ -126,11 +126,14 @@ struct ConvertMoEToFSEPPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     if (numDevices < 1 || slotsPerDevice < 0 || chunks < 1) {
-      module.emitError() << "convert-moe-to-fsep: num-devices and chunks "
-                            "must be >= 1 and slots-per-device >= 0, got "
-                         << numDevices.getValue() << ", "
-                         << chunks.getValue() << ", "
-                         << slotsPerDevice.getValue();
+      // At the module's location, without the module printed after it.
+      mlir::emitError(module.getLoc())
+          << "convert-moe-to-fsep: num-devices and chunks must be >= 1 and "
+             "slots-per-device >= 0, got "
+          << numDevices.getValue() << ", " << chunks.getValue() << ", "
+          << slotsPerDevice.getValue()
+          << " (give them as --convert-moe-to-fsep=\"num-devices=4 "
+             "slots-per-device=2\")";
       return signalPassFailure();
     }
     int64_t layerIndex = 0;
