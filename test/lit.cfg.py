@@ -24,5 +24,6 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.laer_tools_dir, config.llvm_tools_dir]
-tools = ["laer-opt", "laer-sim", "laer-compile", "laer-train", "laer-import"]
+tools = ["laer-opt", "laer-sim", "laer-compile", "laer-train", "laer-import",
+         "laer-run"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
