@@ -24,7 +24,7 @@ else
   grep -q "rank 1: stalling at step 2" <<<"$output" \
     || fail "the stalling rank did not get to step 2"
   # laer's own message from a survivor, naming rank, layer, step, operation.
-  grep -Eq "laer: rank [023], layer 0, step 2: .* did not complete within 10000 ms" <<<"$output" \
-    || fail "no survivor reported the stalled collective"
+  grep -Eq "laer: rank [023], layer 0, step 2: .* did not complete within 10000 ms; no word from rank 1 " <<<"$output" \
+    || fail "no survivor reported the stalled collective and its silent rank"
 fi
 echo "rank_death($mode): PASS"

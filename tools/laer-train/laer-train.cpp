@@ -24,7 +24,7 @@ int main(int argc, char **argv) {
   MpiRuntime mpi(&argc, &argv);
   try {
     TrainOptions options = parseTrainOptions(argc, argv, "laer-train");
-    MpiCommunicator comm;
+    MpiCommunicator comm(MPI_COMM_WORLD, collectiveTimeout(options));
     TextData data = loadTrainingData(options);
     if (options.sequence == 0)
       options.sequence = 64;

@@ -2,8 +2,11 @@
 
 #include "laer/runtime/MpiCommunicator.h"
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -100,6 +103,8 @@ MpiCommunicator::MpiCommunicator(MPI_Comm parent,
     : timeout_(timeout) {
   check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  check(MPI_Comm_dup(parent, &probe_), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(probe_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
 }
@@ -109,6 +114,8 @@ MpiCommunicator::~MpiCommunicator() {
   MPI_Finalized(&finalized);
   if (comm_ != MPI_COMM_NULL && !finalized)
     MPI_Comm_free(&comm_);
+  if (probe_ != MPI_COMM_NULL && !finalized)
+    MPI_Comm_free(&probe_);
 }
 
 MpiCommunicator::MachineRanks MpiCommunicator::machineRanks() const {
@@ -143,10 +150,59 @@ void MpiCommunicator::waitFor(MPI_Request &request, const char *op) const {
     // oversubscribed on CPU machines.
     if (polls > 1000)
       std::this_thread::sleep_for(std::chrono::microseconds(20));
-    if (std::chrono::steady_clock::now() > deadline)
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string silent = silentPeers();
+      if (silent.empty())
+        fail(errorContext(), op, " did not complete within ", timeout_.count(),
+             " ms: a peer rank probably died or skipped the collective");
       fail(errorContext(), op, " did not complete within ", timeout_.count(),
-           " ms: a peer rank probably died or skipped the collective");
+           " ms; no word from ", silent, " (stopped, dead or stuck elsewhere)");
+    }
   }
+}
+
+std::string MpiCommunicator::silentPeers() const {
+  // The survivors of a stalled collective pass their deadlines about
+  // together; a window of a quarter of the timeout (2 to 10 s) covers how
+  // far apart.
+  auto window = std::clamp<std::chrono::milliseconds>(
+      timeout_ / 4, std::chrono::seconds(2), std::chrono::seconds(10));
+  constexpr int kAliveTag = 7;
+  int ping = rank_;
+  std::vector<int> heard(size_, -1);
+  std::vector<MPI_Request> receives(size_, MPI_REQUEST_NULL),
+      sends(size_, MPI_REQUEST_NULL);
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_)
+      continue;
+    MPI_Irecv(&heard[peer], 1, MPI_INT, peer, kAliveTag, probe_,
+              &receives[peer]);
+    MPI_Isend(&ping, 1, MPI_INT, peer, kAliveTag, probe_, &sends[peer]);
+  }
+  auto end = std::chrono::steady_clock::now() + window;
+  std::vector<bool> answered(size_, false);
+  answered[rank_] = true;
+  int missing = size_ - 1;
+  while (missing > 0 && std::chrono::steady_clock::now() < end) {
+    for (int peer = 0; peer < size_; ++peer) {
+      if (answered[peer])
+        continue;
+      int done = 0;
+      MPI_Test(&receives[peer], &done, MPI_STATUS_IGNORE);
+      if (done) {
+        answered[peer] = true;
+        --missing;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string silent;
+  for (int peer = 0; peer < size_; ++peer)
+    if (!answered[peer])
+      silent += (silent.empty() ? "rank " : ", rank ") + std::to_string(peer);
+  // The requests to silent peers stay pending: the caller fails and the
+  // job is aborted.
+  return silent;
 }
 
 std::unique_ptr<CommHandle>

@@ -14,7 +14,7 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
   std::string name = std::filesystem::path(argv[0]).filename().string();
   try {
     TrainOptions options = parseTrainOptions(argc, argv, name);
-    MpiCommunicator comm;
+    MpiCommunicator comm(MPI_COMM_WORLD, collectiveTimeout(options));
     if (options.sharedFfn != 0)
       fail({comm.rank(), -1, -1}, "--shared-ffn is laer-train's: a compiled "
            "model's shared experts come from its IR");

@@ -174,6 +174,12 @@ void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
 
 } // namespace
 
+std::chrono::milliseconds
+laer::rt::collectiveTimeout(const TrainOptions &options) {
+  return std::chrono::milliseconds(
+      static_cast<long long>(options.collectiveTimeout * 1000));
+}
+
 bool laer::rt::stderrReachesTerminal() {
   if (isatty(2))
     return true;
@@ -229,6 +235,9 @@ std::string laer::rt::trainUsage(const std::string &program) {
                      once with their mean gradient (default 1)
   --skip-nonfinite   skip a step whose loss or gradient norm is not
                      finite (no update) instead of stopping the run
+  --collective-timeout S  seconds a collective waits for a peer before
+                     every live rank stops, naming the silent one
+                     (default 300)
   --eval-every K     hold out the corpus' last --eval-fraction (default
                      0.05) and report its loss before every K-th step and
                      after the last (default 0: off)
@@ -383,6 +392,8 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
       o.lrDecay = value;
     else if (flag == "--min-lr")
       o.minLr = static_cast<float>(realNumber(flag, value));
+    else if (flag == "--collective-timeout")
+      o.collectiveTimeout = realNumber(flag, value);
     else if (flag == "--eval-every")
       o.evalEvery = number(flag, value);
     else if (flag == "--eval-batches")
@@ -461,6 +472,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
   if (!(o.minLr >= 0) || !std::isfinite(o.minLr) || o.minLr > o.lr)
     fail({}, "--min-lr must be finite, >= 0 and at most --lr ", o.lr, ", got ",
          o.minLr);
+  if (!(o.collectiveTimeout >= 1 && o.collectiveTimeout <= 86400))
+    fail({}, "--collective-timeout must be in [1, 86400] seconds, got ",
+         o.collectiveTimeout);
   if (o.evalEvery < 0 || o.evalBatches < 1 || o.evalBatches > 1000000)
     fail({},
          "--eval-every must be >= 0 (0: no evaluation) and "

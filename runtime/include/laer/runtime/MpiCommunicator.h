@@ -78,7 +78,15 @@ public:
   void check(int code, const char *op) const;
 
 private:
+  /// After a deadline passed: every live rank pings every peer on probe_
+  /// and listens for a window; the peers not heard from, as text ("rank 1,
+  /// rank 3"; empty when all answered).
+  std::string silentPeers() const;
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  /// A second duplicate for silentPeers(): its pings never match laer's
+  /// traffic.
+  MPI_Comm probe_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::chrono::milliseconds timeout_;

@@ -17,6 +17,7 @@
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/model/TrainingState.h"
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ struct TrainOptions {
   /// A step whose loss or gradient norm is not finite is skipped (no
   /// update) instead of stopping the run.
   bool skipNonFinite = false;
+  /// Seconds any collective may wait for a peer before every live rank
+  /// stops, naming the silent one.
+  double collectiveTimeout = 300;
   /// Held-out evaluation: with evalEvery > 0 the last evalFraction of the
   /// corpus is not trained on; before every evalEvery-th step (and after
   /// the last) the loss of evalBatches of its batches, in order.
@@ -97,6 +101,9 @@ struct TrainOptions {
 /// Whether `--progress auto` draws the bar in this process: its stderr is
 /// a terminal, or its parent's (mpirun, which forwards it) is.
 bool stderrReachesTerminal();
+
+/// The collective deadline `options` ask for (--collective-timeout).
+std::chrono::milliseconds collectiveTimeout(const TrainOptions &options);
 
 /// The option text of `--help`.
 std::string trainUsage(const std::string &program);
