@@ -1,6 +1,7 @@
 //===- CompileTrainingProgram.cpp - model IR to a training binary ---------===//
 
 #include "laer/Driver/CompileTrainingProgram.h"
+#include "laer/Conversion/FSEPLimits.h"
 #include "laer/InitAll.h"
 #include "laer/Pipelines/TrainingProgramPipeline.h"
 
@@ -71,6 +72,19 @@ laer::compileTrainingProgram(const std::string &source,
                    ": LLVM's optimisation levels are 0 to 3";
     return result;
   }
+  auto outside = [&](const char *option, std::int64_t value, std::int64_t lo,
+                     std::int64_t hi) {
+    if (value >= lo && value <= hi)
+      return false;
+    result.error = std::string(option) + " " + std::to_string(value) +
+                   ": must be in [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]";
+    return true;
+  };
+  if (outside("--ranks", options.ranks, 0, kMaxFsepDevices) ||
+      outside("--slots", options.slots, 0, kMaxFsepSlotsPerDevice) ||
+      outside("--chunks", options.chunks, 1, kMaxFsepChunks))
+    return result;
   DialectRegistry registry;
   registerAllDialects(registry);
   MLIRContext context(registry);

@@ -2,6 +2,7 @@
 
 #include "laer/Pipelines/FSEPPipeline.h"
 
+#include "laer/Conversion/FSEPLimits.h"
 #include "laer/Conversion/Passes.h"
 #include "laer/Dialect/FSEP/Transforms/Passes.h"
 #include "laer/Dialect/MoE/Transforms/Passes.h"
@@ -37,10 +38,17 @@ void laer::registerFSEPPipeline() {
         if (mlir::failed(options.parseFromString(text)))
           return mlir::failure();
         if (options.numDevices < 1 || options.chunks < 1 ||
-            options.slotsPerDevice < 0 || options.prefetch < 0)
+            options.slotsPerDevice < 0 || options.prefetch < 0 ||
+            options.numDevices > kMaxFsepDevices ||
+            options.chunks > kMaxFsepChunks ||
+            options.slotsPerDevice > kMaxFsepSlotsPerDevice ||
+            options.prefetch > 64)
           return errorHandler(
-              "laer-fsep-pipeline: num-devices and chunks must be >= 1, "
-              "slots-per-device and prefetch >= 0, got num-devices=" +
+              "laer-fsep-pipeline: num-devices in [1, " +
+              llvm::Twine(kMaxFsepDevices) + "], slots-per-device in [0, " +
+              llvm::Twine(kMaxFsepSlotsPerDevice) + "], chunks in [1, " +
+              llvm::Twine(kMaxFsepChunks) +
+              "] and prefetch in [0, 64], got num-devices=" +
               llvm::Twine(options.numDevices.getValue()) +
               " slots-per-device=" +
               llvm::Twine(options.slotsPerDevice.getValue()) +

@@ -1,5 +1,6 @@
 //===- MoEToFSEP.cpp - decomposed MoE layers to the FSEP program ----------===//
 
+#include "laer/Conversion/FSEPLimits.h"
 #include "laer/Conversion/Passes.h"
 #include "laer/Dialect/FSEP/IR/FSEPOps.h"
 #include "laer/Dialect/MoE/IR/MoEOps.h"
@@ -134,6 +135,17 @@ struct ConvertMoEToFSEPPass
           << slotsPerDevice.getValue()
           << " (give them as --convert-moe-to-fsep=\"num-devices=4 "
              "slots-per-device=2\")";
+      return signalPassFailure();
+    }
+    if (numDevices > kMaxFsepDevices || chunks > kMaxFsepChunks ||
+        slotsPerDevice > kMaxFsepSlotsPerDevice) {
+      mlir::emitError(module.getLoc())
+          << "convert-moe-to-fsep: at most " << kMaxFsepDevices
+          << " devices, " << kMaxFsepSlotsPerDevice
+          << " slots per device and " << kMaxFsepChunks
+          << " chunks, got num-devices=" << numDevices.getValue()
+          << " slots-per-device=" << slotsPerDevice.getValue()
+          << " chunks=" << chunks.getValue();
       return signalPassFailure();
     }
     int64_t layerIndex = 0;
