@@ -2,6 +2,8 @@
 
 #include "laer/Dialect/Utils/OperandChecker.h"
 
+#include "llvm/Support/MathExtras.h"
+
 #include "mlir/IR/TypeUtilities.h"
 
 using namespace mlir;
@@ -24,6 +26,18 @@ LogicalResult OperandChecker::tensor(Type type, StringRef name, int64_t rank,
   if (kind == ElementKind::Integer && !isa<IntegerType>(element))
     return op->emitOpError()
            << "'" << name << "' must have integer elements, got " << type;
+  // Sizes are 64-bit everywhere downstream (buffers, the runtime's ABI):
+  // a tensor whose element count does not fit is refused here, not
+  // truncated or overflowed later.
+  int64_t elements = 1;
+  for (int64_t size : tensorType.getShape()) {
+    if (ShapedType::isDynamic(size))
+      continue;
+    if (llvm::MulOverflow(elements, size, elements))
+      return op->emitOpError()
+             << "'" << name << "' has more elements than a 64-bit size "
+             << "holds: " << type;
+  }
   return success();
 }
 

@@ -13,6 +13,7 @@
 #include "mlir/IR/OpImplementation.h"
 
 #include <cmath>
+#include <limits>
 
 using namespace mlir;
 using namespace laer::moe;
@@ -78,6 +79,13 @@ LogicalResult verifyRouterLosses(Operation *op, ValueRange losses,
 template <typename Op>
 LogicalResult verifyRoutingVariant(Op op, OperandChecker &check,
                                    int64_t numExperts, int64_t topK) {
+  // The router's expert indices are i32 (and so are the runtime's).
+  if (!ShapedType::isDynamic(numExperts) &&
+      numExperts > std::numeric_limits<int32_t>::max())
+    return op.emitOpError() << "E = " << numExperts
+                            << " experts: the router's i32 expert indices "
+                               "hold at most "
+                            << std::numeric_limits<int32_t>::max();
   if (std::optional<APFloat> scale = op.getScale()) {
     double c = scale->convertToDouble();
     if (!std::isfinite(c) || c <= 0)

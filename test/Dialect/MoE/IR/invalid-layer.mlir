@@ -125,3 +125,32 @@ func.func @shared_gate_width(%x: tensor<16x64xf32>, %g: tensor<64x8xf32>,
          tensor<64x96xf32>, tensor<96x64xf32>, tensor<32x1xf32>) -> tensor<16x64xf32>
   return
 }
+
+// -----
+
+// More experts than the router's i32 indices can name (not truncated to 8).
+func.func @too_many_experts(%x: tensor<16x64xf32>, %gate: tensor<64x4294967304xf32>,
+                            %w1: tensor<4294967304x64x128xf32>, %w3: tensor<4294967304x64x128xf32>,
+                            %w2: tensor<4294967304x128x64xf32>) -> tensor<16x64xf32> {
+  // expected-error @+1 {{E = 4294967304 experts: the router's i32 expert indices hold at most 2147483647}}
+  %y = moe.layer %x, %gate, %w1, %w3, %w2
+      top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<16x64xf32>, tensor<64x4294967304xf32>, tensor<4294967304x64x128xf32>,
+         tensor<4294967304x64x128xf32>, tensor<4294967304x128x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
+
+// -----
+
+// Expert weights whose element count overflows a 64-bit size.
+func.func @overflowing_experts(%x: tensor<16x64xf32>, %gate: tensor<64x8xf32>,
+                               %w1: tensor<8x64x4611686018427387904xf32>,
+                               %w3: tensor<8x64x4611686018427387904xf32>,
+                               %w2: tensor<8x4611686018427387904x64xf32>) -> tensor<16x64xf32> {
+  // expected-error @+1 {{'w1' has more elements than a 64-bit size holds}}
+  %y = moe.layer %x, %gate, %w1, %w3, %w2
+      top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x4611686018427387904xf32>,
+         tensor<8x64x4611686018427387904xf32>, tensor<8x4611686018427387904x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
