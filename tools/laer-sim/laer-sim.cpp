@@ -77,6 +77,13 @@ prints the iteration time of each expert-placement method.
   --published FILE          e2e_analysis_backup.csv (default DIR/...)
   --dataset NAME            dataset of the published figures (wikitext)
   --calibrate               sweep --skew and report the fit to the paper
+  --fit-static-imbalance    per model, the --skew whose static (FSDP+EP)
+                            max/mean rank rows is the paper's (1.66 for 8
+                            experts, 1.73 for 16; --static-imbalance X
+                            sets it), then every method's time and
+                            speed-up there next to the paper's
+  --node-network-gbps B     inter-node bandwidth per node, shared by its
+                            GPUs (instead of --network-gbps per GPU)
 )";
 
 std::vector<std::string> split(const std::string &text) {
@@ -107,7 +114,9 @@ struct Args {
                                       "laer",     "laer+",  "oracle"};
   SimOptions options;
   int nodes = 4;
-  bool calibrate = false, workloadTable = false;
+  bool calibrate = false, workloadTable = false, fitImbalance = false;
+  double staticImbalance = 0; // 0: the paper's for the model's E
+  double nodeNetworkGbps = 0; // 0: --network-gbps per GPU
 };
 
 Args parse(int argc, char **argv) {
@@ -127,6 +136,10 @@ Args parse(int argc, char **argv) {
     }
     if (flag == "--workload-table") {
       args.workloadTable = true;
+      continue;
+    }
+    if (flag == "--fit-static-imbalance") {
+      args.fitImbalance = true;
       continue;
     }
     if (flag == "--no-prefetch") {
@@ -203,6 +216,10 @@ Args parse(int argc, char **argv) {
       args.options.trace.topKCorrelation = number();
     else if (flag == "--rank-jitter")
       args.options.trace.rankJitter = number();
+    else if (flag == "--static-imbalance")
+      args.staticImbalance = positive();
+    else if (flag == "--node-network-gbps")
+      args.nodeNetworkGbps = positive();
     else if (flag == "--history")
       args.options.history = static_cast<int>(whole(0, 1000));
     else if (flag == "--workload")
@@ -245,6 +262,9 @@ Args parse(int argc, char **argv) {
                  args.options.cluster.gpusPerNode,
              " ranks; at most 65536");
   args.options.cluster.numRanks = args.nodes * args.options.cluster.gpusPerNode;
+  if (args.nodeNetworkGbps > 0)
+    args.options.cluster.interNodeBandwidth =
+        args.nodeNetworkGbps * 1e9 / args.options.cluster.gpusPerNode;
   planner::checkWorkloadOptions(args.options.workload, args.options.trace);
   if (args.models.empty()) {
     for (const auto &entry : std::filesystem::directory_iterator(args.dataDir)) {
@@ -387,6 +407,69 @@ int workloadTable(Args args) {
   return 0;
 }
 
+/// Per model: the skew at which the static layout's max/mean rank rows
+/// is the paper's, and every method's simulated time there against the
+/// published one: how much of the paper's speed-ups the cluster model
+/// explains once the skew is pinned by the measured imbalance.
+int fitStaticImbalance(Args args) {
+  std::map<std::string, double> published;
+  if (!args.published.empty())
+    published = readPublishedTimes(args.published, args.dataset);
+  const planner::ClusterSpec &cluster = args.options.cluster;
+  std::printf("cluster: %d nodes x %d GPUs, NVLink %.0f GB/s per GPU, "
+              "network %.1f GB/s per GPU\n",
+              args.nodes, cluster.gpusPerNode, cluster.intraNodeBandwidth / 1e9,
+              cluster.interNodeBandwidth / 1e9);
+  double sumSquares = 0;
+  int terms = 0;
+  for (const std::string &name : args.models) {
+    ModelShape model =
+        ModelShape::fromJsonFile(args.dataDir + "/" + name + ".json");
+    double target = args.staticImbalance > 0 ? args.staticImbalance
+                    : model.numExperts >= 16 ? 1.73
+                                             : 1.66;
+    SimOptions options = optionsFor(args, model);
+    double best = fitSkewToStaticImbalance(model, options, target);
+    options.trace.skew = best;
+    std::vector<MethodResult> results = simulate(model, options, args.methods);
+    double staticTime = 0;
+    for (const MethodResult &r : results)
+      if (r.method == "static")
+        staticTime = r.iterationSeconds;
+    std::printf("\n%s: skew %.2f gives static max/mean %.3f (target %.2f)\n",
+                name.c_str(), best, results[0].maxOverMeanTokens, target);
+    std::printf("  %-9s %9s %10s %11s %11s %9s\n", "method", "iter (s)",
+                "paper (s)", "vs static", "paper vs st", "log err");
+    auto paperStatic = published.find("static/" + name);
+    for (const MethodResult &r : results) {
+      auto paper = published.find(r.method + "/" + name);
+      double speedup = staticTime / r.iterationSeconds;
+      std::printf("  %-9s %9.2f", r.method.c_str(), r.iterationSeconds);
+      if (paper == published.end() || paperStatic == published.end()) {
+        std::printf(" %10s %10.2fx %11s %9s\n", "-", speedup, "-", "-");
+        continue;
+      }
+      double paperSpeedup = paperStatic->second / paper->second;
+      double error = std::log(speedup / paperSpeedup);
+      if (r.method != "static") {
+        sumSquares += error * error;
+        ++terms;
+      }
+      std::printf(" %10.2f %10.2fx %10.2fx %+9.3f\n", paper->second / 1e3,
+                  speedup, paperSpeedup,
+                  r.method == "static"
+                      ? std::log(r.iterationSeconds * 1e3 / paper->second)
+                      : error);
+    }
+  }
+  if (terms > 0)
+    std::printf("\nrms log-error of the speed-ups: %.3f (within about %.0f%% "
+                "of the paper's); static rows: log error of the time\n",
+                std::sqrt(sumSquares / terms),
+                100 * (std::exp(std::sqrt(sumSquares / terms)) - 1));
+  return 0;
+}
+
 /// Sweeps the Zipf exponent and reports how well the simulated speed-ups
 /// of laer and flexmoe over static match the published ones.
 int calibrate(Args args) {
@@ -436,6 +519,8 @@ int main(int argc, char **argv) {
     Args args = parse(argc, argv);
     if (args.workloadTable)
       return workloadTable(args);
+    if (args.fitImbalance)
+      return fitStaticImbalance(args);
     return args.calibrate ? calibrate(args) : report(args);
   } catch (const std::exception &error) {
     std::fprintf(stderr, "laer-sim: %s\n", error.what());

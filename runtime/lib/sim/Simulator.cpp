@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -236,6 +237,36 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
     results.push_back(result);
   }
   return results;
+}
+
+double sim::fitSkewToStaticImbalance(const ModelShape &model,
+                                     const SimOptions &options,
+                                     double targetImbalance) {
+  if (!(targetImbalance >= 1))
+    rt::fail({}, "a static max/mean imbalance is at least 1, got ",
+             targetImbalance);
+  auto imbalance = [&](double skew) {
+    SimOptions probe = options;
+    probe.trace.skew = skew;
+    probe.iterations = std::min(probe.iterations, 4);
+    probe.warmup = std::min(probe.warmup, 1);
+    return simulate(model, probe, {"static"})[0].maxOverMeanTokens;
+  };
+  double best = 0.2, bestError = INFINITY;
+  auto consider = [&](double skew) {
+    if (double error = std::abs(imbalance(skew) - targetImbalance);
+        error < bestError) {
+      bestError = error;
+      best = skew;
+    }
+  };
+  for (int i = 1; i <= 15; ++i)
+    consider(0.2 * i);
+  double coarse = best;
+  for (int i = -4; i <= 4; ++i)
+    if (i != 0 && coarse + 0.04 * i >= 0)
+      consider(coarse + 0.04 * i);
+  return best;
 }
 
 std::map<std::string, double>

@@ -196,6 +196,24 @@ TEST(Simulator, TheRuntimePathHoldsBalanceWhenHotExpertsMove) {
   }
 }
 
+TEST(Simulator, FitsTheSkewToAStaticImbalance) {
+  // The fitted skew reproduces the target imbalance of the static layout,
+  // and a larger target needs a larger skew.
+  ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
+  SimOptions options = smallCluster(1.0);
+  options.iterations = 2;
+  double low = fitSkewToStaticImbalance(model, options, 1.3);
+  double high = fitSkewToStaticImbalance(model, options, 1.8);
+  EXPECT_LT(low, high);
+  options.trace.skew = high;
+  double reached = simulate(model, options, {"static"})[0].maxOverMeanTokens;
+  EXPECT_NEAR(reached, 1.8, 0.1);
+  EXPECT_NE(errorOf([&] {
+              fitSkewToStaticImbalance(model, options, 0.5);
+            }).find("imbalance is at least 1, got 0.5"),
+            std::string::npos);
+}
+
 TEST(Simulator, PublishedTimesOfThePaper) {
   const std::string dir = LAER_SHARED_DATA;
   std::string csv = dir + "/e2e_analysis_backup.csv";

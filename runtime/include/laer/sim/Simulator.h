@@ -96,6 +96,15 @@ simulate(const ModelShape &model, const SimOptions &options,
          const std::vector<std::string> &methods,
          const planner::CountsTrace *replay = nullptr);
 
+/// The Zipf skew of `options`' workload at which the static layout's
+/// max/mean rank rows (mean over layers and steps) comes closest to
+/// `targetImbalance`: a coarse sweep of [0.2, 3], then a fine one around
+/// the best (the imbalance grows with the skew). What pins the simulator's
+/// skew to a measured imbalance instead of to the speed-ups it produces.
+double fitSkewToStaticImbalance(const ModelShape &model,
+                                const SimOptions &options,
+                                double targetImbalance);
+
 /// Published iteration times (ms) from the artifact's
 /// e2e_analysis_backup.csv, keyed by (dataset, method, model) with
 /// aux_loss 0; methods are named as we name them.
