@@ -38,6 +38,15 @@ long number(const std::string &flag, const std::string &value) {
   fail({}, "option ", flag, " needs a whole number, got '", value, "'");
 }
 
+/// A whole number in [lo, hi] that an int holds: checked before the
+/// narrowing, so 4294967298 is refused rather than read as 2.
+int count(const std::string &flag, const std::string &value, long lo, long hi) {
+  long result = number(flag, value);
+  if (result < lo || result > hi)
+    fail({}, "option ", flag, " must be in [", lo, ", ", hi, "], got ", result);
+  return static_cast<int>(result);
+}
+
 /// A real number; `laer: stof` is no message (issue 18).
 double realNumber(const std::string &flag, const std::string &value) {
   try {
@@ -359,9 +368,9 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     else if (flag == "--steps")
       o.steps = number(flag, value);
     else if (flag == "--batch")
-      o.batch = static_cast<int>(number(flag, value));
+      o.batch = count(flag, value, 1, 1 << 24);
     else if (flag == "--sequence")
-      o.sequence = static_cast<int>(number(flag, value));
+      o.sequence = count(flag, value, 0, 1 << 24);
     else if (flag == "--lr")
       o.lr = static_cast<float>(realNumber(flag, value));
     else if (flag == "--planner")
@@ -369,15 +378,15 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     else if (flag == "--replan-every")
       o.replanEvery = number(flag, value);
     else if (flag == "--history")
-      o.history = static_cast<int>(number(flag, value));
+      o.history = count(flag, value, 0, 1000);
     else if (flag == "--slots")
-      o.slots = static_cast<int>(number(flag, value));
+      o.slots = count(flag, value, 0, 4096);
     else if (flag == "--shared-ffn")
-      o.sharedFfn = static_cast<int>(number(flag, value));
+      o.sharedFfn = count(flag, value, 0, 1 << 20);
     else if (flag == "--seed")
       o.seed = static_cast<std::uint64_t>(number(flag, value));
     else if (flag == "--token-chunks")
-      o.tokenChunks = static_cast<int>(number(flag, value));
+      o.tokenChunks = count(flag, value, 1, 1024);
     else if (flag == "--device")
       o.device = value;
     else if (flag == "--precision")
