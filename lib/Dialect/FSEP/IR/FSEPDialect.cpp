@@ -8,6 +8,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace laer::fsep;
@@ -59,8 +60,17 @@ ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!isa<FloatType>(element))
     return emitError() << "expert weights must be floating point, got "
                        << element;
-  int64_t total = 3 * hidden * ffn;
-  int64_t expected = (total + shards - 1) / shards;
+  // 3 * hidden * ffn elements per expert, all of them: checked, as the
+  // sizes come from the IR.
+  int64_t perExpert = 0, all = 0;
+  if (llvm::MulOverflow(hidden, ffn, perExpert) ||
+      llvm::MulOverflow(perExpert, int64_t(3), perExpert) ||
+      llvm::MulOverflow(perExpert, experts, all))
+    return emitError() << "experts of 3 x " << hidden << " x " << ffn
+                       << " elements, " << experts
+                       << " of them, exceed a 64-bit size";
+  int64_t total = perExpert;
+  int64_t expected = total / shards + (total % shards != 0 ? 1 : 0);
   if (shard != expected)
     return emitError() << "shard of " << shard
                        << " elements does not cut 3 * hidden * ffn = "
@@ -75,8 +85,12 @@ LogicalResult PlanType::verify(function_ref<InFlightDiagnostic()> emitError,
   if (experts < 1 || ranks < 1 || slots < 1)
     return emitError() << "experts, ranks and slots must be >= 1, got "
                        << experts << ", " << ranks << ", " << slots;
-  if (ranks * slots < experts)
-    return emitError() << "ranks * slots = " << ranks * slots
-                       << " cannot hold " << experts << " experts";
+  int64_t capacity = 0;
+  if (llvm::MulOverflow(ranks, slots, capacity))
+    return emitError() << "ranks * slots = " << ranks << " * " << slots
+                       << " exceeds a 64-bit size";
+  if (capacity < experts)
+    return emitError() << "ranks * slots = " << capacity << " cannot hold "
+                       << experts << " experts";
   return success();
 }
