@@ -24,6 +24,9 @@ echo "setup: build took $(( $(date +%s) - start )) s"
 if [ "$mode" = test ]; then
   cd "$build"
   ctest --output-on-failure -j "$(nproc)" --timeout 900
+  # The reduced sanitizer job (ASan + UBSan laer-opt over the compiler's
+  # lit tests and 1000 IR mutants); scripts/sanitize.sh --full the whole.
+  LAER_SANITIZE_DIR="$build/sanitize" "$root/scripts/sanitize.sh"
   echo "setup: build and tests took $(( $(date +%s) - start )) s"
   exit 0
 fi
