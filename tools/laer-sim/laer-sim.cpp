@@ -33,10 +33,11 @@ artifact's *.json configs, e.g. ../shared/data/laer-ae) on a cluster and
 prints the iteration time of each expert-placement method.
 
   --models a,b,...          model config names (default: every *-e*k*.json)
-  --methods m,...           megatron,static,flexmoe,laer,laer+,oracle
-                            (default all; oracle: laer+ on each step's
-                            counts with its restore ahead, which no
-                            executor can do)
+  --methods m,...           megatron,static,greedy,flexmoe,laer,laer+,
+                            oracle (default all but greedy; greedy:
+                            water-fill + longest-first; oracle: laer+ on
+                            each step's counts with its restore ahead,
+                            which no executor can do)
   --nodes N                 nodes (default 4)
   --gpus-per-node G         GPUs per node (default 8)
   --nvlink-gbps B           intra-node bandwidth per GPU, GB/s (default 300)
@@ -104,7 +105,7 @@ int paperLayers(const std::string &model) {
   return model.find("e16k4") != std::string::npos ? 24 : 32;
 }
 
-constexpr const char *kMethods[] = {"megatron", "static", "flexmoe",
+constexpr const char *kMethods[] = {"megatron", "static", "greedy", "flexmoe",
                                     "laer",     "laer+",  "oracle"};
 
 struct Args {

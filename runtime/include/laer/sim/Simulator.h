@@ -86,7 +86,7 @@ struct MethodResult {
 
 /// Methods: "megatron" (static expert parallelism, whole experts per rank,
 /// no sharding), "static" (FSEP, round-robin layout: the paper's FSDP+EP),
-/// "flexmoe", "laer", "laer+", each planned through the runtime's own
+/// "greedy", "flexmoe", "laer", "laer+", each planned through the runtime's own
 /// relayout path (rt::relayoutForCounts with the history window), and
 /// "oracle": laer+ on this step's counts with its restore ahead, which no
 /// executor can do (the reference the runtime path is held to). A
