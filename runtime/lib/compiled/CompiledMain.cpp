@@ -14,7 +14,10 @@ _mlir_ciface_laer_train_step(void *ctx, laer::rt::MemRef<std::int32_t, 1> *ids,
                              laer::rt::MemRef<std::int32_t, 1> *targets);
 
 int main(int argc, char **argv) {
+  // This library's version, fixed when the binary was linked; the shared
+  // runtime it loads checks it against its own.
   return laer::rt::runCompiledMain(
       argc, argv,
-      {&_mlir_ciface_laer_model_declare, &_mlir_ciface_laer_train_step});
+      {&_mlir_ciface_laer_model_declare, &_mlir_ciface_laer_train_step},
+      laer::rt::kCompiledAbiVersion);
 }

@@ -9,7 +9,16 @@
 
 using namespace laer::rt;
 
-int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program) {
+int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program,
+                              int abiVersion) {
+  if (abiVersion != kCompiledAbiVersion) {
+    std::fprintf(stderr,
+                 "%s: built for laer runtime ABI version %d, but "
+                 "liblaer_train.so is version %d: compile the model again "
+                 "with this laer's laer-compile\n",
+                 argc > 0 ? argv[0] : "laer", abiVersion, kCompiledAbiVersion);
+    return 1;
+  }
   MpiRuntime mpi(&argc, &argv);
   std::string name = std::filesystem::path(argv[0]).filename().string();
   try {
