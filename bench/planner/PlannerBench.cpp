@@ -21,24 +21,37 @@ using namespace laer::planner;
 
 namespace {
 
+/// One step of the drift workload (Zipf 1.0, seed 3): N ranks routing
+/// `tokens` x top-k to E experts, and a planner input over it (nodes of 8,
+/// C slots). Not copyable: the input's counts view the member.
+struct BenchLoad {
+  std::vector<std::int64_t> counts;
+  PlannerInput input;
+
+  BenchLoad(int N, int E, int topK, std::int64_t tokens, int C) {
+    WorkloadOptions trace;
+    trace.numRanks = N;
+    trace.numExperts = E;
+    trace.topK = topK;
+    trace.tokensPerRank = tokens;
+    trace.skew = 1.0;
+    trace.seed = 3;
+    counts = Workload(WorkloadKind::Drift, trace, 0).next();
+    input.cluster.numRanks = N;
+    input.cluster.gpusPerNode = 8;
+    input.layer.numExperts = E;
+    input.layer.slotsPerRank = C;
+    input.counts = counts;
+  }
+  BenchLoad(const BenchLoad &) = delete;
+  BenchLoad &operator=(const BenchLoad &) = delete;
+};
+
 void planOnce(benchmark::State &state, const char *name) {
   int N = static_cast<int>(state.range(0));
   int C = static_cast<int>(state.range(1));
-  WorkloadOptions trace;
-  trace.numRanks = N;
-  trace.numExperts = 32;
-  trace.topK = 2;
-  trace.tokensPerRank = 8192;
-  trace.skew = 1.0;
-  trace.seed = 3;
-  std::vector<std::int64_t> counts =
-      Workload(WorkloadKind::Drift, trace, 0).next();
-  PlannerInput input;
-  input.cluster.numRanks = N;
-  input.cluster.gpusPerNode = 8;
-  input.layer.numExperts = 32;
-  input.layer.slotsPerRank = C;
-  input.counts = counts;
+  BenchLoad load(N, 32, 2, 8192, C);
+  const PlannerInput &input = load.input;
   std::unique_ptr<Planner> planner = makePlanner(name);
   double criticalPath = 0;
   for (auto _ : state) {
@@ -70,26 +83,9 @@ void tokenSplit(benchmark::State &state) {
   int N = static_cast<int>(state.range(0));
   int E = static_cast<int>(state.range(1));
   int C = static_cast<int>(state.range(2));
-  WorkloadOptions trace;
-  trace.numRanks = N;
-  trace.numExperts = E;
-  trace.topK = E >= 256 ? 8 : 2;
-  trace.tokensPerRank = 8192;
-  trace.skew = 1.0;
-  trace.seed = 3;
-  std::vector<std::int64_t> counts =
-      Workload(WorkloadKind::Drift, trace, 0).next();
-  PlannerInput input;
-  input.cluster.numRanks = N;
-  input.cluster.gpusPerNode = 8;
-  input.layer.numExperts = E;
-  input.layer.slotsPerRank = C;
-  input.counts = counts;
-  rt::Plan plan = makePlanner("laer+")->plan(input);
-  std::vector<std::int64_t> loads(E, 0);
-  for (int source = 0; source < N; ++source)
-    for (int e = 0; e < E; ++e)
-      loads[e] += counts[static_cast<std::size_t>(source) * E + e];
+  BenchLoad load(N, E, E >= 256 ? 8 : 2, 8192, C);
+  rt::Plan plan = makePlanner("laer+")->plan(load.input);
+  std::vector<std::int64_t> loads = expertLoads(load.counts, N, E);
   TokenSplit split;
   for (auto _ : state) {
     split = optimalTokenSplit(plan.layout, loads);
@@ -98,16 +94,9 @@ void tokenSplit(benchmark::State &state) {
   std::vector<std::int64_t> rows(N, 0);
   for (std::size_t i = 0; i < split.shares.size(); ++i)
     rows[plan.layout.replicas()[i].rank] += split.shares[i];
-  auto maxOverMean = [&](const std::vector<std::int64_t> &r) {
-    double total = 0;
-    for (std::int64_t v : r)
-      total += static_cast<double>(v);
-    return static_cast<double>(*std::max_element(r.begin(), r.end())) /
-           (total / static_cast<double>(r.size()));
-  };
-  rt::Plan even{plan.layout, rt::Routing::evenSplit(plan.layout, counts)};
-  state.counters["split_max_mean"] = maxOverMean(rows);
-  state.counters["even_max_mean"] = maxOverMean(rt::rowsPerRank(even));
+  rt::Plan even{plan.layout, rt::Routing::evenSplit(plan.layout, load.counts)};
+  state.counters["split_max_mean"] = rt::maxOverMeanRows(rows);
+  state.counters["even_max_mean"] = rt::maxOverMeanRows(rt::rowsPerRank(even));
 }
 
 void splitSizes(benchmark::internal::Benchmark *bench) {
@@ -124,33 +113,19 @@ void splitSizes(benchmark::internal::Benchmark *bench) {
 void deepSeekV3(benchmark::State &state) {
   int N = static_cast<int>(state.range(0));
   int C = static_cast<int>(state.range(1));
-  WorkloadOptions trace;
-  trace.numRanks = N;
-  trace.numExperts = 256;
-  trace.topK = 8;
-  trace.tokensPerRank = 4096;
-  trace.skew = 1.0;
-  trace.seed = 3;
-  std::vector<std::int64_t> counts =
-      Workload(WorkloadKind::Drift, trace, 0).next();
-  PlannerInput input;
-  input.cluster.numRanks = N;
-  input.cluster.gpusPerNode = 8;
-  input.layer.hidden = 7168;
-  input.layer.ffn = 2048;
-  input.layer.numExperts = 256;
-  input.layer.topK = 8;
-  input.layer.slotsPerRank = C;
-  input.counts = counts;
+  BenchLoad load(N, 256, 8, 4096, C);
+  load.input.layer.topK = 8;
+  load.input.layer.hidden = 7168;
+  load.input.layer.ffn = 2048;
+  const PlannerInput &input = load.input;
+  const std::vector<std::int64_t> &counts = load.counts;
   std::unique_ptr<Planner> planner = makePlanner("laer+");
   rt::Plan plan;
   for (auto _ : state) {
     plan = planner->plan(input);
     benchmark::DoNotOptimize(plan);
   }
-  std::vector<std::int64_t> loads(256, 0);
-  for (std::size_t i = 0; i < counts.size(); ++i)
-    loads[i % 256] += counts[i];
+  std::vector<std::int64_t> loads = expertLoads(counts, N, 256);
   std::vector<std::int64_t> rows = rt::rowsPerRank(plan);
   state.counters["over_bound"] =
       static_cast<double>(*std::max_element(rows.begin(), rows.end())) /

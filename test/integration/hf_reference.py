@@ -42,7 +42,7 @@ import sys
 
 import torch
 
-from train_runs import model_options
+from train_runs import as_tensor, model_options, read_safetensors
 
 torch.manual_seed(0)
 scratch, importer, compiler, config_path = sys.argv[1:5]
@@ -129,30 +129,6 @@ def write_checkpoint(folder, dtype, tensors):
         weight_map.update({n: file for n in part})
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {}, "weight_map": weight_map}, f)
-
-
-def read_safetensors(folder):
-    """name -> (dtype, shape, raw bytes), over every file of `folder`."""
-    tensors = {}
-    for file in sorted(os.listdir(folder)):
-        if not file.endswith(".safetensors"):
-            continue
-        blob = open(os.path.join(folder, file), "rb").read()
-        length = struct.unpack("<Q", blob[:8])[0]
-        header = json.loads(blob[8:8 + length])
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            begin, end = entry["data_offsets"]
-            tensors[name] = (entry["dtype"], entry["shape"],
-                             blob[8 + length + begin:8 + length + end])
-    return tensors
-
-
-def as_tensor(entry):
-    dtype, shape, data = entry
-    assert dtype == "F32", dtype
-    return torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape)
 
 
 f32_dir = os.path.join(scratch, "hf-f32")

@@ -21,11 +21,12 @@ Usage: train_features.py SCRATCH LAER_COMPILE LAER_TRAIN MODEL_IR DATA
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 
 import torch
+
+from train_runs import as_tensor, read_safetensors
 
 scratch, compiler, laer_train, model_ir, data = sys.argv[1:6]
 mpirun = sys.argv[6:] + ["--timeout", "240"]
@@ -50,20 +51,8 @@ def run(command, expect_failure=False):
 
 def read_gradients(folder):
     """name -> float32 tensor, over every safetensors file of `folder`."""
-    tensors = {}
-    for file in sorted(os.listdir(folder)):
-        if not file.endswith(".safetensors"):
-            continue
-        blob = open(os.path.join(folder, file), "rb").read()
-        length = struct.unpack("<Q", blob[:8])[0]
-        header = json.loads(blob[8:8 + length])
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            begin, end = entry["data_offsets"]
-            data_bytes = bytearray(blob[8 + length + begin:8 + length + end])
-            tensors[name] = torch.frombuffer(
-                data_bytes, dtype=torch.float32).reshape(entry["shape"])
+    tensors = {name: as_tensor(entry)
+               for name, entry in read_safetensors(folder).items()}
     if not tensors:
         fail("no gradients in " + folder)
     return tensors

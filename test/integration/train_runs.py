@@ -1,10 +1,39 @@
 """What the integration scripts that train compiled binaries share: run a
 command or fail the test, train under mpirun and read the logged losses,
-compare two runs' losses."""
+compare two runs' losses, read the safetensors files a run exports."""
 import json
+import os
 import re
+import struct
 import subprocess
 import sys
+
+
+def read_safetensors(folder):
+    """name -> (dtype, shape, raw bytes), over every file of `folder`."""
+    tensors = {}
+    for file in sorted(os.listdir(folder)):
+        if not file.endswith(".safetensors"):
+            continue
+        blob = open(os.path.join(folder, file), "rb").read()
+        length = struct.unpack("<Q", blob[:8])[0]
+        header = json.loads(blob[8:8 + length])
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = entry["data_offsets"]
+            tensors[name] = (entry["dtype"], entry["shape"],
+                             blob[8 + length + begin:8 + length + end])
+    return tensors
+
+
+def as_tensor(entry):
+    """An F32 entry of read_safetensors as a torch tensor."""
+    import torch  # only the scripts that compare tensors need it
+
+    dtype, shape, data = entry
+    assert dtype == "F32", dtype
+    return torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape)
 
 
 def model_options(argv):

@@ -2,9 +2,9 @@
 
 #include "laer/runtime/cpu/CausalAttention.h"
 #include "laer/runtime/Error.h"
+#include "laer/runtime/cpu/DenseKernels.h"
 
 #include <algorithm>
-#include <cblas.h>
 #include <cmath>
 #include <numbers>
 
@@ -32,37 +32,6 @@ void checkCore(const CausalAttentionShape &s, std::size_t q, std::size_t k,
   expect("context", context, s.tokens * s.heads * s.vDim);
 }
 
-/// Row-major C[m, n] = alpha op(A) op(B) + beta C with leading dimensions:
-/// the heads of q, k, v and the context are column blocks of wider rows.
-template <typename T>
-void stridedGemm(bool transA, bool transB, std::int64_t m, std::int64_t n,
-                 std::int64_t k, T alpha, const T *a, std::int64_t lda,
-                 const T *b, std::int64_t ldb, T beta, T *c, std::int64_t ldc);
-template <>
-void stridedGemm<float>(bool transA, bool transB, std::int64_t m,
-                        std::int64_t n, std::int64_t k, float alpha,
-                        const float *a, std::int64_t lda, const float *b,
-                        std::int64_t ldb, float beta, float *c,
-                        std::int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-template <>
-void stridedGemm<double>(bool transA, bool transB, std::int64_t m,
-                         std::int64_t n, std::int64_t k, double alpha,
-                         const double *a, std::int64_t lda, const double *b,
-                         std::int64_t ldb, double beta, double *c,
-                         std::int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-
 } // namespace
 
 // Per sequence and head, the scores, the weighted values and their
@@ -85,7 +54,7 @@ void causalAttentionForward(const CausalAttentionShape &s, std::span<const T> q,
       const T *K = k.data() + start * kw + kvHead * dq;
       const T *V = v.data() + start * vw + kvHead * dv;
       T *P = probs.data() + (head * s.tokens + start) * S;
-      stridedGemm<T>(false, true, S, S, dq, static_cast<T>(s.scale), Q, qw, K,
+      gemmStrided<T>(false, true, S, S, dq, static_cast<T>(s.scale), Q, qw, K,
                      kw, T(0), P, S);
       for (std::int64_t i = 0; i < S; ++i) {
         T *row = P + i * S;
@@ -99,7 +68,7 @@ void causalAttentionForward(const CausalAttentionShape &s, std::span<const T> q,
           row[j] /= sum;
         std::fill(row + i + 1, row + S, T(0));
       }
-      stridedGemm<T>(false, false, S, dv, S, T(1), P, S, V, vw, T(0),
+      gemmStrided<T>(false, false, S, dv, S, T(1), P, S, V, vw, T(0),
                      context.data() + start * cw + head * dv, cw);
     }
   }
@@ -134,9 +103,9 @@ void causalAttentionBackward(const CausalAttentionShape &s,
       const T *P = probs.data() + (head * s.tokens + start) * S;
       const T *dC = dContext.data() + start * cw + head * vd;
       // dP = dC V^T; dV += P^T dC (heads sharing a KV head add up).
-      stridedGemm<T>(false, true, S, S, vd, T(1), dC, cw, V, vw, T(0),
+      gemmStrided<T>(false, true, S, S, vd, T(1), dC, cw, V, vw, T(0),
                      dS.data(), S);
-      stridedGemm<T>(true, false, S, vd, S, T(1), P, S, dC, cw, T(1),
+      gemmStrided<T>(true, false, S, vd, S, T(1), P, S, dC, cw, T(1),
                      dv.data() + start * vw + kvHead * vd, vw);
       // The softmax's gradient: dS = P (dP - sum_j P dP), zero above the
       // diagonal where P is.
@@ -151,9 +120,9 @@ void causalAttentionBackward(const CausalAttentionShape &s,
         std::fill(row + i + 1, row + S, T(0));
       }
       // dQ = scale dS K; dK += scale dS^T Q.
-      stridedGemm<T>(false, false, S, qkd, S, scale, dS.data(), S, K, kw, T(1),
+      gemmStrided<T>(false, false, S, qkd, S, scale, dS.data(), S, K, kw, T(1),
                      dq.data() + start * qw + head * qkd, qw);
-      stridedGemm<T>(true, false, S, qkd, S, scale, dS.data(), S, Q, qw, T(1),
+      gemmStrided<T>(true, false, S, qkd, S, scale, dS.data(), S, Q, qw, T(1),
                      dk.data() + start * kw + kvHead * qkd, kw);
     }
   }

@@ -21,6 +21,32 @@ void gemmT<float>(bool transA, bool transB, std::int64_t m, std::int64_t n,
 }
 
 template <>
+void gemmStrided<float>(bool transA, bool transB, std::int64_t m,
+                        std::int64_t n, std::int64_t k, float alpha,
+                        const float *a, std::int64_t lda, const float *b,
+                        std::int64_t ldb, float beta, float *c,
+                        std::int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+template <>
+void gemmStrided<double>(bool transA, bool transB, std::int64_t m,
+                         std::int64_t n, std::int64_t k, double alpha,
+                         const double *a, std::int64_t lda, const double *b,
+                         std::int64_t ldb, double beta, double *c,
+                         std::int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+template <>
 void gemmT<double>(bool transA, bool transB, std::int64_t m, std::int64_t n,
                    std::int64_t k, double alpha, const double *a,
                    const double *b, double beta, double *c) {
@@ -31,11 +57,8 @@ void gemmT<double>(bool transA, bool transB, std::int64_t m, std::int64_t n,
       c[i] = beta == 0.0 ? 0.0 : beta * c[i];
     return;
   }
-  cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(transA ? m : k), b,
-              static_cast<int>(transB ? k : n), beta, c, static_cast<int>(n));
+  gemmStrided<double>(transA, transB, m, n, k, alpha, a, transA ? m : k, b,
+                      transB ? k : n, beta, c, n);
 }
 
 template <typename T>

@@ -2,7 +2,6 @@
 
 #include "laer/planner/Bounds.h"
 
-#include "PlanBuilding.h"
 #include "laer/runtime/Error.h"
 
 #include <algorithm>
@@ -59,13 +58,10 @@ planner::maxRankRowsLowerBound(std::span<const std::int64_t> expertLoads,
   return lo;
 }
 
-double planner::criticalPathLowerBound(std::span<const std::int64_t> counts,
+double planner::criticalPathLowerBound(std::int64_t busiestRows,
                                        const ClusterSpec &cluster,
                                        const LayerSpec &layer) {
-  std::vector<std::int64_t> loads =
-      detail::expertLoads(counts, cluster.numRanks, layer.numExperts);
-  double rows = static_cast<double>(
-      maxRankRowsLowerBound(loads, cluster.numRanks, layer.slotsPerRank));
+  double rows = static_cast<double>(busiestRows);
   double secondsPerToken = layer.flopsPerToken() /
                            (cluster.flopsPerSecond * cluster.computeEfficiency);
   return layer.computePasses() * rows * secondsPerToken;

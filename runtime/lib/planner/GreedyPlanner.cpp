@@ -18,7 +18,7 @@ rt::Plan GreedyPlanner::plan(const PlannerInput &input) {
   int N = input.cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
   std::vector<std::int64_t> loads = detail::layoutLoads(input);
-  std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
+  std::vector<std::int64_t> now = expertLoads(input.counts, N, E);
   for (int e = 0; e < E; ++e)
     if (now[e] > 0 && loads[e] == 0)
       loads[e] = 1;

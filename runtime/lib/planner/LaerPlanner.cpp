@@ -72,7 +72,7 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
   int N = cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
   std::vector<std::int64_t> loads = detail::layoutLoads(input);
-  std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
+  std::vector<std::int64_t> now = expertLoads(input.counts, N, E);
 
   std::vector<std::vector<int>> candidates = {
       detail::evenReplicaCounts(loads, N, C),

@@ -162,7 +162,7 @@ rt::Plan planForLoad(const PlannerInput &input) {
   std::span<const std::int64_t> load =
       input.layoutLoad.empty() ? input.counts : input.layoutLoad;
   std::vector<std::int64_t> loads = detail::layoutLoads(input);
-  std::vector<std::int64_t> now = detail::expertLoads(input.counts, N, E);
+  std::vector<std::int64_t> now = expertLoads(input.counts, N, E);
   // An expert that has tokens now must get a replica even if the layout
   // load says it is idle.
   for (int e = 0; e < E; ++e)

@@ -10,8 +10,8 @@ using namespace laer;
 using namespace laer::planner;
 
 std::vector<std::int64_t>
-detail::expertLoads(std::span<const std::int64_t> counts, int numRanks,
-                    int numExperts) {
+planner::expertLoads(std::span<const std::int64_t> counts, int numRanks,
+                     int numExperts) {
   std::vector<std::int64_t> loads(numExperts, 0);
   for (int source = 0; source < numRanks; ++source)
     for (int e = 0; e < numExperts; ++e)

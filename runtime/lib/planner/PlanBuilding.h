@@ -9,10 +9,6 @@
 
 namespace laer::planner::detail {
 
-/// Total tokens per expert over all sources.
-std::vector<std::int64_t> expertLoads(std::span<const std::int64_t> counts,
-                                      int numRanks, int numExperts);
-
 /// Total tokens per expert of the load the layout is planned for: the
 /// history when the input has one, else this step's counts.
 std::vector<std::int64_t> layoutLoads(const PlannerInput &input);

@@ -183,16 +183,15 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
           moe += megatron ? LayerSpec::kTokenExchanges * cost.maxTokenComm +
                                 passes * cost.maxCompute
                           : cost.criticalPath;
-          std::vector<std::int64_t> loads(model.numExperts, 0);
-          for (std::size_t i = 0; i < counts.size(); ++i)
-            loads[i % model.numExperts] += counts[i];
-          double boundRows = static_cast<double>(
-              maxRankRowsLowerBound(loads, N, layer.slotsPerRank));
+          std::int64_t busiestBound = maxRankRowsLowerBound(
+              expertLoads(counts, N, model.numExperts), N, layer.slotsPerRank);
+          auto boundRows = static_cast<double>(busiestBound);
           double maxRows = static_cast<double>(*std::max_element(
               cost.rankTokens.begin(), cost.rankTokens.end()));
           sums.maxOverMeanTokens += cost.maxOverMeanTokens;
           sums.rowsOverBound += boundRows > 0 ? maxRows / boundRows : 1.0;
-          double boundPath = criticalPathLowerBound(counts, cluster, layer);
+          double boundPath =
+              criticalPathLowerBound(busiestBound, cluster, layer);
           sums.pathOverBound +=
               boundPath > 0 ? cost.criticalPath / boundPath : 1.0;
           sums.layoutsAhead += ahead ? 1.0 : 0.0;

@@ -171,6 +171,13 @@ void requireWritable(const std::string &path, bool folder, const char *option) {
          "' is missing or not writable");
 }
 
+/// Clears the progress bar's line (when it is drawn) so that a log line
+/// printed next starts at the margin.
+void clearProgress(bool progress) {
+  if (progress)
+    std::fputs("\r\033[K", stderr);
+}
+
 /// A one-line progress bar, redrawn in place (only on a terminal).
 void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
   constexpr int kWidth = 30;
@@ -724,8 +731,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     for (std::size_t l = 0; l < state.moe.size(); ++l)
       state.moe[l]->setLoadHistory(std::move(histories[l]));
     if (comm.rank() == 0) {
-      if (progress)
-        std::fputs("\r\033[K", stderr);
+      clearProgress(progress);
       std::printf("step %4ld  eval loss %.4f  (%ld held-out batches%s)\n", step,
                   loss, options.evalBatches,
                   step == options.steps ? ", after the last step" : "");
@@ -767,8 +773,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     if (skip) {
       ++skipped;
       if (comm.rank() == 0) {
-        if (progress)
-          std::fputs("\r\033[K", stderr);
+        clearProgress(progress);
         std::printf("step %4ld  skipped: %s (%ld skipped so far)\n", step,
                     problem.c_str(), skipped);
       }
@@ -799,8 +804,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         tokens / std::chrono::duration<double>(Clock::now() - start).count();
     if (comm.rank() == 0 &&
         (step % options.logEvery == 0 || step + 1 == options.steps)) {
-      if (progress)
-        std::fputs("\r\033[K", stderr);
+      clearProgress(progress);
       std::printf("step %4ld  loss %.4f  %7.0f tokens/s  plan %.2f ms  ", step,
                   result.loss, tokensPerSecond, planSeconds * 1e3);
       if (options.clipGradNorm > 0)

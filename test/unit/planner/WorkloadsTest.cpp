@@ -1,28 +1,20 @@
 //===- WorkloadsTest.cpp - each workload's documented statistics ----------===//
 
+#include "ErrorOf.h"
+
 #include "laer/planner/Workloads.h"
-#include "laer/runtime/Error.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
-#include <functional>
 #include <numeric>
 
 using namespace laer;
 using namespace laer::planner;
+using laer::test::errorOf;
 
 namespace {
-
-std::string errorOf(const std::function<void()> &body) {
-  try {
-    body();
-  } catch (const rt::RuntimeError &error) {
-    return error.what();
-  }
-  return "";
-}
 
 /// Options without the noise that blurs a statistic: no rank offsets, no
 /// partner choices.

@@ -1,22 +1,16 @@
 //===- PlanTest.cpp - layouts, routings and their validation --------------===//
 
+#include "ErrorOf.h"
+
 #include "laer/runtime/Plan.h"
 #include "laer/runtime/RelayoutHook.h"
 
 #include <gtest/gtest.h>
 
 using namespace laer::rt;
+using laer::test::errorOf;
 
 namespace {
-
-std::string errorOf(const std::function<void()> &body) {
-  try {
-    body();
-  } catch (const RuntimeError &error) {
-    return error.what();
-  }
-  return "";
-}
 
 TEST(Layout, ReplicasAreOrderedByExpertThenRank) {
   // 3 ranks x 2 slots, expert 1 on ranks 0 and 2, expert 0 on rank 1.

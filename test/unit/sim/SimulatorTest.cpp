@@ -1,5 +1,7 @@
 //===- SimulatorTest.cpp - laer-sim's library -----------------------------===//
 
+#include "ErrorOf.h"
+
 #include "laer/sim/Simulator.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
@@ -15,19 +17,11 @@
 using namespace laer;
 using namespace laer::sim;
 using laer::planner::CountsTrace;
+using laer::test::errorOf;
 
 namespace {
 
 const std::string kFixtures = LAER_SIM_FIXTURES;
-
-std::string errorOf(const std::function<void()> &body) {
-  try {
-    body();
-  } catch (const rt::RuntimeError &error) {
-    return error.what();
-  }
-  return "";
-}
 
 SimOptions smallCluster(double skew) {
   SimOptions options;

@@ -27,10 +27,11 @@ namespace laer::planner {
 std::int64_t maxRankRowsLowerBound(std::span<const std::int64_t> expertLoads,
                                    int numRanks, int slotsPerRank);
 
-/// A bound on evaluate()'s critical path of any plan for `counts`
-/// (`[source * E + e]`): the compute of the bound's busiest rank, every
-/// pass of it; the traffic terms are bounded below by 0.
-double criticalPathLowerBound(std::span<const std::int64_t> counts,
+/// A bound on evaluate()'s critical path of any plan whose busiest rank
+/// computes at least `busiestRows` rows (maxRankRowsLowerBound): that
+/// rank's compute, every pass of it; the traffic terms are bounded below
+/// by 0.
+double criticalPathLowerBound(std::int64_t busiestRows,
                               const ClusterSpec &cluster,
                               const LayerSpec &layer);
 

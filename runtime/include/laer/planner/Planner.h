@@ -44,6 +44,10 @@ public:
   virtual rt::Plan plan(const PlannerInput &input) = 0;
 };
 
+/// Total tokens per expert over all sources of `counts[source * E + e]`.
+std::vector<std::int64_t> expertLoads(std::span<const std::int64_t> counts,
+                                      int numRanks, int numExperts);
+
 /// "static", "flexmoe", "laer", "laer+" (and "exact" for tiny instances);
 /// throws for an unknown name.
 std::unique_ptr<Planner> makePlanner(const std::string &name);

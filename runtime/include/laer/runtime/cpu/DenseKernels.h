@@ -22,6 +22,14 @@ template <typename T>
 void gemmT(bool transA, bool transB, std::int64_t m, std::int64_t n,
            std::int64_t k, T alpha, const T *a, const T *b, T beta, T *c);
 
+/// The same with leading dimensions: A, B and C are blocks of wider
+/// row-major rows (an attention head's columns of q, k, v, the context).
+/// m, n and k must be at least 1.
+template <typename T>
+void gemmStrided(bool transA, bool transB, std::int64_t m, std::int64_t n,
+                 std::int64_t k, T alpha, const T *a, std::int64_t lda,
+                 const T *b, std::int64_t ldb, T beta, T *c, std::int64_t ldc);
+
 // Embedding: output[t] = table[ids[t]]; table [V, H].
 template <typename T>
 void embeddingForward(std::span<const T> table, std::span<const std::int32_t> ids,
