@@ -38,40 +38,69 @@ double planner::exposedParameterSeconds(double paramSeconds, double maxCompute,
          std::max(0.0, 2.0 * paramSeconds - backwardPasses * maxCompute);
 }
 
-StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
-                           const LayerSpec &layer, RestoreStart restore) {
+RankTraffic planner::trafficOf(const rt::Plan &plan,
+                               const ClusterSpec &cluster) {
+  // One pass over the routing (a plan at N = 8192 has millions of
+  // entries): the replicas' ranks and nodes looked up, not divided out per
+  // entry.
   int N = plan.layout.numRanks();
-  StepCost cost;
-  cost.rankTokens = rt::rowsPerRank(plan);
-
-  double secondsPerToken =
-      layer.flopsPerToken() /
-      (cluster.flopsPerSecond * cluster.computeEfficiency);
-  cost.computeSeconds.resize(N);
-  for (int rank = 0; rank < N; ++rank)
-    cost.computeSeconds[rank] = cost.rankTokens[rank] * secondsPerToken;
-
-  // Token traffic per rank and link; a token to a replica on the same rank
-  // does not move.
-  std::vector<double> sendIntra(N, 0), sendInter(N, 0), recvIntra(N, 0),
-      recvInter(N, 0);
+  RankTraffic traffic(N);
   const auto &replicas = plan.layout.replicas();
-  double bytesPerToken = layer.bytesPerToken();
+  std::vector<int> replicaRank(replicas.size()), replicaNode(replicas.size());
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    replicaRank[r] = replicas[r].rank;
+    replicaNode[r] = cluster.nodeOf(replicas[r].rank);
+  }
   for (int source = 0; source < N; ++source) {
+    int sourceNode = cluster.nodeOf(source);
+    std::int64_t intra = 0, inter = 0;
     for (const rt::Routing::Entry &entry : plan.routing.row(source)) {
-      int target = replicas[entry.replica].rank;
+      int target = replicaRank[entry.replica];
+      traffic.rows[target] += entry.tokens;
       if (target == source)
         continue;
-      double bytes = entry.tokens * bytesPerToken;
-      if (cluster.nodeOf(target) == cluster.nodeOf(source)) {
-        sendIntra[source] += bytes;
-        recvIntra[target] += bytes;
+      if (replicaNode[entry.replica] == sourceNode) {
+        intra += entry.tokens;
+        traffic.recvIntra[target] += entry.tokens;
       } else {
-        sendInter[source] += bytes;
-        recvInter[target] += bytes;
-        cost.interNodeBytes += static_cast<std::int64_t>(bytes);
+        inter += entry.tokens;
+        traffic.recvInter[target] += entry.tokens;
       }
     }
+    traffic.sendIntra[source] = intra;
+    traffic.sendInter[source] = inter;
+  }
+  return traffic;
+}
+
+StepCost planner::evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
+                           const LayerSpec &layer, RestoreStart restore) {
+  return evaluate(trafficOf(plan, cluster), cluster, layer, restore);
+}
+
+StepCost planner::evaluate(const RankTraffic &traffic,
+                           const ClusterSpec &cluster, const LayerSpec &layer,
+                           RestoreStart restore) {
+  int N = static_cast<int>(traffic.rows.size());
+  StepCost cost;
+  cost.rankTokens = traffic.rows;
+  double bytesPerToken = layer.bytesPerToken();
+  double secondsPerToken = layer.flopsPerToken() /
+                           (cluster.flopsPerSecond * cluster.computeEfficiency);
+  cost.computeSeconds.resize(N);
+  for (int rank = 0; rank < N; ++rank)
+    cost.computeSeconds[rank] =
+        static_cast<double>(cost.rankTokens[rank]) * secondsPerToken;
+  auto bytes = [&](const std::vector<std::int64_t> &tokens, int rank) {
+    return static_cast<double>(tokens[rank]) * bytesPerToken;
+  };
+  std::vector<double> sendIntra(N), sendInter(N), recvIntra(N), recvInter(N);
+  for (int rank = 0; rank < N; ++rank) {
+    sendIntra[rank] = bytes(traffic.sendIntra, rank);
+    sendInter[rank] = bytes(traffic.sendInter, rank);
+    recvIntra[rank] = bytes(traffic.recvIntra, rank);
+    recvInter[rank] = bytes(traffic.recvInter, rank);
+    cost.interNodeBytes += static_cast<std::int64_t>(sendInter[rank]);
   }
   cost.tokenCommSeconds.resize(N);
   for (int rank = 0; rank < N; ++rank) {

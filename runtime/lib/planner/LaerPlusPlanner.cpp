@@ -11,13 +11,14 @@
 // 4. No lag: given a history, the layout for it (restorable ahead) and the
 //    layout for this step's counts (restored after the plan) compete on
 //    the critical path, so moving hot experts do not leave it behind.
-// Everything is O(N*C*G + E*N) so it runs in milliseconds at N = 1024.
+// Candidates are priced from the tokens that stay in their node; only
+// the chosen one is routed in full. O(N*C*G + E*N) work: milliseconds at
+// N = 1024.
 //
 //===----------------------------------------------------------------------===//
 
 #include "PlanBuilding.h"
 #include "Planners.h"
-#include "laer/planner/Bounds.h"
 #include "laer/planner/TokenSplit.h"
 
 #include <algorithm>
@@ -32,9 +33,6 @@ namespace {
 
 /// Up to this many ranks laer+ also tries the paper's plan.
 constexpr int kSmallCluster = 64;
-/// Above this many (source, expert) counts (N = 1024 at E = 256) laer+
-/// builds one routing instead of two.
-constexpr std::int64_t kLargePlan = std::int64_t(1) << 18;
 
 rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
                           std::span<const std::int64_t> load,
@@ -55,49 +53,71 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
     nodeFree[node] = static_cast<long>(nodeSize(node)) * slotsPerRank;
 
   // Replicas per (node, expert): proportional to demand, largest remainder.
+  // Expert by expert over all nodes, so demand and copies are kept
+  // expert-major here (M = 1024 nodes at N = 8192).
+  std::vector<std::int64_t> demandOf(static_cast<std::size_t>(E) * M);
+  for (int node = 0; node < M; ++node)
+    for (int e = 0; e < E; ++e)
+      demandOf[static_cast<std::size_t>(e) * M + node] =
+          nodeDemand[static_cast<std::size_t>(node) * E + e];
   std::vector<int> order(E);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return loads[a] > loads[b]; });
   std::vector<int> copies(static_cast<std::size_t>(M) * E, 0);
-  std::vector<double> want(M);
+  std::vector<double> gap(M);
   std::vector<int> byGap;
   for (int e : order) {
     int R = replicaCounts[e];
     if (R == 0)
       continue;
-    for (int node = 0; node < M; ++node)
-      want[node] = loads[e] > 0
-                       ? double(R) * nodeDemand[node * E + e] / loads[e]
-                       : double(R) / M;
+    double perToken = loads[e] > 0 ? double(R) / double(loads[e]) : 0.0;
     auto room = [&](int node) {
-      return std::min<long>(nodeSize(node) - copies[node * E + e],
+      return std::min<long>(nodeSize(node) - copies[e * M + node],
                             nodeFree[node]);
     };
+    // First the whole part of each node's share; then the rest by largest
+    // remainder (ties to the lower node), then anywhere with room; each
+    // pass over the nodes places at most one copy per node. Room never
+    // grows, so only nodes with room after their whole part take part.
     int placed = 0;
-    for (int node = 0; node < M && placed < R; ++node) {
-      int take = static_cast<int>(std::min<long>(
-          {static_cast<long>(std::floor(want[node])), room(node),
-           static_cast<long>(R - placed)}));
-      copies[node * E + e] += take;
+    byGap.clear();
+    for (int node = 0; node < M; ++node) {
+      double want = loads[e] > 0 ? perToken * double(demandOf[e * M + node])
+                                 : double(R) / M;
+      // want >= 0: the cast is the floor.
+      int take =
+          static_cast<int>(std::min<long>({static_cast<long>(want), room(node),
+                                           static_cast<long>(R - placed)}));
+      copies[e * M + node] += take;
       nodeFree[node] -= take;
       placed += take;
+      if (room(node) > 0) {
+        byGap.push_back(node);
+        gap[node] = want - copies[e * M + node];
+      }
     }
-    // The rest by largest remainder of the share, then anywhere with room
-    // (each pass over the nodes places at most one copy per node).
-    byGap.resize(M);
-    std::iota(byGap.begin(), byGap.end(), 0);
-    std::stable_sort(byGap.begin(), byGap.end(), [&](int a, int b) {
-      return want[a] - copies[a * E + e] > want[b] - copies[b * E + e];
-    });
+    if (placed == R)
+      continue;
+    auto larger = [&](int a, int b) {
+      return gap[a] > gap[b] || (gap[a] == gap[b] && a < b);
+    };
+    std::size_t needed = static_cast<std::size_t>(R - placed);
+    if (needed < byGap.size())
+      // One pass gives each of the first `needed` nodes a copy: only which
+      // nodes they are matters, not their order.
+      std::nth_element(byGap.begin(),
+                       byGap.begin() + static_cast<std::ptrdiff_t>(needed),
+                       byGap.end(), larger);
+    else
+      std::sort(byGap.begin(), byGap.end(), larger);
     while (placed < R) {
       int before = placed;
-      for (std::size_t i = 0; i < byGap.size(); ++i) {
+      for (int node : byGap) {
         if (placed == R)
           break;
-        int node = byGap[i];
         if (room(node) > 0) {
-          ++copies[node * E + e];
+          ++copies[e * M + node];
           --nodeFree[node];
           ++placed;
         }
@@ -126,7 +146,7 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
   for (int node = 0; node < M; ++node) {
     items.clear();
     for (int e = 0; e < E; ++e)
-      for (int c = 0; c < copies[node * E + e]; ++c)
+      for (int c = 0; c < copies[e * M + node]; ++c)
         items.push_back({double(loads[e]) / replicaCounts[e], e});
     std::stable_sort(items.begin(), items.end(),
                      [](const Item &a, const Item &b) {
@@ -153,16 +173,34 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
   return detail::layoutFromRanks(perRank, slotsPerRank, E);
 }
 
+/// A plan and the per-rank traffic its routing makes.
+struct CostedPlan {
+  rt::Plan plan;
+  RankTraffic traffic;
+};
+
 /// laer+'s plan with the layout for `input`'s layout load (history or
 /// this step's counts) and this step's tokens routed over it.
-rt::Plan planForLoad(const PlannerInput &input) {
+CostedPlan planForLoad(const PlannerInput &input) {
   const ClusterSpec &cluster = input.cluster;
   int N = cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
   std::span<const std::int64_t> load =
       input.layoutLoad.empty() ? input.counts : input.layoutLoad;
-  std::vector<std::int64_t> loads = detail::layoutLoads(input);
-  std::vector<std::int64_t> now = expertLoads(input.counts, N, E);
+  // This step's tokens per expert and per source, in one pass.
+  std::vector<std::int64_t> now(E, 0), sourceTokens(N, 0);
+  for (int source = 0; source < N; ++source) {
+    const std::int64_t *row =
+        input.counts.data() + static_cast<std::size_t>(source) * E;
+    std::int64_t total = 0;
+    for (int e = 0; e < E; ++e) {
+      now[e] += row[e];
+      total += row[e];
+    }
+    sourceTokens[source] = total;
+  }
+  std::vector<std::int64_t> loads =
+      input.layoutLoad.empty() ? now : detail::layoutLoads(input);
   // An expert that has tokens now must get a replica even if the layout
   // load says it is idle.
   for (int e = 0; e < E; ++e)
@@ -174,18 +212,6 @@ rt::Plan planForLoad(const PlannerInput &input) {
   // are not worth their time at scale.
   std::vector<int> replicaCounts =
       detail::priorityReplicaCounts(loads, N, C, 1);
-  rt::Plan best;
-  double bestCost = std::numeric_limits<double>::infinity();
-  auto consider = [&](rt::Plan plan) {
-    if (!detail::servesAll(plan.layout, now))
-      return;
-    double cost =
-        evaluate(plan, cluster, input.layer).criticalPath;
-    if (cost < bestCost) {
-      bestCost = cost;
-      best = std::move(plan);
-    }
-  };
   // Two layouts: node-aware (tokens can stay in their node) and plain
   // longest-first (the busiest rank can be lighter when nodes' demands are
   // lopsided, e.g. one replica per expert and node at E = 256). On each,
@@ -193,58 +219,70 @@ rt::Plan planForLoad(const PlannerInput &input) {
   // rank, then its node, then others: equal shares per replica, and the
   // shares that minimise the busiest rank (a max flow). The flow ignores
   // where the tokens come from, so where token traffic outweighs the
-  // compute it saves, the cost model keeps the equal shares.
+  // compute it saves, the cost model keeps the equal shares. Longest-first
+  // with equal shares is the greedy planner's plan, so laer+ never costs
+  // more than the greedy.
   struct Candidate {
     rt::Layout layout;
     std::vector<std::int64_t> shares;
-    std::int64_t busiest;
   };
   std::vector<Candidate> candidates;
-  // No layout's busiest rank can beat the slot-counting bound: when the
-  // node-aware one comes within 1% of it, longest-first could gain little
-  // compute for more tokens between nodes, so it is not tried.
-  double bound = static_cast<double>(maxRankRowsLowerBound(now, N, C));
   for (int which = 0; which < 2; ++which) {
-    if (which == 1 && !candidates.empty() &&
-        static_cast<double>(candidates.back().busiest) <= 1.01 * bound)
-      break;
     rt::Layout layout =
         which == 0 ? placeNodeAware(replicaCounts, load, loads, cluster, C)
                    : detail::placeLongestFirst(replicaCounts, loads, N, C);
     if (!detail::servesAll(layout, now))
       continue;
     std::vector<std::int64_t> equal = detail::equalShares(layout, now);
-    std::int64_t equalBusiest = detail::busiestRankRows(layout, equal);
     TokenSplit split = optimalTokenSplit(layout, now);
-    candidates.push_back({layout, std::move(equal), equalBusiest});
-    candidates.push_back(
-        {std::move(layout), std::move(split.shares), split.maxRankRows});
+    candidates.push_back({layout, std::move(equal)});
+    candidates.push_back({std::move(layout), std::move(split.shares)});
   }
-  auto route = [&](const Candidate &candidate) {
-    return rt::Plan{candidate.layout,
-                    detail::routeShares(candidate.layout, input.counts, cluster,
-                                        candidate.shares)};
-  };
-  if (static_cast<std::int64_t>(N) * E <= kLargePlan) {
-    for (const Candidate &candidate : candidates)
-      consider(route(candidate));
-  } else if (!candidates.empty()) {
-    // Each routing is millions of entries here: build only the candidate
-    // with the least busy busiest rank (compute dominates at this scale;
-    // ties to the node-aware layout and to equal shares, listed first).
-    consider(
-        route(*std::min_element(candidates.begin(), candidates.end(),
-                                [](const Candidate &a, const Candidate &b) {
-                                  return a.busiest < b.busiest;
-                                })));
+
+  // Each candidate is priced from the tokens that stay in their node
+  // (O(N * C) work); only the cheapest gets its whole routing, millions of
+  // entries at N = 8192.
+  double bestCost = std::numeric_limits<double>::infinity();
+  const Candidate *chosen = nullptr;
+  detail::LocalFill chosenFill;
+  RankTraffic chosenTraffic;
+  for (const Candidate &candidate : candidates) {
+    detail::LocalFill fill = detail::fillLocal(candidate.layout, input.counts,
+                                               cluster, candidate.shares);
+    RankTraffic traffic = detail::trafficOfShares(
+        candidate.layout, candidate.shares, fill, sourceTokens, now);
+    double cost = evaluate(traffic, cluster, input.layer).criticalPath;
+    if (cost < bestCost) {
+      bestCost = cost;
+      chosen = &candidate;
+      chosenFill = std::move(fill);
+      chosenTraffic = std::move(traffic);
+    }
+  }
+  CostedPlan best;
+  if (chosen) {
+    best.plan.layout = chosen->layout;
+    best.plan.routing = detail::finishRouting(
+        chosen->layout, input.counts, chosen->shares, std::move(chosenFill));
+    best.traffic = std::move(chosenTraffic);
   }
   // On small clusters the paper's plan is cheap: keep it if it is better
   // (it has not been on our test loads), so laer+ is never worse there.
-  if (N <= kSmallCluster)
-    consider(LaerPlanner().plan(input));
-  if (bestCost == std::numeric_limits<double>::infinity())
-    best = StaticPlanner().plan(input);
-  best.layoutAhead = !input.layoutLoad.empty();
+  if (N <= kSmallCluster) {
+    rt::Plan paper = LaerPlanner().plan(input);
+    if (detail::servesAll(paper.layout, now)) {
+      RankTraffic traffic = trafficOf(paper, cluster);
+      if (evaluate(traffic, cluster, input.layer).criticalPath < bestCost) {
+        best = {std::move(paper), std::move(traffic)};
+        bestCost = 0; // taken
+      }
+    }
+  }
+  if (bestCost == std::numeric_limits<double>::infinity()) {
+    best.plan = StaticPlanner().plan(input);
+    best.traffic = trafficOf(best.plan, cluster);
+  }
+  best.plan.layoutAhead = !input.layoutLoad.empty();
   return best;
 }
 
@@ -255,21 +293,22 @@ rt::Plan LaerPlusPlanner::plan(const PlannerInput &input) {
   PlannerInput fresh = input;
   fresh.layoutLoad = {};
   if (input.layoutLoad.empty())
-    return planForLoad(fresh);
+    return planForLoad(fresh).plan;
   // A layout for the history can be restored before the router (where the
   // executor prefetches); one for this step's counts balances this step
   // but restores after the plan. When hot experts move, the history's
   // layout is off by far more than the exposed restore costs: choose by
   // the critical path each would have.
-  rt::Plan predicted = planForLoad(input);
-  rt::Plan current = planForLoad(fresh);
+  CostedPlan predicted = planForLoad(input);
+  CostedPlan current = planForLoad(fresh);
   double predictedCost =
-      evaluate(predicted, input.cluster, input.layer,
+      evaluate(predicted.traffic, input.cluster, input.layer,
                input.prefetchesRestore ? RestoreStart::BeforeRouter
                                        : RestoreStart::AfterPlan)
           .criticalPath;
-  double currentCost =
-      evaluate(current, input.cluster, input.layer, RestoreStart::AfterPlan)
-          .criticalPath;
-  return predictedCost <= currentCost ? predicted : current;
+  double currentCost = evaluate(current.traffic, input.cluster, input.layer,
+                                RestoreStart::AfterPlan)
+                           .criticalPath;
+  return predictedCost <= currentCost ? std::move(predicted.plan)
+                                      : std::move(current.plan);
 }

@@ -9,6 +9,8 @@
 using namespace laer;
 using namespace laer::planner;
 
+using Entry = rt::Routing::Entry;
+
 std::vector<std::int64_t>
 planner::expertLoads(std::span<const std::int64_t> counts, int numRanks,
                      int numExperts) {
@@ -232,74 +234,53 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
   return routeShares(layout, counts, cluster, equalShares(layout, loads));
 }
 
-rt::Routing detail::routeShares(const rt::Layout &layout,
-                                std::span<const std::int64_t> counts,
-                                const ClusterSpec &cluster,
-                                std::span<const std::int64_t> shares) {
-  // Per expert, replicas take their shares from (1) their own rank, (2)
-  // their node's ranks in order, (3) every rank in order. Each expert's
-  // fill is independent of the others', so the three phases run source by
-  // source over all experts at once: the counts are read row by row and
-  // the entries come out in source order (N = 8192 x E = 256 gives
-  // millions of entries; the order is what keeps that fast).
+detail::LocalFill detail::fillLocal(const rt::Layout &layout,
+                                    std::span<const std::int64_t> counts,
+                                    const ClusterSpec &cluster,
+                                    std::span<const std::int64_t> shares) {
   int N = layout.numRanks(), E = layout.numExperts(), C = layout.slotsPerRank();
   const auto &replicas = layout.replicas();
-  std::vector<std::int64_t> loads = expertLoads(counts, N, E);
-  std::vector<std::int64_t> capacity(shares.begin(), shares.end());
-  std::vector<std::int64_t> shared(E, 0);
-  for (std::size_t r = 0; r < replicas.size(); ++r)
-    shared[replicas[r].expert] += capacity[r];
-  for (int e = 0; e < E; ++e)
-    if (!layout.replicasOf(e).empty() && shared[e] != loads[e])
-      rt::fail({}, "routing: the replicas of expert ", e, " take ", shared[e],
-               " tokens, its sources route ", loads[e]);
-  std::vector<std::int64_t> demand(counts.begin(), counts.end());
-  // Each phase emits its entries source by source (a phase's row of one
-  // source is by increasing replica, but for the own-rank phase's C); the
-  // rows are merged at the end.
-  using Entry = rt::Routing::Entry;
-  struct Phase {
-    std::vector<std::size_t> rowStart;
-    std::vector<Entry> entries;
-  };
-  Phase own, node, rest;
-  for (Phase *phase : {&own, &node, &rest})
-    phase->rowStart.assign(N + 1, 0);
-  auto send = [&](Phase &phase, int replica, std::int64_t &want) {
-    std::int64_t take = std::min(want, capacity[replica]);
-    if (take > 0) {
-      phase.entries.push_back({replica, take});
-      want -= take;
-      capacity[replica] -= take;
-    }
+  if (shares.size() != replicas.size())
+    rt::fail({}, "routing: ", shares.size(), " shares for ", replicas.size(),
+             " replicas");
+  LocalFill fill;
+  fill.capacityLeft.assign(shares.begin(), shares.end());
+  std::vector<std::int64_t> &capacity = fill.capacityLeft;
+  auto count = [&](int source, int expert) {
+    return counts[static_cast<std::size_t>(source) * E + expert];
   };
 
   // 1. Tokens of a replica's own rank stay there.
-  own.entries.reserve(static_cast<std::size_t>(N) * C);
-  for (int rank = 0; rank < N; ++rank) {
-    for (int slot = 0; slot < C; ++slot)
-      if (int r = layout.replicaAt(rank, slot); r >= 0)
-        send(own, r,
-             demand[static_cast<std::size_t>(rank) * E + replicas[r].expert]);
-    auto row =
-        own.entries.begin() + static_cast<std::ptrdiff_t>(own.rowStart[rank]);
-    std::sort(row, own.entries.end(), [](const Entry &a, const Entry &b) {
-      return a.replica < b.replica;
-    });
-    own.rowStart[rank + 1] = own.entries.size();
+  std::vector<std::int64_t> ownTaken(replicas.size(), 0);
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    ownTaken[r] =
+        std::min(count(replicas[r].rank, replicas[r].expert), capacity[r]);
+    capacity[r] -= ownTaken[r];
   }
+  // The replica of each expert on the source at hand (-1: none), set and
+  // cleared per source.
+  std::vector<int> ownReplica(E, -1);
 
   // 2. Inside each node: the node's copies of each expert (contiguous in
   // its rank-ordered replicas) filled by the node's sources in order.
+  fill.rowStart.assign(N + 1, 0);
+  std::vector<Entry> &local = fill.entries;
+  std::vector<std::span<const int>> copiesOf(E);
+  for (int e = 0; e < E; ++e)
+    copiesOf[e] = layout.replicasOf(e);
+  std::vector<int> replicaNode(replicas.size());
+  for (std::size_t r = 0; r < replicas.size(); ++r)
+    replicaNode[r] = cluster.nodeOf(replicas[r].rank);
   std::vector<std::size_t> nodeBegin(E, 0), next(E), end(E);
   std::vector<int> present;
   for (int n = 0; n < cluster.numNodes(); ++n) {
+    int firstRank = n * cluster.gpusPerNode;
+    int lastRank = std::min(N, firstRank + cluster.gpusPerNode);
     present.clear();
     for (int e = 0; e < E; ++e) {
-      std::span<const int> copies = layout.replicasOf(e);
+      std::span<const int> copies = copiesOf[e];
       std::size_t last = nodeBegin[e];
-      while (last < copies.size() &&
-             cluster.nodeOf(replicas[copies[last]].rank) == n)
+      while (last < copies.size() && replicaNode[copies[last]] == n)
         ++last;
       next[e] = nodeBegin[e];
       end[e] = last;
@@ -307,73 +288,169 @@ rt::Routing detail::routeShares(const rt::Layout &layout,
       if (next[e] < end[e])
         present.push_back(e);
     }
-    int firstRank = n * cluster.gpusPerNode;
-    int lastRank = std::min(N, firstRank + cluster.gpusPerNode);
     for (int source = firstRank; source < lastRank; ++source) {
+      for (int slot = 0; slot < C; ++slot)
+        if (int r = layout.replicaAt(source, slot); r >= 0)
+          ownReplica[replicas[r].expert] = r;
       for (int e : present) {
-        std::span<const int> copies = layout.replicasOf(e);
-        std::int64_t &want = demand[static_cast<std::size_t>(source) * E + e];
+        int own = ownReplica[e];
+        std::int64_t want = count(source, e);
+        if (own >= 0) {
+          want -= ownTaken[own];
+          if (ownTaken[own] > 0)
+            local.push_back({own, ownTaken[own]});
+        }
+        // Tokens left after the own replica's fill mean it is full.
+        std::span<const int> copies = copiesOf[e];
         while (want > 0 && next[e] < end[e]) {
-          send(node, copies[next[e]], want);
-          if (capacity[copies[next[e]]] == 0)
+          int r = copies[next[e]];
+          std::int64_t take = std::min(want, capacity[r]);
+          if (take > 0) {
+            local.push_back({r, take});
+            want -= take;
+            capacity[r] -= take;
+          }
+          if (capacity[r] == 0)
             ++next[e];
         }
       }
-      node.rowStart[source + 1] = node.entries.size();
+      // Copies of one expert are rank-ordered, but the own replica may
+      // follow a lower rank's copy: order the row by replica.
+      std::sort(
+          local.begin() + static_cast<std::ptrdiff_t>(fill.rowStart[source]),
+          local.end(),
+          [](const Entry &a, const Entry &b) { return a.replica < b.replica; });
+      fill.rowStart[source + 1] = local.size();
+      for (int slot = 0; slot < C; ++slot)
+        if (int r = layout.replicaAt(source, slot); r >= 0)
+          ownReplica[replicas[r].expert] = -1;
     }
   }
+  return fill;
+}
 
-  // 3. What is left crosses nodes.
-  std::size_t pairs = 0;
-  for (std::int64_t d : demand)
-    pairs += d != 0;
-  // Each pair left ends one entry; a replica that fills up, at most one
-  // more.
-  rest.entries.reserve(pairs + replicas.size());
-  std::fill(next.begin(), next.end(), 0);
+namespace {
+
+/// Fails unless the replicas of every expert with some take exactly its
+/// load.
+void requireSharesMatchLoads(const rt::Layout &layout,
+                             std::span<const std::int64_t> shares,
+                             std::span<const std::int64_t> loads) {
+  for (int e = 0; e < layout.numExperts(); ++e) {
+    std::span<const int> copies = layout.replicasOf(e);
+    std::int64_t shared = 0;
+    for (int r : copies)
+      shared += shares[r];
+    if (!copies.empty() && shared != loads[e])
+      rt::fail({}, "routing: the replicas of expert ", e, " take ", shared,
+               " tokens, its sources route ", loads[e]);
+  }
+}
+
+} // namespace
+
+RankTraffic detail::trafficOfShares(const rt::Layout &layout,
+                                    std::span<const std::int64_t> shares,
+                                    const LocalFill &fill,
+                                    std::span<const std::int64_t> sourceTokens,
+                                    std::span<const std::int64_t> loads) {
+  // Phase 3 sends a source's tokens to other nodes only (its node's copies
+  // are full by then) and fills every replica's room left: the crossing
+  // traffic follows from the local fill without building the rows.
+  requireSharesMatchLoads(layout, shares, loads);
+  int N = layout.numRanks();
+  const auto &replicas = layout.replicas();
+  RankTraffic traffic(N);
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    traffic.rows[replicas[r].rank] += shares[r];
+    traffic.recvInter[replicas[r].rank] += fill.capacityLeft[r];
+  }
   for (int source = 0; source < N; ++source) {
-    for (int e = 0; e < E; ++e) {
-      std::int64_t &want = demand[static_cast<std::size_t>(source) * E + e];
-      if (want == 0)
+    std::int64_t kept = 0;
+    for (std::size_t i = fill.rowStart[source]; i < fill.rowStart[source + 1];
+         ++i) {
+      const Entry &entry = fill.entries[i];
+      kept += entry.tokens;
+      int target = replicas[entry.replica].rank;
+      if (target == source)
         continue;
-      std::span<const int> copies = layout.replicasOf(e);
-      while (want > 0 && next[e] < copies.size()) {
-        send(rest, copies[next[e]], want);
-        if (capacity[copies[next[e]]] == 0)
-          ++next[e];
-      }
+      traffic.sendIntra[source] += entry.tokens;
+      traffic.recvIntra[target] += entry.tokens;
     }
-    rest.rowStart[source + 1] = rest.entries.size();
+    traffic.sendInter[source] = sourceTokens[source] - kept;
   }
+  return traffic;
+}
 
-  // Each row: the three phases' runs merged by replica (a source never
-  // sends to one replica in two phases: a phase moves on only once the
-  // source's tokens or the replica's room are used up).
-  std::vector<std::size_t> rowStart(N + 1, 0);
-  std::vector<Entry> entries(own.entries.size() + node.entries.size() +
-                             rest.entries.size());
+rt::Routing detail::finishRouting(const rt::Layout &layout,
+                                  std::span<const std::int64_t> counts,
+                                  std::span<const std::int64_t> shares,
+                                  LocalFill fill) {
+  // 3. What is left crosses nodes, source by source in one pass over the
+  // counts, each row written in its final order: per expert its local
+  // entries, then the crossing ones (a source reaches other nodes only
+  // once its node's copies are full, so no replica appears twice), merged
+  // by replica. N = 8192 x E = 256 is millions of entries.
+  int N = layout.numRanks(), E = layout.numExperts();
+  const auto &replicas = layout.replicas();
+  std::vector<std::int64_t> &capacity = fill.capacityLeft;
+  std::vector<std::span<const int>> copiesOf(E);
+  for (int e = 0; e < E; ++e)
+    copiesOf[e] = layout.replicasOf(e);
+  std::vector<std::int64_t> loads(E, 0);
+  std::vector<std::size_t> rowStart(N + 1, 0), next(E, 0);
+  std::vector<Entry> entries;
+  entries.reserve(static_cast<std::size_t>(N) * E + fill.entries.size() +
+                  replicas.size());
   auto byReplica = [](const Entry &a, const Entry &b) {
     return a.replica < b.replica;
   };
-  std::vector<Entry> mergedTwo;
-  std::size_t out = 0;
   for (int source = 0; source < N; ++source) {
-    auto run = [&](const Phase &phase) {
-      return std::span<const Entry>(phase.entries)
-          .subspan(phase.rowStart[source],
-                   phase.rowStart[source + 1] - phase.rowStart[source]);
-    };
-    std::span<const Entry> a = run(own), b = run(node), c = run(rest);
-    mergedTwo.resize(a.size() + b.size());
-    std::merge(a.begin(), a.end(), b.begin(), b.end(), mergedTwo.begin(),
-               byReplica);
-    out = static_cast<std::size_t>(
-        std::merge(mergedTwo.begin(), mergedTwo.end(), c.begin(), c.end(),
-                   entries.begin() + static_cast<std::ptrdiff_t>(out),
-                   byReplica) -
-        entries.begin());
-    rowStart[source + 1] = out;
+    std::size_t l = fill.rowStart[source],
+                lastLocal = fill.rowStart[source + 1];
+    const std::int64_t *row =
+        counts.data() + static_cast<std::size_t>(source) * E;
+    for (int e = 0; e < E; ++e) {
+      std::int64_t want = row[e];
+      loads[e] += want;
+      std::size_t first = entries.size();
+      for (; l < lastLocal && replicas[fill.entries[l].replica].expert == e;
+           ++l) {
+        entries.push_back(fill.entries[l]);
+        want -= fill.entries[l].tokens;
+      }
+      if (want == 0)
+        continue;
+      std::size_t localEnd = entries.size();
+      std::span<const int> copies = copiesOf[e];
+      while (want > 0 && next[e] < copies.size()) {
+        int r = copies[next[e]];
+        std::int64_t take = std::min(want, capacity[r]);
+        if (take > 0) {
+          entries.push_back({r, take});
+          want -= take;
+          capacity[r] -= take;
+        }
+        if (capacity[r] == 0)
+          ++next[e];
+      }
+      if (localEnd > first && entries.size() > localEnd)
+        std::inplace_merge(entries.begin() + static_cast<std::ptrdiff_t>(first),
+                           entries.begin() +
+                               static_cast<std::ptrdiff_t>(localEnd),
+                           entries.end(), byReplica);
+    }
+    rowStart[source + 1] = entries.size();
   }
+  requireSharesMatchLoads(layout, shares, loads);
   return rt::Routing::fromRows(static_cast<int>(replicas.size()),
                                std::move(rowStart), std::move(entries));
+}
+
+rt::Routing detail::routeShares(const rt::Layout &layout,
+                                std::span<const std::int64_t> counts,
+                                const ClusterSpec &cluster,
+                                std::span<const std::int64_t> shares) {
+  return finishRouting(layout, counts, shares,
+                       fillLocal(layout, counts, cluster, shares));
 }

@@ -65,6 +65,35 @@ std::vector<std::int64_t> equalShares(const rt::Layout &layout,
 std::int64_t busiestRankRows(const rt::Layout &layout,
                              std::span<const std::int64_t> shares);
 
+/// Phases 1 and 2 of routeShares: the tokens that stay on a replica's own
+/// rank and those that stay inside its node.
+struct LocalFill {
+  /// Per source, `entries[rowStart[s] .. rowStart[s + 1])` by replica.
+  std::vector<std::size_t> rowStart;
+  std::vector<rt::Routing::Entry> entries;
+  /// Per replica, the room left for other nodes' tokens.
+  std::vector<std::int64_t> capacityLeft;
+};
+
+LocalFill fillLocal(const rt::Layout &layout,
+                    std::span<const std::int64_t> counts,
+                    const ClusterSpec &cluster,
+                    std::span<const std::int64_t> shares);
+
+/// The traffic of routeShares' routing, from its local fill alone
+/// (`sourceTokens`: tokens per source; `loads`: per expert): O(N * C +
+/// local entries) where the routing is O(N * E).
+RankTraffic trafficOfShares(const rt::Layout &layout,
+                            std::span<const std::int64_t> shares,
+                            const LocalFill &fill,
+                            std::span<const std::int64_t> sourceTokens,
+                            std::span<const std::int64_t> loads);
+
+/// Phase 3 of routeShares: the rest crosses nodes; the whole routing.
+rt::Routing finishRouting(const rt::Layout &layout,
+                          std::span<const std::int64_t> counts,
+                          std::span<const std::int64_t> shares, LocalFill fill);
+
 /// Replica i takes `shares[i]` tokens (per expert summing to its load),
 /// filled as routeBalanced fills its equal shares: own rank, node, others.
 rt::Routing routeShares(const rt::Layout &layout,

@@ -63,7 +63,7 @@ double realNumber(const std::string &flag, const std::string &value) {
 /// MoE layer for expert weights), or "".
 std::string firstNonFinite(TrainingState &state) {
   for (const DenseTensor &tensor : state.denseTensors)
-    for (std::int64_t i = 0; i < tensor.size; ++i)
+    for (std::size_t i = 0; i < tensor.size; ++i)
       if (!std::isfinite(state.dense[tensor.offset + i]))
         return "dense parameter '" +
                (tensor.name.name.empty() ? std::to_string(tensor.offset)

@@ -324,36 +324,36 @@ TEST(LaerPlus, KeepsTheLayoutKnownAheadWhenTheLoadHolds) {
           .exposedParamSeconds);
 }
 
-TEST(LaerPlus, KeepsUpWithTheWaterFillGreedy) {
-  // DeepSeek-like routing (many experts, top-8) on clusters of 2 to 8
-  // nodes at every slot count: laer+'s critical path is at most 1% longer
-  // than the plain baseline's (it tries the baseline's layout whenever its
-  // own misses the slot-counting bound; where it reaches it, the
-  // node-unaware layout can still move fewer tokens) and shorter on
-  // average.
+TEST(LaerPlus, NeverCostsMoreThanTheWaterFillGreedy) {
+  // DeepSeek-like routing (many experts, top-8) and smaller shapes on
+  // clusters of 1 to 8 nodes at every slot count: laer+ prices the greedy's
+  // plan among its candidates, so its critical path is never longer, and
+  // on average shorter.
   std::mt19937_64 rng(23);
   double ratioSum = 0;
   int cases = 0;
-  for (int N : {16, 32, 64})
-    for (int C : {1, 2, 4}) {
-      int E = 64;
-      if (N * C < E)
-        continue;
-      for (double skew : {0.5, 1.0, 1.5}) {
-        std::vector<std::int64_t> counts =
-            skewedCounts(rng, N, E, 8 * 512, skew);
-        PlannerInput input = makeInput(N, 8, E, C, counts);
-        input.layer.topK = 8;
-        rt::Plan plusPlan = makePlanner("laer+")->plan(input);
-        rt::Plan greedyPlan = makePlanner("greedy")->plan(input);
-        EXPECT_EQ(checkPlan(greedyPlan, input), "");
-        double ratio =
-            evaluate(plusPlan, input.cluster, input.layer).criticalPath /
-            evaluate(greedyPlan, input.cluster, input.layer).criticalPath;
-        EXPECT_LE(ratio, 1.01) << "N " << N << " C " << C << " skew " << skew;
-        ratioSum += ratio;
-        ++cases;
+  for (int N : {8, 16, 32, 64})
+    for (int C : {1, 2, 4})
+      for (int E : {8, 64}) {
+        if (N * C < E)
+          continue;
+        for (double skew : {0.5, 1.0, 1.5}) {
+          std::vector<std::int64_t> counts =
+              skewedCounts(rng, N, E, 8 * 512, skew);
+          PlannerInput input = makeInput(N, 8, E, C, counts);
+          input.layer.topK = 8;
+          rt::Plan plusPlan = makePlanner("laer+")->plan(input);
+          rt::Plan greedyPlan = makePlanner("greedy")->plan(input);
+          EXPECT_EQ(checkPlan(greedyPlan, input), "");
+          double plus =
+              evaluate(plusPlan, input.cluster, input.layer).criticalPath;
+          double greedy =
+              evaluate(greedyPlan, input.cluster, input.layer).criticalPath;
+          EXPECT_LE(plus, greedy)
+              << "N " << N << " C " << C << " E " << E << " skew " << skew;
+          ratioSum += plus / greedy;
+          ++cases;
+        }
       }
-    }
   EXPECT_LT(ratioSum / cases, 1.0);
 }

@@ -82,8 +82,9 @@ TEST(Workloads, EveryKindRoutesEachTokenTopKTimesToDistinctExperts) {
       EXPECT_EQ(counts, again.next()) << name << ": not deterministic";
       layersDiffer |= counts != otherLayer.next();
     }
-    if (kind != WorkloadKind::Uniform)
+    if (kind != WorkloadKind::Uniform) {
       EXPECT_TRUE(layersDiffer) << name << ": layers share one stream";
+    }
   }
 }
 
@@ -119,8 +120,9 @@ TEST(Workloads, OneDominantExpertTakesItsShare) {
   std::vector<double> share = shares(dominant.next(), 16);
   EXPECT_NEAR(share[hot], 0.45, 0.005);
   for (int e = 0; e < 16; ++e)
-    if (e != hot)
+    if (e != hot) {
       EXPECT_NEAR(share[e], 0.55 / 15, 0.004) << e;
+    }
 }
 
 TEST(Workloads, DriftMovesThePopularityByItsWalk) {

@@ -185,8 +185,9 @@ TEST(Simulator, TheRuntimePathHoldsBalanceWhenHotExpertsMove) {
     EXPECT_LE(plus.moeSeconds, fixed.moeSeconds) << kind;
     EXPECT_GE(plus.rowsOverBound, 1.0) << kind;
     EXPECT_GE(plus.pathOverBound, 1.0) << kind;
-    if (std::string(kind) == "rotating")
+    if (std::string(kind) == "rotating") {
       EXPECT_GT(paper.moeSeconds, 1.3 * oracle.moeSeconds);
+    }
   }
 }
 

@@ -106,6 +106,26 @@ double exposedParameterSeconds(double paramSeconds, double maxCompute,
                                double maxTokenComm, const LayerSpec &layer,
                                RestoreStart restore);
 
+/// Tokens per rank that a plan makes each rank compute, send and receive,
+/// inside its node and across nodes (a token to a replica on its own rank
+/// does not move). All the cost model needs of a routing.
+struct RankTraffic {
+  std::vector<std::int64_t> rows;
+  std::vector<std::int64_t> sendIntra, sendInter, recvIntra, recvInter;
+
+  explicit RankTraffic(int numRanks = 0)
+      : rows(numRanks, 0), sendIntra(numRanks, 0), sendInter(numRanks, 0),
+        recvIntra(numRanks, 0), recvInter(numRanks, 0) {}
+};
+
+/// The traffic of `plan`'s routing: one pass over its entries.
+RankTraffic trafficOf(const rt::Plan &plan, const ClusterSpec &cluster);
+
+/// Cost of a step with `traffic`.
+StepCost evaluate(const RankTraffic &traffic, const ClusterSpec &cluster,
+                  const LayerSpec &layer,
+                  RestoreStart restore = RestoreStart::BeforeRouter);
+
 /// Cost of `plan` (its routing carries the load).
 StepCost evaluate(const rt::Plan &plan, const ClusterSpec &cluster,
                   const LayerSpec &layer,
