@@ -222,48 +222,73 @@ CostedPlan planForLoad(const PlannerInput &input) {
   // compute it saves, the cost model keeps the equal shares. Longest-first
   // with equal shares is the greedy planner's plan, so laer+ never costs
   // more than the greedy.
-  struct Candidate {
-    rt::Layout layout;
-    std::vector<std::int64_t> shares;
-  };
-  std::vector<Candidate> candidates;
-  for (int which = 0; which < 2; ++which) {
-    rt::Layout layout =
-        which == 0 ? placeNodeAware(replicaCounts, load, loads, cluster, C)
-                   : detail::placeLongestFirst(replicaCounts, loads, N, C);
-    if (!detail::servesAll(layout, now))
-      continue;
-    std::vector<std::int64_t> equal = detail::equalShares(layout, now);
-    TokenSplit split = optimalTokenSplit(layout, now);
-    candidates.push_back({layout, std::move(equal)});
-    candidates.push_back({std::move(layout), std::move(split.shares)});
-  }
-
+  //
   // Each candidate is priced from the tokens that stay in their node
   // (O(N * C) work); only the cheapest gets its whole routing, millions of
   // entries at N = 8192.
+  std::vector<rt::Layout> layouts;
+  layouts.reserve(2);
+  double secondsPerToken = input.layer.flopsPerToken() /
+                           (cluster.flopsPerSecond * cluster.computeEfficiency);
   double bestCost = std::numeric_limits<double>::infinity();
-  const Candidate *chosen = nullptr;
+  const rt::Layout *chosenLayout = nullptr;
+  std::vector<std::int64_t> chosenShares;
   detail::LocalFill chosenFill;
   RankTraffic chosenTraffic;
-  for (const Candidate &candidate : candidates) {
-    detail::LocalFill fill = detail::fillLocal(candidate.layout, input.counts,
-                                               cluster, candidate.shares);
-    RankTraffic traffic = detail::trafficOfShares(
-        candidate.layout, candidate.shares, fill, sourceTokens, now);
+  auto price = [&](const rt::Layout &layout, std::vector<std::int64_t> shares) {
+    detail::LocalFill fill =
+        detail::fillLocal(layout, input.counts, cluster, shares);
+    RankTraffic traffic =
+        detail::trafficOfShares(layout, shares, fill, sourceTokens, now);
     double cost = evaluate(traffic, cluster, input.layer).criticalPath;
     if (cost < bestCost) {
       bestCost = cost;
-      chosen = &candidate;
+      chosenLayout = &layout;
+      chosenShares = std::move(shares);
       chosenFill = std::move(fill);
       chosenTraffic = std::move(traffic);
     }
+    return cost;
+  };
+  for (int which = 0; which < 2; ++which) {
+    rt::Layout candidate =
+        which == 0 ? placeNodeAware(replicaCounts, load, loads, cluster, C)
+                   : detail::placeLongestFirst(replicaCounts, loads, N, C);
+    if (!detail::servesAll(candidate, now))
+      continue;
+    const rt::Layout &layout = layouts.emplace_back(std::move(candidate));
+    std::vector<std::int64_t> equal = detail::equalShares(layout, now);
+    TokenSplit split = optimalTokenSplit(layout, now);
+    std::int64_t equalBusiest = detail::busiestRankRows(layout, equal);
+    double equalCost = price(layout, equal);
+    double flowCost = price(layout, std::move(split.shares));
+    // On the node-aware layout, splits in between: equal shares with only
+    // the rows above a cap moved, so most tokens keep their node while the
+    // busiest rank gets lighter. The cap halfway, then a quarter of the
+    // way from the cheaper end; not worth it where all the compute the
+    // flow saves is under 0.5% of the step.
+    double computeSpread =
+        input.layer.computePasses() *
+        static_cast<double>(equalBusiest - split.maxRankRows) * secondsPerToken;
+    if (which == 1 || computeSpread < 0.005 * std::min(equalCost, flowCost))
+      continue;
+    auto capped = [&](int quarters) {
+      std::int64_t cap =
+          split.maxRankRows + (equalBusiest - split.maxRankRows) * quarters / 4;
+      std::optional<TokenSplit> rebalanced =
+          rebalanceTokenSplit(layout, equal, cap);
+      if (rebalanced)
+        price(layout, std::move(rebalanced->shares));
+    };
+    capped(2);
+    capped(flowCost < equalCost ? 1 : 3);
   }
+
   CostedPlan best;
-  if (chosen) {
-    best.plan.layout = chosen->layout;
+  if (chosenLayout) {
+    best.plan.layout = *chosenLayout;
     best.plan.routing = detail::finishRouting(
-        chosen->layout, input.counts, chosen->shares, std::move(chosenFill));
+        *chosenLayout, input.counts, chosenShares, std::move(chosenFill));
     best.traffic = std::move(chosenTraffic);
   }
   // On small clusters the paper's plan is cheap: keep it if it is better

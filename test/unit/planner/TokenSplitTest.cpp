@@ -109,6 +109,67 @@ TEST(TokenSplit, MatchesEnumerationOnSmallLayouts) {
   EXPECT_GT(instances, 200);
 }
 
+TEST(TokenSplit, RebalanceMovesOnlyTheRowsAboveTheCap) {
+  // From a lopsided start (each expert's tokens on a random replica), every
+  // cap from the optimum up: a valid split, ranks above the cap end at it,
+  // ranks at or below it never lose rows; below the optimum, no split.
+  std::mt19937 rng(11);
+  int capped = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    int N = 2 + trial % 5, C = 1 + trial % 3, E = 2 + trial % 4;
+    if (N * C < E)
+      continue;
+    std::vector<int> slots(N * C, rt::Layout::kEmpty);
+    std::vector<int> order(E);
+    std::iota(order.begin(), order.end(), 0);
+    for (int rank = 0; rank < N; ++rank) {
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int c = 0; c < C && c < E; ++c)
+        slots[rank * C + c] = order[c];
+    }
+    rt::Layout layout(N, C, E, slots);
+    std::vector<std::int64_t> loads(E, 0), start(layout.replicas().size(), 0);
+    for (int e = 0; e < E; ++e) {
+      std::span<const int> copies = layout.replicasOf(e);
+      if (copies.empty())
+        continue;
+      loads[e] = std::uniform_int_distribution<int>(0, 40)(rng);
+      start[copies[std::uniform_int_distribution<std::size_t>(
+          0, copies.size() - 1)(rng)]] = loads[e];
+    }
+    std::vector<std::int64_t> startRows(N, 0);
+    for (std::size_t i = 0; i < start.size(); ++i)
+      startRows[layout.replicas()[i].rank] += start[i];
+    std::int64_t optimum = optimalTokenSplit(layout, loads).maxRankRows;
+    std::int64_t startBusiest =
+        *std::max_element(startRows.begin(), startRows.end());
+    EXPECT_FALSE(rebalanceTokenSplit(layout, start, optimum - 1).has_value())
+        << "trial " << trial;
+    for (std::int64_t cap = optimum; cap <= startBusiest; ++cap) {
+      std::optional<TokenSplit> split = rebalanceTokenSplit(layout, start, cap);
+      ASSERT_TRUE(split.has_value()) << "trial " << trial << " cap " << cap;
+      expectValidSplit(layout, loads, *split);
+      EXPECT_LE(split->maxRankRows, cap);
+      std::vector<std::int64_t> rows(N, 0);
+      for (std::size_t i = 0; i < split->shares.size(); ++i)
+        rows[layout.replicas()[i].rank] += split->shares[i];
+      for (int rank = 0; rank < N; ++rank) {
+        if (startRows[rank] > cap) {
+          EXPECT_EQ(rows[rank], cap) << "trial " << trial << " rank " << rank;
+        } else {
+          EXPECT_GE(rows[rank], startRows[rank])
+              << "trial " << trial << " rank " << rank;
+        }
+      }
+      if (cap == startBusiest) {
+        EXPECT_EQ(split->shares, start) << "nothing to move";
+      }
+      ++capped;
+    }
+  }
+  EXPECT_GT(capped, 300);
+}
+
 TEST(TokenSplit, MovesAWholeExpertWhereTheEvenSplitDoesNot) {
   // Rank 0 computes A and B, rank 1 only A: the even split of A leaves
   // rank 0 with 15 rows; sending A to rank 1 gives 10 and 10.

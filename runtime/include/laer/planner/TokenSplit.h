@@ -18,6 +18,7 @@
 #include "laer/runtime/Plan.h"
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -36,6 +37,15 @@ struct TokenSplit {
 /// replica or a load is negative.
 TokenSplit optimalTokenSplit(const rt::Layout &layout,
                              std::span<const std::int64_t> loads);
+
+/// A split from `start` (shares indexed like layout.replicas()) whose
+/// busiest rank takes at most `cap` rows: only the tokens above the cap
+/// move, from the ranks that exceed it along replicas of shared experts to
+/// ranks below it, so a split that keeps tokens near their source keeps
+/// most of that. nullopt when no split of the layout reaches `cap`.
+std::optional<TokenSplit>
+rebalanceTokenSplit(const rt::Layout &layout,
+                    std::span<const std::int64_t> start, std::int64_t cap);
 
 } // namespace laer::planner
 
