@@ -16,17 +16,23 @@ void laer::rt::adamwStep(std::span<float> params, std::span<const float> grads,
          " moments");
   if (step < 1)
     fail({}, "AdamW: step counts from 1, got ", step);
-  float correction1 = 1.0f - std::pow(config.beta1, static_cast<float>(step));
-  float correction2 = 1.0f - std::pow(config.beta2, static_cast<float>(step));
-  float decay = 1.0f - config.learningRate * config.weightDecay;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = grads[i];
-    float m = firstMoment[i] = config.beta1 * firstMoment[i] +
-                               (1.0f - config.beta1) * g;
-    float v = secondMoment[i] = config.beta2 * secondMoment[i] +
-                                (1.0f - config.beta2) * g * g;
-    float update =
-        (m / correction1) / (std::sqrt(v / correction2) + config.epsilon);
-    params[i] = params[i] * decay - config.learningRate * update;
+  // Plain locals and pointers so the loop vectorizes (config fields read
+  // through a reference could alias the stores); the arithmetic is the
+  // same expression for expression.
+  const float beta1 = config.beta1, beta2 = config.beta2,
+              learningRate = config.learningRate, epsilon = config.epsilon;
+  const float correction1 = 1.0f - std::pow(beta1, static_cast<float>(step));
+  const float correction2 = 1.0f - std::pow(beta2, static_cast<float>(step));
+  const float decay = 1.0f - learningRate * config.weightDecay;
+  float *param = params.data(), *first = firstMoment.data(),
+        *second = secondMoment.data();
+  const float *grad = grads.data();
+  const std::size_t n = params.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    float g = grad[i];
+    float m = first[i] = beta1 * first[i] + (1.0f - beta1) * g;
+    float v = second[i] = beta2 * second[i] + (1.0f - beta2) * g * g;
+    float update = (m / correction1) / (std::sqrt(v / correction2) + epsilon);
+    param[i] = param[i] * decay - learningRate * update;
   }
 }

@@ -210,9 +210,22 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
     plan_ = planLayerStep(comm_, hook, config_, layer_, step_,
                           router_.indices, history_, counts_);
   }
-  slots_.assign(config_.slotsPerRank, SlotState{});
-  for (int slot = 0; slot < config_.slotsPerRank; ++slot)
-    slots_[slot].expert = plan_.layout.expertAt(comm_.rank(), slot);
+  // Slots keep their buffers from step to step (a restored expert is
+  // megabytes; fresh ones would fault in every page again).
+  slots_.resize(static_cast<std::size_t>(config_.slotsPerRank));
+  for (int slot = 0; slot < config_.slotsPerRank; ++slot) {
+    SlotState &state = slots_[slot];
+    state.expert = plan_.layout.expertAt(comm_.rank(), slot);
+    state.rows = 0;
+    state.chunkBegin.clear();
+    if (state.expert == Layout::kEmpty)
+      state.weights.clear();
+    for (std::vector<float> *buffer :
+         {&state.input, &state.output, &state.dOutput, &state.dInput,
+          &state.weightGrad})
+      buffer->clear();
+    state.saved.clear();
+  }
   stage_ = LayerStage::Planned;
 }
 
@@ -226,17 +239,28 @@ void FsepMoELayer::startRestore() {
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
 
+  // This rank's own shards go straight into its slots; the exchange
+  // carries only the other ranks' (nothing at all on one rank). The
+  // buffers stay allocated between steps.
   Transfer &t = restore_;
-  t.sizes = restoreSizes(layout, me, shard);
+  t.sizes = restoreSizes(layout, me, shard).withoutSelf(me);
   t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
   t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
   float *out = t.send.data();
   for (int peer = 0; peer < ranks; ++peer)
     for (int slot = 0; slot < slots; ++slot)
-      if (int expert = layout.expertAt(peer, slot); expert != Layout::kEmpty)
+      if (int expert = layout.expertAt(peer, slot);
+          peer != me && expert != Layout::kEmpty)
         out = std::copy_n(experts_.params(expert).data(), shard, out);
   t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
                                   DataType::Float32);
+  for (SlotState &state : slots_) {
+    if (state.expert == Layout::kEmpty)
+      continue;
+    state.weights.resize(static_cast<std::size_t>(experts_.paddedSize()));
+    std::copy_n(experts_.params(state.expert).data(), shard,
+                state.weights.data() + me * shard);
+  }
   restoreStarted_ = true;
 }
 
@@ -248,21 +272,21 @@ void FsepMoELayer::finishRestore() {
   ScopedPhase phase(times_, Phase::Restore);
   restore_.handle->wait();
   restoreStarted_ = false;
-  const Layout &layout = plan_.layout;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
-  int used = layout.usedSlots(me);
+  const AllToAllSizes &sizes = restore_.sizes;
   for (int slot = 0, index = 0; slot < slots; ++slot) {
     SlotState &state = slots_[slot];
     if (state.expert == Layout::kEmpty)
       continue;
-    state.weights.resize(static_cast<std::size_t>(experts_.paddedSize()));
     for (int owner = 0; owner < ranks; ++owner)
-      std::copy_n(restore_.recv.data() + (owner * used + index) * shard, shard,
-                  state.weights.data() + owner * shard);
+      if (owner != me)
+        std::copy_n(restore_.recv.data() + sizes.recvOffsets[owner] +
+                        index * shard,
+                    shard, state.weights.data() + owner * shard);
     ++index;
   }
-  restore_ = Transfer{};
+  restore_.handle.reset();
   stage_ = LayerStage::Restored;
 }
 
@@ -523,14 +547,16 @@ void FsepMoELayer::startGradReduce() {
   const Layout &layout = plan_.layout;
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
+  // This rank's own slices are summed straight from its slots when the
+  // exchange finishes; the exchange carries only the other ranks'.
   Transfer &t = gradReduce_;
-  t.sizes = restoreSizes(layout, me, shard).reversed();
+  t.sizes = restoreSizes(layout, me, shard).reversed().withoutSelf(me);
   t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
   t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
   float *out = t.send.data();
   for (int owner = 0; owner < ranks; ++owner)
     for (int slot = 0; slot < slots; ++slot)
-      if (slots_[slot].expert != Layout::kEmpty)
+      if (owner != me && slots_[slot].expert != Layout::kEmpty)
         out = std::copy_n(slots_[slot].weightGrad.data() + owner * shard,
                           shard, out);
   t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
@@ -545,9 +571,10 @@ void FsepMoELayer::finishGradReduce() {
   ScopedPhase phase(times_, Phase::GradAllToAll);
   gradReduce_.handle->wait();
   gradReduceStarted_ = false;
-  // Owners sum the replicas' slices in source-rank order.
+  // Owners sum the replicas' slices in source-rank order (this rank's own
+  // from its slots).
   const Layout &layout = plan_.layout;
-  int ranks = comm_.size(), slots = config_.slotsPerRank;
+  int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
   const float *in = gradReduce_.recv.data();
   for (int source = 0; source < ranks; ++source)
@@ -555,12 +582,16 @@ void FsepMoELayer::finishGradReduce() {
       int expert = layout.expertAt(source, slot);
       if (expert == Layout::kEmpty)
         continue;
+      const float *slice = in;
+      if (source == me)
+        slice = slots_[slot].weightGrad.data() + me * shard;
+      else
+        in += shard;
       std::span<float> grads = experts_.grads(expert);
       for (std::int64_t i = 0; i < shard; ++i)
-        grads[i] += in[i];
-      in += shard;
+        grads[i] += slice[i];
     }
-  gradReduce_ = Transfer{};
+  gradReduce_.handle.reset();
 }
 
 void FsepMoELayer::routerBackward(std::span<float> dx) {

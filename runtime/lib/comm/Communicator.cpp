@@ -64,6 +64,16 @@ AllToAllSizes AllToAllSizes::reversed() const {
   return {recvCounts, recvOffsets, sendCounts, sendOffsets};
 }
 
+AllToAllSizes AllToAllSizes::withoutSelf(int rank) const {
+  std::vector<std::int64_t> send = sendCounts, recv = recvCounts;
+  if (rank < 0 || static_cast<std::size_t>(rank) >= send.size() ||
+      static_cast<std::size_t>(rank) >= recv.size())
+    fail({}, "all-to-all sizes: rank ", rank, " outside the ", send.size(),
+         " ranks");
+  send[rank] = recv[rank] = 0;
+  return packed(std::move(send), std::move(recv));
+}
+
 AllToAllSizes AllToAllSizes::scaled(std::int64_t factor) const {
   AllToAllSizes sizes = *this;
   for (auto *values : {&sizes.sendCounts, &sizes.sendOffsets,

@@ -75,10 +75,12 @@ TEST_P(ReferenceGradients, GateGradientMatchesCentralDifferences) {
     return l;
   };
   ReferenceResult r = referenceMoE(config, x, gate, experts, dOut, router);
-  if (v.losses.aux != AuxLoss::None)
+  if (v.losses.aux != AuxLoss::None) {
     EXPECT_GT(r.aux[0], 0.0);
-  if (v.losses.z)
+  }
+  if (v.losses.z) {
     EXPECT_GT(r.z[0], 0.0);
+  }
   // A float perturbation small enough that no token changes its experts.
   const float h = 1e-3f;
   double maxError = 0, maxGrad = 0;

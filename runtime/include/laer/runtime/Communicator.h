@@ -61,6 +61,10 @@ struct AllToAllSizes {
   AllToAllSizes reversed() const;
   /// Counts and offsets `factor` times larger (elements into bytes).
   AllToAllSizes scaled(std::int64_t factor) const;
+  /// The same exchange without `rank`'s part with itself (its counts zero,
+  /// offsets packed again): what a caller that copies to itself directly
+  /// leaves to the communicator.
+  AllToAllSizes withoutSelf(int rank) const;
 };
 
 /// An operation in flight. Destroying an unfinished handle waits for it.
