@@ -224,7 +224,6 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
          {&state.input, &state.output, &state.dOutput, &state.dInput,
           &state.weightGrad})
       buffer->clear();
-    state.saved.clear();
   }
   stage_ = LayerStage::Planned;
 }
@@ -312,7 +311,7 @@ void FsepMoELayer::planTokenChunks(int chunks) {
     state.dOutput.clear();
     state.dInput.clear();
     state.weightGrad.clear();
-    state.saved.assign(static_cast<std::size_t>(chunks), {});
+    state.saved.resize(static_cast<std::size_t>(chunks));
   }
   dWeights_.assign(static_cast<std::size_t>(tokens_ * config_.topK), 0.0f);
 }
@@ -405,7 +404,7 @@ void FsepMoELayer::computeExperts(int chunk) {
     };
     cpu::swigluForward(span(state.input), state.weights, rows, hidden, ffn,
                        config_.activation, span(state.output),
-                       state.saved[chunk]);
+                       state.saved[chunk], &scratch_);
   }
 }
 
@@ -507,7 +506,7 @@ void FsepMoELayer::computeExpertsBackward(int chunk) {
     cpu::swigluBackward(span(state.input), state.weights, state.saved[chunk],
                         span(state.dOutput), rows, hidden, ffn,
                         config_.activation, span(state.dInput),
-                        state.weightGrad, /*accumulate=*/true);
+                        state.weightGrad, /*accumulate=*/true, &scratch_);
   }
 }
 

@@ -44,7 +44,8 @@ template <typename T>
 void cpu::gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
                           const T *w2, std::int64_t rows, std::int64_t hidden,
                           std::int64_t ffn, Activation activation,
-                          std::span<T> y, GatedFfnSaved<T> &saved) {
+                          std::span<T> y, GatedFfnSaved<T> &saved,
+                          GatedFfnScratch<T> *scratch) {
   auto inner = static_cast<std::size_t>(rows * ffn);
   saved.gateProj.resize(inner);
   saved.upProj.resize(inner);
@@ -52,7 +53,9 @@ void cpu::gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
            saved.gateProj.data());
   gemmT<T>(false, false, rows, ffn, hidden, 1, x.data(), w3, 0,
            saved.upProj.data());
-  std::vector<T> hiddenAct(inner);
+  GatedFfnScratch<T> local;
+  std::vector<T> &hiddenAct = (scratch ? *scratch : local).hiddenAct;
+  hiddenAct.resize(inner);
   for (std::size_t i = 0; i < inner; ++i)
     hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
   gemmT<T>(false, false, rows, hidden, ffn, 1, hiddenAct.data(), w2, 0,
@@ -65,23 +68,46 @@ void cpu::gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
                            std::span<const T> dy, std::int64_t rows,
                            std::int64_t hidden, std::int64_t ffn,
                            Activation activation, std::span<T> dx, T *dw1,
-                           T *dw3, T *dw2, bool accumulate) {
+                           T *dw3, T *dw2, bool accumulate,
+                           GatedFfnScratch<T> *scratch) {
   T beta = accumulate ? T(1) : T(0);
   auto inner = static_cast<std::size_t>(rows * ffn);
-  std::vector<T> hiddenAct(inner), dHidden(inner), dGateProj(inner),
-      dUpProj(inner);
+  GatedFfnScratch<T> local;
+  GatedFfnScratch<T> &s = scratch ? *scratch : local;
+  // Every element of these is written before it is read.
+  for (std::vector<T> *buffer : {&s.act, &s.actDerivative, &s.hiddenAct,
+                                 &s.dHidden, &s.dGateProj, &s.dUpProj})
+    buffer->resize(inner);
+  std::vector<T> &act = s.act, &actDerivative = s.actDerivative,
+                 &hiddenAct = s.hiddenAct, &dHidden = s.dHidden,
+                 &dGateProj = s.dGateProj, &dUpProj = s.dUpProj;
+  // act(g) and act'(g) once per element: for SiLU both from one exp(-g),
+  // computed as activate and activateDerivative do (same results, a third
+  // of the exponentials).
+  const T *gate = saved.gateProj.data();
+  if (activation == Activation::Silu) {
+    for (std::size_t i = 0; i < inner; ++i) {
+      T g = gate[i], e = std::exp(-g);
+      T sigma = T(1) / (T(1) + e);
+      act[i] = g / (T(1) + e);
+      actDerivative[i] = sigma * (T(1) + g * (T(1) - sigma));
+    }
+  } else {
+    for (std::size_t i = 0; i < inner; ++i) {
+      act[i] = activate(activation, gate[i]);
+      actDerivative[i] = activateDerivative(activation, gate[i]);
+    }
+  }
   for (std::size_t i = 0; i < inner; ++i)
-    hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
+    hiddenAct[i] = act[i] * saved.upProj[i];
   // dw2 = h^T dy ; dh = dy w2^T.
   gemmT<T>(true, false, ffn, hidden, rows, 1, hiddenAct.data(), dy.data(),
            beta, dw2);
   gemmT<T>(false, true, rows, ffn, hidden, 1, dy.data(), w2, 0,
            dHidden.data());
   for (std::size_t i = 0; i < inner; ++i) {
-    T g = saved.gateProj[i];
-    dUpProj[i] = dHidden[i] * activate(activation, g);
-    dGateProj[i] =
-        dHidden[i] * saved.upProj[i] * activateDerivative(activation, g);
+    dUpProj[i] = dHidden[i] * act[i];
+    dGateProj[i] = dHidden[i] * saved.upProj[i] * actDerivative[i];
   }
   // dw1 = x^T dg ; dw3 = x^T du ; dx = dg w1^T + du w3^T.
   gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dGateProj.data(),
@@ -98,12 +124,12 @@ void cpu::gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
   template void cpu::gatedFfnForward<T>(                                       \
       std::span<const T>, const T *, const T *, const T *, std::int64_t,       \
       std::int64_t, std::int64_t, Activation, std::span<T>,                    \
-      GatedFfnSaved<T> &);                                                     \
+      GatedFfnSaved<T> &, GatedFfnScratch<T> *);                               \
   template void cpu::gatedFfnBackward<T>(                                      \
       std::span<const T>, const T *, const T *, const T *,                     \
       const GatedFfnSaved<T> &, std::span<const T>, std::int64_t,              \
       std::int64_t, std::int64_t, Activation, std::span<T>, T *, T *, T *,     \
-      bool);
+      bool, GatedFfnScratch<T> *);
 LAER_INSTANTIATE_GATED_FFN(float)
 LAER_INSTANTIATE_GATED_FFN(double)
 #undef LAER_INSTANTIATE_GATED_FFN
@@ -162,12 +188,12 @@ void cpu::swigluForward(std::span<const float> x,
                         std::span<const float> weights, std::int64_t rows,
                         std::int64_t hidden, std::int64_t ffn,
                         Activation activation, std::span<float> y,
-                        SwiGluSaved &saved) {
+                        SwiGluSaved &saved, SwiGluScratch *scratch) {
   const float *w1 = weights.data();
   const float *w3 = w1 + hidden * ffn;
   const float *w2 = w3 + hidden * ffn;
-  gatedFfnForward<float>(x, w1, w3, w2, rows, hidden, ffn, activation, y,
-                         saved);
+  gatedFfnForward<float>(x, w1, w3, w2, rows, hidden, ffn, activation, y, saved,
+                         scratch);
 }
 
 void cpu::swigluBackward(std::span<const float> x,
@@ -176,7 +202,7 @@ void cpu::swigluBackward(std::span<const float> x,
                          std::int64_t rows, std::int64_t hidden,
                          std::int64_t ffn, Activation activation,
                          std::span<float> dx, std::span<float> dWeights,
-                         bool accumulate) {
+                         bool accumulate, SwiGluScratch *scratch) {
   const float *w1 = weights.data();
   const float *w3 = w1 + hidden * ffn;
   const float *w2 = w3 + hidden * ffn;
@@ -184,5 +210,5 @@ void cpu::swigluBackward(std::span<const float> x,
   float *dw3 = dw1 + hidden * ffn;
   float *dw2 = dw3 + hidden * ffn;
   gatedFfnBackward<float>(x, w1, w3, w2, saved, dy, rows, hidden, ffn,
-                          activation, dx, dw1, dw3, dw2, accumulate);
+                          activation, dx, dw1, dw3, dw2, accumulate, scratch);
 }

@@ -217,6 +217,8 @@ private:
   Transfer gradReduce_;
   bool gradReduceStarted_ = false;
   std::vector<SlotState> slots_;
+  /// The expert kernels' working buffers, kept between calls and steps.
+  cpu::SwiGluScratch scratch_;
 };
 
 } // namespace laer::rt

@@ -91,6 +91,14 @@ template <typename T> struct GatedFfnSaved {
 };
 using SwiGluSaved = GatedFfnSaved<float>;
 
+/// Working buffers of gatedFfnForward/Backward. A caller that runs them
+/// every step keeps one, so the buffers are allocated (and their pages
+/// faulted in) once, not in every call.
+template <typename T> struct GatedFfnScratch {
+  std::vector<T> act, actDerivative, hiddenAct, dHidden, dGateProj, dUpProj;
+};
+using SwiGluScratch = GatedFfnScratch<float>;
+
 /// y [n, H] = (act(x w1) * (x w3)) w2 with w1, w3 [H, F] and w2 [F, H]:
 /// one expert, or the shared experts of a layer (dense.swiglu). float for
 /// training, double for gradient checks.
@@ -98,7 +106,8 @@ template <typename T>
 void gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
                      const T *w2, std::int64_t rows, std::int64_t hidden,
                      std::int64_t ffn, Activation activation, std::span<T> y,
-                     GatedFfnSaved<T> &saved);
+                     GatedFfnSaved<T> &saved,
+                     GatedFfnScratch<T> *scratch = nullptr);
 
 /// Gradients of gatedFfnForward: `dx` [n, H] is overwritten; `dw1`, `dw3`,
 /// `dw2` are overwritten, or added to when `accumulate` (the rows of one
@@ -109,7 +118,8 @@ void gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
                       std::span<const T> dy, std::int64_t rows,
                       std::int64_t hidden, std::int64_t ffn,
                       Activation activation, std::span<T> dx, T *dw1, T *dw3,
-                      T *dw2, bool accumulate);
+                      T *dw2, bool accumulate,
+                      GatedFfnScratch<T> *scratch = nullptr);
 
 /// Scales each row t of `y` [n, H] (in place) by sigmoid(x[t] . gate),
 /// `gate` [H]: Qwen-MoE's shared-expert gate. `gateValues` [n] is saved.
@@ -133,14 +143,15 @@ void sigmoidGateBackward(std::span<const T> x, std::span<const T> gate,
 void swigluForward(std::span<const float> x, std::span<const float> weights,
                    std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
                    Activation activation, std::span<float> y,
-                   SwiGluSaved &saved);
+                   SwiGluSaved &saved, SwiGluScratch *scratch = nullptr);
 
 /// gatedFfnBackward for one expert; `dWeights` is flattened like `weights`.
 void swigluBackward(std::span<const float> x, std::span<const float> weights,
                     const SwiGluSaved &saved, std::span<const float> dy,
                     std::int64_t rows, std::int64_t hidden, std::int64_t ffn,
                     Activation activation, std::span<float> dx,
-                    std::span<float> dWeights, bool accumulate = false);
+                    std::span<float> dWeights, bool accumulate = false,
+                    SwiGluScratch *scratch = nullptr);
 
 } // namespace cpu
 } // namespace laer::rt
