@@ -218,11 +218,12 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
     state.expert = plan_.layout.expertAt(comm_.rank(), slot);
     state.rows = 0;
     state.chunkBegin.clear();
+    state.restored = {};
+    state.gradWritten = false;
     if (state.expert == Layout::kEmpty)
       state.weights.clear();
     for (std::vector<float> *buffer :
-         {&state.input, &state.output, &state.dOutput, &state.dInput,
-          &state.weightGrad})
+         {&state.input, &state.output, &state.dOutput})
       buffer->clear();
   }
   stage_ = LayerStage::Planned;
@@ -256,9 +257,16 @@ void FsepMoELayer::startRestore() {
   for (SlotState &state : slots_) {
     if (state.expert == Layout::kEmpty)
       continue;
+    if (ranks == 1) {
+      // The one shard is the whole expert: compute reads it in place.
+      state.weights.clear();
+      state.restored = experts_.params(state.expert);
+      continue;
+    }
     state.weights.resize(static_cast<std::size_t>(experts_.paddedSize()));
     std::copy_n(experts_.params(state.expert).data(), shard,
                 state.weights.data() + me * shard);
+    state.restored = state.weights;
   }
   restoreStarted_ = true;
 }
@@ -402,7 +410,7 @@ void FsepMoELayer::computeExperts(int chunk) {
       return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
                                          static_cast<std::size_t>(rows * hidden));
     };
-    cpu::swigluForward(span(state.input), state.weights, rows, hidden, ffn,
+    cpu::swigluForward(span(state.input), state.restored, rows, hidden, ffn,
                        config_.activation, span(state.output),
                        state.saved[chunk], &scratch_);
   }
@@ -490,11 +498,8 @@ void FsepMoELayer::computeExpertsBackward(int chunk) {
   for (SlotState &state : slots_) {
     if (state.expert == Layout::kEmpty)
       continue;
-    if (state.weightGrad.empty()) {
-      state.weightGrad.assign(static_cast<std::size_t>(experts_.paddedSize()),
-                              0.0f);
-      state.dInput.assign(state.input.size(), 0.0f);
-    }
+    // Each chunk's backward writes its rows of dInput.
+    state.dInput.resize(state.input.size());
     std::int64_t begin = state.chunkBegin[chunk];
     std::int64_t rows = state.chunkBegin[chunk + 1] - begin;
     if (rows == 0)
@@ -503,10 +508,20 @@ void FsepMoELayer::computeExpertsBackward(int chunk) {
       return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
                                          static_cast<std::size_t>(rows * hidden));
     };
-    cpu::swigluBackward(span(state.input), state.weights, state.saved[chunk],
+    // On one rank the gradient goes straight into the expert's state (its
+    // one shard); else into the slot, the first chunk overwriting it.
+    std::span<float> dWeights = experts_.grads(state.expert);
+    bool accumulate = true;
+    if (comm_.size() > 1) {
+      state.weightGrad.resize(static_cast<std::size_t>(experts_.paddedSize()));
+      dWeights = state.weightGrad;
+      accumulate = state.gradWritten;
+    }
+    cpu::swigluBackward(span(state.input), state.restored, state.saved[chunk],
                         span(state.dOutput), rows, hidden, ffn,
-                        config_.activation, span(state.dInput),
-                        state.weightGrad, /*accumulate=*/true, &scratch_);
+                        config_.activation, span(state.dInput), dWeights,
+                        accumulate, &scratch_);
+    state.gradWritten = true;
   }
 }
 
@@ -548,6 +563,22 @@ void FsepMoELayer::startGradReduce() {
   std::int64_t shard = experts_.shardSize();
   // This rank's own slices are summed straight from its slots when the
   // exchange finishes; the exchange carries only the other ranks'.
+  if (ranks > 1) {
+    // Slots whose backward had no rows hold no gradient yet; the padding
+    // past the three matrices is never written by the kernels.
+    auto padded = static_cast<std::size_t>(experts_.paddedSize());
+    auto matrices =
+        static_cast<std::size_t>(3 * config_.shape.hidden * config_.shape.ffn);
+    for (SlotState &state : slots_) {
+      if (state.expert == Layout::kEmpty)
+        continue;
+      state.weightGrad.resize(padded);
+      std::fill(state.weightGrad.begin() +
+                    static_cast<std::ptrdiff_t>(
+                        state.gradWritten ? matrices : std::size_t(0)),
+                state.weightGrad.end(), 0.0f);
+    }
+  }
   Transfer &t = gradReduce_;
   t.sizes = restoreSizes(layout, me, shard).reversed().withoutSelf(me);
   t.send.resize(static_cast<std::size_t>(t.sizes.totalSend()));
@@ -576,6 +607,10 @@ void FsepMoELayer::finishGradReduce() {
   int ranks = comm_.size(), me = comm_.rank(), slots = config_.slotsPerRank;
   std::int64_t shard = experts_.shardSize();
   const float *in = gradReduce_.recv.data();
+  if (ranks == 1) { // the backward wrote the expert's state directly
+    gradReduce_.handle.reset();
+    return;
+  }
   for (int source = 0; source < ranks; ++source)
     for (int slot = 0; slot < slots; ++slot) {
       int expert = layout.expertAt(source, slot);

@@ -1,9 +1,11 @@
 //===- SwiGluKernels.cpp - gated FFN forward and backward ----------------===//
 
+#include "SiluLanes.h"
 #include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <cmath>
+#include <type_traits>
 
 using namespace laer::rt;
 using namespace laer::rt::cpu;
@@ -56,6 +58,15 @@ void cpu::gatedFfnForward(std::span<const T> x, const T *w1, const T *w3,
   GatedFfnScratch<T> local;
   std::vector<T> &hiddenAct = (scratch ? *scratch : local).hiddenAct;
   hiddenAct.resize(inner);
+  if constexpr (std::is_same_v<T, float>) {
+    if (activation == Activation::Silu) {
+      detail::siluTimes(saved.gateProj.data(), saved.upProj.data(),
+                        hiddenAct.data(), inner);
+      gemmT<T>(false, false, rows, hidden, ffn, 1, hiddenAct.data(), w2, 0,
+               y.data());
+      return;
+    }
+  }
   for (std::size_t i = 0; i < inner; ++i)
     hiddenAct[i] = activate(activation, saved.gateProj[i]) * saved.upProj[i];
   gemmT<T>(false, false, rows, hidden, ffn, 1, hiddenAct.data(), w2, 0,
@@ -81,16 +92,20 @@ void cpu::gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
   std::vector<T> &act = s.act, &actDerivative = s.actDerivative,
                  &hiddenAct = s.hiddenAct, &dHidden = s.dHidden,
                  &dGateProj = s.dGateProj, &dUpProj = s.dUpProj;
-  // act(g) and act'(g) once per element: for SiLU both from one exp(-g),
-  // computed as activate and activateDerivative do (same results, a third
-  // of the exponentials).
+  // act(g) and act'(g) once per element; for SiLU both from one exp(-g),
+  // as activate and activateDerivative compute them (in SIMD lanes for
+  // float).
   const T *gate = saved.gateProj.data();
   if (activation == Activation::Silu) {
-    for (std::size_t i = 0; i < inner; ++i) {
-      T g = gate[i], e = std::exp(-g);
-      T sigma = T(1) / (T(1) + e);
-      act[i] = g / (T(1) + e);
-      actDerivative[i] = sigma * (T(1) + g * (T(1) - sigma));
+    if constexpr (std::is_same_v<T, float>) {
+      detail::siluWithDerivative(gate, act.data(), actDerivative.data(), inner);
+    } else {
+      for (std::size_t i = 0; i < inner; ++i) {
+        T g = gate[i], e = std::exp(-g);
+        T sigma = T(1) / (T(1) + e);
+        act[i] = g / (T(1) + e);
+        actDerivative[i] = sigma * (T(1) + g * (T(1) - sigma));
+      }
     }
   } else {
     for (std::size_t i = 0; i < inner; ++i) {

@@ -160,9 +160,13 @@ private:
     std::int64_t rows = 0;
     std::vector<std::int64_t> chunkBegin; // [chunks + 1], rows
     std::vector<float> weights;           // restored, padded to N * shard
+    /// What the expert compute reads: `weights`, or on one rank the
+    /// expert's own state (its one shard is the whole expert).
+    std::span<const float> restored;
     std::vector<float> input, output;     // [rows, H], chunk-major
     std::vector<float> dOutput, dInput;   // [rows, H], chunk-major
     std::vector<float> weightGrad;        // padded like weights
+    bool gradWritten = false; // a chunk's backward has set weightGrad
     std::vector<cpu::SwiGluSaved> saved;  // per chunk
   };
   /// The token exchange of one chunk (from the plan) and its progress.
