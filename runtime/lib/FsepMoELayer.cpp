@@ -190,7 +190,7 @@ void FsepMoELayer::route(std::span<const float> x, long step) {
                     "last step is still in flight");
   tokens_ = static_cast<std::int64_t>(x.size()) / hidden;
   input_.assign(x.begin(), x.end());
-  chunks_.clear();
+  retireChunks();
   ScopedPhase phase(times_, Phase::Router);
   router_ = cpu::routerForward(input_, gate_, bias_, tokens_, hidden,
                                config_.numExperts, config_.topK,
@@ -302,8 +302,13 @@ void FsepMoELayer::planTokenChunks(int chunks) {
       plan_, comm_.rank(), comm_.size(), config_.slotsPerRank,
       config_.numExperts, router_.indices, config_.shape.hidden, chunks);
   std::int64_t hidden = config_.shape.hidden;
-  chunks_.clear();
+  retireChunks();
   chunks_.resize(static_cast<std::size_t>(chunks));
+  for (TokenChunk &c : chunks_)
+    if (!spareTransfers_.empty()) {
+      c.transfer = std::move(spareTransfers_.back());
+      spareTransfers_.pop_back();
+    }
   for (int c = 0; c < chunks; ++c)
     static_cast<ExchangeChunk &>(chunks_[c]) = std::move(exchange.chunks[c]);
   pairRow_ = std::move(exchange.pairRow);
@@ -324,25 +329,34 @@ void FsepMoELayer::planTokenChunks(int chunks) {
   dWeights_.assign(static_cast<std::size_t>(tokens_ * config_.topK), 0.0f);
 }
 
-void FsepMoELayer::startTokens(TokenChunk &c, std::vector<float> send,
-                               bool forward) {
+void FsepMoELayer::retireChunks() {
+  for (TokenChunk &c : chunks_) {
+    c.transfer.handle.reset();
+    spareTransfers_.push_back(std::move(c.transfer));
+  }
+  chunks_.clear();
+}
+
+void FsepMoELayer::startTokens(TokenChunk &c, bool forward) {
   comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
   const AllToAllSizes &d = c.sizes;
   t.sizes = forward ? d : d.reversed();
-  t.send = std::move(send);
-  t.recv.assign(static_cast<std::size_t>(t.sizes.totalRecv()), 0.0f);
+  if (static_cast<std::int64_t>(t.send.size()) != t.sizes.totalSend())
+    fail(context(), "token exchange: ", t.send.size(),
+         " elements to send, the plan says ", t.sizes.totalSend());
+  // Every element is received into (no zero-fill); the buffers are kept.
+  t.recv.resize(static_cast<std::size_t>(t.sizes.totalRecv()));
   t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
                                   DataType::Float32);
 }
 
-std::vector<float> FsepMoELayer::finishTokens(TokenChunk &c) {
+std::span<const float> FsepMoELayer::finishTokens(TokenChunk &c) {
   comm_.setErrorContext(layer_, step_);
   Transfer &t = c.transfer;
   t.handle->wait();
-  std::vector<float> received = std::move(t.recv);
-  t = Transfer{};
-  return received;
+  t.handle.reset();
+  return t.recv;
 }
 
 void FsepMoELayer::receiveIntoSlots(const TokenChunk &c,
@@ -358,19 +372,18 @@ void FsepMoELayer::receiveIntoSlots(const TokenChunk &c,
     }
 }
 
-std::vector<float>
-FsepMoELayer::sendFromSlots(const TokenChunk &c,
-                            std::vector<float> SlotState::*rows) const {
+void FsepMoELayer::sendFromSlots(TokenChunk &c,
+                                 std::vector<float> SlotState::*rows) const {
   std::int64_t hidden = config_.shape.hidden;
   int slots = config_.slotsPerRank;
-  std::vector<float> send(static_cast<std::size_t>(c.sizes.totalRecv()));
+  std::vector<float> &send = c.transfer.send;
+  send.resize(static_cast<std::size_t>(c.sizes.totalRecv()));
   for (int peer = 0; peer < comm_.size(); ++peer)
     for (int slot = 0; slot < slots; ++slot) {
       const RecvBlock &block = c.blocks[peer * slots + slot];
       std::copy_n((slots_[slot].*rows).data() + block.slotRow * hidden,
                   block.rows * hidden, send.data() + block.offset * hidden);
     }
-  return send;
 }
 
 void FsepMoELayer::startDispatch(int chunk, int chunks) {
@@ -381,19 +394,19 @@ void FsepMoELayer::startDispatch(int chunk, int chunks) {
   ScopedPhase phase(times_, Phase::Dispatch);
   std::int64_t hidden = config_.shape.hidden;
   int topK = config_.topK;
-  std::vector<float> send(static_cast<std::size_t>(c.sendRows * hidden));
+  std::vector<float> &send = c.transfer.send;
+  send.resize(static_cast<std::size_t>(c.sendRows * hidden));
   for (std::int64_t pair : c.pairs)
     std::copy_n(input_.data() + (pair / topK) * hidden, hidden,
                 send.data() + (pairRow_[pair] - c.sendBegin) * hidden);
-  startTokens(c, std::move(send), /*forward=*/true);
+  startTokens(c, /*forward=*/true);
 }
 
 void FsepMoELayer::finishDispatch(int chunk) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::Dispatched, context());
   ScopedPhase phase(times_, Phase::Dispatch);
-  std::vector<float> received = finishTokens(c);
-  receiveIntoSlots(c, received, &SlotState::input);
+  receiveIntoSlots(c, finishTokens(c), &SlotState::input);
 }
 
 void FsepMoELayer::computeExperts(int chunk) {
@@ -420,7 +433,8 @@ void FsepMoELayer::startCombine(int chunk) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::CombineStarted, context());
   ScopedPhase phase(times_, Phase::Combine);
-  startTokens(c, sendFromSlots(c, &SlotState::output), /*forward=*/false);
+  sendFromSlots(c, &SlotState::output);
+  startTokens(c, /*forward=*/false);
 }
 
 void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
@@ -431,7 +445,7 @@ void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::Combined, context());
   ScopedPhase phase(times_, Phase::Combine);
-  std::vector<float> received = finishTokens(c);
+  std::span<const float> received = finishTokens(c);
   std::copy(received.begin(), received.end(),
             pairOutput_.begin() + c.sendBegin * hidden);
   int topK = config_.topK;
@@ -465,7 +479,8 @@ void FsepMoELayer::startCombineBackward(int chunk,
   ScopedPhase phase(times_, Phase::Dispatch);
   // d(weights) and the rows' gradients, in send layout.
   int topK = config_.topK;
-  std::vector<float> send(static_cast<std::size_t>(c.sendRows * hidden));
+  std::vector<float> &send = c.transfer.send;
+  send.resize(static_cast<std::size_t>(c.sendRows * hidden));
   for (std::int64_t pair : c.pairs) {
     const float *g = dOut.data() + (pair / topK) * hidden;
     const float *y = pairOutput_.data() + pairRow_[pair] * hidden;
@@ -477,14 +492,14 @@ void FsepMoELayer::startCombineBackward(int chunk,
     }
     dWeights_[pair] = dot;
   }
-  startTokens(c, std::move(send), /*forward=*/true);
+  startTokens(c, /*forward=*/true);
 }
 
 void FsepMoELayer::finishCombineBackward(int chunk) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::GradArrived, context());
   ScopedPhase phase(times_, Phase::Dispatch);
-  std::vector<float> received = finishTokens(c);
+  std::span<const float> received = finishTokens(c);
   for (SlotState &state : slots_)
     if (state.dOutput.empty())
       state.dOutput.assign(state.input.size(), 0.0f);
@@ -529,7 +544,8 @@ void FsepMoELayer::startDispatchBackward(int chunk) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::GradReturnStarted, context());
   ScopedPhase phase(times_, Phase::Combine);
-  startTokens(c, sendFromSlots(c, &SlotState::dInput), /*forward=*/false);
+  sendFromSlots(c, &SlotState::dInput);
+  startTokens(c, /*forward=*/false);
 }
 
 void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
@@ -540,7 +556,7 @@ void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
   TokenChunk &c =
       advanceChunk(chunks_, chunk, ChunkStage::GradReturned, context());
   ScopedPhase phase(times_, Phase::Combine);
-  std::vector<float> received = finishTokens(c);
+  std::span<const float> received = finishTokens(c);
   int topK = config_.topK;
   for (std::int64_t pair : c.pairs) {
     const float *src = received.data() + (pairRow_[pair] - c.sendBegin) * hidden;

@@ -183,13 +183,17 @@ private:
   std::int64_t auxSequence() const;
   void updateSelectionBias();
   void planTokenChunks(int chunks);
-  void startTokens(TokenChunk &c, std::vector<float> send, bool forward);
-  std::vector<float> finishTokens(TokenChunk &c);
+  /// Starts chunk `c`'s token all-to-all of what its transfer's send
+  /// buffer holds (the dispatch direction when `forward`).
+  void startTokens(TokenChunk &c, bool forward);
+  /// Waits for it; the rows stay in the transfer's receive buffer.
+  std::span<const float> finishTokens(TokenChunk &c);
+  /// Drops the step's chunks, keeping their transfers' buffers.
+  void retireChunks();
   /// Copies a chunk's receive buffer into / out of the slots' row buffers.
   void receiveIntoSlots(const TokenChunk &c, std::span<const float> received,
                         std::vector<float> SlotState::*rows);
-  std::vector<float> sendFromSlots(const TokenChunk &c,
-                                   std::vector<float> SlotState::*rows) const;
+  void sendFromSlots(TokenChunk &c, std::vector<float> SlotState::*rows) const;
 
   Communicator &comm_;
   MoELayerConfig config_;
@@ -217,6 +221,8 @@ private:
   std::vector<std::int64_t> pairRow_;
   std::vector<TokenChunk> chunks_;
   std::vector<float> pairOutput_; // expert output per pair, send layout
+  /// Token transfers of past chunks: their buffers serve the next step's.
+  std::vector<Transfer> spareTransfers_;
   std::vector<float> dWeights_;   // [T, k], summed over chunks
   Transfer gradReduce_;
   bool gradReduceStarted_ = false;
