@@ -6,6 +6,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -220,6 +221,18 @@ MpiCommunicator::startAllToAllV(const void *send, void *recv,
     handle->recvOffsets.push_back(
         toMpiCount(sizes.recvOffsets[peer], context, "all-to-all offset"));
   }
+  if (size_ == 1) {
+    // One process: the exchange is a copy (MPI would copy through its
+    // datatype engine); the handle is already complete.
+    std::size_t bytes = sizeOf(type);
+    if (sizes.sendCounts[0] != sizes.recvCounts[0])
+      fail(context, "all-to-all with itself: sends ", sizes.sendCounts[0],
+           " elements, receives ", sizes.recvCounts[0]);
+    std::memmove(static_cast<char *>(recv) + sizes.recvOffsets[0] * bytes,
+                 static_cast<const char *>(send) + sizes.sendOffsets[0] * bytes,
+                 static_cast<std::size_t>(sizes.sendCounts[0]) * bytes);
+    return handle;
+  }
   check(MPI_Ialltoallv(send, handle->sendCounts.data(),
                        handle->sendOffsets.data(), mpiType(type), recv,
                        handle->recvCounts.data(), handle->recvOffsets.data(),
@@ -232,6 +245,11 @@ void MpiCommunicator::allGather(const void *send, void *recv,
                                 std::int64_t count, DataType type) {
   MPI_Request request;
   int n = toMpiCount(count, errorContext(), "all-gather");
+  if (size_ == 1) {
+    if (send != recv)
+      std::memmove(recv, send, static_cast<std::size_t>(n) * sizeOf(type));
+    return;
+  }
   check(MPI_Iallgather(send, n, mpiType(type), recv, n, mpiType(type), comm_,
                        &request),
         "all-gather");
@@ -243,6 +261,8 @@ void MpiCommunicator::allReduceSum(void *data, std::int64_t count,
   // Reduce at rank 0, then broadcast: every rank gets the same bits, which
   // MPI_Allreduce does not promise. Replicated parameters must not drift.
   int n = toMpiCount(count, errorContext(), "all-reduce");
+  if (size_ == 1)
+    return; // the sum over one process is its own data
   MPI_Request request;
   const void *send = rank_ == 0 ? MPI_IN_PLACE : data;
   void *recv = rank_ == 0 ? data : nullptr;
@@ -257,12 +277,16 @@ void MpiCommunicator::broadcast(void *data, std::int64_t count, DataType type,
                                 int root) {
   MPI_Request request;
   int n = toMpiCount(count, errorContext(), "broadcast");
+  if (size_ == 1)
+    return;
   check(MPI_Ibcast(data, n, mpiType(type), root, comm_, &request),
         "broadcast");
   waitFor(request, "broadcast");
 }
 
 void MpiCommunicator::barrier() {
+  if (size_ == 1)
+    return;
   MPI_Request request;
   check(MPI_Ibarrier(comm_, &request), "barrier");
   waitFor(request, "barrier");

@@ -1,12 +1,15 @@
 //===- CausalAttention.cpp - attention core and rotary tables -------------===//
 
 #include "laer/runtime/cpu/CausalAttention.h"
+#include "VectorMath.h"
 #include "laer/runtime/Error.h"
 #include "laer/runtime/cpu/DenseKernels.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <type_traits>
+#include <vector>
 
 namespace laer::rt::cpu {
 
@@ -62,8 +65,14 @@ void causalAttentionForward(const CausalAttentionShape &s, std::span<const T> q,
         for (std::int64_t j = 0; j <= i; ++j)
           max = std::max(max, row[j]);
         T sum = 0;
-        for (std::int64_t j = 0; j <= i; ++j)
-          sum += row[j] = std::exp(row[j] - max);
+        if constexpr (std::is_same_v<T, float>) {
+          detail::expShifted(row, max, row, static_cast<std::size_t>(i + 1));
+          for (std::int64_t j = 0; j <= i; ++j)
+            sum += row[j];
+        } else {
+          for (std::int64_t j = 0; j <= i; ++j)
+            sum += row[j] = std::exp(row[j] - max);
+        }
         for (std::int64_t j = 0; j <= i; ++j)
           row[j] /= sum;
         std::fill(row + i + 1, row + S, T(0));
@@ -184,14 +193,23 @@ void RotaryTable::rotate(std::span<T> data, std::int64_t width,
          " do not fit rows of ", width);
   const std::int64_t rows = static_cast<std::int64_t>(data.size()) / width;
   const std::int64_t half = dim / 2;
-  for (std::int64_t t = 0; t < rows; ++t) {
-    double position = double(t % sequenceLength);
+  // cos and sin once per position, not per row (rows repeat positions
+  // every sequence).
+  const std::int64_t positions = std::min(rows, sequenceLength);
+  std::vector<T> cosines(static_cast<std::size_t>(positions * half)),
+      sines(cosines.size());
+  for (std::int64_t position = 0; position < positions; ++position)
     for (std::int64_t i = 0; i < half; ++i) {
-      double angle = position * invFreq[i];
-      T c = static_cast<T>(std::cos(angle) * scale);
+      double angle = double(position) * invFreq[i];
+      cosines[position * half + i] = static_cast<T>(std::cos(angle) * scale);
       T sn = static_cast<T>(std::sin(angle) * scale);
-      if (inverse)
-        sn = -sn;
+      sines[position * half + i] = inverse ? -sn : sn;
+    }
+  for (std::int64_t t = 0; t < rows; ++t) {
+    std::int64_t position = t % sequenceLength;
+    for (std::int64_t i = 0; i < half; ++i) {
+      T c = cosines[position * half + i];
+      T sn = sines[position * half + i];
       std::int64_t a = pairs == RotaryPairs::Halves ? i : 2 * i;
       std::int64_t b = pairs == RotaryPairs::Halves ? i + half : 2 * i + 1;
       for (std::int64_t block = 0; block < count; ++block) {

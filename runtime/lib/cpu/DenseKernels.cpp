@@ -1,6 +1,7 @@
 //===- DenseKernels.cpp - CPU kernels of the dense transformer ops --------===//
 
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "VectorMath.h"
 #include "laer/runtime/Error.h"
 #include "laer/runtime/cpu/CausalAttention.h"
 #include "laer/runtime/cpu/Kernels.h"
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cblas.h>
 #include <cmath>
+#include <type_traits>
 
 using namespace laer::rt;
 
@@ -395,8 +397,14 @@ T crossEntropyForward(std::span<const T> logits,
     T *p = probs.data() + t * vocab;
     T max = *std::max_element(row, row + vocab);
     T sum = 0;
-    for (std::int64_t v = 0; v < vocab; ++v)
-      sum += p[v] = std::exp(row[v] - max);
+    if constexpr (std::is_same_v<T, float>) {
+      detail::expShifted(row, max, p, static_cast<std::size_t>(vocab));
+      for (std::int64_t v = 0; v < vocab; ++v)
+        sum += p[v];
+    } else {
+      for (std::int64_t v = 0; v < vocab; ++v)
+        sum += p[v] = std::exp(row[v] - max);
+    }
     for (std::int64_t v = 0; v < vocab; ++v)
       p[v] /= sum;
     loss -= std::log(double(p[targets[t]]));

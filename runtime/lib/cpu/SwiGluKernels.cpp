@@ -1,6 +1,6 @@
 //===- SwiGluKernels.cpp - gated FFN forward and backward ----------------===//
 
-#include "SiluLanes.h"
+#include "VectorMath.h"
 #include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/cpu/Kernels.h"
 

@@ -1,14 +1,14 @@
-//===- SiluLanes.cpp - SiLU over float arrays in SIMD lanes ---------------===//
+//===- VectorMath.cpp - exponentials of float arrays in SIMD lanes --------===//
 //
 // glibc's libmvec has expf on 4, 8 and 16 lanes (SSE, AVX2, AVX-512),
 // within a few ulp of the scalar expf; declaring expf a SIMD function lets
 // GCC call it from vectorized loops, and target_clones picks the widest
-// lanes the CPU has when the library loads. The expressions are those of
-// cpu::activate and cpu::activateDerivative for SiLU.
+// lanes the CPU has when the library loads. The SiLU expressions are those
+// of cpu::activate and cpu::activateDerivative.
 //
 //===----------------------------------------------------------------------===//
 
-#include "SiluLanes.h"
+#include "VectorMath.h"
 
 #include <cmath>
 
@@ -39,4 +39,11 @@ void detail::siluWithDerivative(const float *__restrict gate,
     act[i] = g / (1.0f + e);
     derivative[i] = sigma * (1.0f + g * (1.0f - sigma));
   }
+}
+
+LAER_SIMD_CLONES
+void detail::expShifted(const float *x, float shift, float *out,
+                        std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = expf(x[i] - shift);
 }
