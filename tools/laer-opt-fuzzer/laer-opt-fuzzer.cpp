@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <iterator>
+#include <string>
 
 namespace {
 
@@ -52,7 +53,9 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
                                       std::size_t size) {
-  llvm::StringRef text(reinterpret_cast<const char *>(data), size);
+  // MLIR's lexer reads up to a terminating NUL (files are read with one);
+  // the fuzzer's bytes have none.
+  const std::string text(reinterpret_cast<const char *>(data), size);
   mlir::DialectRegistry registry;
   laer::registerAllDialects(registry);
   mlir::MLIRContext context(registry);

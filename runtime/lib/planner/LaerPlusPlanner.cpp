@@ -285,7 +285,8 @@ CostedPlan planForLoad(const PlannerInput &input) {
   }
 
   CostedPlan best;
-  if (chosenLayout) {
+  bool planned = chosenLayout != nullptr;
+  if (planned) {
     best.plan.layout = *chosenLayout;
     best.plan.routing = detail::finishRouting(
         *chosenLayout, input.counts, chosenShares, std::move(chosenFill));
@@ -299,11 +300,11 @@ CostedPlan planForLoad(const PlannerInput &input) {
       RankTraffic traffic = trafficOf(paper, cluster);
       if (evaluate(traffic, cluster, input.layer).criticalPath < bestCost) {
         best = {std::move(paper), std::move(traffic)};
-        bestCost = 0; // taken
+        planned = true;
       }
     }
   }
-  if (bestCost == std::numeric_limits<double>::infinity()) {
+  if (!planned) {
     best.plan = StaticPlanner().plan(input);
     best.traffic = trafficOf(best.plan, cluster);
   }

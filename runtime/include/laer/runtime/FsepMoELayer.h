@@ -143,7 +143,8 @@ public:
   /// Load of the last forward: [source * E + e].
   const std::vector<std::int64_t> &lastCounts() const { return counts_; }
   PhaseTimes &times() { return times_; }
-  /// Bytes of full expert weights restored on this rank in the last step.
+  /// Bytes of full expert weights restored on this rank in the last step
+  /// (none on one rank: its slots read the expert state in place).
   std::int64_t restoredBytes() const;
   /// Tokens of the last route().
   std::int64_t tokens() const { return tokens_; }
