@@ -22,6 +22,7 @@ Usage: /usr/bin/python3 bench/pytorch/moe_layer_step.py [--processes 1]
 """
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -145,12 +146,17 @@ def run(rank, args):
             dist.barrier()
         if step >= args.warmup:
             seconds.append(time.perf_counter() - start)
+    # Peak resident memory (KiB on Linux), the largest process's.
+    peak = torch.tensor([float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)])
+    if distributed:
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
     if rank == 0:
         print(f"pytorch {torch.__version__} processes={args.processes} "
               f"threads={args.threads} tokens={args.tokens} H={args.hidden} "
               f"F={args.ffn} E={args.experts} k={args.topk}")
         print(f"step {1e3 * statistics.median(seconds):8.2f}  "
               "(median wall time of a whole step, ms)")
+        print(f"peak memory per process: {peak.item() / 1024:.1f} MiB")
     if distributed:
         dist.destroy_process_group()
 

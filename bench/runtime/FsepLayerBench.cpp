@@ -20,6 +20,9 @@
 #include "laer/planner/Workloads.h"
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/cpu/DenseKernels.h"
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -32,6 +35,54 @@
 using namespace laer::rt;
 
 namespace {
+
+/// Seconds of the expert GEMMs of one step as plain sgemm calls on the
+/// same shapes (per slot with `rows` rows: forward x w1, x w3, h w2;
+/// backward dw2, dh, dw1, dw3 and the two dx): median of 5 repetitions.
+double plainGemmSeconds(std::span<const std::int64_t> slotRows,
+                        std::int64_t hidden, std::int64_t ffn) {
+  std::int64_t most = 1;
+  for (std::int64_t rows : slotRows)
+    most = std::max(most, rows);
+  std::vector<float> x(static_cast<std::size_t>(most * hidden), 0.5f),
+      h(static_cast<std::size_t>(most * ffn), 0.25f),
+      w(static_cast<std::size_t>(hidden * ffn), 0.125f),
+      out(static_cast<std::size_t>(most * std::max(hidden, ffn) +
+                                   hidden * ffn),
+          0.0f);
+  std::vector<double> runs;
+  for (int repeat = 0; repeat < 5; ++repeat) {
+    auto start = std::chrono::steady_clock::now();
+    for (std::int64_t m : slotRows) {
+      if (m == 0)
+        continue;
+      const std::int64_t H = hidden, F = ffn;
+      cpu::gemmT<float>(false, false, m, F, H, 1, x.data(), w.data(), 0,
+                        out.data());
+      cpu::gemmT<float>(false, false, m, F, H, 1, x.data(), w.data(), 0,
+                        out.data());
+      cpu::gemmT<float>(false, false, m, H, F, 1, h.data(), w.data(), 0,
+                        out.data());
+      cpu::gemmT<float>(true, false, F, H, m, 1, h.data(), x.data(), 1,
+                        out.data());
+      cpu::gemmT<float>(false, true, m, F, H, 1, x.data(), w.data(), 0,
+                        out.data());
+      cpu::gemmT<float>(true, false, H, F, m, 1, x.data(), h.data(), 1,
+                        out.data());
+      cpu::gemmT<float>(true, false, H, F, m, 1, x.data(), h.data(), 1,
+                        out.data());
+      cpu::gemmT<float>(false, true, m, H, F, 1, h.data(), w.data(), 0,
+                        out.data());
+      cpu::gemmT<float>(false, true, m, H, F, 1, h.data(), w.data(), 1,
+                        out.data());
+    }
+    runs.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
 
 struct Options {
   std::int64_t tokens = 512; // per rank
@@ -201,6 +252,31 @@ int main(int argc, char **argv) {
     // Load balance over the timed steps (every rank holds the plans).
     double balance = balanceSum / options.steps;
 
+    // The expert GEMMs against plain sgemm on the same shapes (this rank's
+    // slots in the last step), and the step's useful FLOP rate; peak
+    // memory.
+    const Plan &plan = layer.lastPlan();
+    std::vector<std::int64_t> slotRows;
+    double usefulFlops = 0;
+    for (int slot = 0; slot < config.slotsPerRank; ++slot) {
+      int replica = plan.layout.replicaAt(comm.rank(), slot);
+      std::int64_t rows = 0;
+      for (int source = 0; replica >= 0 && source < ranks; ++source)
+        rows += plan.routing.at(source, replica);
+      slotRows.push_back(rows);
+      usefulFlops += 9.0 * 2.0 * double(rows) * double(options.hidden) *
+                     double(options.ffn);
+    }
+    double sgemm = plainGemmSeconds(slotRows, options.hidden, options.ffn);
+    double compute = layer.times()[Phase::Compute] / options.steps;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::vector<double> rates = {usefulFlops / std::max(sgemm, 1e-12),
+                                 usefulFlops / std::max(compute, 1e-12),
+                                 static_cast<double>(usage.ru_maxrss) / 1024.0};
+    std::vector<double> allRates =
+        comm.allGather(std::span<const double>(rates));
+
     if (comm.rank() == 0) {
       std::sort(stepSeconds.begin(), stepSeconds.end());
       double median = stepSeconds[stepSeconds.size() / 2];
@@ -227,6 +303,22 @@ int main(int argc, char **argv) {
                   "restored\n",
                   layer.experts().bytesHeld() / 1048576.0,
                   layer.restoredBytes() / 1048576.0);
+      // Rank 0's figures; the ratio's worst rank; the largest peak.
+      double worstRatio = 1e300, peak = 0;
+      for (int r = 0; r < ranks; ++r) {
+        worstRatio =
+            std::min(worstRatio, allRates[r * 3 + 1] / allRates[r * 3]);
+        peak = std::max(peak, allRates[r * 3 + 2]);
+      }
+      double stepRate = usefulFlops / median;
+      std::printf("expert GEMMs: %.1f GFLOP/s in the layer, %.1f GFLOP/s "
+                  "plain sgemm on the same shapes (%.2f; worst rank %.2f)\n",
+                  allRates[1] / 1e9, allRates[0] / 1e9,
+                  allRates[1] / allRates[0], worstRatio);
+      std::printf("whole step: %.1f GFLOP/s useful (%.2f of plain sgemm)\n",
+                  stepRate / 1e9, stepRate / allRates[0]);
+      std::printf("peak memory per rank: %.1f MiB (largest rank's RSS)\n",
+                  peak);
     }
   } catch (const std::exception &error) {
     MpiRuntime::abortJob(error.what());
