@@ -12,20 +12,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LAER_FUZZ_DIR:-$root/build/fuzz}
 seconds=${1:-300}
 case $seconds in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
-if ! command -v clang++-22 >/dev/null ||
-  [ ! -d /usr/lib/llvm-22/lib/clang/22/lib/linux ]; then
-  # clang and its fuzzer/sanitizer runtimes, as root or through sudo.
-  as_root=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || {
-      echo "fuzz.sh: needs clang-22 and libclang-rt-22-dev; run as root or install sudo" >&2
-      exit 1
-    }
-    as_root=(sudo)
-  fi
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q \
-    clang-22 libclang-rt-22-dev
-fi
+# clang and its fuzzer/sanitizer runtimes, as root or through sudo.
+"$root/scripts/install-deps.sh" clang-22 libclang-rt-22-dev
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1"
 cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything laer needs on Debian 12 (bookworm). Run as root, or
-# as a user with sudo. Safe to run again: apt-get skips what is installed.
+# Installs everything laer needs on Debian 12 (bookworm), or with
+# arguments just those packages (scripts/fuzz.sh: clang-22). Run as root,
+# or as a user with sudo. Safe to run again: only missing packages are
+# installed.
+# Usage: scripts/install-deps.sh [PACKAGE...]
 set -euo pipefail
 
 packages=(
@@ -20,6 +23,7 @@ packages=(
   # the PyTorch references of the HF families (tests)
   python3-torch
 )
+[ $# -gt 0 ] && packages=("$@")
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

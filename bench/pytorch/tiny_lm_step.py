@@ -33,6 +33,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+# The MoE block of the layer twin (same directory): HF Mixtral's, with its
+# module names.
+from moe_layer_step import SparseMoE
+
 
 class RMSNorm(torch.nn.Module):
     def __init__(self, hidden, eps):
@@ -83,40 +87,6 @@ class Attention(torch.nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(batch, sequence, -1))
 
 
-class Expert(torch.nn.Module):
-    def __init__(self, hidden, ffn):
-        super().__init__()
-        self.w1 = torch.nn.Linear(hidden, ffn, bias=False)
-        self.w2 = torch.nn.Linear(ffn, hidden, bias=False)
-        self.w3 = torch.nn.Linear(hidden, ffn, bias=False)
-
-    def forward(self, x):
-        return self.w2(torch.nn.functional.silu(self.w1(x)) * self.w3(x))
-
-
-class SparseMoE(torch.nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        hidden, ffn = config["hidden_size"], config["intermediate_size"]
-        self.topk = config["num_experts_per_tok"]
-        self.gate = torch.nn.Linear(hidden, config["num_local_experts"], bias=False)
-        self.experts = torch.nn.ModuleList(
-            Expert(hidden, ffn) for _ in range(config["num_local_experts"]))
-
-    def forward(self, x):
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        probs = torch.softmax(self.gate(x), dim=-1)
-        weights, chosen = torch.topk(probs, self.topk, dim=-1)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-        out = torch.zeros_like(x)
-        for e, expert in enumerate(self.experts):
-            token, choice = torch.where(chosen == e)
-            if token.numel():
-                out.index_add_(0, token, expert(x[token]) * weights[token, choice, None])
-        return out.reshape(shape)
-
-
 class Layer(torch.nn.Module):
     def __init__(self, config, sequence):
         super().__init__()
@@ -124,11 +94,15 @@ class Layer(torch.nn.Module):
         self.input_layernorm = RMSNorm(config["hidden_size"], eps)
         self.self_attn = Attention(config, sequence)
         self.post_attention_layernorm = RMSNorm(config["hidden_size"], eps)
-        self.block_sparse_moe = SparseMoE(config)
+        self.block_sparse_moe = SparseMoE(
+            config["hidden_size"], config["intermediate_size"],
+            config["num_local_experts"], config["num_experts_per_tok"])
 
     def forward(self, x):
         x = x + self.self_attn(self.input_layernorm(x))
-        return x + self.block_sparse_moe(self.post_attention_layernorm(x))
+        moe_in = self.post_attention_layernorm(x)
+        moe_out = self.block_sparse_moe(moe_in.reshape(-1, moe_in.shape[-1]))
+        return x + moe_out.reshape(moe_in.shape)
 
 
 class Decoder(torch.nn.Module):

@@ -234,6 +234,29 @@ rt::Routing detail::routeBalanced(const rt::Layout &layout,
   return routeShares(layout, counts, cluster, equalShares(layout, loads));
 }
 
+namespace {
+
+/// One source's `want` tokens of an expert into its copies [next, end) in
+/// order, each up to its room: appends an entry per copy that takes some,
+/// and moves `next` past the copies it fills up.
+void fillCopies(std::span<const int> copies, std::size_t &next, std::size_t end,
+                std::int64_t &want, std::vector<std::int64_t> &capacity,
+                std::vector<Entry> &entries) {
+  while (want > 0 && next < end) {
+    int r = copies[next];
+    std::int64_t take = std::min(want, capacity[r]);
+    if (take > 0) {
+      entries.push_back({r, take});
+      want -= take;
+      capacity[r] -= take;
+    }
+    if (capacity[r] == 0)
+      ++next;
+  }
+}
+
+} // namespace
+
 detail::LocalFill detail::fillLocal(const rt::Layout &layout,
                                     std::span<const std::int64_t> counts,
                                     const ClusterSpec &cluster,
@@ -301,18 +324,7 @@ detail::LocalFill detail::fillLocal(const rt::Layout &layout,
             local.push_back({own, ownTaken[own]});
         }
         // Tokens left after the own replica's fill mean it is full.
-        std::span<const int> copies = copiesOf[e];
-        while (want > 0 && next[e] < end[e]) {
-          int r = copies[next[e]];
-          std::int64_t take = std::min(want, capacity[r]);
-          if (take > 0) {
-            local.push_back({r, take});
-            want -= take;
-            capacity[r] -= take;
-          }
-          if (capacity[r] == 0)
-            ++next[e];
-        }
+        fillCopies(copiesOf[e], next[e], end[e], want, capacity, local);
       }
       // Copies of one expert are rank-ordered, but the own replica may
       // follow a lower rank's copy: order the row by replica.
@@ -422,18 +434,8 @@ rt::Routing detail::finishRouting(const rt::Layout &layout,
       if (want == 0)
         continue;
       std::size_t localEnd = entries.size();
-      std::span<const int> copies = copiesOf[e];
-      while (want > 0 && next[e] < copies.size()) {
-        int r = copies[next[e]];
-        std::int64_t take = std::min(want, capacity[r]);
-        if (take > 0) {
-          entries.push_back({r, take});
-          want -= take;
-          capacity[r] -= take;
-        }
-        if (capacity[r] == 0)
-          ++next[e];
-      }
+      fillCopies(copiesOf[e], next[e], copiesOf[e].size(), want, capacity,
+                 entries);
       if (localEnd > first && entries.size() > localEnd)
         std::inplace_merge(entries.begin() + static_cast<std::ptrdiff_t>(first),
                            entries.begin() +

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <numeric>
 #include <random>
 
 using namespace laer;
@@ -57,6 +58,21 @@ std::int64_t bestByEnumeration(const rt::Layout &layout,
   return best;
 }
 
+/// Layout slots: each rank's first min(C, E) slots hold distinct experts
+/// drawn at random, the rest stay empty.
+std::vector<int> distinctExpertsPerRank(std::mt19937 &rng, int N, int C,
+                                        int E) {
+  std::vector<int> slots(N * C, rt::Layout::kEmpty);
+  std::vector<int> order(E);
+  std::iota(order.begin(), order.end(), 0);
+  for (int rank = 0; rank < N; ++rank) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int c = 0; c < C && c < E; ++c)
+      slots[rank * C + c] = order[c];
+  }
+  return slots;
+}
+
 void expectValidSplit(const rt::Layout &layout,
                       std::span<const std::int64_t> loads,
                       const TokenSplit &split) {
@@ -81,15 +97,8 @@ TEST(TokenSplit, MatchesEnumerationOnSmallLayouts) {
     int N = 2 + trial % 3, C = 1 + trial % 2, E = 2 + trial % 3;
     if (N * C < E)
       continue;
-    // Random distinct experts per rank; every expert placed somewhere.
-    std::vector<int> slots(N * C, rt::Layout::kEmpty);
-    std::vector<int> order(E);
-    std::iota(order.begin(), order.end(), 0);
-    for (int rank = 0; rank < N; ++rank) {
-      std::shuffle(order.begin(), order.end(), rng);
-      for (int c = 0; c < C && c < E; ++c)
-        slots[rank * C + c] = order[c];
-    }
+    // Every expert placed somewhere.
+    std::vector<int> slots = distinctExpertsPerRank(rng, N, C, E);
     for (int e = 0; e < E; ++e)
       if (std::find(slots.begin(), slots.end(), e) == slots.end())
         slots[e % N * C] = e; // may drop another: checked below
@@ -119,15 +128,7 @@ TEST(TokenSplit, RebalanceMovesOnlyTheRowsAboveTheCap) {
     int N = 2 + trial % 5, C = 1 + trial % 3, E = 2 + trial % 4;
     if (N * C < E)
       continue;
-    std::vector<int> slots(N * C, rt::Layout::kEmpty);
-    std::vector<int> order(E);
-    std::iota(order.begin(), order.end(), 0);
-    for (int rank = 0; rank < N; ++rank) {
-      std::shuffle(order.begin(), order.end(), rng);
-      for (int c = 0; c < C && c < E; ++c)
-        slots[rank * C + c] = order[c];
-    }
-    rt::Layout layout(N, C, E, slots);
+    rt::Layout layout(N, C, E, distinctExpertsPerRank(rng, N, C, E));
     std::vector<std::int64_t> loads(E, 0), start(layout.replicas().size(), 0);
     for (int e = 0; e < E; ++e) {
       std::span<const int> copies = layout.replicasOf(e);
