@@ -12,11 +12,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${1:-build}
 bundle=${2:-.gpu-bundle}
 cmake --build "$build" --target laer-cuda-unittests \
-  laer-cuda-compiled-unittests laer-cuda-bench
+  laer-cuda-compiled-unittests laer-cuda-imported-unittests laer-cuda-bench
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib"
 cp "$build/test/unit/laer-cuda-unittests" \
   "$build/test/unit/laer-cuda-compiled-unittests" \
+  "$build/test/unit/laer-cuda-imported-unittests" \
   "$build/bench/cuda/laer-cuda-bench" "$bundle/bin/"
 stays='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libcublas|libcublasLt|libnccl)\.so'
 for binary in "$bundle"/bin/*; do

@@ -82,16 +82,8 @@ void FsepMoELayer::updateSelectionBias() {
   if (config_.biasUpdateRate == 0.0 || counts_.empty())
     return;
   // The loads over every rank (identical on all ranks, so is the bias).
-  int E = config_.numExperts;
-  std::vector<std::int64_t> load = globalLoads();
-  std::int64_t total = std::accumulate(load.begin(), load.end(),
-                                       std::int64_t{0});
-  auto rate = static_cast<float>(config_.biasUpdateRate);
-  for (int e = 0; e < E; ++e) {
-    // sign(mean - load), compared as E * load against the total.
-    std::int64_t scaled = load[e] * E;
-    bias_[e] += scaled < total ? rate : scaled > total ? -rate : 0.0f;
-  }
+  cpu::updateSelectionBias(bias_, globalLoads(),
+                           static_cast<float>(config_.biasUpdateRate));
 }
 
 std::vector<std::int64_t> FsepMoELayer::globalLoads() const {

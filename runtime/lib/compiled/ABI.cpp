@@ -17,6 +17,12 @@ namespace {
 
 CompiledModel &model(void *ctx) { return *static_cast<CompiledModel *>(ctx); }
 
+/// `layer` as an index of the model's MoE layers, which it must be.
+int moeIndex(CompiledModel &m, std::int64_t layer) {
+  m.moeConfig(layer); // validates the index
+  return static_cast<int>(layer);
+}
+
 /// Checks that `ref` is dense with the given sizes (-1: any) and returns
 /// its elements.
 template <typename T, int Rank>
@@ -659,27 +665,29 @@ void _mlir_ciface_laerrt_moe_aux_loss(void *ctx, std::int64_t layer,
                                       F32x0 *out) {
   CompiledModel &m = model(ctx);
   scalar(m, "laerrt_moe_aux_loss", "output", out, layer) =
-      static_cast<float>(m.moeLayer(layer).routerLosses().aux);
+      static_cast<float>(m.moeBackend().routerLosses(moeIndex(m, layer)).aux);
 }
 
 void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer,
                                     F32x0 *out) {
   CompiledModel &m = model(ctx);
   scalar(m, "laerrt_moe_z_loss", "output", out, layer) =
-      static_cast<float>(m.moeLayer(layer).routerLosses().z);
+      static_cast<float>(m.moeBackend().routerLosses(moeIndex(m, layer)).z);
 }
 
 void _mlir_ciface_laerrt_moe_aux_loss_grad(void *ctx, std::int64_t layer,
                                            F32x0 *dAux) {
   CompiledModel &m = model(ctx);
-  m.moeLayer(layer).setAuxLossGradient(
+  m.moeBackend().setAuxLossGradient(
+      moeIndex(m, layer),
       scalar(m, "laerrt_moe_aux_loss_grad", "d_aux", dAux, layer));
 }
 
 void _mlir_ciface_laerrt_moe_z_loss_grad(void *ctx, std::int64_t layer,
                                          F32x0 *dZ) {
   CompiledModel &m = model(ctx);
-  m.moeLayer(layer).setZLossGradient(
+  m.moeBackend().setZLossGradient(
+      moeIndex(m, layer),
       scalar(m, "laerrt_moe_z_loss_grad", "d_z", dZ, layer));
 }
 

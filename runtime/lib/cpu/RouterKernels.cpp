@@ -124,10 +124,7 @@ RouterOutput cpu::routerForward(std::span<const float> x,
   return out;
 }
 
-namespace {
-
-/// The tokens each aux-loss group spans: a sequence, or all of them.
-std::int64_t auxSpan(std::int64_t tokens, std::int64_t sequenceLength) {
+std::int64_t cpu::auxSpan(std::int64_t tokens, std::int64_t sequenceLength) {
   if (sequenceLength <= 0)
     return tokens;
   if (tokens % sequenceLength != 0)
@@ -136,59 +133,97 @@ std::int64_t auxSpan(std::int64_t tokens, std::int64_t sequenceLength) {
   return sequenceLength;
 }
 
-/// Expert loads of tokens [first, first + count) by the router's choices.
-std::vector<std::int64_t> choiceCounts(const RouterOutput &saved,
-                                       std::int64_t first, std::int64_t count,
-                                       int numExperts, int topK) {
+std::vector<std::int64_t>
+cpu::choiceCounts(std::span<const std::int32_t> indices, std::int64_t first,
+                  std::int64_t count, int numExperts, int topK) {
   std::vector<std::int64_t> counts(numExperts, 0);
   for (std::int64_t i = first * topK; i < (first + count) * topK; ++i)
-    ++counts[saved.indices[i]];
+    ++counts[indices[i]];
   return counts;
 }
-
-} // namespace
 
 RouterLosses cpu::routerLosses(const RouterOutput &saved,
                                std::span<const std::int64_t> loads,
                                std::int64_t loadTokens, std::int64_t tokens,
                                int numExperts, int topK, ScoreFunction score,
                                std::int64_t sequenceLength) {
+  if (tokens == 0)
+    return {};
+  // Per group of `span` tokens (a sequence, or the whole batch): the sums
+  // of the tokens' probabilities; and the sum of the squared logsumexps.
+  const std::int64_t span = auxSpan(tokens, sequenceLength);
+  std::vector<double> sums(static_cast<std::size_t>(tokens / span) * numExperts,
+                           0.0);
+  std::vector<float> p(numExperts);
+  double squares = 0;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    float sum;
+    routingProbabilities(saved.scores.data() + t * numExperts, numExperts,
+                         score, p.data(), sum);
+    double *groupSums = sums.data() + (t / span) * numExperts;
+    for (int e = 0; e < numExperts; ++e)
+      groupSums[e] += p[e];
+    double lse = saved.logSumExp[t];
+    squares += lse * lse;
+  }
+  return routerLossesFrom(sums, squares, saved.indices, loads, loadTokens,
+                          tokens, numExperts, topK, sequenceLength);
+}
+
+RouterLosses cpu::routerLossesFrom(std::span<const double> probabilitySums,
+                                   double logSumExpSquares,
+                                   std::span<const std::int32_t> indices,
+                                   std::span<const std::int64_t> loads,
+                                   std::int64_t loadTokens, std::int64_t tokens,
+                                   int numExperts, int topK,
+                                   std::int64_t sequenceLength) {
   RouterLosses losses;
   if (tokens == 0)
     return losses;
-  // Per group of `span` tokens (a sequence, or the whole batch): the loads
-  // and mean probabilities, E / k * sum_e f_e P_e; then the groups' mean.
+  // Per group: E / k * sum_e f_e * P_e; then the groups' mean.
   const std::int64_t span = auxSpan(tokens, sequenceLength);
-  std::vector<double> meanP(numExperts);
-  std::vector<float> p(numExperts);
-  std::vector<std::int64_t> own;
   for (std::int64_t first = 0; first < tokens; first += span) {
-    std::fill(meanP.begin(), meanP.end(), 0.0);
-    for (std::int64_t t = first; t < first + span; ++t) {
-      float sum;
-      routingProbabilities(saved.scores.data() + t * numExperts, numExperts,
-                           score, p.data(), sum);
-      for (int e = 0; e < numExperts; ++e)
-        meanP[e] += p[e];
-      double lse = saved.logSumExp[t];
-      losses.z += lse * lse;
-    }
+    const double *sums = probabilitySums.data() + (first / span) * numExperts;
     std::span<const std::int64_t> groupLoads = loads;
     std::int64_t groupTokens = loadTokens;
+    std::vector<std::int64_t> own;
     if (sequenceLength > 0) {
-      own = choiceCounts(saved, first, span, numExperts, topK);
+      own = choiceCounts(indices, first, span, numExperts, topK);
       groupLoads = own;
       groupTokens = span;
     }
     if (groupTokens > 0)
       for (int e = 0; e < numExperts; ++e)
         losses.aux += static_cast<double>(groupLoads[e]) / groupTokens *
-                      meanP[e] / static_cast<double>(span);
+                      sums[e] / static_cast<double>(span);
   }
-  losses.z /= static_cast<double>(tokens);
+  losses.z = logSumExpSquares / static_cast<double>(tokens);
   losses.aux *= static_cast<double>(numExperts) / topK /
                 static_cast<double>(tokens / span);
   return losses;
+}
+
+void cpu::auxProbabilityGradient(float dAux,
+                                 std::span<const std::int64_t> loads,
+                                 std::int64_t loadTokens, std::int64_t tokens,
+                                 int numExperts, int topK,
+                                 std::span<float> dP) {
+  for (int e = 0; e < numExperts; ++e)
+    dP[e] = static_cast<float>(static_cast<double>(dAux) * numExperts / topK /
+                               static_cast<double>(tokens) *
+                               (static_cast<double>(loads[e]) / loadTokens));
+}
+
+void cpu::updateSelectionBias(std::span<float> bias,
+                              std::span<const std::int64_t> loads, float rate) {
+  auto E = static_cast<std::int64_t>(bias.size());
+  std::int64_t total =
+      std::accumulate(loads.begin(), loads.end(), std::int64_t{0});
+  for (std::int64_t e = 0; e < E; ++e) {
+    // sign(mean - load), compared as E * load against the total.
+    std::int64_t scaled = loads[e] * E;
+    bias[e] += scaled < total ? rate : scaled > total ? -rate : 0.0f;
+  }
 }
 
 void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
@@ -215,14 +250,12 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
     std::span<const std::int64_t> loads = losses.loads;
     std::int64_t loadTokens = losses.loadTokens;
     if (perSequence) {
-      own = choiceCounts(saved, first, span, numExperts, topK);
+      own = choiceCounts(saved.indices, first, span, numExperts, topK);
       loads = own;
       loadTokens = span;
     }
-    for (int e = 0; e < numExperts; ++e)
-      dP[e] = static_cast<float>(static_cast<double>(losses.dAux) * numExperts /
-                                 topK / static_cast<double>(tokens) *
-                                 (static_cast<double>(loads[e]) / loadTokens));
+    auxProbabilityGradient(losses.dAux, loads, loadTokens, tokens, numExperts,
+                           topK, dP);
   };
   const float dZ =
       tokens > 0 ? 2.0f * losses.dZ / static_cast<float>(tokens) : 0.0f;

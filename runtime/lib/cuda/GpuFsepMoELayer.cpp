@@ -17,6 +17,7 @@
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
 
 #include <algorithm>
+#include <numeric>
 
 using namespace laer::rt;
 using namespace laer::rt::cuda;
@@ -90,12 +91,9 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
       ranks_(context.host().size()), rank_(context.host().rank()) {
   ErrorContext where{rank_, layerIndex, -1};
   checkLayerConfig(config, where);
-  const RoutingConfig &routing = config.routing;
-  if (routing.scale != 1.0 || routing.groups != 1 || routing.selectionBias ||
-      config.losses.aux != AuxLoss::None || config.losses.z)
-    fail(where, "the GPU backend routes with softmax or sigmoid top-k only: "
-                "a routed scaling factor, group-limited routing, a "
-                "selection bias and router losses run on CPU ranks");
+  if (config.routing.groups > kMaxRouterGroups)
+    fail(where, "group-limited routing on the GPU takes at most ",
+         kMaxRouterGroups, " groups, got ", config.routing.groups);
   if (config.tokenChunks < 1)
     fail(where, "token chunks must be >= 1, got ", config.tokenChunks);
   const ExpertShape &shape = config.shape;
@@ -123,6 +121,12 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
   gateFirstMoment_ = DeviceBuffer<float>(gateSize);
   gateSecondMoment_ = DeviceBuffer<float>(gateSize);
   dGate_ = DeviceBuffer<float>(gateSize);
+  if (config.routing.selectionBias) {
+    bias_.assign(static_cast<std::size_t>(experts), 0.0f);
+    biasDevice_ = DeviceBuffer<float>(bias_.size());
+    biasDevice_.upload(bias_);
+  }
+  squares_ = DeviceBuffer<double>(kSumOfSquaresBlocks + 1);
 
   // A rank sends or receives at most C shards per peer.
   auto exchange = static_cast<std::size_t>(ranks_ * slots * shard_);
@@ -251,6 +255,37 @@ void GpuFsepMoELayer::scaleGrads(float factor) {
         compute);
 }
 
+void GpuFsepMoELayer::setSelectionBias(std::span<const float> bias) {
+  if (bias.size() != bias_.size())
+    fail(context(), "the selection bias has ", bias.size(),
+         " elements; the layer's has ", bias_.size(),
+         " (E with a selection bias, else none)");
+  bias_.assign(bias.begin(), bias.end());
+  // The router reads it on the compute stream.
+  check(cudaStreamSynchronize(ctx_.compute()), "cudaStreamSynchronize");
+  biasDevice_.upload(bias_);
+}
+
+double GpuFsepMoELayer::gradSquaredNorm() {
+  cudaStream_t compute = ctx_.compute();
+  double *result = squares_.data() + kSumOfSquaresBlocks;
+  sumOfSquares(grads_.data(), static_cast<std::int64_t>(grads_.size()),
+               squares_.data(), result, compute);
+  double shards = 0, gate = 0;
+  check(cudaMemcpyAsync(&shards, result, sizeof(double), cudaMemcpyDeviceToHost,
+                        compute),
+        "cudaMemcpyAsync of the gradient norm");
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  ctx_.host().allReduceSum(std::span<double>(&shards, 1));
+  sumOfSquares(gateGrad_.data(), static_cast<std::int64_t>(gateGrad_.size()),
+               squares_.data(), result, compute);
+  check(cudaMemcpyAsync(&gate, result, sizeof(double), cudaMemcpyDeviceToHost,
+                        compute),
+        "cudaMemcpyAsync of the gradient norm");
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  return shards + gate;
+}
+
 void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   cudaStream_t compute = ctx_.compute();
   bool lowPrecision = ctx_.precision() != Precision::Float32;
@@ -261,6 +296,93 @@ void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
         gateSecondMoment_.data(), static_cast<std::int64_t>(gate_.size()),
         config, step, nullptr, compute);
   weightsReady_.record(compute);
+  if (config_.biasUpdateRate != 0.0 && !counts_.empty()) {
+    // The loads over every rank: the same bias on every rank.
+    cpu::updateSelectionBias(bias_, globalLoads(),
+                             static_cast<float>(config_.biasUpdateRate));
+    check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+    biasDevice_.upload(bias_);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Router losses
+//===----------------------------------------------------------------------===//
+
+std::vector<std::int64_t> GpuFsepMoELayer::globalLoads() const {
+  int E = config_.numExperts;
+  std::vector<std::int64_t> load(E, 0);
+  for (std::size_t i = 0; i < counts_.size(); ++i)
+    load[i % E] += counts_[i];
+  return load;
+}
+
+std::int64_t GpuFsepMoELayer::auxSequence() const {
+  return config_.losses.aux == AuxLoss::Sequence ? config_.losses.sequenceLength
+                                                 : 0;
+}
+
+std::pair<std::vector<std::int64_t>, std::int64_t>
+GpuFsepMoELayer::auxLoads() const {
+  if (config_.losses.aux != AuxLoss::GlobalBatch)
+    return {cpu::choiceCounts(indices_, 0, tokens_, config_.numExperts,
+                              config_.topK),
+            tokens_};
+  std::vector<std::int64_t> load = globalLoads();
+  std::int64_t pairs =
+      std::accumulate(load.begin(), load.end(), std::int64_t{0});
+  return {std::move(load), pairs / config_.topK};
+}
+
+cpu::RouterLosses GpuFsepMoELayer::routerLosses() {
+  if (stage_ == LayerStage::Idle || stage_ == LayerStage::Routed)
+    fail(context(), "the router losses are asked for before the relayout "
+                    "read the router's choices back");
+  if (tokens_ == 0)
+    return {};
+  int E = config_.numExperts;
+  std::int64_t span = tokens_;
+  try {
+    span = cpu::auxSpan(tokens_, auxSequence());
+  } catch (const RuntimeError &error) {
+    fail(context(), error.message());
+  }
+  cudaStream_t compute = ctx_.compute();
+  routerProbabilitySums(scores_.data(), tokens_, E, config_.routing.score, span,
+                        divisors_.data(), probabilitySums_.data(), compute);
+  std::vector<double> sums(static_cast<std::size_t>(tokens_ / span * E));
+  std::vector<float> logSumExp(static_cast<std::size_t>(tokens_));
+  check(cudaMemcpyAsync(sums.data(), probabilitySums_.data(),
+                        sums.size() * sizeof(double), cudaMemcpyDeviceToHost,
+                        compute),
+        "cudaMemcpyAsync of the router's probability sums");
+  check(cudaMemcpyAsync(logSumExp.data(), logSumExp_.data(),
+                        logSumExp.size() * sizeof(float),
+                        cudaMemcpyDeviceToHost, compute),
+        "cudaMemcpyAsync of the router's logsumexps");
+  check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
+  double squares = 0;
+  for (float lse : logSumExp)
+    squares += static_cast<double>(lse) * lse;
+  auto [loads, loadTokens] = auxLoads();
+  return cpu::routerLossesFrom(sums, squares, indices_, loads, loadTokens,
+                               tokens_, E, config_.topK, auxSequence());
+}
+
+void GpuFsepMoELayer::setAuxLossGradient(float dAux) {
+  if (stage_ == LayerStage::Idle)
+    fail(context(), "the aux-loss gradient is set before the router ran");
+  if (config_.losses.aux == AuxLoss::None)
+    fail(context(), "an aux-loss gradient for a layer without an aux loss");
+  dAux_ = dAux;
+}
+
+void GpuFsepMoELayer::setZLossGradient(float dZ) {
+  if (stage_ == LayerStage::Idle)
+    fail(context(), "the z-loss gradient is set before the router ran");
+  if (!config_.losses.z)
+    fail(context(), "a z-loss gradient for a layer without a z-loss");
+  dZ_ = dZ;
 }
 
 //===----------------------------------------------------------------------===//
@@ -326,6 +448,14 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
   growTo(xFloat_, tokens * hidden);
   growTo(logits_, tokens * experts);
   growTo(scores_, tokens * experts);
+  growTo(logSumExp_, tokens);
+  growTo(divisors_, tokens);
+  // The aux loss's groups: the sequences, or the whole batch.
+  std::int64_t sequence = auxSequence();
+  std::int64_t auxGroups =
+      sequence > 0 ? (tokens + sequence - 1) / sequence : 1;
+  growTo(probabilitySums_, auxGroups * experts);
+  growTo(auxGradient_, auxGroups * experts);
   growTo(dLogits_, tokens * experts);
   growTo(dxRouter_, tokens * hidden);
   growTo(indicesDevice_, pairs);
@@ -339,8 +469,10 @@ void GpuFsepMoELayer::route(const void *x, std::int64_t tokens, long step) {
                      tokens,         experts,      hidden};
   ctx_.routerGemm().run({&logits, 1}, 1.0f, 0.0f, compute);
   routerTopK(logits_.data(), tokens, config_.numExperts, config_.topK,
-             config_.routing.score, config_.routing.renormalize, scores_.data(),
-             indicesDevice_.data(), routeWeights_.data(), compute);
+             config_.routing, bias_.empty() ? nullptr : biasDevice_.data(),
+             scores_.data(), logSumExp_.data(), indicesDevice_.data(),
+             routeWeights_.data(), compute);
+  dAux_ = dZ_ = 0.0f;
   stage_ = LayerStage::Routed;
 }
 
@@ -390,25 +522,61 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
   int slots = config_.slotsPerRank;
   std::size_t bytes = bytesOf(ctx_.precision());
   NcclCommunicator &params = ctx_.params();
+  cudaStream_t stream = params.stream();
   // The working shards are final and the last restore's buffer was read.
   params.after(weightsReady_);
   params.after(restoreRead_);
+  // The peers' shards of their slots' experts; this rank's own shards do
+  // not travel (the unpack copies them from the working shards), so on one
+  // GPU the restore is copies alone, which leave the SMs to the GEMMs.
   std::int64_t offset = 0;
   for (int peer = 0; peer < ranks_; ++peer)
     for (int slot = 0; slot < slots; ++slot)
       if (int expert = layout.expertAt(peer, slot); expert != Layout::kEmpty) {
-        check(cudaMemcpyAsync(restoreSend_.data() + offset * bytes,
+        if (peer != rank_)
+          check(
+              cudaMemcpyAsync(restoreSend_.data() + offset * bytes,
                               bytesAt(workingShards(), expert * shard_, bytes),
-                              shard_ * bytes, cudaMemcpyDeviceToDevice,
-                              params.stream()),
+                              shard_ * bytes, cudaMemcpyDeviceToDevice, stream),
               "cudaMemcpyAsync of a parameter shard");
         offset += shard_;
       }
+  AllToAllSizes sizes = restoreSizes(layout, rank_, shard_)
+                            .scaled(static_cast<std::int64_t>(bytes));
+  sizes.sendCounts[rank_] = sizes.recvCounts[rank_] = 0;
   restore_ = params.startDeviceAllToAllV(
-      restoreSend_.data(), restoreRecv_.data(),
-      restoreSizes(layout, rank_, shard_)
-          .scaled(static_cast<std::int64_t>(bytes)),
-      DataType::Byte);
+      restoreSend_.data(), restoreRecv_.data(), sizes, DataType::Byte);
+  // The unpack into the slots, on the parameter stream as well, once what
+  // the compute stream holds so far (the slots' earlier readers) is done.
+  slotsFree_.record(ctx_.compute());
+  params.after(slotsFree_);
+  std::int64_t used = layout.usedSlots(rank_);
+  for (int slot = 0, index = 0; slot < slots; ++slot) {
+    int expert = layout.expertAt(rank_, slot);
+    if (expert == Layout::kEmpty)
+      continue;
+    // Owner o's shard of this slot's expert sits at (o * used + index) of
+    // the receive buffer, and at o * shard of the slot.
+    auto *slotBytes = slotWeights_.data() + slot * slotPitch_ * bytes;
+    auto copyOwners = [&](int first, int count) {
+      if (count > 0)
+        check(cudaMemcpy2DAsync(
+                  slotBytes + first * shard_ * bytes, shard_ * bytes,
+                  restoreRecv_.data() + (first * used + index) * shard_ * bytes,
+                  used * shard_ * bytes, shard_ * bytes, count,
+                  cudaMemcpyDeviceToDevice, stream),
+              "cudaMemcpy2DAsync of restored shards");
+    };
+    copyOwners(0, rank_);
+    check(cudaMemcpyAsync(slotBytes + rank_ * shard_ * bytes,
+                          bytesAt(workingShards(), expert * shard_, bytes),
+                          shard_ * bytes, cudaMemcpyDeviceToDevice, stream),
+          "cudaMemcpyAsync of an own shard");
+    copyOwners(rank_ + 1, ranks_ - rank_ - 1);
+    ++index;
+  }
+  restoreRead_.record(stream);
+  restored_.record(stream);
 }
 
 void GpuFsepMoELayer::finishRestore() {
@@ -417,22 +585,7 @@ void GpuFsepMoELayer::finishRestore() {
     fail(context(), "the restore's wait ran before the restore started");
   cudaStream_t compute = ctx_.compute();
   restore_->waitOn(compute);
-  const Layout &layout = plan_.layout;
-  std::size_t bytes = bytesOf(ctx_.precision());
-  std::int64_t used = layout.usedSlots(rank_);
-  for (int slot = 0, index = 0; slot < config_.slotsPerRank; ++slot) {
-    if (layout.expertAt(rank_, slot) == Layout::kEmpty)
-      continue;
-    // Owner o's shard of this slot's expert sits at (o * used + index).
-    check(cudaMemcpy2DAsync(slotWeights_.data() + slot * slotPitch_ * bytes,
-                            shard_ * bytes,
-                            restoreRecv_.data() + index * shard_ * bytes,
-                            used * shard_ * bytes, shard_ * bytes, ranks_,
-                            cudaMemcpyDeviceToDevice, compute),
-          "cudaMemcpy2DAsync of restored shards");
-    ++index;
-  }
-  restoreRead_.record(compute);
+  restored_.waitOn(compute);
   prefetchedSlots_.reset();
   stage_ = LayerStage::Restored;
 }
@@ -714,10 +867,41 @@ void GpuFsepMoELayer::routerBackward(void *dx) {
                    context());
   std::int64_t hidden = config_.shape.hidden, experts = config_.numExperts;
   cudaStream_t compute = ctx_.compute();
+  RouterLossGradientsOnDevice losses;
+  // The aux loss's d(loss)/d(p) per group of tokens (cpu::routerBackward's).
+  auto [loads, loadTokens] = auxLoads();
+  const std::int64_t sequence = auxSequence();
+  if (dAux_ != 0.0f && tokens_ > 0 && (sequence > 0 || loadTokens > 0)) {
+    std::int64_t span = sequence > 0 ? sequence : tokens_;
+    if (tokens_ % span != 0)
+      fail(context(),
+           "the sequence-wise aux loss needs whole sequences: ", tokens_,
+           " tokens are not sequences of ", span);
+    auxGradientHost_.resize(static_cast<std::size_t>(tokens_ / span * experts));
+    for (std::int64_t first = 0; first < tokens_; first += span) {
+      std::vector<std::int64_t> own;
+      if (sequence > 0)
+        own = cpu::choiceCounts(indices_, first, span, config_.numExperts,
+                                config_.topK);
+      cpu::auxProbabilityGradient(
+          dAux_, sequence > 0 ? own : loads, sequence > 0 ? span : loadTokens,
+          tokens_, config_.numExperts, config_.topK,
+          std::span<float>(auxGradientHost_)
+              .subspan(first / span * experts, experts));
+    }
+    uploadAsync(auxGradient_, auxGradientHost_, compute);
+    losses.auxGradient = auxGradient_.data();
+    losses.span = span;
+  }
+  if (dZ_ != 0.0f && tokens_ > 0) {
+    losses.dZ = 2.0f * dZ_ / static_cast<float>(tokens_);
+    losses.logits = logits_.data();
+    losses.logSumExp = logSumExp_.data();
+  }
   routerBackwardLogits(scores_.data(), indicesDevice_.data(),
                        routeWeights_.data(), dWeights_.data(), tokens_,
-                       config_.numExperts, config_.topK, config_.routing.score,
-                       config_.routing.renormalize, dLogits_.data(), compute);
+                       config_.numExperts, config_.topK, config_.routing,
+                       losses, dLogits_.data(), compute);
   // dx += dLogits gate^T; dGate = x^T dLogits, all-reduced.
   GemmProblem dInput{dLogits_.data(), gate_.data(), dxRouter_.data(), tokens_,
                      hidden,          experts,      false,           true};

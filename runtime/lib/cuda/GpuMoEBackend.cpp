@@ -159,12 +159,19 @@ public:
     gpu.applyAdamW(config, step);
   }
   double gradSquaredNorm(int layer) override {
-    fail({state_.comm.rank(), layer, -1},
-         "the gradient norm (--clip-grad-norm) of MoE layers on the GPU is "
-         "not implemented yet; train with --device cpu to clip");
+    return at(layer, -1).gradSquaredNorm();
   }
   const Plan &lastPlan(int layer) const override {
     return layers_.at(layer)->lastPlan();
+  }
+  cpu::RouterLosses routerLosses(int layer) override {
+    return at(layer, -1).routerLosses();
+  }
+  void setAuxLossGradient(int layer, float dAux) override {
+    at(layer, -1).setAuxLossGradient(dAux);
+  }
+  void setZLossGradient(int layer, float dZ) override {
+    at(layer, -1).setZLossGradient(dZ);
   }
   long restoresAhead() const override { return restoresAhead_; }
 
@@ -179,6 +186,7 @@ public:
       copyInto(gpu.gateFirstMoments(), cpu.gateFirstMoment());
       copyInto(gpu.gateSecondMoments(), cpu.gateSecondMoment());
       cpu.setLoadHistory(gpu.loadHistory());
+      copyInto(gpu.selectionBias(), cpu.selectionBias());
     }
   }
 
@@ -191,6 +199,7 @@ public:
                       cpu.experts().secondMoments(), cpu.gateFirstMoment(),
                       cpu.gateSecondMoment());
       gpu.setLoadHistory(cpu.loadHistory());
+      gpu.setSelectionBias(cpu.selectionBias());
     }
   }
 

@@ -40,6 +40,15 @@ public:
   const Plan &lastPlan(int layer) const override {
     return state_.moe.at(layer)->lastPlan();
   }
+  cpu::RouterLosses routerLosses(int layer) override {
+    return state_.moe.at(layer)->routerLosses();
+  }
+  void setAuxLossGradient(int layer, float dAux) override {
+    state_.moe.at(layer)->setAuxLossGradient(dAux);
+  }
+  void setZLossGradient(int layer, float dZ) override {
+    state_.moe.at(layer)->setZLossGradient(dZ);
+  }
 
 private:
   TrainingState &state_;

@@ -25,6 +25,36 @@ std::vector<float> identityGate(int experts) {
   return identity;
 }
 
+/// The routing variants of the HF families: Mixtral (softmax,
+/// renormalised), Qwen (not renormalised), OLMoE-like sigmoid, DeepSeek-V2
+/// (softmax, groups ranked by their best, scaled) and DeepSeek-V3
+/// (sigmoid, a selection bias, groups ranked by their two best, scaled),
+/// for E = 16.
+std::vector<RoutingConfig> routingVariants() {
+  RoutingConfig mixtral, qwen, sigmoid, deepseekV2, deepseekV3;
+  qwen.renormalize = false;
+  sigmoid.score = ScoreFunction::Sigmoid;
+  deepseekV2.renormalize = false;
+  deepseekV2.scale = 16.0;
+  deepseekV2.groups = 4;
+  deepseekV2.topGroups = 3;
+  deepseekV3.score = ScoreFunction::Sigmoid;
+  deepseekV3.scale = 2.5;
+  deepseekV3.groups = 8;
+  deepseekV3.topGroups = 2;
+  deepseekV3.groupScore = GroupScore::TopTwoSum;
+  deepseekV3.selectionBias = true;
+  return {mixtral, qwen, sigmoid, deepseekV2, deepseekV3};
+}
+
+std::string describe(const RoutingConfig &r) {
+  return "score " + std::to_string(static_cast<int>(r.score)) +
+         " renormalize " + std::to_string(r.renormalize) + " scale " +
+         std::to_string(r.scale) + " groups " + std::to_string(r.groups) + "/" +
+         std::to_string(r.topGroups) + " bias " +
+         std::to_string(r.selectionBias);
+}
+
 TEST(CudaKernels, RouterTopKMatchesCpu) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
@@ -32,61 +62,178 @@ TEST(CudaKernels, RouterTopKMatchesCpu) {
   const std::int64_t T = 257;
   const int E = 16, k = 3;
   std::vector<float> identity = identityGate(E);
-  for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
-    for (bool renormalize : {true, false}) {
-      std::vector<float> logits = random.uniform(T * E, 4.0f);
-      RoutingConfig routing{score, renormalize};
-      cpu::RouterOutput want =
-          cpu::routerForward(logits, identity, {}, T, E, E, k, routing);
-      DeviceBuffer<float> dLogits(T * E), scores(T * E), weights(T * k);
-      DeviceBuffer<std::int32_t> indices(T * k);
-      dLogits.upload(logits);
-      scores.poison();
-      weights.poison();
-      indices.poison();
-      routerTopK(dLogits.data(), T, E, k, score, renormalize, scores.data(),
-                 indices.data(), weights.data(), nullptr);
-      synchronize();
-      EXPECT_EQ(indices.download(), want.indices);
-      EXPECT_LT(relativeError(weights.download(), want.weights), 1e-5);
-      EXPECT_LT(relativeError(scores.download(), want.scores), 1e-5);
-    }
+  for (const RoutingConfig &routing : routingVariants()) {
+    SCOPED_TRACE(describe(routing));
+    std::vector<float> logits = random.uniform(T * E, 4.0f);
+    std::vector<float> bias;
+    if (routing.selectionBias)
+      bias = random.uniform(E, 0.3f);
+    cpu::RouterOutput want =
+        cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
+    DeviceBuffer<float> dLogits(T * E), scores(T * E), lse(T), weights(T * k),
+        dBias(E);
+    DeviceBuffer<std::int32_t> indices(T * k);
+    dLogits.upload(logits);
+    dBias.upload(bias);
+    scores.poison();
+    lse.poison();
+    weights.poison();
+    indices.poison();
+    routerTopK(dLogits.data(), T, E, k, routing,
+               routing.selectionBias ? dBias.data() : nullptr, scores.data(),
+               lse.data(), indices.data(), weights.data(), nullptr);
+    synchronize();
+    EXPECT_EQ(indices.download(), want.indices);
+    EXPECT_LT(relativeError(weights.download(), want.weights), 1e-5);
+    EXPECT_LT(relativeError(scores.download(), want.scores), 1e-5);
+    EXPECT_LT(relativeError(lse.download(), want.logSumExp), 1e-6);
+  }
+}
+
+TEST(CudaKernels, RouterTopKRefusesGroupsItCannotChooseFrom) {
+  LAER_REQUIRE_GPU();
+  RoutingConfig routing;
+  routing.groups = 4;
+  routing.topGroups = 1;
+  // 16 experts in 4 groups of 4: one group cannot give top-5.
+  EXPECT_THROW(routerTopK(nullptr, 1, 16, 5, routing, nullptr, nullptr, nullptr,
+                          nullptr, nullptr, nullptr),
+               RuntimeError);
+  routing.groups = 128;
+  EXPECT_THROW(routerTopK(nullptr, 1, 256, 2, routing, nullptr, nullptr,
+                          nullptr, nullptr, nullptr, nullptr),
+               RuntimeError);
 }
 
 TEST(CudaKernels, RouterBackwardMatchesCpu) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
-  const std::int64_t T = 129;
-  const int E = 12, k = 2;
+  const std::int64_t T = 128, sequence = 32;
+  const int E = 16, k = 2;
   std::vector<float> identity = identityGate(E);
-  for (ScoreFunction score : {ScoreFunction::Softmax, ScoreFunction::Sigmoid})
-    for (bool renormalize : {true, false}) {
+  for (const RoutingConfig &routing : routingVariants())
+    for (std::int64_t span : {std::int64_t{0}, sequence})
+      for (bool withLosses : {false, true}) {
+        SCOPED_TRACE(describe(routing) + " span " + std::to_string(span) +
+                     " losses " + std::to_string(withLosses));
+        std::vector<float> logits = random.uniform(T * E, 3.0f);
+        std::vector<float> dWeights = random.uniform(T * k);
+        std::vector<float> bias;
+        if (routing.selectionBias)
+          bias = random.uniform(E, 0.3f);
+        cpu::RouterOutput saved =
+            cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
+        // Loads of another batch for the batch-wide aux loss.
+        std::vector<std::int64_t> loads(E);
+        for (std::int64_t &load : loads)
+          load = 1 + static_cast<std::int64_t>(random.integers(1, 40)[0]);
+        std::int64_t loadTokens =
+            std::accumulate(loads.begin(), loads.end(), std::int64_t{0}) / k;
+        cpu::RouterLossGradients losses;
+        if (withLosses)
+          losses = {0.7f, 0.3f, loads, loadTokens, span};
+        // With x = logits and gate = I, dx is dLogits.
+        std::vector<float> want(T * E, 0.0f), dGate(E * E, 0.0f);
+        cpu::routerBackward(logits, identity, saved, dWeights, T, E, E, k,
+                            routing, losses, want, dGate);
+
+        // The aux gradient per group, as the GPU layer computes it.
+        std::int64_t groupSpan = span > 0 ? span : T;
+        std::vector<float> dP((T / groupSpan) * E);
+        for (std::int64_t g = 0; g < T / groupSpan; ++g) {
+          std::vector<std::int64_t> own =
+              cpu::choiceCounts(saved.indices, g * groupSpan, groupSpan, E, k);
+          bool perSequence = span > 0;
+          cpu::auxProbabilityGradient(losses.dAux, perSequence ? own : loads,
+                                      perSequence ? groupSpan : loadTokens, T,
+                                      E, k,
+                                      std::span<float>(dP).subspan(g * E, E));
+        }
+        DeviceBuffer<float> scores(T * E), weights(T * k), dw(T * k),
+            dLogits(T * E), dLogitsIn(T * E), lse(T), auxGradient(dP.size());
+        DeviceBuffer<std::int32_t> indices(T * k);
+        scores.upload(saved.scores);
+        weights.upload(saved.weights);
+        indices.upload(saved.indices);
+        dw.upload(dWeights);
+        dLogitsIn.upload(saved.logits);
+        lse.upload(saved.logSumExp);
+        auxGradient.upload(dP);
+        dLogits.poison();
+        RouterLossGradientsOnDevice onDevice;
+        if (withLosses)
+          onDevice = {auxGradient.data(), groupSpan,
+                      2.0f * losses.dZ / static_cast<float>(T),
+                      dLogitsIn.data(), lse.data()};
+        routerBackwardLogits(scores.data(), indices.data(), weights.data(),
+                             dw.data(), T, E, k, routing, onDevice,
+                             dLogits.data(), nullptr);
+        synchronize();
+        EXPECT_LT(relativeError(dLogits.download(), want), 1e-5);
+      }
+}
+
+TEST(CudaKernels, RouterLossesMatchCpu) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  const std::int64_t T = 192, sequence = 48;
+  const int E = 16, k = 2;
+  std::vector<float> identity = identityGate(E);
+  for (const RoutingConfig &routing : routingVariants())
+    for (std::int64_t span : {std::int64_t{0}, sequence}) {
+      SCOPED_TRACE(describe(routing) + " span " + std::to_string(span));
       std::vector<float> logits = random.uniform(T * E, 3.0f);
-      std::vector<float> dWeights = random.uniform(T * k);
-      RoutingConfig routing{score, renormalize};
+      std::vector<float> bias;
+      if (routing.selectionBias)
+        bias = random.uniform(E, 0.3f);
       cpu::RouterOutput saved =
-          cpu::routerForward(logits, identity, {}, T, E, E, k, routing);
-      // With x = logits and gate = I, dx is dLogits.
-      std::vector<float> want(T * E, 0.0f), dGate(E * E, 0.0f);
-      cpu::routerBackward(logits, identity, saved, dWeights, T, E, E, k,
-                          routing, {}, want, dGate);
-      DeviceBuffer<float> scores(T * E), weights(T * k), dw(T * k),
-          dLogits(T * E);
-      DeviceBuffer<std::int32_t> indices(T * k);
+          cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
+      std::vector<std::int64_t> loads =
+          cpu::choiceCounts(saved.indices, 0, T, E, k);
+      cpu::RouterLosses want =
+          cpu::routerLosses(saved, loads, T, T, E, k, routing.score, span);
+
+      std::int64_t groupSpan = span > 0 ? span : T;
+      DeviceBuffer<float> scores(T * E), divisors(T);
+      DeviceBuffer<double> sums((T / groupSpan) * E);
       scores.upload(saved.scores);
-      weights.upload(saved.weights);
-      indices.upload(saved.indices);
-      dw.upload(dWeights);
-      dLogits.poison();
-      routerBackwardLogits(scores.data(), indices.data(), weights.data(),
-                           dw.data(), T, E, k, score, renormalize,
-                           dLogits.data(), nullptr);
+      routerProbabilitySums(scores.data(), T, E, routing.score, groupSpan,
+                            divisors.data(), sums.data(), nullptr);
       synchronize();
-      EXPECT_LT(relativeError(dLogits.download(), want), 1e-5)
-          << "score " << static_cast<int>(score) << " renormalize "
-          << renormalize;
+      double squares = 0;
+      for (float lse : saved.logSumExp)
+        squares += static_cast<double>(lse) * lse;
+      cpu::RouterLosses got = cpu::routerLossesFrom(
+          sums.download(), squares, saved.indices, loads, T, T, E, k, span);
+      EXPECT_NEAR(got.aux, want.aux, 1e-12 * want.aux);
+      EXPECT_DOUBLE_EQ(got.z, want.z);
     }
+}
+
+TEST(CudaKernels, SumOfSquaresIsDeterministicAndExact) {
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{999},
+                         std::int64_t{3} << 20}) {
+    std::vector<float> x = random.uniform(static_cast<std::size_t>(n));
+    double want = 0;
+    for (float v : x)
+      want += static_cast<double>(v) * v;
+    DeviceBuffer<float> dX(std::max<std::int64_t>(n, 1));
+    DeviceBuffer<double> partials(kSumOfSquaresBlocks), result(1);
+    dX.upload(x);
+    std::vector<double> runs;
+    for (int run = 0; run < 2; ++run) {
+      sumOfSquares(dX.data(), n, partials.data(), result.data(), nullptr);
+      synchronize();
+      runs.push_back(result.download()[0]);
+    }
+    EXPECT_EQ(runs[0], runs[1]) << n << " elements";
+    EXPECT_NEAR(runs[0], want, 1e-12 * std::max(want, 1.0)) << n;
+  }
 }
 
 TEST(CudaKernels, PermutationIsAStableSortByDestination) {

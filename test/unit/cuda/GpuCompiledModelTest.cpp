@@ -1,10 +1,12 @@
 //===- GpuCompiledModelTest.cpp - a compiled model's MoE layers on a GPU --===//
 //
-// examples/tiny_moe_lm.mlir compiled by laer-compile (no --ranks: its MoE
-// layers are whole laerrt_moe_* calls) and linked in: trained with its MoE
-// layers on the GPU (fp32) and on the CPU, from the same fresh seed, on
-// one rank; losses and final parameters agree within 1e-5. Its own
-// executable, linked like a compiled training binary (liblaer_train).
+// A model IR (examples/tiny_moe_lm.mlir, or a tiny DeepSeek-V3 imported
+// from its HF config: see test/unit/CMakeLists.txt) compiled by
+// laer-compile (no --ranks: its MoE layers are whole laerrt_moe_* calls)
+// and linked in: trained with its MoE layers on the GPU (fp32) and on the
+// CPU, from the same fresh seed, on one rank; losses and final parameters
+// agree within 1e-5. Its own executable, linked like a compiled training
+// binary (liblaer_train).
 //
 //===----------------------------------------------------------------------===//
 

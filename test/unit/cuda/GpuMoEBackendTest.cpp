@@ -20,6 +20,7 @@
 #include "laer/runtime/Trace.h"
 
 #include <filesystem>
+#include <optional>
 
 using namespace laer;
 using namespace laer::rt;
@@ -48,15 +49,18 @@ MoEBackendOptions onDevice(const std::string &device,
 }
 
 /// Steps [from, to) on one rank, laer+ re-planning every `replanEvery`
-/// steps; loads `resumeFrom` first and writes `saveTo` after the last step
-/// when they are given.
+/// steps, on the batches of data seed `seed`, from a model initialised
+/// with `modelSeed` (default `seed`); loads `resumeFrom` first and writes
+/// `saveTo` after the last step when they are given.
 TrainingResult train(const MoEBackendOptions &backend, std::uint64_t seed,
                      long from, long to, const std::string &resumeFrom = "",
-                     const std::string &saveTo = "", long replanEvery = 1) {
+                     const std::string &saveTo = "", long replanEvery = 1,
+                     std::optional<std::uint64_t> modelSeed = std::nullopt) {
   TrainingRun run;
   run.config = gpuConfig();
   run.backend = backend;
-  run.seed = run.dataSeed = seed;
+  run.dataSeed = seed;
+  run.seed = modelSeed.value_or(seed);
   run.batch = 4;
   run.from = from;
   run.to = to;
@@ -111,8 +115,10 @@ TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {
   MoEBackendOptions gpu = onDevice("cuda", "fp32");
   TrainingResult straight = train(gpu, random.seed, 0, 5);
   TrainingResult first = train(gpu, random.seed, 0, 3, "", directory);
-  // Another seed: everything must come from the checkpoint.
-  TrainingResult resumed = train(gpu, random.seed + 1, 3, 5, directory);
+  // The same batches from another initial model: every weight and
+  // moment must come from the checkpoint.
+  TrainingResult resumed =
+      train(gpu, random.seed, 3, 5, directory, "", 1, random.seed + 1);
   // Two runs on the GPU agree to rounding (its reductions need not run in
   // the same order each time).
   for (int step = 0; step < 5; ++step)
@@ -121,8 +127,8 @@ TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {
         << "step " << step;
   EXPECT_LT(relativeError(resumed.params, straight.params), 1e-6);
   // The CPU backend reads what the GPU wrote: the same parameters.
-  TrainingResult onCpu =
-      train(onDevice("cpu", ""), random.seed + 2, 3, 3, directory);
+  TrainingResult onCpu = train(onDevice("cpu", ""), random.seed, 3, 3,
+                               directory, "", 1, random.seed + 2);
   EXPECT_EQ(onCpu.params, first.params);
   std::filesystem::remove_all(directory);
 }

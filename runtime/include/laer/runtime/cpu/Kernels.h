@@ -58,6 +58,41 @@ RouterLosses routerLosses(const RouterOutput &saved,
                           int numExperts, int topK, ScoreFunction score,
                           std::int64_t sequenceLength = 0);
 
+/// The tokens each aux-loss group spans: a sequence of `sequenceLength`
+/// (> 0), or all `tokens`; fails unless the tokens are whole sequences.
+std::int64_t auxSpan(std::int64_t tokens, std::int64_t sequenceLength);
+
+/// The router losses from what routerLosses reduces the tokens to (the GPU
+/// layer reduces on its device): `probabilitySums` [G][E], each group's sum
+/// over its tokens of their routing probabilities, with G = tokens /
+/// auxSpan; `logSumExpSquares`, the sum over the tokens of
+/// logsumexp(logits)^2; the router's choices `indices` [T, k] (the
+/// per-sequence loads) and the loads of the other aux variants.
+RouterLosses routerLossesFrom(std::span<const double> probabilitySums,
+                              double logSumExpSquares,
+                              std::span<const std::int32_t> indices,
+                              std::span<const std::int64_t> loads,
+                              std::int64_t loadTokens, std::int64_t tokens,
+                              int numExperts, int topK,
+                              std::int64_t sequenceLength);
+
+/// Expert loads [E] of tokens [first, first + count) by their choices
+/// `indices` [T, k].
+std::vector<std::int64_t> choiceCounts(std::span<const std::int32_t> indices,
+                                       std::int64_t first, std::int64_t count,
+                                       int numExperts, int topK);
+
+/// d(aux)/d(p_te) [E] for the tokens of one aux group: dAux * E / (k T) *
+/// f_e, with f_e = loads[e] / loadTokens the group's load share.
+void auxProbabilityGradient(float dAux, std::span<const std::int64_t> loads,
+                            std::int64_t loadTokens, std::int64_t tokens,
+                            int numExperts, int topK, std::span<float> dP);
+
+/// DeepSeek-V3's aux-loss-free balancing after a step: bias[e] += rate *
+/// sign(mean load - load[e]), from the step's expert loads over every rank.
+void updateSelectionBias(std::span<float> bias,
+                         std::span<const std::int64_t> loads, float rate);
+
 /// Gradients of the router losses entering the backward: d(loss)/d(aux) and
 /// d(loss)/d(z), with the loads the aux loss was computed from.
 struct RouterLossGradients {

@@ -9,8 +9,10 @@
 //   (cuBLASLt), activations, combine, router backward, AdamW;
 // - token communicator's stream: dispatch and combine all-to-alls, one per
 //   chunk, so chunk c + 1 travels while chunk c's experts compute;
-// - parameter communicator's stream: the restore and the gradient
-//   all-to-all, beside the token traffic and the compute.
+// - parameter communicator's stream: the restore (peers' shards through
+//   NCCL, then copies into the slots, this rank's own shards straight from
+//   its working copy) and the gradient all-to-all, beside the token
+//   traffic and the compute.
 // Events order them: a transfer starts after the kernel that filled its
 // send buffer, and no kernel reads a received buffer before its transfer
 // completed (NcclHandle::waitOn). No phase blocks the host except the
@@ -31,6 +33,7 @@
 #include "laer/runtime/AdamW.h"
 #include "laer/runtime/LayerPlanning.h"
 #include "laer/runtime/TokenExchange.h"
+#include "laer/runtime/cpu/Kernels.h"
 #include "laer/runtime/cuda/CudaRuntime.h"
 #include "laer/runtime/cuda/GroupedGemm.h"
 #include "laer/runtime/cuda/Kernels.h"
@@ -133,6 +136,18 @@ public:
   void setLoadHistory(std::deque<std::vector<std::int64_t>> history) {
     history_ = std::move(history);
   }
+  /// The selection bias [E] (empty without routing.selectionBias): part of
+  /// the training state, updated after each optimizer step.
+  const std::vector<float> &selectionBias() const { return bias_; }
+  void setSelectionBias(std::span<const float> bias);
+
+  /// This step's router losses (config().losses), as the CPU layer's:
+  /// after the relayout (it reads the router's reductions back).
+  cpu::RouterLosses routerLosses();
+  /// d(loss)/d(aux) and d(loss)/d(z) for this step's router backward
+  /// (zero unless set after the step's router).
+  void setAuxLossGradient(float dAux);
+  void setZLossGradient(float dZ);
 
   /// `x` [T, H] and `out` [T, H]: device buffers in the context's
   /// precision; `x` must stay unchanged until backward() returns.
@@ -179,7 +194,12 @@ public:
   void zeroGrads();
   /// Multiplies the expert-shard and gate gradients by `factor`.
   void scaleGrads(float factor);
+  /// AdamW on the master shards and the gate; then the selection-bias
+  /// update (config().biasUpdateRate) from the step's loads.
   void applyAdamW(const AdamWConfig &config, long step);
+  /// The squared L2 norm of the gradients over every rank (collective over
+  /// the host communicator): each rank's shards, and the gate once.
+  double gradSquaredNorm();
 
   const Plan &lastPlan() const { return plan_; }
   const std::vector<std::int64_t> &lastCounts() const { return counts_; }
@@ -194,6 +214,11 @@ private:
   };
 
   ErrorContext context() const;
+  /// Expert loads over every rank (the plan's counts), and the loads and
+  /// tokens the aux loss counts.
+  std::vector<std::int64_t> globalLoads() const;
+  std::pair<std::vector<std::int64_t>, std::int64_t> auxLoads() const;
+  std::int64_t auxSequence() const;
   void planChunks(int chunks);
   /// A chunk's token all-to-all in bytes, dispatch direction or reversed.
   AllToAllSizes chunkSizes(int c, bool dispatch) const;
@@ -216,8 +241,13 @@ private:
   DeviceBuffer<float> master_, grads_, firstMoment_, secondMoment_;
   DeviceBuffer<std::uint8_t> working_; // bf16 copy (empty in fp32)
   DeviceBuffer<float> gate_, gateGrad_, gateFirstMoment_, gateSecondMoment_;
+  DeviceBuffer<float> biasDevice_; // [E] with a selection bias
+  std::vector<float> bias_;        // its host copy, the state of record
+  DeviceBuffer<double> squares_;   // sumOfSquares' partials and result
   Event weightsReady_;   // the working shards are written
   Event restoreRead_;    // the last restore's receive buffer is consumed
+  Event slotsFree_;      // the compute stream's reads of the slots so far
+  Event restored_;       // the slots hold the restored experts
 
   // Restore and gradient all-to-all buffers, sized for C slots per rank.
   DeviceBuffer<std::uint8_t> restoreSend_, restoreRecv_, slotWeights_;
@@ -231,6 +261,7 @@ private:
   std::int64_t tokens_ = 0;
   const void *x_ = nullptr;
   std::vector<std::int32_t> indices_;
+  float dAux_ = 0.0f, dZ_ = 0.0f;
   std::vector<std::int64_t> counts_;
   std::deque<std::vector<std::int64_t>> history_;
   Plan plan_;
@@ -239,8 +270,10 @@ private:
   std::vector<ChunkState> chunks_;
 
   // Step buffers (grown to the largest step).
-  DeviceBuffer<float> xFloat_, logits_, scores_, routeWeights_, dWeights_,
-      dLogits_, dxRouter_, dGate_, ones_;
+  DeviceBuffer<float> xFloat_, logits_, scores_, logSumExp_, routeWeights_,
+      dWeights_, dLogits_, dxRouter_, dGate_, ones_, divisors_, auxGradient_;
+  DeviceBuffer<double> probabilitySums_;
+  std::vector<float> auxGradientHost_; // the source of auxGradient_
   std::vector<float> onesHost_; // the source of ones_ (async upload)
   DeviceBuffer<std::int32_t> indicesDevice_, sendPair_, pairRow_,
       expertFromRecv_, recvFromExpert_;

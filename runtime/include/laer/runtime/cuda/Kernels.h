@@ -24,23 +24,57 @@ namespace laer::rt::cuda {
 enum class Precision { Float32, BFloat16 };
 std::size_t bytesOf(Precision precision);
 
-/// Router scores and top-k from `logits` [T, E] (x * gate): `scores`
-/// [T, E] softmax or sigmoid, `indices` / `weights` [T, k] best first (ties
-/// to the lower expert), weights renormalised to sum to one when asked.
-void routerTopK(const float *logits, std::int64_t tokens, int experts,
-                int topK, ScoreFunction score, bool renormalize,
-                float *scores, std::int32_t *indices, float *weights,
+/// Group-limited routing on the device keeps the chosen groups in a
+/// 64-bit mask.
+constexpr int kMaxRouterGroups = 64;
+
+/// Router scores and top-k from `logits` [T, E] (x * gate), as
+/// cpu::routerForward: `scores` [T, E] softmax or sigmoid, `logSumExp` [T]
+/// of the logits (the z-loss), `indices` / `weights` [T, k] best first
+/// (ties to the lower expert) by score plus `bias` [E] (a device pointer,
+/// exactly when routing.selectionBias) among the best groups; weights the
+/// unbiased scores, renormalised when asked, times routing.scale.
+void routerTopK(const float *logits, std::int64_t tokens, int experts, int topK,
+                const RoutingConfig &routing, const float *bias, float *scores,
+                float *logSumExp, std::int32_t *indices, float *weights,
                 cudaStream_t stream);
 
-/// Gradient of routerTopK's weights with respect to the logits: from
-/// dWeights [T, k] and what the forward wrote, dLogits [T, E] (overwritten).
-/// The router's GEMM gradients (dx += dLogits gate^T, dGate += x^T
-/// dLogits) are GroupedGemm's.
+/// What the router losses add to the logits' gradient (device pointers):
+/// `auxGradient` [T / span][E], d(aux)/d(p) of each group of `span` tokens
+/// (cpu::auxProbabilityGradient; nullptr: none); `dZ` = 2 d(loss)/d(z) / T
+/// with the forward's `logits` and `logSumExp` (0: none).
+struct RouterLossGradientsOnDevice {
+  const float *auxGradient = nullptr;
+  std::int64_t span = 1;
+  float dZ = 0.0f;
+  const float *logits = nullptr;
+  const float *logSumExp = nullptr;
+};
+
+/// Gradient of routerTopK's weights and of the router losses with respect
+/// to the logits: from dWeights [T, k] and what the forward wrote, dLogits
+/// [T, E] (overwritten). The router's GEMM gradients (dx += dLogits gate^T,
+/// dGate += x^T dLogits) are GroupedGemm's.
 void routerBackwardLogits(const float *scores, const std::int32_t *indices,
                           const float *weights, const float *dWeights,
                           std::int64_t tokens, int experts, int topK,
-                          ScoreFunction score, bool renormalize,
+                          const RoutingConfig &routing,
+                          const RouterLossGradientsOnDevice &losses,
                           float *dLogits, cudaStream_t stream);
+
+/// The aux loss's reduction of the scores [T, E]: `sums` [T / span][E]
+/// (double), each group of `span` tokens' sum of their routing
+/// probabilities (softmax scores, or sigmoid scores over their sum), with
+/// `divisors` [T] as scratch.
+void routerProbabilitySums(const float *scores, std::int64_t tokens,
+                           int experts, ScoreFunction score, std::int64_t span,
+                           float *divisors, double *sums, cudaStream_t stream);
+
+/// `*result` = sum of x[i]^2 (device double), deterministic; `partials`
+/// holds kSumOfSquaresBlocks doubles.
+constexpr int kSumOfSquaresBlocks = 256;
+void sumOfSquares(const float *x, std::int64_t n, double *partials,
+                  double *result, cudaStream_t stream);
 
 /// Stable sort of dispatch rows by destination, on the device: row i goes
 /// to bucket keys[i] in [0, buckets) (an (expert, replica) slot, or a

@@ -6,7 +6,8 @@
 // Whatever the backend, the layers' training state of record is
 // TrainingState::moe (expert shards, gate, AdamW moments, load history):
 // checkpoints read and write it there. A backend that computes elsewhere
-// holds a copy, which TrainingState moves with storeState() / loadState().
+// holds a copy, which TrainingState moves with storeState() / loadState()
+// (the selection bias included).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +17,7 @@
 #include "laer/runtime/AdamW.h"
 #include "laer/runtime/Plan.h"
 #include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/cpu/Kernels.h"
 
 #include <memory>
 #include <span>
@@ -50,6 +52,11 @@ public:
   /// once.
   virtual double gradSquaredNorm(int layer) = 0;
   virtual const Plan &lastPlan(int layer) const = 0;
+  /// Layer `layer`'s router losses of its last forward (its config's
+  /// aux and z losses), and their gradients for its next backward.
+  virtual cpu::RouterLosses routerLosses(int layer) = 0;
+  virtual void setAuxLossGradient(int layer, float dAux) = 0;
+  virtual void setZLossGradient(int layer, float dZ) = 0;
   /// Restores started before their layer's router, because the hook knew
   /// the layout ahead (RelayoutHook::layoutAhead), so far.
   virtual long restoresAhead() const { return 0; }
