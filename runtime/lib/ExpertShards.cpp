@@ -1,8 +1,10 @@
 //===- ExpertShards.cpp - FSEP storage of one layer's experts -------------===//
 
 #include "laer/runtime/ExpertShards.h"
+#include "laer/runtime/Limits.h"
 
 #include <algorithm>
+#include <limits>
 
 using namespace laer::rt;
 
@@ -19,16 +21,31 @@ float laer::rt::uniformAt(std::uint64_t seed, std::uint64_t stream,
   return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
 }
 
+void laer::rt::checkExpertStorage(const ExpertShape &shape,
+                                  std::int64_t numExperts,
+                                  const ErrorContext &where) {
+  // 3 H F per expert, E of them: a shape whose product wraps would give
+  // tiny shards and kernels running past them.
+  const char *what = "the experts' parameters (3 x H x F x E)";
+  std::size_t all = checkedMultiply(
+      checkedMultiply(checkedMultiply(3, shape.hidden, where, what), shape.ffn,
+                      where, what),
+      numExperts, where, what);
+  if (all > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
+    fail(where, what, ": ", all, " elements do not fit a 64-bit size");
+}
+
 ExpertShards::ExpertShards(ExpertShape shape, int numExperts, int numRanks,
                            int rank)
     : shape_(shape), numExperts_(numExperts), numRanks_(numRanks),
       rank_(rank) {
   if (shape.hidden < 1 || shape.ffn < 1 || numExperts < 1 || numRanks < 1 ||
-      rank < 0 || rank >= numRanks)
-    fail({rank, -1, -1}, "expert storage needs H, F, E, N >= 1 and a rank "
-                         "in [0, N), got H = ",
-         shape.hidden, ", F = ", shape.ffn, ", E = ", numExperts, ", N = ",
-         numRanks, ", rank = ", rank);
+      numRanks > kMaxRanks || rank < 0 || rank >= numRanks)
+    fail({rank, -1, -1}, "expert storage needs H, F, E >= 1, N in [1, ",
+         kMaxRanks, "] and a rank in [0, N), got H = ", shape.hidden,
+         ", F = ", shape.ffn, ", E = ", numExperts, ", N = ", numRanks,
+         ", rank = ", rank);
+  checkExpertStorage(shape, numExperts, {rank, -1, -1});
   shardSize_ = (shape.parameters() + numRanks - 1) / numRanks;
   auto total = static_cast<std::size_t>(numExperts * shardSize_);
   params_.assign(total, 0.0f);

@@ -1,6 +1,7 @@
 //===- LayerPlanning.cpp - an MoE layer's relayout step -------------------===//
 
 #include "laer/runtime/LayerPlanning.h"
+#include "laer/runtime/Limits.h"
 
 #include <cmath>
 
@@ -51,8 +52,16 @@ void laer::rt::checkLayerConfig(const MoELayerConfig &config,
     fail(where, "the layer needs at least one expert, got E = ", E);
   if (config.topK < 1 || config.topK > E)
     fail(where, "top_k must be in [1, E = ", E, "], got ", config.topK);
-  if (config.slotsPerRank < 1)
-    fail(where, "slots per rank must be >= 1, got ", config.slotsPerRank);
+  if (config.slotsPerRank < 1 || config.slotsPerRank > kMaxSlotsPerRank)
+    fail(where, "slots per rank must be in [1, ", kMaxSlotsPerRank, "], got ",
+         config.slotsPerRank);
+  if (config.tokenChunks > kMaxTokenChunks)
+    fail(where, "token chunks must be at most ", kMaxTokenChunks, ", got ",
+         config.tokenChunks);
+  if (config.shape.hidden < 1 || config.shape.ffn < 1)
+    fail(where, "expert shape H = ", config.shape.hidden,
+         ", F = ", config.shape.ffn, " must be positive");
+  checkExpertStorage(config.shape, E, where);
   if (!std::isfinite(r.scale) || r.scale <= 0)
     fail(where, "the routed scaling factor must be finite and positive, "
                 "got ", r.scale);
@@ -130,7 +139,8 @@ Plan laer::rt::relayoutForCounts(RelayoutHook &hook,
         fail(context, "the load history holds ", past.size(),
              " counts, this step ", counts.size());
       for (std::size_t i = 0; i < past.size(); ++i)
-        pastLoad[i] += past[i];
+        pastLoad[i] =
+            checkedAdd(pastLoad[i], past[i], context, "the load history");
     }
   }
   PlanRequest request{

@@ -3,7 +3,9 @@
 // Upper bounds on the options that size a lowered FSEP program: beyond
 // them the program (one exchange per rank, one copy of the layer's
 // transfers per chunk) would take hours to build. The pass, the pipelines
-// and the compiler driver all refuse larger values with these numbers.
+// and the compiler driver all refuse larger values with these numbers;
+// they are the runtime's limits (laer/runtime/Limits.h; CompiledAbiTest
+// keeps them equal).
 //
 //===----------------------------------------------------------------------===//
 

@@ -2,6 +2,7 @@
 
 #include "laer/runtime/compiled/ABI.h"
 #include "laer/runtime/AdamW.h"
+#include "laer/runtime/Limits.h"
 #include "laer/runtime/compiled/CompiledModel.h"
 #include "laer/runtime/cpu/DenseKernels.h"
 #include "laer/runtime/cpu/Kernels.h"
@@ -31,8 +32,22 @@ std::span<T> check(CompiledModel &m, const char *function, const char *name,
                    std::initializer_list<std::int64_t> sizes, int layer = -1) {
   if (!ref || !ref->aligned)
     fail(m.where(layer), function, ": ", name, " is null");
+  // Sizes are whole and their product fits before any is compared or
+  // multiplied (a descriptor is data the program passes).
+  std::size_t elements = 1;
+  for (int d = 0; d < Rank; ++d) {
+    if (ref->sizes[d] < 0)
+      fail(m.where(layer), function, ": ", name, " has negative size ",
+           ref->sizes[d], " in dimension ", d);
+    elements = checkedMultiply(elements, ref->sizes[d], m.where(layer),
+                               std::string(function) + ": " + name);
+  }
   int i = 0;
   for (std::int64_t size : sizes) {
+    // Only -1 means any: an expected size computed past 2^63 is negative.
+    if (size < -1)
+      fail(m.where(layer), function, ": the expected size of ", name,
+           " in dimension ", i, " overflowed (", size, ")");
     if (size >= 0 && ref->sizes[i] != size)
       fail(m.where(layer), function, ": ", name, " has size ", ref->sizes[i],
            " in dimension ", i, ", expected ", size);
@@ -127,8 +142,15 @@ void _mlir_ciface_laerrt_declare_moe(
   config.losses.aux = static_cast<AuxLoss>(auxLoss);
   config.losses.z = zLoss != 0;
   config.activation = static_cast<Activation>(activation);
-  config.slotsPerRank = static_cast<int>(slots);
-  m.declareMoE(layer, config, static_cast<int>(ranks));
+  // 0 slots and 0 ranks: the runtime chooses (a program compiled without
+  // --ranks).
+  ErrorContext where = m.where(static_cast<int>(
+      std::clamp<std::int64_t>(layer, -1, std::numeric_limits<int>::max())));
+  config.slotsPerRank = checkedInt(slots, 0, kMaxSlotsPerRank, where,
+                                   "laerrt_declare_moe: slots per rank");
+  m.declareMoE(
+      layer, config,
+      checkedInt(ranks, 0, kMaxRanks, where, "laerrt_declare_moe: ranks"));
 }
 
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
@@ -371,9 +393,13 @@ checkLatentAttention(CompiledModel &m, const char *f, F32x2 *x, F32x2 *wq,
   s.ropeTheta = ropeTheta;
   s.softmaxScale = softmaxScale;
   s.epsilon = epsilon;
+  // Each head count and size at most 2^20, so their products (the
+  // projections' widths) fit.
+  constexpr std::int64_t kMaxHeadSize = std::int64_t{1} << 20;
   if (heads < 1 || nope < 0 || rope < 2 || rope % 2 || value < 1 ||
-      sequence < 1 || s.tokens % sequence || !(softmaxScale > 0) ||
-      !(epsilon > 0))
+      heads > kMaxHeadSize || nope > kMaxHeadSize || rope > kMaxHeadSize ||
+      value > kMaxHeadSize || sequence < 1 || s.tokens % sequence ||
+      !(softmaxScale > 0) || !(epsilon > 0))
     fail(m.where(), f, ": ", heads, " heads of nope/rope/v sizes ", nope, "/",
          rope, "/", value, ", ", s.tokens, " tokens in sequences of ", sequence,
          ", softmax scale ", softmaxScale, " and epsilon ", epsilon,
@@ -705,7 +731,11 @@ std::span<float> tokenOutput(CompiledModel &m, const char *function,
   return out;
 }
 
-int chunkOf(std::int64_t chunk) { return static_cast<int>(chunk); }
+/// A chunk index or count of an fsep op: in range before the narrowing
+/// (the layer then checks it against its own chunks).
+int chunkOf(std::int64_t chunk) {
+  return checkedInt(chunk, 0, kMaxTokenChunks, {}, "an fsep op's chunk");
+}
 
 } // namespace
 

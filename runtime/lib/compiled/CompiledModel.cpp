@@ -1,6 +1,7 @@
 //===- CompiledModel.cpp - a training program built by laer-compile -------===//
 
 #include "laer/runtime/compiled/CompiledModel.h"
+#include "laer/runtime/Limits.h"
 
 #include <algorithm>
 
@@ -56,7 +57,12 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
       config.slotsPerRank =
           options.slotsPerRank > 0
               ? options.slotsPerRank
-              : (config.numExperts + comm.size() - 1) / comm.size() + 1;
+              : checkedInt((std::int64_t{config.numExperts} + comm.size() - 1) /
+                                   comm.size() +
+                               1,
+                           1, kMaxSlotsPerRank, where(static_cast<int>(l)),
+                           "the default slots per rank (ceil(E / N) + 1; "
+                           "set --slots)");
     config.historyWindow = options.historyWindow;
     // A sequence-wise aux loss spans the model's sequences.
     config.losses.sequenceLength = sequence_;
@@ -79,9 +85,12 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
 }
 
 void CompiledModel::declareModel(std::int64_t vocab, std::int64_t sequence) {
-  if (vocab <= 0 || sequence <= 0)
+  // Token ids are int32; a sequence is at most --sequence's bound.
+  if (vocab <= 0 || vocab > std::numeric_limits<std::int32_t>::max() ||
+      sequence <= 0 || sequence > kMaxSequence)
     fail(where(), "laerrt_declare_model: vocabulary ", vocab,
-         " and sequence length ", sequence, " must be positive");
+         " and sequence length ", sequence, " must be in [1, 2^31) and [1, ",
+         kMaxSequence, "]");
   vocab_ = vocab;
   sequence_ = sequence;
 }
@@ -118,6 +127,8 @@ void CompiledModel::declareMoE(std::int64_t layer,
   if (ranks < 0 || config.slotsPerRank < 0)
     fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ", ranks,
          " ranks and ", config.slotsPerRank, " slots per rank");
+  checkExpertStorage(config.shape, config.numExperts,
+                     where(static_cast<int>(layer)));
   if (static_cast<std::size_t>(layer) >= moeConfigs_.size()) {
     MoELayerConfig undeclared;
     undeclared.numExperts = 0;

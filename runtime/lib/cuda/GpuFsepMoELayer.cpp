@@ -15,6 +15,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
+#include "laer/runtime/Limits.h"
 
 #include <algorithm>
 #include <numeric>
@@ -91,6 +92,8 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
       ranks_(context.host().size()), rank_(context.host().rank()) {
   ErrorContext where{rank_, layerIndex, -1};
   checkLayerConfig(config, where);
+  if (ranks_ > kMaxRanks)
+    fail(where, "a job runs at most ", kMaxRanks, " ranks, got ", ranks_);
   if (config.routing.groups > kMaxRouterGroups)
     fail(where, "group-limited routing on the GPU takes at most ",
          kMaxRouterGroups, " groups, got ", config.routing.groups);

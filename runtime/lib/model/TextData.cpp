@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 using namespace laer::rt;
 
@@ -52,8 +53,10 @@ TextData TextData::fromTokenFile(const std::string &path, int bits,
   if (bits != 16 && bits != 32)
     fail({}, "token file '", path, "': ids must be 16 or 32 bits, got ",
          bits);
-  if (vocab < 2)
-    fail({}, "token file '", path, "': vocabulary of ", vocab, " ids");
+  // Ids are int32 in the batches.
+  if (vocab < 2 || vocab > std::numeric_limits<std::int32_t>::max())
+    fail({}, "token file '", path, "': vocabulary of ", vocab,
+         " ids (2 to 2^31 - 1)");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     fail({}, "cannot open token file '", path, "'");
@@ -119,9 +122,11 @@ void TextData::batch(long step, std::uint64_t seed, int batch, int sequence,
                   span)
             : ((static_cast<std::int64_t>(step) * batch + window) % windows) *
                   (sequence + 1);
+    // part * sequence may pass 2^31 (both may be 2^24).
+    std::size_t row = static_cast<std::size_t>(w) * sequence;
     for (int i = 0; i < sequence; ++i) {
-      ids[w * sequence + i] = tokens_[offset + i];
-      targets[w * sequence + i] = tokens_[offset + i + 1];
+      ids[row + i] = tokens_[offset + i];
+      targets[row + i] = tokens_[offset + i + 1];
     }
   }
 }

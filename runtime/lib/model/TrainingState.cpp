@@ -1,13 +1,16 @@
 //===- TrainingState.cpp - what a training run saves and resumes ----------===//
 
 #include "laer/runtime/model/TrainingState.h"
+#include "laer/runtime/Limits.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 using namespace laer::rt;
@@ -129,17 +132,43 @@ constexpr const char *kFormatWithDenseBlob = "laer-checkpoint-1";
 /// Numbers of a checkpoint's metadata, separated by ','.
 template <typename T> std::string joinNumbers(const std::vector<T> &values) {
   std::string text;
-  for (std::size_t i = 0; i < values.size(); ++i)
-    text += (i ? "," : "") + std::to_string(values[i]);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i)
+      text += ',';
+    text += std::to_string(values[i]);
+  }
   return text;
 }
 
-template <typename T> std::vector<T> splitNumbers(const std::string &text) {
-  std::vector<T> values;
+/// A whole number of checkpoint `file`'s metadata `key`, in [low, high]:
+/// all of `text`, else an error naming both (metadata is not covered by the
+/// tensors' checksums, so a wrong digit must not pass as another value).
+std::int64_t wholeNumber(const std::string &text, std::int64_t low,
+                         std::int64_t high, const ErrorContext &where,
+                         const std::string &file, const std::string &key) {
+  std::int64_t value = 0;
+  auto [end, error] =
+      std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty())
+    fail(where, "checkpoint '", file, "': ", key, " is not a whole number: '",
+         text, "'");
+  if (value < low || value > high)
+    fail(where, "checkpoint '", file, "': ", key, " must be in [", low, ", ",
+         high, "], got ", value);
+  return value;
+}
+
+/// Numbers separated by ',', each in [low, high].
+std::vector<std::int64_t> splitNumbers(const std::string &text,
+                                       std::int64_t low, std::int64_t high,
+                                       const ErrorContext &where,
+                                       const std::string &file,
+                                       const std::string &key) {
+  std::vector<std::int64_t> values;
   std::stringstream stream(text);
   std::string number;
   while (std::getline(stream, number, ','))
-    values.push_back(static_cast<T>(std::stoll(number)));
+    values.push_back(wholeNumber(number, low, high, where, file, key));
   return values;
 }
 
@@ -227,8 +256,11 @@ void TrainingState::save(const std::string &directory,
   // by ';', counts by ','.
   for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
     std::string text;
-    for (const std::vector<std::int64_t> &counts : moe[l]->loadHistory())
-      text += (text.empty() ? "" : ";") + joinNumbers(counts);
+    for (const std::vector<std::int64_t> &counts : moe[l]->loadHistory()) {
+      if (!text.empty())
+        text += ';';
+      text += joinNumbers(counts);
+    }
     metadata["layer" + std::to_string(l) + ".load_history"] = text;
   }
   for (const auto &[layer, slots] : keptLayouts)
@@ -279,11 +311,14 @@ long TrainingState::load(const std::string &directory) {
            runSetting ? " but this run has " : " but this model has ", value,
            runSetting ? " (--allow-changed-run resumes anyway)" : "");
   }
-  long step = std::stol(index.value("step", "-1"));
-  int savedRanks = std::stoi(index.value("ranks", "0"));
-  if (savedRanks < 1)
+  if (!index.contains("ranks"))
     fail(where, "checkpoint '", directory, "' does not say how many ranks "
                 "wrote it");
+  long step = static_cast<long>(wholeNumber(
+      index.value("step", "-1"), -1, std::numeric_limits<long>::max() - 1,
+      where, directory, "step"));
+  int savedRanks = static_cast<int>(wholeNumber(
+      index.value("ranks", "0"), 1, kMaxRanks, where, directory, "ranks"));
   auto file = [&](int rank) {
     return directory + "/rank" + std::to_string(rank) + ".safetensors";
   };
@@ -301,7 +336,9 @@ long TrainingState::load(const std::string &directory) {
                                        ".load_history"]);
       std::string entry;
       while (std::getline(steps, entry, ';'))
-        history.push_back(splitNumbers<std::int64_t>(entry));
+        history.push_back(splitNumbers(
+            entry, 0, std::numeric_limits<std::int64_t>::max(), where, mine,
+            "layer" + std::to_string(l) + ".load_history"));
       moe[l]->setLoadHistory(std::move(history));
     }
     keptLayouts.clear();
@@ -309,7 +346,11 @@ long TrainingState::load(const std::string &directory) {
       auto kept = metadata.find("layer" + std::to_string(l) + ".kept_layout");
       if (kept == metadata.end())
         continue;
-      keptLayouts[l] = splitNumbers<int>(kept->second);
+      // Expert indices, or Layout::kEmpty.
+      std::vector<std::int64_t> slots = splitNumbers(
+          kept->second, rt::Layout::kEmpty, moe[l]->config().numExperts - 1,
+          where, mine, kept->first);
+      keptLayouts[l].assign(slots.begin(), slots.end());
     }
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       ExpertShards &experts = moe[l]->experts();

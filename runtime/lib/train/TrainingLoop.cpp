@@ -4,6 +4,7 @@
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
 #include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/Limits.h"
 #include "laer/runtime/RelayoutHook.h"
 #include "laer/runtime/Trace.h"
 #include "laer/runtime/model/NamedWeights.h"
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -114,11 +116,14 @@ long checkpointStep(const std::string &name, const std::string &suffix) {
   if (!name.starts_with("step-") || !name.ends_with(suffix))
     return -1;
   std::string digits = name.substr(5, name.size() - 5 - suffix.size());
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      }))
+  long step = -1;
+  // A name of digits past a long is no checkpoint of ours either.
+  auto [end, error] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), step);
+  if (digits.empty() || error != std::errc() ||
+      end != digits.data() + digits.size() || step < 0)
     return -1;
-  return std::stol(digits);
+  return step;
 }
 
 /// Removes `step-<n>.tmp` folders a killed run left in `directory`.
@@ -377,7 +382,7 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     else if (flag == "--batch")
       o.batch = count(flag, value, 1, 1 << 24);
     else if (flag == "--sequence")
-      o.sequence = count(flag, value, 0, 1 << 24);
+      o.sequence = count(flag, value, 0, kMaxSequence);
     else if (flag == "--lr")
       o.lr = static_cast<float>(realNumber(flag, value));
     else if (flag == "--planner")
@@ -387,13 +392,13 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
     else if (flag == "--history")
       o.history = count(flag, value, 0, 1000);
     else if (flag == "--slots")
-      o.slots = count(flag, value, 0, 4096);
+      o.slots = count(flag, value, 0, kMaxSlotsPerRank);
     else if (flag == "--shared-ffn")
       o.sharedFfn = count(flag, value, 0, 1 << 20);
     else if (flag == "--seed")
       o.seed = static_cast<std::uint64_t>(number(flag, value));
     else if (flag == "--token-chunks")
-      o.tokenChunks = count(flag, value, 1, 1024);
+      o.tokenChunks = count(flag, value, 1, kMaxTokenChunks);
     else if (flag == "--device")
       o.device = value;
     else if (flag == "--precision")

@@ -1,17 +1,20 @@
 //===- LanguageModelTest.cpp - training the MoE LM on N ranks -------------===//
 
+#include "ErrorOf.h"
 #include "LanguageModelRuns.h"
 #include "RelativeError.h"
 #include "TrainingText.h"
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/Safetensors.h"
 #include "laer/runtime/model/MoELanguageModel.h"
 #include "laer/runtime/model/TextData.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -159,6 +162,73 @@ TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
           << error.what();
     }
   });
+}
+
+TEST(LanguageModel, CheckpointMetadataOutOfRangeIsRefusedNotNarrowed) {
+  // Metadata is outside the tensors' checksums: a count that an int would
+  // read as another (4294967298 as 2) or a negative load must not load.
+  TextData data = test::trainingText();
+  std::string directory = ::testing::TempDir() + "/laer-checkpoint-metadata";
+  std::string file = directory + "/rank0.safetensors";
+  InProcessGroup::run(1, [&](Communicator &comm) {
+    MoELanguageModel model(comm, tinyConfig(), 5);
+    planner::PlannerHook hook(planner::makePlanner("laer+"),
+                              planner::ClusterSpec{}, planner::LayerSpec{});
+    std::vector<std::int32_t> ids, targets;
+    for (long step = 0; step < 2; ++step) {
+      data.batch(step, 11, 4, tinyConfig().sequence, 0, 1, ids, targets);
+      model.trainStep(ids, targets, step, hook, AdamWConfig{});
+    }
+    model.saveCheckpoint(directory, 1);
+  });
+  auto loadError = [&] {
+    std::string message;
+    InProcessGroup::run(1, [&](Communicator &comm) {
+      MoELanguageModel model(comm, tinyConfig(), 6);
+      message = test::errorOf([&] { model.loadCheckpoint(directory); });
+    });
+    return message;
+  };
+  ASSERT_EQ(loadError(), "");
+  Metadata metadata;
+  TensorMap tensors = readSafetensors(file, &metadata);
+  auto tampered = [&](const std::string &key, const std::string &value) {
+    Metadata changed = metadata;
+    changed[key] = value;
+    writeSafetensors(file, tensors, changed);
+    std::string message = loadError();
+    writeSafetensors(file, tensors, metadata);
+    return message;
+  };
+  std::string history = metadata.at("layer0.load_history");
+  std::string negative = tampered("layer0.load_history", history + ",-5");
+  EXPECT_NE(negative.find("layer0.load_history must be in [0, "),
+            std::string::npos)
+      << negative;
+  std::string layout = tampered("layer1.kept_layout", "4294967298,0,1");
+  EXPECT_NE(layout.find("layer1.kept_layout must be in [-1, 7], got "
+                        "4294967298"),
+            std::string::npos)
+      << layout;
+  std::string junk = tampered("layer1.kept_layout", "2x,0");
+  EXPECT_NE(junk.find("is not a whole number: '2x'"), std::string::npos)
+      << junk;
+
+  std::string index = directory + "/index.json";
+  std::string original;
+  {
+    std::ifstream in(index);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::size_t at = original.find("\"ranks\": \"1\"");
+  ASSERT_NE(at, std::string::npos) << original;
+  std::ofstream(index) << original.substr(0, at) << "\"ranks\": \"4294967297\""
+                       << original.substr(at + 12);
+  std::string ranks = loadError();
+  EXPECT_NE(ranks.find("ranks must be in [1, 65536], got 4294967297"),
+            std::string::npos)
+      << ranks;
+  std::filesystem::remove_all(directory);
 }
 
 TEST(TextData, ReadsPreTokenizedFiles) {

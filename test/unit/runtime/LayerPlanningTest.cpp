@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <limits>
+
 using namespace laer::rt;
 
 namespace {
@@ -181,4 +184,65 @@ TEST(LayerPlanning, RestoreSizesAgreeBetweenEveryPairOfRanks) {
   EXPECT_EQ(bytes.recvCounts, (std::vector<std::int64_t>{30, 30, 30}));
   EXPECT_EQ(bytes.recvOffsets, (std::vector<std::int64_t>{0, 30, 60}));
   EXPECT_EQ(bytes.totalSend(), 2 * sizes[0].totalSend());
+}
+
+namespace {
+
+std::string configError(const MoELayerConfig &config) {
+  try {
+    checkLayerConfig(config, {0, 3, 9});
+  } catch (const RuntimeError &error) {
+    return error.what();
+  }
+  return "";
+}
+
+/// A hook that must not be reached.
+class UnreachedHook : public RelayoutHook {
+public:
+  std::string name() const override { return "unreached"; }
+  Plan plan(const PlanRequest &) override {
+    ADD_FAILURE() << "the hook was asked for a plan";
+    return {};
+  }
+};
+
+} // namespace
+
+TEST(LayerPlanning, LayerSizesPastTheRuntimeLimitsAreRefused) {
+  MoELayerConfig config;
+  config.shape = {64, 128};
+  EXPECT_EQ(configError(config), "");
+  config.slotsPerRank = 4097;
+  EXPECT_NE(configError(config).find("slots per rank must be in [1, 4096], "
+                                     "got 4097"),
+            std::string::npos);
+  config.slotsPerRank = 2;
+  config.tokenChunks = 1025;
+  EXPECT_NE(configError(config).find("token chunks must be at most 1024"),
+            std::string::npos);
+  config.tokenChunks = 1;
+  // 3 x 2 x 3074457345618258603 x 8 wraps to a small count.
+  config.shape = {2, 3074457345618258603};
+  std::string wrapped = configError(config);
+  EXPECT_NE(wrapped.find("3 x H x F x E"), std::string::npos) << wrapped;
+  EXPECT_NE(wrapped.find("layer 3"), std::string::npos) << wrapped;
+}
+
+TEST(LayerPlanning, AHistoryWhoseSumOverflowsIsRefused) {
+  MoELayerConfig config;
+  config.shape = {8, 16};
+  config.numExperts = 2;
+  std::vector<std::int64_t> counts = {3, 5};
+  std::deque<std::vector<std::int64_t>> history = {
+      {std::numeric_limits<std::int64_t>::max() - 1, 0}, {7, 0}};
+  UnreachedHook hook;
+  try {
+    relayoutForCounts(hook, config, 1, 0, 4, counts, history, {0, 0, 4});
+    FAIL() << "an overflowing history was summed";
+  } catch (const RuntimeError &error) {
+    EXPECT_NE(std::string(error.what()).find("the load history"),
+              std::string::npos)
+        << error.what();
+  }
 }

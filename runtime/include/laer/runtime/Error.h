@@ -3,6 +3,8 @@
 #ifndef LAER_RUNTIME_ERROR_H
 #define LAER_RUNTIME_ERROR_H
 
+#include <cstddef>
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -77,6 +79,26 @@ inline std::size_t checkedMultiply(std::size_t size, std::int64_t factor,
     fail(context, what, ": size ", size, " x ", factor,
          " is negative or too large");
   return product;
+}
+
+/// `value` as an int after checking it lies in [low, high] (within int):
+/// 4294967298 is refused rather than read as 2.
+inline int checkedInt(std::int64_t value, std::int64_t low, std::int64_t high,
+                      const ErrorContext &context, const std::string &what) {
+  if (value < low || value > high)
+    fail(context, what, " must be in [", low, ", ", high, "], got ", value);
+  return static_cast<int>(value);
+}
+
+/// `a + b` for counts that must stay non-negative; fails naming `what`
+/// when either is negative or the sum does not fit.
+inline std::int64_t checkedAdd(std::int64_t a, std::int64_t b,
+                               const ErrorContext &context,
+                               const std::string &what) {
+  std::int64_t sum = 0;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &sum))
+    fail(context, what, ": ", a, " + ", b, " is negative or too large");
+  return sum;
 }
 
 } // namespace laer::rt

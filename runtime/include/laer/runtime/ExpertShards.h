@@ -30,6 +30,11 @@ struct ExpertShape {
   std::int64_t w2Offset() const { return 2 * hidden * ffn; }
 };
 
+/// Fails unless 3 H F E, every expert's parameters, fits a 64-bit size
+/// (then so does every product of fewer of them).
+void checkExpertStorage(const ExpertShape &shape, std::int64_t numExperts,
+                        const ErrorContext &where);
+
 class ExpertShards {
 public:
   ExpertShards(ExpertShape shape, int numExperts, int numRanks, int rank);
