@@ -41,6 +41,20 @@ LogicalResult OperandChecker::tensor(Type type, StringRef name, int64_t rank,
   return success();
 }
 
+LogicalResult OperandChecker::elementsTimesFit(Value value, StringRef name,
+                                               int64_t copies, StringRef what) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (!type.hasStaticShape())
+    return success();
+  int64_t all = copies;
+  for (int64_t size : type.getShape())
+    if (llvm::MulOverflow(all, size, all))
+      return op->emitOpError()
+             << what << " (" << copies << " x the " << type.getNumElements()
+             << " elements of '" << name << "') do not fit a 64-bit size";
+  return success();
+}
+
 LogicalResult OperandChecker::sameDim(Type a, StringRef aName, unsigned aDim,
                                       Type b, StringRef bName, unsigned bDim,
                                       StringRef symbol) {

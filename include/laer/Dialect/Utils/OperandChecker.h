@@ -62,6 +62,11 @@ public:
     return sameElementType(a.getType(), aName, b.getType(), bName);
   }
 
+  /// `value`'s static element count times `copies` fits a 64-bit size
+  /// (`what` names the whole); dynamic shapes pass.
+  mlir::LogicalResult elementsTimesFit(mlir::Value value, llvm::StringRef name,
+                                       int64_t copies, llvm::StringRef what);
+
   static int64_t dim(mlir::Type type, unsigned d) {
     return mlir::cast<mlir::RankedTensorType>(type).getDimSize(d);
   }

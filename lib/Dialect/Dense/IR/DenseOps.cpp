@@ -180,6 +180,14 @@ template <typename Op> LogicalResult verifyLatentAttention(Op op) {
     return op.emitOpError() << "qk_rope_head_dim " << rope
                             << " must be even and >= 2 (the rotation turns "
                                "pairs)";
+  // Each at most 2^20 (the runtime's bound): the projections' widths,
+  // heads * (nope + rope) and heads * (nope + v), then fit 64 bits.
+  constexpr int64_t kMaxHeadSize = int64_t{1} << 20;
+  if (heads > kMaxHeadSize || nope > kMaxHeadSize || rope > kMaxHeadSize ||
+      value > kMaxHeadSize)
+    return op.emitOpError() << "heads and head sizes must be at most "
+                            << kMaxHeadSize << ", got " << heads << " heads of "
+                            << nope << " + " << rope << " / " << value;
   if (op.getSequenceLength() < 1)
     return op.emitOpError()
            << "sequence_length must be >= 1, got " << op.getSequenceLength();

@@ -46,10 +46,15 @@ LogicalResult verifyFfnWeights(OperandChecker &check, Value w1, Value w3,
       (failed(check.sameDim(w1, n1, 0, w3, n3, 0, "E")) ||
        failed(check.sameDim(w1, n1, 0, w2, n2, 0, "E"))))
     return failure();
-  return success(succeeded(check.sameDim(w1, n1, h, w3, n3, h, "H")) &&
-                 succeeded(check.sameDim(w1, n1, f, w3, n3, f, "F")) &&
-                 succeeded(check.sameDim(w1, n1, f, w2, n2, h, "F")) &&
-                 succeeded(check.sameDim(w1, n1, h, w2, n2, f, "H")));
+  if (failed(check.sameDim(w1, n1, h, w3, n3, h, "H")) ||
+      failed(check.sameDim(w1, n1, f, w3, n3, f, "F")) ||
+      failed(check.sameDim(w1, n1, f, w2, n2, h, "F")) ||
+      failed(check.sameDim(w1, n1, h, w2, n2, f, "H")))
+    return failure();
+  // The runtime stores the three matrices of every expert together
+  // (3 x E x H x F elements, sharded over the ranks): that count must fit
+  // a 64-bit size too, not only each tensor's.
+  return check.elementsTimesFit(w1, n1, 3, "the experts' parameters");
 }
 
 /// The number of router losses `op` returns or takes gradients of.

@@ -112,3 +112,15 @@ func.func @grad_count(%x: tensor<?x64xf32>, %wq: tensor<64x96xf32>, %wkva: tenso
       : tensor<?x64xf32> -> tensor<?x64xf32>, tensor<64x96xf32>, tensor<64x40xf32>, tensor<32xf32>, tensor<32x128xf32>
   return
 }
+
+// -----
+
+// Widths that would wrap past 2^63 (heads * (nope + rope) = -2^63).
+func.func @head_sizes_past_the_bound(%x: tensor<?x64xf32>, %wq: tensor<64x96xf32>, %wkva: tensor<64x40xf32>, %kvn: tensor<32xf32>, %wkvb: tensor<32x128xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{heads and head sizes must be at most 1048576, got 4611686018427387904 heads of 0 + 2 / 2}}
+  %a = dense.latent_attention %x q(%wq : tensor<64x96xf32>)
+      kv_lora(%wkva, %kvn, %wkvb : tensor<64x40xf32>, tensor<32xf32>, tensor<32x128xf32>) out(%wo : tensor<64x64xf32>)
+      heads = 4611686018427387904 qk_nope_head_dim = 0 qk_rope_head_dim = 2 v_head_dim = 2
+      sequence_length = 32 rope_theta = 1.0e+04 softmax_scale = 0.2 epsilon = 1.0e-06 : tensor<?x64xf32> -> tensor<?x64xf32>
+  return
+}

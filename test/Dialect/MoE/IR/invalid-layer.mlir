@@ -142,6 +142,22 @@ func.func @too_many_experts(%x: tensor<16x64xf32>, %gate: tensor<64x4294967304xf
 
 // -----
 
+// Each expert tensor fits 64 bits, the three together (the runtime's
+// expert storage) do not: 3 x 2^62.
+func.func @experts_whose_storage_overflows(%x: tensor<16x64xf32>, %gate: tensor<64x8xf32>,
+                               %w1: tensor<8x64x9007199254740992xf32>,
+                               %w3: tensor<8x64x9007199254740992xf32>,
+                               %w2: tensor<8x9007199254740992x64xf32>) -> tensor<16x64xf32> {
+  // expected-error @+1 {{the experts' parameters (3 x the 4611686018427387904 elements of 'w1') do not fit a 64-bit size}}
+  %y = moe.layer %x, %gate, %w1, %w3, %w2
+      top_k = 2 score<softmax> renormalize activation<silu>
+      : (tensor<16x64xf32>, tensor<64x8xf32>, tensor<8x64x9007199254740992xf32>,
+         tensor<8x64x9007199254740992xf32>, tensor<8x9007199254740992x64xf32>) -> tensor<16x64xf32>
+  return %y : tensor<16x64xf32>
+}
+
+// -----
+
 // Expert weights whose element count overflows a 64-bit size.
 func.func @overflowing_experts(%x: tensor<16x64xf32>, %gate: tensor<64x8xf32>,
                                %w1: tensor<8x64x4611686018427387904xf32>,
