@@ -20,8 +20,9 @@ packages=(
   python3 python3-dev pybind11-dev python3-numpy python3-pytest
   # laer-plot's pictures
   python3-matplotlib
-  # the PyTorch references of the HF families (tests)
-  python3-torch
+  # the PyTorch references of the HF families (tests); laer.torch.MoE
+  # under mpirun (mpi4py starts MPI in the Python process)
+  python3-torch python3-mpi4py
 )
 [ $# -gt 0 ] && packages=("$@")
 

@@ -59,6 +59,7 @@ public:
   std::span<float> gateFirstMoment() { return gateM_; }
   std::span<float> gateSecondMoment() { return gateV_; }
   std::span<const float> gateGrad() const { return gateGrad_; }
+  std::span<float> gateGrad() { return gateGrad_; }
   /// The selection bias [E] (empty without routing.selectionBias):
   /// replicated, changed only by the update rule after each step.
   std::span<float> selectionBias() { return bias_; }

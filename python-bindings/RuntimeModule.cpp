@@ -1,0 +1,258 @@
+//===- RuntimeModule.cpp - laer's FSEP layer for Python (laer._runtime) ---===//
+//
+// The runtime side of the Python package, without the compiler (no LLVM
+// in the process): one FSEP MoE layer on the calling process's MPI
+// communicator (started by mpi4py), re-planned by a planner every step.
+// Arrays cross without copies: inputs are read in place, outputs hand
+// their vectors to numpy, and the layer's parameter shards, gate and
+// their gradients are numpy views of the layer's own memory (kept alive
+// by the views). laer/torch.py builds laer.torch.MoE on it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "laer/planner/Planner.h"
+#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/MpiCommunicator.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+
+namespace py = pybind11;
+using namespace laer;
+
+namespace {
+
+/// An FSEP MoE layer with its communicator and relayout hook.
+class PyFsepLayer {
+public:
+  PyFsepLayer(MPI_Comm comm, const rt::MoELayerConfig &config,
+              int layerIndex, const std::string &planner, std::uint64_t seed,
+              float expertScale, float gateScale)
+      : comm_(comm), layer_(comm_, config, layerIndex) {
+    planner::LayerSpec spec;
+    spec.hidden = config.shape.hidden;
+    spec.ffn = config.shape.ffn;
+    spec.numExperts = config.numExperts;
+    spec.topK = config.topK;
+    spec.slotsPerRank = config.slotsPerRank;
+    hook_ = std::make_unique<planner::PlannerHook>(
+        planner::makePlanner(planner),
+        planner::ClusterSpec::cpuNode(comm_.size()), spec);
+    layer_.initialize(seed, expertScale, gateScale);
+  }
+
+  rt::FsepMoELayer &layer() { return layer_; }
+  rt::Communicator &comm() { return comm_; }
+  rt::RelayoutHook &hook() { return *hook_; }
+
+private:
+  rt::MpiCommunicator comm_;
+  rt::FsepMoELayer layer_;
+  std::unique_ptr<planner::PlannerHook> hook_;
+};
+
+/// `array` as float32 rows of width `width`, read in place: anything
+/// else is a ValueError naming `what`.
+std::span<const float> rowsOf(const py::array &array, std::int64_t width,
+                              const char *what) {
+  if (!py::isinstance<py::array_t<float>>(array) ||
+      !array.dtype().is(py::dtype::of<float>()))
+    throw py::value_error(std::string(what) + " must be float32, got " +
+                          py::str(array.dtype()).cast<std::string>());
+  if (array.ndim() != 2 || array.shape(1) != width)
+    throw py::value_error(std::string(what) + " must have shape [tokens, " +
+                          std::to_string(width) + "], got " +
+                          py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
+                                      array.shape(),
+                                      array.shape() + array.ndim()))))
+                              .cast<std::string>());
+  if (!(array.flags() & py::array::c_style))
+    throw py::value_error(std::string(what) + " must be C-contiguous");
+  return {static_cast<const float *>(array.data()),
+          static_cast<std::size_t>(array.size())};
+}
+
+/// A vector handed to numpy as [rows, width] without a copy.
+py::array_t<float> toArray(std::vector<float> values, std::int64_t width) {
+  auto *owned = new std::vector<float>(std::move(values));
+  py::capsule free(owned, [](void *p) {
+    delete static_cast<std::vector<float> *>(p);
+  });
+  auto rows = static_cast<py::ssize_t>(owned->size()) / width;
+  return py::array_t<float>({rows, static_cast<py::ssize_t>(width)},
+                            owned->data(), free);
+}
+
+/// A writable view [rows, width] of the layer's memory at `data`, keeping
+/// the layer (`self`) alive.
+py::array_t<float> view(py::object self, float *data, std::int64_t rows,
+                        std::int64_t width) {
+  return py::array_t<float>(
+      {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)},
+      data, self);
+}
+
+rt::ScoreFunction scoreOf(const std::string &name) {
+  if (name == "softmax")
+    return rt::ScoreFunction::Softmax;
+  if (name == "sigmoid")
+    return rt::ScoreFunction::Sigmoid;
+  throw py::value_error("score must be 'softmax' or 'sigmoid', got '" + name +
+                        "'");
+}
+
+} // namespace
+
+PYBIND11_MODULE(_runtime, m) {
+  m.doc() = "laer's FSEP MoE layer on MPI ranks (no compiler loaded)";
+  py::register_exception<rt::RuntimeError>(m, "RuntimeError",
+                                           PyExc_RuntimeError);
+
+  py::class_<PyFsepLayer>(m, "FsepLayer")
+      .def(py::init([](std::int64_t fortranComm, std::int64_t hidden,
+                       std::int64_t ffn, int experts, int topK, int slots,
+                       int tokenChunks, int history,
+                       const std::string &planner, const std::string &score,
+                       bool renormalize, double scale, int layerIndex,
+                       std::uint64_t seed, float expertScale,
+                       float gateScale) {
+             int initialized = 0;
+             MPI_Initialized(&initialized);
+             if (!initialized)
+               throw py::value_error(
+                   "MPI is not initialized: import mpi4py.MPI first");
+             rt::MoELayerConfig config;
+             config.shape = {hidden, ffn};
+             config.numExperts = experts;
+             config.topK = topK;
+             config.slotsPerRank = slots;
+             config.tokenChunks = tokenChunks;
+             config.historyWindow = history;
+             config.routing.score = scoreOf(score);
+             config.routing.renormalize = renormalize;
+             config.routing.scale = scale;
+             MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fortranComm));
+             return std::make_unique<PyFsepLayer>(comm, config, layerIndex,
+                                                  planner, seed, expertScale,
+                                                  gateScale);
+           }),
+           py::arg("comm"), py::arg("hidden"), py::arg("ffn"),
+           py::arg("experts"), py::arg("top_k"), py::arg("slots_per_rank"),
+           py::arg("token_chunks"), py::arg("history"), py::arg("planner"),
+           py::arg("score"), py::arg("renormalize"), py::arg("scale"),
+           py::arg("layer_index"), py::arg("seed"), py::arg("expert_scale"),
+           py::arg("gate_scale"),
+           "An FSEP layer on the MPI communicator whose Fortran handle is "
+           "`comm` (mpi4py: comm.py2f()), initialised from `seed` the same "
+           "on every rank count")
+      .def_property_readonly("rank",
+                             [](PyFsepLayer &l) { return l.comm().rank(); })
+      .def_property_readonly("size",
+                             [](PyFsepLayer &l) { return l.comm().size(); })
+      .def_property_readonly(
+          "shard_size",
+          [](PyFsepLayer &l) { return l.layer().experts().shardSize(); })
+      .def(
+          "forward",
+          [](PyFsepLayer &l, const py::array &x, long step) {
+            std::int64_t hidden = l.layer().config().shape.hidden;
+            std::span<const float> rows = rowsOf(x, hidden, "the MoE input");
+            std::vector<float> out;
+            {
+              py::gil_scoped_release release;
+              out = l.layer().forward(rows, step, l.hook());
+            }
+            return toArray(std::move(out), hidden);
+          },
+          py::arg("x"), py::arg("step"),
+          "This rank's tokens [T, H] through the layer (collective)")
+      .def(
+          "backward",
+          [](PyFsepLayer &l, const py::array &dOut) {
+            std::int64_t hidden = l.layer().config().shape.hidden;
+            std::span<const float> rows =
+                rowsOf(dOut, hidden, "the MoE output gradient");
+            std::vector<float> dx;
+            {
+              py::gil_scoped_release release;
+              dx = l.layer().backward(rows);
+            }
+            return toArray(std::move(dx), hidden);
+          },
+          py::arg("d_out"),
+          "d(x) of the last forward; adds to the shards' and gate's "
+          "gradients (collective)")
+      .def("zero_grads", [](PyFsepLayer &l) { l.layer().zeroGrads(); })
+      .def(
+          "expert_shards",
+          [](py::object self) {
+            rt::ExpertShards &s = self.cast<PyFsepLayer &>().layer().experts();
+            return view(self, s.allParams().data(), s.numExperts(),
+                        s.shardSize());
+          },
+          "This rank's shard of every expert [E, shard] (w1 | w3 | w2 "
+          "flattened, cut in N), a view")
+      .def(
+          "expert_shard_grads",
+          [](py::object self) {
+            rt::ExpertShards &s = self.cast<PyFsepLayer &>().layer().experts();
+            return view(self, s.allGrads().data(), s.numExperts(),
+                        s.shardSize());
+          },
+          "Their gradients, summed over every rank's tokens, a view")
+      .def(
+          "gate",
+          [](py::object self) {
+            rt::FsepMoELayer &l = self.cast<PyFsepLayer &>().layer();
+            return view(self, l.gate().data(), l.config().shape.hidden,
+                        l.config().numExperts);
+          },
+          "The router weight [H, E] (replicated), a view")
+      .def(
+          "gate_grad",
+          [](py::object self) {
+            rt::FsepMoELayer &l = self.cast<PyFsepLayer &>().layer();
+            return view(self, l.gateGrad().data(), l.config().shape.hidden,
+                        l.config().numExperts);
+          },
+          "Its gradient, summed over every rank's tokens, a view")
+      .def(
+          "load_experts",
+          [](PyFsepLayer &l, const py::array &full) {
+            rt::ExpertShards &s = l.layer().experts();
+            std::span<const float> values = rowsOf(
+                full, s.shape().parameters(), "the full expert weights");
+            if (static_cast<std::int64_t>(values.size()) !=
+                s.numExperts() * s.shape().parameters())
+              throw py::value_error("the full expert weights need " +
+                                    std::to_string(s.numExperts()) + " rows");
+            s.loadFull(values, {l.comm().rank(), l.layer().layerIndex(), -1});
+          },
+          py::arg("full"),
+          "Takes this rank's shards of every expert's full weights [E, 3 H "
+          "F] (w1 [H, F], w3 [H, F], w2 [F, H], row-major)")
+      .def(
+          "gather_experts",
+          [](PyFsepLayer &l) {
+            rt::ExpertShards &s = l.layer().experts();
+            return toArray(s.gatherFullParams(l.comm()),
+                           s.shape().parameters());
+          },
+          "Every expert's full weights [E, 3 H F] (collective)")
+      .def(
+          "gather_expert_grads",
+          [](PyFsepLayer &l) {
+            rt::ExpertShards &s = l.layer().experts();
+            return toArray(s.gatherFullGrads(l.comm()),
+                           s.shape().parameters());
+          },
+          "Every expert's full gradients [E, 3 H F] (collective)")
+      .def(
+          "last_loads",
+          [](PyFsepLayer &l) { return l.layer().globalLoads(); },
+          "Tokens per expert over every rank in the last step");
+}

@@ -1,0 +1,150 @@
+"""laer.torch: laer's FSEP MoE layer as a PyTorch module.
+
+``MoE`` runs a Mixture-of-Experts layer (top-k router, SwiGLU experts) with
+laer's Fully Sharded Expert Parallelism on the MPI ranks of the job that
+runs the script (``mpirun -np N python3 train.py``; mpi4py starts MPI):
+every rank holds 1/N of every expert's weights, gradients and optimizer
+state, restores the experts it computes each step, and laer's planner
+(``laer+`` by default) re-lays experts on the ranks every step from the
+routed token counts. The dense parts of a model stay PyTorch's (use
+``torch.distributed`` with gloo, or mpi4py, to average their gradients).
+
+The module's parameters are views of the layer's own memory, without
+copies: ``expert_shards`` [E, shard] (this rank's part of every expert's
+w1 | w3 | w2, cut in N) and ``gate`` [H, E] (replicated). Any PyTorch
+optimizer that works element-wise (SGD, Adam, AdamW, ...) updates them in
+place and the layer computes with the updated weights. Their gradients
+are averaged over the ranks by default (as DistributedDataParallel does
+for dense parameters): the layer sums every rank's tokens, the module
+divides by N.
+"""
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from . import _runtime
+
+
+class _FsepFunction(torch.autograd.Function):
+    """Forward and backward of the layer; returns the parameters'
+    gradients of this backward (copies: the layer's buffers are reused)."""
+
+    @staticmethod
+    def forward(ctx, x, shards, gate, module):
+        ctx.module = module
+        out = module._layer.forward(x.detach().numpy(), module._next_step())
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, d_out):
+        module = ctx.module
+        layer = module._layer
+        layer.zero_grads()
+        dx = layer.backward(np.ascontiguousarray(d_out.detach().numpy()))
+        scale = 1.0 / layer.size if module.average_gradients else 1.0
+        d_shards = torch.from_numpy(layer.expert_shard_grads() * scale)
+        d_gate = torch.from_numpy(layer.gate_grad() * scale)
+        return torch.from_numpy(dx), d_shards, d_gate, None
+
+
+class MoE(torch.nn.Module):
+    """A MoE layer on laer's FSEP runtime: ``y = sum_k w_k * FFN_e_k(x)``.
+
+    ``hidden``, ``ffn``, ``experts``, ``top_k``: H, F, E, k. ``score``
+    ``'softmax'`` or ``'sigmoid'``, ``renormalize`` the k weights,
+    ``scale`` them after (routed scaling factor). ``slots_per_rank``:
+    experts each rank computes per step (default ceil(E / N) + 1, room for
+    replicas of hot experts). ``planner``: ``'laer+'``, ``'laer'``,
+    ``'flexmoe'`` or ``'static'``. ``token_chunks``: the token exchange in
+    chunks pipelined with the experts. ``seed``: the initial weights, the
+    same on every rank count (experts uniform in +-``expert_scale``, gate
+    in +-``gate_scale``). ``comm``: an mpi4py communicator (default
+    ``MPI.COMM_WORLD``).
+
+    Inputs are float32 CPU tensors [..., H]; the layer sees them as rows
+    [T, H], T may differ between ranks.
+    """
+
+    def __init__(self, hidden, ffn, experts, top_k, *, score="softmax",
+                 renormalize=True, scale=1.0, slots_per_rank=None,
+                 planner="laer+", token_chunks=1, history=2, seed=0,
+                 expert_scale=0.1, gate_scale=0.5, layer_index=0,
+                 average_gradients=True, comm=None):
+        super().__init__()
+        comm = MPI.COMM_WORLD if comm is None else comm
+        if slots_per_rank is None:
+            slots_per_rank = -(-experts // comm.Get_size()) + 1
+        self.hidden = hidden
+        self.average_gradients = average_gradients
+        self._layer = _runtime.FsepLayer(
+            comm.py2f(), hidden, ffn, experts, top_k, slots_per_rank,
+            token_chunks, history, planner, score, renormalize, scale,
+            layer_index, seed, expert_scale, gate_scale)
+        self.expert_shards = torch.nn.Parameter(
+            torch.from_numpy(self._layer.expert_shards()))
+        self.gate = torch.nn.Parameter(torch.from_numpy(self._layer.gate()))
+        self._step = 0
+
+    def _next_step(self):
+        step = self._step
+        self._step += 1
+        return step
+
+    @property
+    def rank(self):
+        return self._layer.rank
+
+    @property
+    def world_size(self):
+        return self._layer.size
+
+    def forward(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"laer.torch.MoE takes a torch.Tensor, got "
+                            f"{type(x).__name__}")
+        if x.device.type != "cpu":
+            raise ValueError(f"laer.torch.MoE runs on CPU ranks in this "
+                             f"build: the input is on {x.device}")
+        if x.dtype != torch.float32:
+            raise ValueError(f"laer.torch.MoE takes float32 inputs, got "
+                             f"{x.dtype}")
+        if x.dim() < 1 or x.shape[-1] != self.hidden:
+            raise ValueError(f"laer.torch.MoE takes [..., {self.hidden}] "
+                             f"inputs, got {list(x.shape)}")
+        if (self.expert_shards.data_ptr() !=
+                self._layer.expert_shards().ctypes.data or
+                self.gate.data_ptr() != self._layer.gate().ctypes.data):
+            raise RuntimeError("laer.torch.MoE's parameters no longer share "
+                               "the layer's memory (moved or converted?): "
+                               "keep them float32 on the CPU")
+        rows = x.reshape(-1, self.hidden).contiguous()
+        out = _FsepFunction.apply(rows, self.expert_shards, self.gate, self)
+        return out.reshape(x.shape)
+
+    def load_experts(self, w1, w3, w2):
+        """Every expert's full weights as a plain PyTorch MoE holds them
+        (``nn.Linear`` layout): w1, w3 [E, F, H], w2 [E, H, F]; each rank
+        keeps its shards."""
+        full = torch.cat([w1.transpose(1, 2).reshape(w1.shape[0], -1),
+                          w3.transpose(1, 2).reshape(w3.shape[0], -1),
+                          w2.transpose(1, 2).reshape(w2.shape[0], -1)], 1)
+        self._layer.load_experts(
+            np.ascontiguousarray(full.detach().numpy(), dtype=np.float32))
+
+    def full_experts(self, grads=False):
+        """Every expert's full weights (or the gradients of the last
+        backward, before averaging) as ``(w1, w3, w2)`` in ``nn.Linear``
+        layout (collective: every rank calls it)."""
+        full = torch.from_numpy(self._layer.gather_expert_grads() if grads
+                                else self._layer.gather_experts())
+        e = full.shape[0]
+        h, f = self.hidden, full.shape[1] // (3 * self.hidden)
+        w1 = full[:, :h * f].reshape(e, h, f).transpose(1, 2)
+        w3 = full[:, h * f:2 * h * f].reshape(e, h, f).transpose(1, 2)
+        w2 = full[:, 2 * h * f:].reshape(e, f, h).transpose(1, 2)
+        return w1, w3, w2
+
+    def last_loads(self):
+        """Tokens routed to each expert over every rank in the last step."""
+        return list(self._layer.last_loads())
