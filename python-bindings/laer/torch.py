@@ -10,8 +10,8 @@ routed token counts. The dense parts of a model stay PyTorch's (use
 ``torch.distributed`` with gloo, or mpi4py, to average their gradients).
 
 The module's parameters are views of the layer's own memory, without
-copies: ``expert_shards`` [E, shard] (this rank's part of every expert's
-w1 | w3 | w2, cut in N) and ``gate`` [H, E] (replicated). Any PyTorch
+copies: ``expert_shards`` (E parameters [shard], this rank's part of
+each expert's w1 | w3 | w2, cut in N) and ``gate`` [H, E] (replicated). Any PyTorch
 optimizer that works element-wise (SGD, Adam, AdamW, ...) updates them in
 place and the layer computes with the updated weights. Their gradients
 are averaged over the ranks by default (as DistributedDataParallel does
@@ -28,10 +28,11 @@ from . import _runtime
 
 class _FsepFunction(torch.autograd.Function):
     """Forward and backward of the layer; returns the parameters'
-    gradients of this backward (copies: the layer's buffers are reused)."""
+    gradients of this backward (one copy: the layer's buffers are reused
+    by the next backward)."""
 
     @staticmethod
-    def forward(ctx, x, shards, gate, module):
+    def forward(ctx, x, gate, module, *shards):
         ctx.module = module
         out = module._layer.forward(x.detach().numpy(), module._next_step())
         return torch.from_numpy(out)
@@ -45,7 +46,7 @@ class _FsepFunction(torch.autograd.Function):
         scale = 1.0 / layer.size if module.average_gradients else 1.0
         d_shards = torch.from_numpy(layer.expert_shard_grads() * scale)
         d_gate = torch.from_numpy(layer.gate_grad() * scale)
-        return torch.from_numpy(dx), d_shards, d_gate, None
+        return (torch.from_numpy(dx), d_gate, None) + tuple(d_shards)
 
 
 class MoE(torch.nn.Module):
@@ -81,8 +82,11 @@ class MoE(torch.nn.Module):
             comm.py2f(), hidden, ffn, experts, top_k, slots_per_rank,
             token_chunks, history, planner, score, renormalize, scale,
             layer_index, seed, expert_scale, gate_scale)
-        self.expert_shards = torch.nn.Parameter(
-            torch.from_numpy(self._layer.expert_shards()))
+        # One parameter per expert (views of the layer's [E, shard]): an
+        # optimizer's temporaries then stay small.
+        shards = torch.from_numpy(self._layer.expert_shards())
+        self.expert_shards = torch.nn.ParameterList(
+            torch.nn.Parameter(shards[e]) for e in range(experts))
         self.gate = torch.nn.Parameter(torch.from_numpy(self._layer.gate()))
         self._step = 0
 
@@ -112,14 +116,14 @@ class MoE(torch.nn.Module):
         if x.dim() < 1 or x.shape[-1] != self.hidden:
             raise ValueError(f"laer.torch.MoE takes [..., {self.hidden}] "
                              f"inputs, got {list(x.shape)}")
-        if (self.expert_shards.data_ptr() !=
+        if (self.expert_shards[0].data_ptr() !=
                 self._layer.expert_shards().ctypes.data or
                 self.gate.data_ptr() != self._layer.gate().ctypes.data):
             raise RuntimeError("laer.torch.MoE's parameters no longer share "
                                "the layer's memory (moved or converted?): "
                                "keep them float32 on the CPU")
         rows = x.reshape(-1, self.hidden).contiguous()
-        out = _FsepFunction.apply(rows, self.expert_shards, self.gate, self)
+        out = _FsepFunction.apply(rows, self.gate, self, *self.expert_shards)
         return out.reshape(x.shape)
 
     def load_experts(self, w1, w3, w2):

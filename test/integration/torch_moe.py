@@ -100,9 +100,9 @@ def average(grad):
 
 
 def experts_from_shards(shards):
-    """(w1, w3, w2) in nn.Linear layout from every rank's [E, shard]
-    tensor (this rank's expert_shards or its gradient), gathered."""
-    parts = comm.allgather(shards.detach().numpy())
+    """(w1, w3, w2) in nn.Linear layout from every rank's E shards (this
+    rank's expert_shards or their gradients), gathered."""
+    parts = comm.allgather(torch.stack(list(shards)).detach().numpy())
     full = torch.from_numpy(np.concatenate(parts, axis=1)[:, :3 * H * FFN])
     w1 = full[:, :H * FFN].reshape(E, H, FFN).transpose(1, 2)
     w3 = full[:, H * FFN:2 * H * FFN].reshape(E, H, FFN).transpose(1, 2)
@@ -166,7 +166,7 @@ def main():
                 average(param.grad)
             # What the optimizer sees (this rank's shard gradients,
             # averaged), and the layer's own sums gathered by laer.
-            seen = experts_from_shards(layer.expert_shards.grad)
+            seen = experts_from_shards(p.grad for p in layer.expert_shards)
             summed = layer.full_experts(grads=True)
             for name, g, total, want in zip(
                     ("w1", "w3", "w2"), seen, summed,
