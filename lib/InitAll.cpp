@@ -24,8 +24,7 @@
 
 void laer::registerAllDialects(mlir::DialectRegistry &registry) {
   registry.insert<laer::moe::MoEDialect, laer::fsep::FSEPDialect,
-                  laer::dense::DenseDialect,
-                  mlir::arith::ArithDialect,
+                  laer::dense::DenseDialect, mlir::arith::ArithDialect,
                   mlir::bufferization::BufferizationDialect,
                   mlir::func::FuncDialect, mlir::linalg::LinalgDialect,
                   mlir::memref::MemRefDialect, mlir::scf::SCFDialect,

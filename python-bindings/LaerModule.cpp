@@ -26,8 +26,7 @@ struct CompileError : std::runtime_error {
 PYBIND11_MODULE(_laer, m) {
   m.doc() = "laer: MoE compiler (MLIR) and FSEP runtime";
 
-  py::register_exception<CompileError>(m, "CompileError",
-                                      PyExc_RuntimeError);
+  py::register_exception<CompileError>(m, "CompileError", PyExc_RuntimeError);
 
   m.def(
       "run_pipeline",
@@ -58,7 +57,8 @@ PYBIND11_MODULE(_laer, m) {
         laer::HFImportOptions options;
         if (aux_loss_batch != "micro" && aux_loss_batch != "global")
           throw py::value_error("aux_loss_batch must be 'micro' or "
-                                "'global', got '" + aux_loss_batch + "'");
+                                "'global', got '" +
+                                aux_loss_batch + "'");
         options.globalBatchAuxLoss = aux_loss_batch == "global";
         options.layers = layers;
         options.hiddenDiv = hidden_div;

@@ -29,9 +29,9 @@ namespace {
 /// An FSEP MoE layer with its communicator and relayout hook.
 class PyFsepLayer {
 public:
-  PyFsepLayer(MPI_Comm comm, const rt::MoELayerConfig &config,
-              int layerIndex, const std::string &planner, std::uint64_t seed,
-              float expertScale, float gateScale)
+  PyFsepLayer(MPI_Comm comm, const rt::MoELayerConfig &config, int layerIndex,
+              const std::string &planner, std::uint64_t seed, float expertScale,
+              float gateScale)
       : comm_(comm), layer_(comm_, config, layerIndex) {
     planner::LayerSpec spec;
     spec.hidden = config.shape.hidden;
@@ -64,12 +64,12 @@ std::span<const float> rowsOf(const py::array &array, std::int64_t width,
     throw py::value_error(std::string(what) + " must be float32, got " +
                           py::str(array.dtype()).cast<std::string>());
   if (array.ndim() != 2 || array.shape(1) != width)
-    throw py::value_error(std::string(what) + " must have shape [tokens, " +
-                          std::to_string(width) + "], got " +
-                          py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
-                                      array.shape(),
-                                      array.shape() + array.ndim()))))
-                              .cast<std::string>());
+    throw py::value_error(
+        std::string(what) + " must have shape [tokens, " +
+        std::to_string(width) + "], got " +
+        py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
+                    array.shape(), array.shape() + array.ndim()))))
+            .cast<std::string>());
   if (!(array.flags() & py::array::c_style))
     throw py::value_error(std::string(what) + " must be C-contiguous");
   return {static_cast<const float *>(array.data()),
@@ -79,9 +79,8 @@ std::span<const float> rowsOf(const py::array &array, std::int64_t width,
 /// A vector handed to numpy as [rows, width] without a copy.
 py::array_t<float> toArray(std::vector<float> values, std::int64_t width) {
   auto *owned = new std::vector<float>(std::move(values));
-  py::capsule free(owned, [](void *p) {
-    delete static_cast<std::vector<float> *>(p);
-  });
+  py::capsule free(
+      owned, [](void *p) { delete static_cast<std::vector<float> *>(p); });
   auto rows = static_cast<py::ssize_t>(owned->size()) / width;
   return py::array_t<float>({rows, static_cast<py::ssize_t>(width)},
                             owned->data(), free);
@@ -92,8 +91,8 @@ py::array_t<float> toArray(std::vector<float> values, std::int64_t width) {
 py::array_t<float> view(py::object self, float *data, std::int64_t rows,
                         std::int64_t width) {
   return py::array_t<float>(
-      {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)},
-      data, self);
+      {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)}, data,
+      self);
 }
 
 rt::ScoreFunction scoreOf(const std::string &name) {
@@ -115,10 +114,9 @@ PYBIND11_MODULE(_runtime, m) {
   py::class_<PyFsepLayer>(m, "FsepLayer")
       .def(py::init([](std::int64_t fortranComm, std::int64_t hidden,
                        std::int64_t ffn, int experts, int topK, int slots,
-                       int tokenChunks, int history,
-                       const std::string &planner, const std::string &score,
-                       bool renormalize, double scale, int layerIndex,
-                       std::uint64_t seed, float expertScale,
+                       int tokenChunks, int history, const std::string &planner,
+                       const std::string &score, bool renormalize, double scale,
+                       int layerIndex, std::uint64_t seed, float expertScale,
                        float gateScale) {
              int initialized = 0;
              MPI_Initialized(&initialized);
@@ -224,8 +222,8 @@ PYBIND11_MODULE(_runtime, m) {
           "load_experts",
           [](PyFsepLayer &l, const py::array &full) {
             rt::ExpertShards &s = l.layer().experts();
-            std::span<const float> values = rowsOf(
-                full, s.shape().parameters(), "the full expert weights");
+            std::span<const float> values =
+                rowsOf(full, s.shape().parameters(), "the full expert weights");
             if (static_cast<std::int64_t>(values.size()) !=
                 s.numExperts() * s.shape().parameters())
               throw py::value_error("the full expert weights need " +
@@ -247,12 +245,10 @@ PYBIND11_MODULE(_runtime, m) {
           "gather_expert_grads",
           [](PyFsepLayer &l) {
             rt::ExpertShards &s = l.layer().experts();
-            return toArray(s.gatherFullGrads(l.comm()),
-                           s.shape().parameters());
+            return toArray(s.gatherFullGrads(l.comm()), s.shape().parameters());
           },
           "Every expert's full gradients [E, 3 H F] (collective)")
       .def(
-          "last_loads",
-          [](PyFsepLayer &l) { return l.layer().globalLoads(); },
+          "last_loads", [](PyFsepLayer &l) { return l.layer().globalLoads(); },
           "Tokens per expert over every rank in the last step");
 }

@@ -36,13 +36,13 @@
 #include <string>
 #include <vector>
 
+using laer::rt::cuda::check;
 using laer::rt::cuda::DeviceBuffer;
 using laer::rt::cuda::Event;
 using laer::rt::cuda::GemmProblem;
 using laer::rt::cuda::GroupedGemm;
 using laer::rt::cuda::Precision;
 using laer::rt::cuda::Stream;
-using laer::rt::cuda::check;
 
 namespace {
 
@@ -111,9 +111,8 @@ void expertGemms(int repeats, cudaStream_t stream) {
     GemmProblem whole{x.data(), weights[0].data(), y.data(), kExperts * m, F,
                       H};
     double flops = 2.0 * kExperts * m * H * F;
-    double groupedMs = medianMs(stream, repeats, [&] {
-      grouped.run(problems, 1.0f, 0.0f, stream);
-    });
+    double groupedMs = medianMs(
+        stream, repeats, [&] { grouped.run(problems, 1.0f, 0.0f, stream); });
     double denseMs = medianMs(stream, repeats, [&] {
       dense.run({&whole, 1}, 1.0f, 0.0f, stream);
     });
@@ -156,9 +155,8 @@ void permuteAndCombine(int repeats, cudaStream_t stream) {
   double gatherGBs = 2.0 * rows * H * 2 / gatherMs * 1e-6;
   double combineMs = medianMs(stream, repeats, [&] {
     laer::rt::cuda::combineRows(expertRows.data(), out.data(),
-                                Precision::BFloat16, H,
-                                permutation.position(), dWeights.data(),
-                                tokens, k, false, stream);
+                                Precision::BFloat16, H, permutation.position(),
+                                dWeights.data(), tokens, k, false, stream);
   });
   double combineGBs = (rows + tokens) * H * 2.0 / combineMs * 1e-6;
   double permuteMs = medianMs(stream, repeats, [&] {
@@ -174,8 +172,7 @@ void permuteAndCombine(int repeats, cudaStream_t stream) {
               gatherGBs, gatherGBs / copyGBs);
   std::printf("| combine (combineRows) | %.3f | %.0f | %.2f |\n", combineMs,
               combineGBs, combineGBs / copyGBs);
-  std::printf("| destination sort (RowPermutation) | %.3f | | |\n",
-              permuteMs);
+  std::printf("| destination sort (RowPermutation) | %.3f | | |\n", permuteMs);
 }
 
 void restoreOverlap(int repeats) {
@@ -334,13 +331,12 @@ int main(int argc, char **argv) {
   while (!devices.empty() && devices.back() == '\n')
     devices.pop_back();
   if (!laer::rt::cuda::deviceAvailable()) {
-    std::printf("laer-cuda-bench: %s; nothing to measure\n",
-                devices.c_str());
+    std::printf("laer-cuda-bench: %s; nothing to measure\n", devices.c_str());
     return 2;
   }
   try {
-    std::printf("laer-cuda-bench on %s, median of %d runs\n",
-                devices.c_str(), repeats);
+    std::printf("laer-cuda-bench on %s, median of %d runs\n", devices.c_str(),
+                repeats);
     Stream stream;
     expertGemms(repeats, stream);
     permuteAndCombine(repeats, stream);

@@ -58,8 +58,7 @@ void planOnce(benchmark::State &state, const char *name) {
     rt::Plan plan = planner->plan(input);
     benchmark::DoNotOptimize(plan);
     state.PauseTiming();
-    criticalPath =
-        evaluate(plan, input.cluster, input.layer).criticalPath;
+    criticalPath = evaluate(plan, input.cluster, input.layer).criticalPath;
     state.ResumeTiming();
   }
   state.counters["critical_path_ms"] = 1e3 * criticalPath;

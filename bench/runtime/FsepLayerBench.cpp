@@ -47,8 +47,7 @@ double plainGemmSeconds(std::span<const std::int64_t> slotRows,
   std::vector<float> x(static_cast<std::size_t>(most * hidden), 0.5f),
       h(static_cast<std::size_t>(most * ffn), 0.25f),
       w(static_cast<std::size_t>(hidden * ffn), 0.125f),
-      out(static_cast<std::size_t>(most * std::max(hidden, ffn) +
-                                   hidden * ffn),
+      out(static_cast<std::size_t>(most * std::max(hidden, ffn) + hidden * ffn),
           0.0f);
   std::vector<double> runs;
   for (int repeat = 0; repeat < 5; ++repeat) {
@@ -194,14 +193,16 @@ int main(int argc, char **argv) {
                                     cluster, layerSpec);
     AdamWConfig adamw;
 
-    std::size_t size = static_cast<std::size_t>(options.tokens * options.hidden);
+    std::size_t size =
+        static_cast<std::size_t>(options.tokens * options.hidden);
     std::vector<float> x(size), dOut(size);
     std::vector<double> stepSeconds;
     double balanceSum = 0;
     for (int step = 0; step < options.warmup + options.steps; ++step) {
       for (std::size_t i = 0; i < size; ++i) {
         x[i] = 2.0f * uniformAt(step, comm.rank(), i) - 1.0f;
-        dOut[i] = 1e-3f * (2.0f * uniformAt(step, 1000 + comm.rank(), i) - 1.0f);
+        dOut[i] =
+            1e-3f * (2.0f * uniformAt(step, 1000 + comm.rank(), i) - 1.0f);
       }
       if (workload) {
         // This rank's counts of the step: its (token, choice) pairs laid
@@ -294,8 +295,8 @@ int main(int argc, char **argv) {
         std::printf("%-10s %10.2f\n", nameOf(static_cast<Phase>(p)),
                     1e3 * worst);
       }
-      std::printf("%-10s %10.2f  (median wall time of a whole step)\n",
-                  "step", 1e3 * median);
+      std::printf("%-10s %10.2f  (median wall time of a whole step)\n", "step",
+                  1e3 * median);
       std::printf("expert rows per rank: max/mean = %.3f (mean over the "
                   "timed steps)\n",
                   balance);

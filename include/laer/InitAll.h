@@ -14,8 +14,9 @@ class DialectRegistry;
 
 namespace laer {
 
-/// Adds the laer dialects (moe, fsep, dense) and the upstream dialects a model IR uses (func,
-/// arith, tensor, linalg, scf, memref, bufferization) to `registry`.
+/// Adds the laer dialects (moe, fsep, dense) and the upstream dialects a model
+/// IR uses (func, arith, tensor, linalg, scf, memref, bufferization) to
+/// `registry`.
 void registerAllDialects(mlir::DialectRegistry &registry);
 
 /// Registers every laer pass and pipeline with the global pass registry.

@@ -56,11 +56,9 @@ std::string emitObject(llvm::Module &module, llvm::TargetMachine &machine,
 
 } // namespace
 
-laer::CompileResult
-laer::compileTrainingProgram(const std::string &source,
-                             const std::string &sourceName,
-                             const std::string &output,
-                             const CompileOptions &options) {
+laer::CompileResult laer::compileTrainingProgram(
+    const std::string &source, const std::string &sourceName,
+    const std::string &output, const CompileOptions &options) {
   CompileResult result;
   if (options.optLevel > 3) {
     result.error = "-O " + std::to_string(options.optLevel) +
@@ -134,7 +132,8 @@ laer::compileTrainingProgram(const std::string &source,
   }
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
   std::string error;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
   if (!target) {
     result.error = "no LLVM target for " + triple.str() + ": " + error;
     return result;
@@ -169,8 +168,8 @@ laer::compileTrainingProgram(const std::string &source,
   std::string object = output;
   llvm::SmallString<128> temporary;
   if (options.emit == EmitKind::Executable) {
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "laer-model", "o", temporary)) {
+    if (std::error_code ec =
+            llvm::sys::fs::createTemporaryFile("laer-model", "o", temporary)) {
       result.error = "cannot create a temporary object file: " + ec.message();
       return result;
     }
@@ -193,8 +192,8 @@ laer::compileTrainingProgram(const std::string &source,
   std::string mainLib = dir + "/liblaer_compiled_main.a";
   for (const std::string &needed : {runtime, mainLib})
     if (!llvm::sys::fs::exists(needed)) {
-      result.error = "runtime library '" + needed +
-                     "' not found (set --runtime-dir)";
+      result.error =
+          "runtime library '" + needed + "' not found (set --runtime-dir)";
       return result;
     }
   llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("c++");
@@ -203,11 +202,11 @@ laer::compileTrainingProgram(const std::string &source,
     return result;
   }
   std::string rpath = "-Wl,-rpath," + dir;
-  llvm::SmallVector<llvm::StringRef> args = {
-      *linker, object, mainLib, runtime, rpath, "-o", output};
+  llvm::SmallVector<llvm::StringRef> args = {*linker, object, mainLib, runtime,
+                                             rpath,   "-o",   output};
   std::string message;
-  int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0,
-                                         0, &message);
+  int status = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, {}, 0, 0,
+                                         &message);
   result.linkSeconds = since(start);
   if (status != 0) {
     result.error = "linking '" + output + "' failed (" + *linker +

@@ -45,7 +45,8 @@ LogicalResult buildGradientFunction(func::FuncOp forward) {
   auto lossType = cast<RankedTensorType>(loss.getType());
   grads[loss] = arith::ConstantOp::create(
       b, gradient.getLoc(),
-      DenseElementsAttr::get(lossType, b.getFloatAttr(lossType.getElementType(), 1.0)));
+      DenseElementsAttr::get(lossType,
+                             b.getFloatAttr(lossType.getElementType(), 1.0)));
   auto accumulate = [&](Value value, Value grad) {
     auto [it, inserted] = grads.try_emplace(value, grad);
     if (!inserted)
@@ -104,10 +105,10 @@ LogicalResult buildGradientFunction(func::FuncOp forward) {
     if (!grad) {
       auto type = cast<RankedTensorType>(arg.getType());
       if (!type.hasStaticShape())
-        return gradient.emitError() << "laer-autodiff: the loss does not "
-                                       "depend on argument #"
-                                    << arg.getArgNumber()
-                                    << " and its shape is dynamic";
+        return gradient.emitError()
+               << "laer-autodiff: the loss does not "
+                  "depend on argument #"
+               << arg.getArgNumber() << " and its shape is dynamic";
       grad = arith::ConstantOp::create(
           b, arg.getLoc(),
           DenseElementsAttr::get(type,
@@ -117,8 +118,8 @@ LogicalResult buildGradientFunction(func::FuncOp forward) {
   }
   func::ReturnOp::create(b, ret.getLoc(), results);
   ret.erase();
-  gradient.setFunctionType(b.getFunctionType(
-      body.getArgumentTypes(), ValueRange(results).getTypes()));
+  gradient.setFunctionType(b.getFunctionType(body.getArgumentTypes(),
+                                             ValueRange(results).getTypes()));
   return success();
 }
 

@@ -37,8 +37,7 @@ void laer::rt::checkExpertStorage(const ExpertShape &shape,
 
 ExpertShards::ExpertShards(ExpertShape shape, int numExperts, int numRanks,
                            int rank)
-    : shape_(shape), numExperts_(numExperts), numRanks_(numRanks),
-      rank_(rank) {
+    : shape_(shape), numExperts_(numExperts), numRanks_(numRanks), rank_(rank) {
   if (shape.hidden < 1 || shape.ffn < 1 || numExperts < 1 || numRanks < 1 ||
       numRanks > kMaxRanks || rank < 0 || rank >= numRanks)
     fail({rank, -1, -1}, "expert storage needs H, F, E >= 1, N in [1, ",
@@ -61,8 +60,7 @@ void ExpertShards::initialize(std::uint64_t seed, float scale) {
     std::span<float> shard = params(expert);
     std::fill(shard.begin(), shard.end(), 0.0f);
     for (std::int64_t i = begin; i < end; ++i)
-      shard[i - begin] =
-          scale * (2.0f * uniformAt(seed, expert, i) - 1.0f);
+      shard[i - begin] = scale * (2.0f * uniformAt(seed, expert, i) - 1.0f);
   }
 }
 
@@ -103,8 +101,7 @@ void ExpertShards::loadShard(int expert, std::span<const float> shard,
   if (static_cast<std::int64_t>(shard.size()) != shardSize_)
     fail(context, "shard of expert ", expert, " has ", shard.size(),
          " elements but this rank's shards have ", shardSize_,
-         " (3 * H * F = ", shape_.parameters(), " over ", numRanks_,
-         " ranks)");
+         " (3 * H * F = ", shape_.parameters(), " over ", numRanks_, " ranks)");
   std::copy(shard.begin(), shard.end(), params(expert).begin());
 }
 

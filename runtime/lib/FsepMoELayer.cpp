@@ -62,8 +62,8 @@ void FsepMoELayer::scaleGrads(float factor) {
 
 void FsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   ScopedPhase phase(times_, Phase::Optimizer);
-  adamwStep(experts_.allParams(), experts_.allGrads(),
-            experts_.firstMoments(), experts_.secondMoments(), config, step);
+  adamwStep(experts_.allParams(), experts_.allGrads(), experts_.firstMoments(),
+            experts_.secondMoments(), config, step);
   adamwStep(gate_, gateGrad_, gateM_, gateV_, config, step);
   updateSelectionBias();
 }
@@ -104,8 +104,8 @@ FsepMoELayer::auxLoads() const {
   if (config_.losses.aux != AuxLoss::GlobalBatch)
     return {localLoads_, tokens_};
   std::vector<std::int64_t> load = globalLoads();
-  std::int64_t pairs = std::accumulate(load.begin(), load.end(),
-                                       std::int64_t{0});
+  std::int64_t pairs =
+      std::accumulate(load.begin(), load.end(), std::int64_t{0});
   return {std::move(load), pairs / config_.topK};
 }
 
@@ -151,15 +151,15 @@ std::vector<float> FsepMoELayer::forward(std::span<const float> x, long step,
                                          RelayoutHook &hook) {
   route(x, step);
   relayout(hook);
-  std::vector<float> out(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
-                         0.0f);
+  std::vector<float> out(
+      static_cast<std::size_t>(tokens_ * config_.shape.hidden), 0.0f);
   runForwardSchedule(*this, config_.tokenChunks, std::span<float>(out));
   return out;
 }
 
 std::vector<float> FsepMoELayer::backward(std::span<const float> dOut) {
-  std::vector<float> dx(static_cast<std::size_t>(tokens_ * config_.shape.hidden),
-                        0.0f);
+  std::vector<float> dx(
+      static_cast<std::size_t>(tokens_ * config_.shape.hidden), 0.0f);
   runBackwardSchedule(*this, static_cast<int>(chunks_.size()), dOut,
                       std::span<float>(dx));
   return dx;
@@ -184,9 +184,9 @@ void FsepMoELayer::route(std::span<const float> x, long step) {
   input_.assign(x.begin(), x.end());
   retireChunks();
   ScopedPhase phase(times_, Phase::Router);
-  router_ = cpu::routerForward(input_, gate_, bias_, tokens_, hidden,
-                               config_.numExperts, config_.topK,
-                               config_.routing);
+  router_ =
+      cpu::routerForward(input_, gate_, bias_, tokens_, hidden,
+                         config_.numExperts, config_.topK, config_.routing);
   localLoads_.assign(config_.numExperts, 0);
   for (std::int32_t e : router_.indices)
     ++localLoads_[e];
@@ -199,8 +199,8 @@ void FsepMoELayer::relayout(RelayoutHook &hook) {
   expectStage(stage_, LayerStage::Routed, "the relayout", context());
   {
     ScopedPhase phase(times_, Phase::Plan);
-    plan_ = planLayerStep(comm_, hook, config_, layer_, step_,
-                          router_.indices, history_, counts_);
+    plan_ = planLayerStep(comm_, hook, config_, layer_, step_, router_.indices,
+                          history_, counts_);
   }
   // Slots keep their buffers from step to step (a restored expert is
   // megabytes; fresh ones would fault in every page again).
@@ -412,8 +412,9 @@ void FsepMoELayer::computeExperts(int chunk) {
     if (state.expert == Layout::kEmpty || rows == 0)
       continue;
     auto span = [&](std::vector<float> &v) {
-      return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
-                                         static_cast<std::size_t>(rows * hidden));
+      return std::span<float>(v).subspan(
+          static_cast<std::size_t>(begin * hidden),
+          static_cast<std::size_t>(rows * hidden));
     };
     cpu::swigluForward(span(state.input), state.restored, rows, hidden, ffn,
                        config_.activation, span(state.output),
@@ -434,8 +435,7 @@ void FsepMoELayer::finishCombine(int chunk, std::span<float> out) {
   if (static_cast<std::int64_t>(out.size()) != tokens_ * hidden)
     fail(context(), "combine output has ", out.size(),
          " elements, expected T * H = ", tokens_, " * ", hidden);
-  TokenChunk &c =
-      advanceChunk(chunks_, chunk, ChunkStage::Combined, context());
+  TokenChunk &c = advanceChunk(chunks_, chunk, ChunkStage::Combined, context());
   ScopedPhase phase(times_, Phase::Combine);
   std::span<const float> received = finishTokens(c);
   std::copy(received.begin(), received.end(),
@@ -464,10 +464,9 @@ void FsepMoELayer::startCombineBackward(int chunk,
   std::int64_t hidden = config_.shape.hidden;
   if (static_cast<std::int64_t>(dOut.size()) != tokens_ * hidden)
     fail(context(), "output gradient has ", dOut.size(),
-         " elements but the forward produced T * H = ", tokens_, " * ",
-         hidden, " = ", tokens_ * hidden);
-  TokenChunk &c =
-      advanceChunk(chunks_, chunk, ChunkStage::GradSent, context());
+         " elements but the forward produced T * H = ", tokens_, " * ", hidden,
+         " = ", tokens_ * hidden);
+  TokenChunk &c = advanceChunk(chunks_, chunk, ChunkStage::GradSent, context());
   ScopedPhase phase(times_, Phase::Dispatch);
   // d(weights) and the rows' gradients, in send layout.
   int topK = config_.topK;
@@ -512,8 +511,9 @@ void FsepMoELayer::computeExpertsBackward(int chunk) {
     if (rows == 0)
       continue;
     auto span = [&](std::vector<float> &v) {
-      return std::span<float>(v).subspan(static_cast<std::size_t>(begin * hidden),
-                                         static_cast<std::size_t>(rows * hidden));
+      return std::span<float>(v).subspan(
+          static_cast<std::size_t>(begin * hidden),
+          static_cast<std::size_t>(rows * hidden));
     };
     // On one rank the gradient goes straight into the expert's state (its
     // one shard); else into the slot, the first chunk overwriting it.
@@ -551,7 +551,8 @@ void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
   std::span<const float> received = finishTokens(c);
   int topK = config_.topK;
   for (std::int64_t pair : c.pairs) {
-    const float *src = received.data() + (pairRow_[pair] - c.sendBegin) * hidden;
+    const float *src =
+        received.data() + (pairRow_[pair] - c.sendBegin) * hidden;
     float *dst = dx.data() + (pair / topK) * hidden;
     for (std::int64_t h = 0; h < hidden; ++h)
       dst[h] += src[h];
@@ -560,8 +561,8 @@ void FsepMoELayer::finishDispatchBackward(int chunk, std::span<float> dx) {
 
 void FsepMoELayer::startGradReduce() {
   comm_.setErrorContext(layer_, step_);
-  requireAllChunks(chunks_, ChunkStage::GradComputed,
-                   "the gradient all-to-all", context());
+  requireAllChunks(chunks_, ChunkStage::GradComputed, "the gradient all-to-all",
+                   context());
   if (gradReduceStarted_)
     fail(context(), "the gradient all-to-all was started twice");
   ScopedPhase phase(times_, Phase::GradAllToAll);
@@ -595,8 +596,8 @@ void FsepMoELayer::startGradReduce() {
   for (int owner = 0; owner < ranks; ++owner)
     for (int slot = 0; slot < slots; ++slot)
       if (owner != me && slots_[slot].expert != Layout::kEmpty)
-        out = std::copy_n(slots_[slot].weightGrad.data() + owner * shard,
-                          shard, out);
+        out = std::copy_n(slots_[slot].weightGrad.data() + owner * shard, shard,
+                          out);
   t.handle = comm_.startAllToAllV(t.send.data(), t.recv.data(), t.sizes,
                                   DataType::Float32);
   gradReduceStarted_ = true;

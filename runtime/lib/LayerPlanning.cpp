@@ -63,24 +63,29 @@ void laer::rt::checkLayerConfig(const MoELayerConfig &config,
          ", F = ", config.shape.ffn, " must be positive");
   checkExpertStorage(config.shape, E, where);
   if (!std::isfinite(r.scale) || r.scale <= 0)
-    fail(where, "the routed scaling factor must be finite and positive, "
-                "got ", r.scale);
+    fail(where,
+         "the routed scaling factor must be finite and positive, "
+         "got ",
+         r.scale);
   if (r.groups < 1 || E % r.groups != 0)
     fail(where, "routing groups = ", r.groups,
          " must be >= 1 and divide E = ", E);
   if (r.topGroups < 1 || r.topGroups > r.groups)
-    fail(where, "top groups = ", r.topGroups, " must be in [1, groups = ",
-         r.groups, "]");
+    fail(where, "top groups = ", r.topGroups,
+         " must be in [1, groups = ", r.groups, "]");
   if (config.topK > r.topGroups * (E / r.groups))
-    fail(where, "top_k = ", config.topK, " exceeds the ", r.topGroups,
-         " x ", E / r.groups, " experts of the chosen groups");
-  if (r.groups > 1 && r.groupScore == GroupScore::TopTwoSum &&
-      E / r.groups < 2)
-    fail(where, "a group score of the two best needs groups of at least 2 "
-                "experts, got ", E / r.groups);
+    fail(where, "top_k = ", config.topK, " exceeds the ", r.topGroups, " x ",
+         E / r.groups, " experts of the chosen groups");
+  if (r.groups > 1 && r.groupScore == GroupScore::TopTwoSum && E / r.groups < 2)
+    fail(where,
+         "a group score of the two best needs groups of at least 2 "
+         "experts, got ",
+         E / r.groups);
   if (!std::isfinite(config.biasUpdateRate) || config.biasUpdateRate < 0)
-    fail(where, "the selection-bias update rate must be finite and >= 0, "
-                "got ", config.biasUpdateRate);
+    fail(where,
+         "the selection-bias update rate must be finite and >= 0, "
+         "got ",
+         config.biasUpdateRate);
   if (config.biasUpdateRate > 0 && !r.selectionBias)
     fail(where, "a selection-bias update rate without a selection bias");
   if (config.losses.aux == AuxLoss::Sequence &&
@@ -119,8 +124,8 @@ void laer::rt::requireLayoutShape(const Layout &layout, int ranks,
   if (layout.numRanks() != ranks ||
       layout.slotsPerRank() != config.slotsPerRank ||
       layout.numExperts() != config.numExperts)
-    fail(context, source, " a layout for N = ", layout.numRanks(), ", C = ",
-         layout.slotsPerRank(), ", E = ", layout.numExperts(),
+    fail(context, source, " a layout for N = ", layout.numRanks(),
+         ", C = ", layout.slotsPerRank(), ", E = ", layout.numExperts(),
          " but the layer runs N = ", ranks, ", C = ", config.slotsPerRank,
          ", E = ", config.numExperts);
 }

@@ -34,9 +34,9 @@ double laer::rt::PhaseTimes::total() const {
 }
 
 laer::rt::ScopedPhase::~ScopedPhase() {
-  times_[phase_] += std::chrono::duration<double>(
-                        std::chrono::steady_clock::now() - start_)
-                        .count();
+  times_[phase_] +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+          .count();
   if (Tracer *tracer = times_.tracer())
     tracer->record(std::string(nameOf(phase_)) + " L" +
                        std::to_string(times_.layer()),

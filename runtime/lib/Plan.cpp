@@ -9,16 +9,17 @@ using namespace laer::rt;
 
 Layout::Layout(int numRanks, int slotsPerRank, int numExperts,
                std::vector<int> slots, const ErrorContext &context)
-    : numRanks_(numRanks), slotsPerRank_(slotsPerRank),
-      numExperts_(numExperts), slots_(std::move(slots)) {
+    : numRanks_(numRanks), slotsPerRank_(slotsPerRank), numExperts_(numExperts),
+      slots_(std::move(slots)) {
   if (numRanks < 1 || slotsPerRank < 1 || numExperts < 1)
-    fail(context, "layout needs N >= 1 ranks, C >= 1 slots and E >= 1 "
-                  "experts, got N = ",
+    fail(context,
+         "layout needs N >= 1 ranks, C >= 1 slots and E >= 1 "
+         "experts, got N = ",
          numRanks, ", C = ", slotsPerRank, ", E = ", numExperts);
   std::size_t expected = static_cast<std::size_t>(numRanks) * slotsPerRank;
   if (slots_.size() != expected)
-    fail(context, "layout has ", slots_.size(), " slots but N * C = ",
-         expected);
+    fail(context, "layout has ", slots_.size(),
+         " slots but N * C = ", expected);
   replicaOfSlot_.assign(expected, -1);
   std::vector<int> perExpert(numExperts, 0);
   for (int rank = 0; rank < numRanks; ++rank) {
@@ -27,12 +28,12 @@ Layout::Layout(int numRanks, int slotsPerRank, int numExperts,
       if (expert == kEmpty)
         continue;
       if (expert < 0 || expert >= numExperts)
-        fail(context, "layout slot ", slot, " of rank ", rank,
-             " holds expert ", expert, ", outside [0, ", numExperts, ")");
+        fail(context, "layout slot ", slot, " of rank ", rank, " holds expert ",
+             expert, ", outside [0, ", numExperts, ")");
       for (int other = 0; other < slot; ++other)
         if (expertAt(rank, other) == expert)
-          fail(context, "layout puts expert ", expert, " twice on rank ",
-               rank, " (slots ", other, " and ", slot, ")");
+          fail(context, "layout puts expert ", expert, " twice on rank ", rank,
+               " (slots ", other, " and ", slot, ")");
       ++perExpert[expert];
     }
   }
@@ -71,8 +72,7 @@ Layout Layout::roundRobin(int numRanks, int slotsPerRank, int numExperts,
         if (slots[rank * slotsPerRank + other] ==
             slots[rank * slotsPerRank + slot])
           slots[rank * slotsPerRank + slot] = kEmpty;
-  return Layout(numRanks, slotsPerRank, numExperts, std::move(slots),
-                context);
+  return Layout(numRanks, slotsPerRank, numExperts, std::move(slots), context);
 }
 
 std::span<const int> Layout::replicasOf(int expert) const {
@@ -97,11 +97,14 @@ std::int64_t Routing::at(int source, int replica) const {
 }
 
 void Routing::set(int source, int replica, std::int64_t tokens) {
-  auto begin = entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source]);
-  auto end = entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source + 1]);
-  auto it = std::lower_bound(
-      begin, end, replica,
-      [](const Entry &entry, int r) { return entry.replica < r; });
+  auto begin =
+      entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source]);
+  auto end =
+      entries_.begin() + static_cast<std::ptrdiff_t>(rowStart_[source + 1]);
+  auto it =
+      std::lower_bound(begin, end, replica, [](const Entry &entry, int r) {
+        return entry.replica < r;
+      });
   std::ptrdiff_t shift = 0;
   if (it != end && it->replica == replica) {
     if (tokens != 0) {
@@ -228,9 +231,9 @@ Routing Routing::evenSplit(const Layout &layout,
         continue;
       auto copies = static_cast<std::int64_t>(replicas.size());
       for (std::int64_t i = 0; i < copies; ++i) {
-        std::int64_t share = count / copies +
-                             ((i - source % copies + copies) % copies <
-                              count % copies);
+        std::int64_t share =
+            count / copies +
+            ((i - source % copies + copies) % copies < count % copies);
         if (share != 0)
           routing.entries_.push_back(Entry{replicas[i], share});
       }
@@ -279,9 +282,9 @@ void laer::rt::validatePlan(const Plan &plan,
              entry.replica, ", outside [0, ", replicaCount, ")");
       const Replica &replica = layout.replicas()[entry.replica];
       if (entry.tokens < 0)
-        fail(context, "routing sends ", entry.tokens,
-             " tokens of source rank ", source, " to replica of expert ",
-             replica.expert, " on rank ", replica.rank);
+        fail(context, "routing sends ", entry.tokens, " tokens of source rank ",
+             source, " to replica of expert ", replica.expert, " on rank ",
+             replica.rank);
       routed[replica.expert] += entry.tokens;
     }
     for (int expert = 0; expert < numExperts; ++expert) {
@@ -290,8 +293,7 @@ void laer::rt::validatePlan(const Plan &plan,
       if (routed[expert] != count)
         fail(context, "routing sends ", routed[expert],
              " tokens of source rank ", source, " to the replicas of expert ",
-             expert, " but rank ", source, " routes ", count,
-             " tokens to it");
+             expert, " but rank ", source, " routes ", count, " tokens to it");
     }
   }
 }

@@ -15,8 +15,7 @@ Plan StaticRoundRobinHook::plan(const PlanRequest &request) {
   return Plan{std::move(layout), std::move(routing), /*layoutAhead=*/true};
 }
 
-ReplanningHook::ReplanningHook(std::unique_ptr<RelayoutHook> inner,
-                               long every)
+ReplanningHook::ReplanningHook(std::unique_ptr<RelayoutHook> inner, long every)
     : inner_(std::move(inner)), every_(every) {
   if (every < 1)
     fail({}, "re-planning every ", every, " steps: must be at least 1");
@@ -46,14 +45,13 @@ Plan ReplanningHook::plan(const PlanRequest &request) {
     plan = inner_->plan(request);
     layouts_[request.layer] = plan.layout;
   }
-  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                            start)
-                  .count();
+  seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   return plan;
 }
 
-std::optional<Layout> ReplanningHook::layoutAhead(int layer,
-                                                  long step) const {
+std::optional<Layout> ReplanningHook::layoutAhead(int layer, long step) const {
   if (const Layout *kept = keptLayout(layer, step))
     return *kept;
   return std::nullopt;

@@ -466,30 +466,30 @@ void SafetensorsFiles::read(const Tensor &tensor,
   std::int64_t bytes = fileDTypeBytes(tensor.dtype);
   std::vector<unsigned char> staging;
   std::vector<float> values;
-  forEachRun(
-      ranges, bytes,
-      [&](std::size_t first, std::size_t last, std::uint64_t begin,
-          std::uint64_t count) {
-        if (begin + count > tensor.elements)
-          fail(where_, "reading elements [", begin, ", ", begin + count,
-               ") of a tensor of ", tensor.elements);
-        values.resize(count);
-        std::uint64_t offset = tensor.offset + begin * bytes;
-        if (tensor.dtype == FileDType::F32) { // little-endian floats as is
-          readAt(files_[tensor.file].get(),
-                 reinterpret_cast<unsigned char *>(values.data()),
-                 count * bytes, offset, where_, paths_[tensor.file]);
-        } else {
-          staging.resize(count * bytes);
-          readAt(files_[tensor.file].get(), staging.data(), staging.size(),
-                 offset, where_, paths_[tensor.file]);
-          decodeElements(tensor.dtype, staging.data(), values);
-        }
-        bytesRead_ += count * bytes;
-        if (!moveRun<true>(ranges, first, last, memory.data(), memory.size(),
-                           values.data()))
-          fail(where_, "a read range lands outside its memory");
-      });
+  forEachRun(ranges, bytes,
+             [&](std::size_t first, std::size_t last, std::uint64_t begin,
+                 std::uint64_t count) {
+               if (begin + count > tensor.elements)
+                 fail(where_, "reading elements [", begin, ", ", begin + count,
+                      ") of a tensor of ", tensor.elements);
+               values.resize(count);
+               std::uint64_t offset = tensor.offset + begin * bytes;
+               if (tensor.dtype ==
+                   FileDType::F32) { // little-endian floats as is
+                 readAt(files_[tensor.file].get(),
+                        reinterpret_cast<unsigned char *>(values.data()),
+                        count * bytes, offset, where_, paths_[tensor.file]);
+               } else {
+                 staging.resize(count * bytes);
+                 readAt(files_[tensor.file].get(), staging.data(),
+                        staging.size(), offset, where_, paths_[tensor.file]);
+                 decodeElements(tensor.dtype, staging.data(), values);
+               }
+               bytesRead_ += count * bytes;
+               if (!moveRun<true>(ranges, first, last, memory.data(),
+                                  memory.size(), values.data()))
+                 fail(where_, "a read range lands outside its memory");
+             });
 }
 
 //===----------------------------------------------------------------------===//

@@ -76,10 +76,9 @@ TEST(Mpi, BadInputsFailOnEveryRankWithoutHanging) {
                    Case{BadInput::RoutingDoesNotAddUp, "routing sends"},
                    Case{BadInput::WrongShardSize, "shard of expert 2 has"}}) {
     std::string message = runBadInput(*world, bad.kind);
-    EXPECT_EQ(message.rfind("rank " + std::to_string(world->rank()) +
-                                ", layer 3",
-                            0),
-              0u)
+    EXPECT_EQ(
+        message.rfind("rank " + std::to_string(world->rank()) + ", layer 3", 0),
+        0u)
         << message;
     EXPECT_NE(message.find(bad.fragment), std::string::npos) << message;
   }

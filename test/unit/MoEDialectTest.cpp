@@ -36,8 +36,8 @@ protected:
 
   /// A function computing one moe.layer of the given shape.
   OwningOpRef<ModuleOp> buildLayer(int64_t tokens, int64_t hidden,
-                                   int64_t experts, int64_t ffn,
-                                   int64_t topK, bool shared) {
+                                   int64_t experts, int64_t ffn, int64_t topK,
+                                   bool shared) {
     OpBuilder b(&context);
     Location loc = b.getUnknownLoc();
     OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
@@ -53,15 +53,15 @@ protected:
       inputs.push_back(RankedTensorType::get({hidden, 2 * ffn}, f32));
       inputs.push_back(RankedTensorType::get({2 * ffn, hidden}, f32));
     }
-    auto func = func::FuncOp::create(b, loc, "layer",
-                                     b.getFunctionType(inputs, {x}));
+    auto func =
+        func::FuncOp::create(b, loc, "layer", b.getFunctionType(inputs, {x}));
     Block *body = func.addEntryBlock();
     b.setInsertionPointToStart(body);
     auto args = body->getArguments();
     Value none;
     auto layer = LayerOp::create(
-        b, loc, x, /*losses=*/TypeRange{}, args[0], args[1], args[2],
-        args[3], args[4], shared ? args[5] : none, shared ? args[6] : none,
+        b, loc, x, /*losses=*/TypeRange{}, args[0], args[1], args[2], args[3],
+        args[4], shared ? args[5] : none, shared ? args[6] : none,
         shared ? args[7] : none, /*shared_gate=*/none,
         /*selection_bias=*/none, topK, ScoreFunction::Softmax,
         /*renormalize=*/true, Activation::Silu, /*scale=*/nullptr,
@@ -72,8 +72,7 @@ protected:
     return module;
   }
 
-  template <typename OpTy>
-  static int count(Operation *root) {
+  template <typename OpTy> static int count(Operation *root) {
     int n = 0;
     root->walk([&](OpTy) { ++n; });
     return n;

@@ -23,8 +23,9 @@ namespace cl = llvm::cl;
 // --help lists these only, not LLVM's own options.
 static cl::OptionCategory category("laer-import options");
 
-static cl::opt<std::string>
-    input(cl::Positional, cl::desc("<config.json> ('-': stdin)"), cl::Required, cl::cat(category));
+static cl::opt<std::string> input(cl::Positional,
+                                  cl::desc("<config.json> ('-': stdin)"),
+                                  cl::Required, cl::cat(category));
 static cl::opt<std::string> output("o",
                                    cl::desc("output file (default: stdout)"),
                                    cl::value_desc("path"), cl::init("-"),

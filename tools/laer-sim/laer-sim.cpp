@@ -268,7 +268,8 @@ Args parse(int argc, char **argv) {
         args.nodeNetworkGbps * 1e9 / args.options.cluster.gpusPerNode;
   planner::checkWorkloadOptions(args.options.workload, args.options.trace);
   if (args.models.empty()) {
-    for (const auto &entry : std::filesystem::directory_iterator(args.dataDir)) {
+    for (const auto &entry :
+         std::filesystem::directory_iterator(args.dataDir)) {
       std::string name = entry.path().stem().string();
       if (entry.path().extension() == ".json" &&
           (name.ends_with("-e8k2") || name.ends_with("-e16k4")))

@@ -10,8 +10,9 @@ namespace laer {
 
 struct FSEPPipelineOptions
     : public mlir::PassPipelineOptions<FSEPPipelineOptions> {
-  Option<int64_t> numDevices{*this, "num-devices",
-                             llvm::cl::desc("ranks the experts are sharded over")};
+  Option<int64_t> numDevices{
+      *this, "num-devices",
+      llvm::cl::desc("ranks the experts are sharded over")};
   Option<int64_t> slotsPerDevice{
       *this, "slots-per-device",
       llvm::cl::desc("experts each rank restores and computes per step")};
@@ -21,10 +22,9 @@ struct FSEPPipelineOptions
   Option<int64_t> prefetch{*this, "prefetch",
                            llvm::cl::desc("layers ahead restores are issued"),
                            llvm::cl::init(1)};
-  Option<bool> stepPlans{
-      *this, "step-plans",
-      llvm::cl::desc("plan layouts from this step's counts"),
-      llvm::cl::init(false)};
+  Option<bool> stepPlans{*this, "step-plans",
+                         llvm::cl::desc("plan layouts from this step's counts"),
+                         llvm::cl::init(false)};
 };
 
 /// moe-decompose, convert-moe-to-fsep and fsep-schedule with `options`.

@@ -1,4 +1,5 @@
-//===- TrainingProgramPipeline.h - model IR to an LLVM training step -*- C++ -*-===//
+//===- TrainingProgramPipeline.h - model IR to an LLVM training step -*- C++
+//-*-===//
 
 #ifndef LAER_PIPELINES_TRAININGPROGRAMPIPELINE_H
 #define LAER_PIPELINES_TRAININGPROGRAMPIPELINE_H

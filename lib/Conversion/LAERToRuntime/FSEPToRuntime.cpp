@@ -80,31 +80,36 @@ bool isAsync(Operation *transfer) {
 LogicalResult laer::runtime_lowering::analyzeFSEPLayers(func::FuncOp grad,
                                                         ModelInfo &info) {
   WalkResult walk = grad.walk([&](fsep::RelayoutOp relayout) -> WalkResult {
-    FsepLayer layer{static_cast<int64_t>(relayout.getLayer()), relayout, {}, {}};
-    auto counts = relayout.getCounts()
-                      ? relayout.getCounts().getDefiningOp<fsep::LocalCountsOp>()
-                      : fsep::LocalCountsOp();
+    FsepLayer layer{
+        static_cast<int64_t>(relayout.getLayer()), relayout, {}, {}};
+    auto counts =
+        relayout.getCounts()
+            ? relayout.getCounts().getDefiningOp<fsep::LocalCountsOp>()
+            : fsep::LocalCountsOp();
     if (!counts)
       return relayout.emitError()
-             << kPass << ": the runtime plans a layer from this step's "
-                         "fsep.local_counts; a relayout from the load history "
-                         "alone is not supported (convert-moe-to-fsep builds "
-                         "training steps with counts)";
+             << kPass
+             << ": the runtime plans a layer from this step's "
+                "fsep.local_counts; a relayout from the load history "
+                "alone is not supported (convert-moe-to-fsep builds "
+                "training steps with counts)";
     layer.router = counts.getIndices().getDefiningOp<moe::RouterOp>();
     if (!layer.router || !isa<BlockArgument>(layer.router.getGate()) ||
         (layer.router.getSelectionBias() &&
          !isa<BlockArgument>(layer.router.getSelectionBias())))
       return relayout.emitError()
-             << kPass << ": the counts of this relayout must come from a "
-                         "moe.router whose gate (and selection bias) are "
-                         "arguments (the runtime owns them)";
+             << kPass
+             << ": the counts of this relayout must come from a "
+                "moe.router whose gate (and selection bias) are "
+                "arguments (the runtime owns them)";
     for (Operation *user : relayout.getPlan().getUsers())
       if (auto restore = dyn_cast<fsep::RestoreOp>(user))
         layer.bank = dyn_cast<BlockArgument>(restore.getExperts());
     if (!layer.bank)
       return relayout.emitError()
-             << kPass << ": no fsep.restore of an argument's expert bank "
-                         "uses this plan";
+             << kPass
+             << ": no fsep.restore of an argument's expert bank "
+                "uses this plan";
     for (FsepLayer other : info.fsepLayers)
       if (other.index == layer.index)
         return relayout.emitError()

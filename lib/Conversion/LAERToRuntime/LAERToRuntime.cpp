@@ -63,27 +63,31 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
                             << ": the first two arguments must be the token "
                                "ids and targets (tensor<?xi32>)";
   if (type.getNumResults() != type.getNumInputs() - 1)
-    return grad.emitError() << kPass << ": expected the loss and one "
+    return grad.emitError() << kPass
+                            << ": expected the loss and one "
                                "gradient per parameter, as laer-autodiff "
                                "builds them";
 
   WalkResult walk = grad.walk([&](Operation *op) -> WalkResult {
     if (auto layer = dyn_cast<moe::LayerOp>(op)) {
       if (layer.getSharedW1())
-        return layer.emitError() << kPass << ": split the shared experts "
+        return layer.emitError() << kPass
+                                 << ": split the shared experts "
                                     "off first (moe-split-shared-experts)";
-      for (Value weight : {layer.getGate(), layer.getW1(), layer.getW3(),
-                           layer.getW2()})
+      for (Value weight :
+           {layer.getGate(), layer.getW1(), layer.getW3(), layer.getW2()})
         if (!isa<BlockArgument>(weight))
           return layer.emitError()
-                 << kPass << ": the gate and expert weights must be "
-                             "arguments of the function: the runtime owns "
-                             "them as FSEP shards";
+                 << kPass
+                 << ": the gate and expert weights must be "
+                    "arguments of the function: the runtime owns "
+                    "them as FSEP shards";
       if (Value bias = layer.getSelectionBias();
           bias && !isa<BlockArgument>(bias))
         return layer.emitError()
-               << kPass << ": the selection bias must be an argument of the "
-                           "function: the runtime keeps and updates it";
+               << kPass
+               << ": the selection bias must be an argument of the "
+                  "function: the runtime keeps and updates it";
       info.layers.push_back({layer, {}});
     }
     if (auto backward = dyn_cast<moe::LayerGradOp>(op)) {
@@ -98,9 +102,10 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
       }
       if (!match || match->backward)
         return backward.emitError()
-               << kPass << ": moe.layer_grad needs exactly one moe.layer "
-                           "with the same operands before it (the runtime "
-                           "differentiates the layer's last forward)";
+               << kPass
+               << ": moe.layer_grad needs exactly one moe.layer "
+                  "with the same operands before it (the runtime "
+                  "differentiates the layer's last forward)";
       match->backward = backward;
     }
     if (isa<dense::AttentionOp, dense::LatentAttentionOp>(op)) {
@@ -123,8 +128,9 @@ LogicalResult analyze(func::FuncOp grad, ModelInfo &info) {
     return grad.emitError() << kPass << ": the model has no moe.layer";
   if (!info.layers.empty() && !info.fsepLayers.empty())
     return info.layers.front().forward.emitError()
-           << kPass << ": a moe.layer beside MoE layers lowered to fsep ops; "
-                       "convert all of them with convert-moe-to-fsep";
+           << kPass
+           << ": a moe.layer beside MoE layers lowered to fsep ops; "
+              "convert all of them with convert-moe-to-fsep";
   if (!info.vocab || !info.sequence)
     return grad.emitError() << kPass
                             << ": the model needs a dense.embedding "
@@ -210,12 +216,13 @@ struct ConvertLAERToRuntimePass
     for (auto f : module.getOps<func::FuncOp>()) {
       if (f.isExternal())
         continue;
-      auto twin = module.lookupSymbol<func::FuncOp>(
-          (f.getSymName() + "_grad").str());
+      auto twin =
+          module.lookupSymbol<func::FuncOp>((f.getSymName() + "_grad").str());
       if (twin && (entry.empty() || f.getSymName() == entry)) {
         if (forward) {
-          f.emitError() << kPass << ": more than one loss function; pick "
-                                    "one with entry=";
+          f.emitError() << kPass
+                        << ": more than one loss function; pick "
+                           "one with entry=";
           return signalPassFailure();
         }
         forward = f;
@@ -264,10 +271,9 @@ struct ConvertLAERToRuntimePass
       for (auto [l, layer] : llvm::enumerate(info.layers)) {
         moe::LayerOp op = layer.forward;
         auto w1 = cast<RankedTensorType>(op.getW1().getType());
-        SmallVector<Value> args{s.ctx, s.i64(loc, l),
-                                s.i64(loc, w1.getDimSize(0)),
-                                s.i64(loc, w1.getDimSize(1)),
-                                s.i64(loc, w1.getDimSize(2))};
+        SmallVector<Value> args{
+            s.ctx, s.i64(loc, l), s.i64(loc, w1.getDimSize(0)),
+            s.i64(loc, w1.getDimSize(1)), s.i64(loc, w1.getDimSize(2))};
         llvm::append_range(args, s.routingArguments(loc, op));
         args.append({s.i64(loc, static_cast<int64_t>(op.getActivation())),
                      s.i64(loc, 0), s.i64(loc, 0)});
@@ -280,10 +286,9 @@ struct ConvertLAERToRuntimePass
         fsep::ExpertsType bank = cast<fsep::ExpertsType>(layer.bank.getType());
         fsep::PlanType plan = layer.relayout.getType();
         moe::RouterOp router = layer.router;
-        SmallVector<Value> args{s.ctx, s.i64(loc, layer.index),
-                                s.i64(loc, bank.getExperts()),
-                                s.i64(loc, bank.getHidden()),
-                                s.i64(loc, bank.getFfn())};
+        SmallVector<Value> args{
+            s.ctx, s.i64(loc, layer.index), s.i64(loc, bank.getExperts()),
+            s.i64(loc, bank.getHidden()), s.i64(loc, bank.getFfn())};
         llvm::append_range(args, s.routingArguments(loc, router));
         args.append({s.i64(loc, static_cast<int64_t>(layer.activation)),
                      s.i64(loc, plan.getRanks()), s.i64(loc, plan.getSlots())});
@@ -324,9 +329,9 @@ struct ConvertLAERToRuntimePass
     args[1] = asTensor(step.getArgument(2), grad.getArgument(1).getType());
     SmallVector<Value> flatParams;
     for (auto [index, param] : llvm::enumerate(info.dense)) {
-      Value flat = s.call(loc, "dense_parameter",
-                          {s.ctx, s.i64(loc, index)}, {s.dyn1()})
-                       ->getResult(0);
+      Value flat =
+          s.call(loc, "dense_parameter", {s.ctx, s.i64(loc, index)}, {s.dyn1()})
+              ->getResult(0);
       flatParams.push_back(flat);
       ArrayRef<int64_t> shape = param.type.getShape();
       SmallVector<int64_t> strides(shape.size(), 1);
@@ -420,8 +425,9 @@ struct ConvertLAERToRuntimePass
     for (FsepLayer layer : info.fsepLayers) {
       if (!layer.hasGradReduce) {
         layer.relayout.emitError()
-            << kPass << ": this FSEP layer has no fsep.grad_reduce: its "
-                        "experts get no gradient";
+            << kPass
+            << ": this FSEP layer has no fsep.grad_reduce: its "
+               "experts get no gradient";
         return signalPassFailure();
       }
       s.call(loc, "moe_update", {s.ctx, s.i64(loc, layer.index)});

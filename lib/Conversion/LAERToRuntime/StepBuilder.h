@@ -98,8 +98,7 @@ public:
   Type f32() { return b.getF32Type(); }
   MemRefType dyn1() { return MemRefType::get({ShapedType::kDynamic}, f32()); }
   MemRefType dyn2() {
-    return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
-                           f32());
+    return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32());
   }
   MemRefType tokens() {
     return MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
@@ -108,8 +107,7 @@ public:
     return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
   }
   Value f64(Location loc, double v) {
-    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
-                                          APFloat(v));
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(), APFloat(v));
   }
 
   /// Declares (once) and calls runtime function `name`.
@@ -165,8 +163,7 @@ public:
   Value empty(Location loc, int64_t rank) {
     auto type = MemRefType::get(SmallVector<int64_t>(rank, 0), f32());
     Value buffer = memref::AllocaOp::create(b, loc, type);
-    return memref::CastOp::create(b, loc, rank == 1 ? dyn1() : dyn2(),
-                                  buffer);
+    return memref::CastOp::create(b, loc, rank == 1 ? dyn1() : dyn2(), buffer);
   }
 
   /// `memref` in the ABI's type, or (absent) an empty one of `rank`.

@@ -140,9 +140,9 @@ struct ConvertMoEToFSEPPass
     if (numDevices > kMaxFsepDevices || chunks > kMaxFsepChunks ||
         slotsPerDevice > kMaxFsepSlotsPerDevice) {
       mlir::emitError(module.getLoc())
-          << "convert-moe-to-fsep: at most " << kMaxFsepDevices
-          << " devices, " << kMaxFsepSlotsPerDevice
-          << " slots per device and " << kMaxFsepChunks
+          << "convert-moe-to-fsep: at most " << kMaxFsepDevices << " devices, "
+          << kMaxFsepSlotsPerDevice << " slots per device and "
+          << kMaxFsepChunks
           << " chunks, got num-devices=" << numDevices.getValue()
           << " slots-per-device=" << slotsPerDevice.getValue()
           << " chunks=" << chunks.getValue();
@@ -197,10 +197,9 @@ struct ConvertMoEToFSEPPass
     MLIRContext *context = func.getContext();
     Location loc = dispatch.getLoc();
     Type element = w1Type.getElementType();
-    auto bankType = fsep::ExpertsType::get(numExperts, hidden, ffn, element,
-                                           numDevices);
-    auto planType = fsep::PlanType::get(context, numExperts, numDevices,
-                                        slots);
+    auto bankType =
+        fsep::ExpertsType::get(numExperts, hidden, ffn, element, numDevices);
+    auto planType = fsep::PlanType::get(context, numExperts, numDevices, slots);
     FailureOr<Value> bank =
         appendBank(func, bankType, layerIndex, weightArgs, experts.getLoc());
     if (failed(bank))
@@ -210,13 +209,11 @@ struct ConvertMoEToFSEPPass
     Value indices = dispatch.getIndices();
     Value input = dispatch.getInput();
     auto inputType = cast<RankedTensorType>(input.getType());
-    auto countsType =
-        RankedTensorType::get({numExperts}, b.getI64Type());
-    auto slotCountsType =
-        RankedTensorType::get({slots}, b.getI64Type());
-    auto rowsType = RankedTensorType::get(
-        {ShapedType::kDynamic, inputType.getDimSize(1)},
-        inputType.getElementType());
+    auto countsType = RankedTensorType::get({numExperts}, b.getI64Type());
+    auto slotCountsType = RankedTensorType::get({slots}, b.getI64Type());
+    auto rowsType =
+        RankedTensorType::get({ShapedType::kDynamic, inputType.getDimSize(1)},
+                              inputType.getElementType());
     auto slotW13 = RankedTensorType::get({slots, hidden, ffn}, element);
     auto slotW2 = RankedTensorType::get({slots, ffn, hidden}, element);
 
@@ -225,8 +222,8 @@ struct ConvertMoEToFSEPPass
       counts = fsep::LocalCountsOp::create(b, loc, countsType, indices);
     Value plan = fsep::RelayoutOp::create(b, loc, planType, counts,
                                           b.getI64IntegerAttr(layerIndex));
-    auto restore = fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2,
-                                           *bank, plan);
+    auto restore =
+        fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2, *bank, plan);
 
     b.setInsertionPoint(layer.combine);
     Value output;
@@ -236,9 +233,9 @@ struct ConvertMoEToFSEPPass
         chunkAttr = b.getI64IntegerAttr(chunk);
         chunksAttr = b.getI64IntegerAttr(chunks);
       }
-      auto sent = fsep::DispatchOp::create(b, loc, rowsType, slotCountsType,
-                                           input, indices, plan, chunkAttr,
-                                           chunksAttr);
+      auto sent =
+          fsep::DispatchOp::create(b, loc, rowsType, slotCountsType, input,
+                                   indices, plan, chunkAttr, chunksAttr);
       Value y = fsep::ExpertComputeOp::create(
           b, experts.getLoc(), rowsType, sent.getRows(), sent.getSlotCounts(),
           restore.getW1(), restore.getW3(), restore.getW2(),
@@ -246,9 +243,9 @@ struct ConvertMoEToFSEPPass
       Value part = fsep::CombineOp::create(
           b, layer.combine.getLoc(), layer.combine.getType(), y, indices,
           layer.combine.getWeights(), plan, chunkAttr, chunksAttr);
-      output = output ? arith::AddFOp::create(b, layer.combine.getLoc(),
-                                              output, part)
-                              .getResult()
+      output = output ? arith::AddFOp::create(b, layer.combine.getLoc(), output,
+                                              part)
+                            .getResult()
                       : part;
     }
     layer.combine.replaceAllUsesWith(output);
@@ -279,8 +276,8 @@ struct ConvertMoEToFSEPPass
     if (numDevices * slots < numExperts)
       return op->emitError()
              << "convert-moe-to-fsep: num-devices * slots-per-device = "
-             << numDevices * slots << " expert slots cannot hold E = "
-             << numExperts << " experts";
+             << numDevices * slots
+             << " expert slots cannot hold E = " << numExperts << " experts";
     return success();
   }
 
@@ -327,11 +324,11 @@ struct ConvertMoEToFSEPPass
 
     MLIRContext *context = func.getContext();
     Location loc = fwd.getLoc();
-    Type element = cast<RankedTensorType>(fwd.getW1().getType()).getElementType();
-    auto bankType = fsep::ExpertsType::get(numExperts, hidden, ffn, element,
-                                           numDevices);
-    auto planType = fsep::PlanType::get(context, numExperts, numDevices,
-                                        slots);
+    Type element =
+        cast<RankedTensorType>(fwd.getW1().getType()).getElementType();
+    auto bankType =
+        fsep::ExpertsType::get(numExperts, hidden, ffn, element, numDevices);
+    auto planType = fsep::PlanType::get(context, numExperts, numDevices, slots);
     FailureOr<Value> bankArg =
         appendBank(func, bankType, layerIndex, weightArgs, loc);
     if (failed(bankArg))
@@ -363,12 +360,11 @@ struct ConvertMoEToFSEPPass
                                           b.getI64IntegerAttr(layerIndex));
     auto slotW13 = RankedTensorType::get({slots, hidden, ffn}, element);
     auto slotW2 = RankedTensorType::get({slots, ffn, hidden}, element);
-    auto restore = fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2,
-                                           bank, plan);
+    auto restore =
+        fsep::RestoreOp::create(b, loc, slotW13, slotW13, slotW2, bank, plan);
     auto rowsType = RankedTensorType::get({ShapedType::kDynamic, hidden},
                                           inputType.getElementType());
-    auto slotCountsType =
-        RankedTensorType::get({slots}, b.getI64Type());
+    auto slotCountsType = RankedTensorType::get({slots}, b.getI64Type());
     SmallVector<IntegerAttr> chunkAttrs;
     IntegerAttr chunksAttr = chunks > 1 ? b.getI64IntegerAttr(chunks) : nullptr;
     SmallVector<fsep::DispatchOp> dispatched;
@@ -376,18 +372,17 @@ struct ConvertMoEToFSEPPass
     for (int64_t c = 0; c < chunks; ++c) {
       IntegerAttr chunk = chunks > 1 ? b.getI64IntegerAttr(c) : nullptr;
       chunkAttrs.push_back(chunk);
-      auto sent = fsep::DispatchOp::create(b, loc, rowsType, slotCountsType,
-                                           input, indices, plan, chunk,
-                                           chunksAttr);
+      auto sent =
+          fsep::DispatchOp::create(b, loc, rowsType, slotCountsType, input,
+                                   indices, plan, chunk, chunksAttr);
       Value y = fsep::ExpertComputeOp::create(
           b, loc, rowsType, sent.getRows(), sent.getSlotCounts(),
           restore.getW1(), restore.getW3(), restore.getW2(),
           fwd.getActivationAttr(), chunk, chunksAttr);
       dispatched.push_back(sent);
       expertOutputs.push_back(y);
-      outputs.push_back(fsep::CombineOp::create(b, loc, inputType, y, indices,
-                                                weights, plan, chunk,
-                                                chunksAttr));
+      outputs.push_back(fsep::CombineOp::create(
+          b, loc, inputType, y, indices, weights, plan, chunk, chunksAttr));
     }
     fwd.getOutput().replaceAllUsesWith(sum(b, loc, outputs));
 
@@ -402,10 +397,10 @@ struct ConvertMoEToFSEPPass
           b, bloc, rowsType, weightsType, dOutput, expertOutputs[c], indices,
           weights, plan, chunkAttrs[c], chunksAttr);
       auto experts = fsep::ExpertComputeBackwardOp::create(
-          b, bloc, rowsType, slotW13, slotW13, slotW2,
-          dispatched[c].getRows(), dispatched[c].getSlotCounts(),
-          restore.getW1(), restore.getW3(), restore.getW2(), back.getDRows(),
-          fwd.getActivationAttr(), chunkAttrs[c], chunksAttr);
+          b, bloc, rowsType, slotW13, slotW13, slotW2, dispatched[c].getRows(),
+          dispatched[c].getSlotCounts(), restore.getW1(), restore.getW3(),
+          restore.getW2(), back.getDRows(), fwd.getActivationAttr(),
+          chunkAttrs[c], chunksAttr);
       dInputs.push_back(fsep::DispatchBackwardOp::create(
           b, bloc, inputType, experts.getDRowsIn(), indices, plan,
           chunkAttrs[c], chunksAttr));

@@ -13,16 +13,16 @@ LogicalResult OperandChecker::tensor(Type type, StringRef name, int64_t rank,
                                      ElementKind kind) {
   auto tensorType = dyn_cast<RankedTensorType>(type);
   if (!tensorType)
-    return op->emitOpError() << "'" << name << "' must be a ranked tensor, got "
-                             << type;
+    return op->emitOpError()
+           << "'" << name << "' must be a ranked tensor, got " << type;
   if (tensorType.getRank() != rank)
-    return op->emitOpError() << "'" << name << "' must have rank " << rank
-                             << ", got " << type;
+    return op->emitOpError()
+           << "'" << name << "' must have rank " << rank << ", got " << type;
   Type element = tensorType.getElementType();
   if (kind == ElementKind::Float && !isa<FloatType>(element))
-    return op->emitOpError() << "'" << name
-                             << "' must have floating-point elements, got "
-                             << type;
+    return op->emitOpError()
+           << "'" << name << "' must have floating-point elements, got "
+           << type;
   if (kind == ElementKind::Integer && !isa<IntegerType>(element))
     return op->emitOpError()
            << "'" << name << "' must have integer elements, got " << type;

@@ -1696,8 +1696,8 @@ std::string writeIR(const Model &m, const laer::HFImportOptions &o,
     os << "  %logits = dense.linear %out, %lm_head : " << act << ", "
        << tensorType({H, V}) << " -> " << logits << "\n";
   std::string loss = routerLosses.empty() ? "%loss" : "%ce";
-  os << "  " << loss << " = dense.cross_entropy %logits, %targets : "
-     << logits << ", tensor<?xi32> -> tensor<f32>\n";
+  os << "  " << loss << " = dense.cross_entropy %logits, %targets : " << logits
+     << ", tensor<?xi32> -> tensor<f32>\n";
   if (!routerLosses.empty()) {
     // loss = ce + sum over MoE layers of coefficient x loss, HF's
     // coefficients spread over the layers (see auxiliaryLosses).

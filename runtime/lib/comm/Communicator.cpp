@@ -51,13 +51,11 @@ AllToAllSizes AllToAllSizes::packed(std::vector<std::int64_t> sendCounts,
 }
 
 std::int64_t AllToAllSizes::totalSend() const {
-  return std::accumulate(sendCounts.begin(), sendCounts.end(),
-                         std::int64_t{0});
+  return std::accumulate(sendCounts.begin(), sendCounts.end(), std::int64_t{0});
 }
 
 std::int64_t AllToAllSizes::totalRecv() const {
-  return std::accumulate(recvCounts.begin(), recvCounts.end(),
-                         std::int64_t{0});
+  return std::accumulate(recvCounts.begin(), recvCounts.end(), std::int64_t{0});
 }
 
 AllToAllSizes AllToAllSizes::reversed() const {
@@ -76,8 +74,8 @@ AllToAllSizes AllToAllSizes::withoutSelf(int rank) const {
 
 AllToAllSizes AllToAllSizes::scaled(std::int64_t factor) const {
   AllToAllSizes sizes = *this;
-  for (auto *values : {&sizes.sendCounts, &sizes.sendOffsets,
-                       &sizes.recvCounts, &sizes.recvOffsets})
+  for (auto *values : {&sizes.sendCounts, &sizes.sendOffsets, &sizes.recvCounts,
+                       &sizes.recvOffsets})
     for (std::int64_t &value : *values)
       value *= factor;
   return sizes;

@@ -89,9 +89,8 @@ struct InProcessGroup::State {
       changed.notify_all();
       return;
     }
-    bool done = changed.wait_for(lock, timeout, [&] {
-      return aborted || generation != myGeneration;
-    });
+    bool done = changed.wait_for(
+        lock, timeout, [&] { return aborted || generation != myGeneration; });
     if (aborted)
       fail(context, op, " aborted: ", abortReason);
     if (!done) {
@@ -137,12 +136,14 @@ public:
       std::int64_t sent = from.sizes->sendCounts[rank_];
       std::int64_t expected = sizes.recvCounts[peer];
       if (from.type != type)
-        finishWithError("all-to-all: rank " + std::to_string(peer) +
-                        " sends " + nameOf(from.type) + " but this rank "
-                        "receives " + nameOf(type));
+        finishWithError("all-to-all: rank " + std::to_string(peer) + " sends " +
+                        nameOf(from.type) +
+                        " but this rank "
+                        "receives " +
+                        nameOf(type));
       if (sent != expected)
-        finishWithError("all-to-all: rank " + std::to_string(peer) +
-                        " sends " + std::to_string(sent) +
+        finishWithError("all-to-all: rank " + std::to_string(peer) + " sends " +
+                        std::to_string(sent) +
                         " elements but this rank expects " +
                         std::to_string(expected));
       std::memcpy(static_cast<char *>(recv) + sizes.recvOffsets[peer] * element,
@@ -188,11 +189,10 @@ public:
     publish({data, data, nullptr, count, type, root, "broadcast"});
     const Slot &from = state_.slots[root];
     if (from.count != count || from.root != root)
-      finishWithError("broadcast: root " + std::to_string(from.root) +
-                      " sends " + std::to_string(from.count) +
-                      " elements but this rank expects " +
-                      std::to_string(count) + " from root " +
-                      std::to_string(root));
+      finishWithError(
+          "broadcast: root " + std::to_string(from.root) + " sends " +
+          std::to_string(from.count) + " elements but this rank expects " +
+          std::to_string(count) + " from root " + std::to_string(root));
     if (rank_ != root)
       std::memcpy(data, from.send,
                   static_cast<std::size_t>(count) * sizeOf(type));
@@ -214,11 +214,10 @@ private:
                               const char *verb) {
     const Slot &from = state_.slots[peer];
     if (from.count != count || from.type != type)
-      finishWithError(std::string(from.op) + ": rank " +
-                      std::to_string(peer) + " " + verb + " " +
-                      std::to_string(from.count) + " " + nameOf(from.type) +
-                      " but this rank " + std::to_string(count) + " " +
-                      nameOf(type));
+      finishWithError(std::string(from.op) + ": rank " + std::to_string(peer) +
+                      " " + verb + " " + std::to_string(from.count) + " " +
+                      nameOf(from.type) + " but this rank " +
+                      std::to_string(count) + " " + nameOf(type));
     return from;
   }
 

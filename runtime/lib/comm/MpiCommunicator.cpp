@@ -121,8 +121,8 @@ MpiCommunicator::~MpiCommunicator() {
 
 MpiCommunicator::MachineRanks MpiCommunicator::machineRanks() const {
   MPI_Comm machine = MPI_COMM_NULL;
-  check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_,
-                            MPI_INFO_NULL, &machine),
+  check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                            &machine),
         "MPI_Comm_split_type");
   MachineRanks ranks;
   MPI_Comm_rank(machine, &ranks.index);
@@ -266,8 +266,7 @@ void MpiCommunicator::allReduceSum(void *data, std::int64_t count,
   MPI_Request request;
   const void *send = rank_ == 0 ? MPI_IN_PLACE : data;
   void *recv = rank_ == 0 ? data : nullptr;
-  check(MPI_Ireduce(send, recv, n, mpiType(type), MPI_SUM, 0, comm_,
-                    &request),
+  check(MPI_Ireduce(send, recv, n, mpiType(type), MPI_SUM, 0, comm_, &request),
         "all-reduce");
   waitFor(request, "all-reduce");
   broadcast(data, count, type, 0);
@@ -279,8 +278,7 @@ void MpiCommunicator::broadcast(void *data, std::int64_t count, DataType type,
   int n = toMpiCount(count, errorContext(), "broadcast");
   if (size_ == 1)
     return;
-  check(MPI_Ibcast(data, n, mpiType(type), root, comm_, &request),
-        "broadcast");
+  check(MPI_Ibcast(data, n, mpiType(type), root, comm_, &request), "broadcast");
   waitFor(request, "broadcast");
 }
 

@@ -108,10 +108,9 @@ void _mlir_ciface_laerrt_declare_moe(
     void *ctx, std::int64_t layer, std::int64_t experts, std::int64_t hidden,
     std::int64_t ffn, std::int64_t topK, std::int64_t score,
     std::int64_t renormalize, double scale, std::int64_t groups,
-    std::int64_t topGroups, std::int64_t groupScore,
-    std::int64_t selectionBias, double biasUpdateRate, std::int64_t auxLoss,
-    std::int64_t zLoss, std::int64_t activation, std::int64_t ranks,
-    std::int64_t slots) {
+    std::int64_t topGroups, std::int64_t groupScore, std::int64_t selectionBias,
+    double biasUpdateRate, std::int64_t auxLoss, std::int64_t zLoss,
+    std::int64_t activation, std::int64_t ranks, std::int64_t slots) {
   CompiledModel &m = model(ctx);
   auto flag = [](std::int64_t v) { return v == 0 || v == 1; };
   auto inInt = [](std::int64_t v) {
@@ -156,8 +155,11 @@ void _mlir_ciface_laerrt_declare_moe(
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
                                          std::int64_t index) {
   std::span<float> param = model(ctx).denseParameter(index);
-  *result = F32x1{param.data(), param.data(), 0,
-                  {static_cast<std::int64_t>(param.size())}, {1}};
+  *result = F32x1{param.data(),
+                  param.data(),
+                  0,
+                  {static_cast<std::int64_t>(param.size())},
+                  {1}};
 }
 
 void _mlir_ciface_laerrt_embedding(void *ctx, F32x2 *table, I32x1 *ids,
@@ -196,8 +198,8 @@ void _mlir_ciface_laerrt_rms_norm(void *ctx, F32x2 *x, F32x1 *weight,
 }
 
 void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
-                                       F32x2 *dOut, double epsilon,
-                                       F32x2 *dX, F32x1 *dWeight) {
+                                       F32x2 *dOut, double epsilon, F32x2 *dX,
+                                       F32x1 *dWeight) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_rms_norm_grad";
   auto xs = check(m, f, "input", x, {-1, -1});
@@ -238,11 +240,10 @@ struct AttentionOperands {
 
 AttentionOperands checkAttention(CompiledModel &m, const char *f, F32x2 *x,
                                  F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
-                                 F32x1 *bq, F32x1 *bk, F32x1 *bv,
-                                 F32x1 *qNorm, F32x1 *kNorm,
-                                 std::int64_t heads, std::int64_t kvHeads,
-                                 std::int64_t sequence, double ropeTheta,
-                                 double qkNormEpsilon) {
+                                 F32x1 *bq, F32x1 *bk, F32x1 *bv, F32x1 *qNorm,
+                                 F32x1 *kNorm, std::int64_t heads,
+                                 std::int64_t kvHeads, std::int64_t sequence,
+                                 double ropeTheta, double qkNormEpsilon) {
   AttentionOperands a;
   a.x = check(m, f, "input", x, {-1, -1});
   std::int64_t H = x->sizes[1];
@@ -299,10 +300,9 @@ std::span<float> optionalGrad(CompiledModel &m, const char *f, const char *name,
 
 } // namespace
 
-void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
-                                   F32x2 *wk, F32x2 *wv, F32x2 *wo,
-                                   F32x1 *bq, F32x1 *bk, F32x1 *bv,
-                                   F32x1 *qNorm, F32x1 *kNorm,
+void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk,
+                                   F32x2 *wv, F32x2 *wo, F32x1 *bq, F32x1 *bk,
+                                   F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm,
                                    std::int64_t heads, std::int64_t kvHeads,
                                    std::int64_t sequence, double ropeTheta,
                                    double qkNormEpsilon, F32x2 *out) {
@@ -317,12 +317,12 @@ void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
 }
 
 void _mlir_ciface_laerrt_attention_grad(
-    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
-    F32x1 *bq, F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo, F32x1 *bq,
+    F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
     std::int64_t heads, std::int64_t kvHeads, std::int64_t sequence,
-    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq,
-    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv,
-    F32x1 *dQNorm, F32x1 *dKNorm) {
+    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq, F32x2 *dWk,
+    F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv, F32x1 *dQNorm,
+    F32x1 *dKNorm) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_attention_grad";
   AttentionOperands a =
@@ -553,8 +553,8 @@ struct SwiGluOperands {
   std::int64_t T, H, S;
 };
 
-SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x,
-                           F32x2 *w1, F32x2 *w3, F32x2 *w2) {
+SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x, F32x2 *w1,
+                           F32x2 *w3, F32x2 *w2) {
   SwiGluOperands o;
   o.x = check(m, f, "input", x, {-1, -1});
   o.T = x->sizes[0];
@@ -568,8 +568,8 @@ SwiGluOperands checkSwiGlu(CompiledModel &m, const char *f, F32x2 *x,
 
 /// An optional [H, 1] gate (or its gradient): empty when absent (a memref
 /// of size 0).
-std::span<float> optionalGate(CompiledModel &m, const char *f,
-                              const char *name, F32x2 *gate, std::int64_t H) {
+std::span<float> optionalGate(CompiledModel &m, const char *f, const char *name,
+                              F32x2 *gate, std::int64_t H) {
   if (!gate || gate->sizes[0] * gate->sizes[1] == 0)
     return {};
   return check(m, f, name, gate, {H, 1});
@@ -586,17 +586,16 @@ void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
   SwiGluSaved saved;
   gatedFfnForward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), o.T,
                          o.H, o.S, Activation::Silu, y, saved);
-  if (std::span<float> g = optionalGate(m, f, "gate", gate, o.H);
-      !g.empty()) {
+  if (std::span<float> g = optionalGate(m, f, "gate", gate, o.H); !g.empty()) {
     std::vector<float> gateValues(o.T);
     sigmoidGateForward<float>(in(o.x), in(g), o.T, o.H, y, gateValues);
   }
 }
 
-void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
-                                     F32x2 *w3, F32x2 *w2, F32x2 *gate,
-                                     F32x2 *dOut, F32x2 *dX, F32x2 *dW1,
-                                     F32x2 *dW3, F32x2 *dW2, F32x2 *dGate) {
+void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
+                                     F32x2 *w2, F32x2 *gate, F32x2 *dOut,
+                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
+                                     F32x2 *dW2, F32x2 *dGate) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_swiglu_grad";
   SwiGluOperands o = checkSwiGlu(m, f, x, w1, w3, w2);
@@ -625,20 +624,20 @@ void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
     dUngatedBuffer.resize(o.T * o.H);
     dxGate.assign(o.T * o.H, 0.0f);
     std::fill(dg.begin(), dg.end(), 0.0f);
-    sigmoidGateBackward<float>(in(o.x), in(g), y, gateValues, in(d), o.T,
-                               o.H, dUngatedBuffer, dxGate, dg);
+    sigmoidGateBackward<float>(in(o.x), in(g), y, gateValues, in(d), o.T, o.H,
+                               dUngatedBuffer, dxGate, dg);
     dUngated = dUngatedBuffer;
   }
-  gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(),
-                          saved, dUngated, o.T, o.H, o.S, Activation::Silu, dx,
+  gatedFfnBackward<float>(in(o.x), o.w1.data(), o.w3.data(), o.w2.data(), saved,
+                          dUngated, o.T, o.H, o.S, Activation::Silu, dx,
                           d1.data(), d3.data(), d2.data(),
                           /*accumulate=*/false);
   for (std::size_t i = 0; i < dxGate.size(); ++i)
     dx[i] += dxGate[i];
 }
 
-void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
-                                       I32x1 *targets, F32x0 *loss) {
+void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits, I32x1 *targets,
+                                       F32x0 *loss) {
   CompiledModel &m = model(ctx);
   const char *f = "laerrt_cross_entropy";
   auto l = check(m, f, "logits", logits, {-1, -1});
@@ -694,8 +693,7 @@ void _mlir_ciface_laerrt_moe_aux_loss(void *ctx, std::int64_t layer,
       static_cast<float>(m.moeBackend().routerLosses(moeIndex(m, layer)).aux);
 }
 
-void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer,
-                                    F32x0 *out) {
+void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer, F32x0 *out) {
   CompiledModel &m = model(ctx);
   scalar(m, "laerrt_moe_z_loss", "output", out, layer) =
       static_cast<float>(m.moeBackend().routerLosses(moeIndex(m, layer)).z);
@@ -724,9 +722,9 @@ namespace {
 std::span<float> tokenOutput(CompiledModel &m, const char *function,
                              std::int64_t layer, F32x2 *ref) {
   FsepMoELayer &moe = m.moeLayer(layer);
-  auto out = check(m, function, "output", ref,
-                   {moe.tokens(), moe.config().shape.hidden},
-                   static_cast<int>(layer));
+  auto out =
+      check(m, function, "output", ref,
+            {moe.tokens(), moe.config().shape.hidden}, static_cast<int>(layer));
   std::fill(out.begin(), out.end(), 0.0f);
   return out;
 }
@@ -793,9 +791,9 @@ void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
                                                F32x2 *dOut) {
   CompiledModel &m = model(ctx);
   FsepMoELayer &moe = m.moeLayer(layer);
-  auto d = check(m, "laerrt_fsep_combine_backward", "d_output", dOut,
-                 {moe.tokens(), moe.config().shape.hidden},
-                 static_cast<int>(layer));
+  auto d =
+      check(m, "laerrt_fsep_combine_backward", "d_output", dOut,
+            {moe.tokens(), moe.config().shape.hidden}, static_cast<int>(layer));
   moe.startCombineBackward(chunkOf(chunk), in(d));
 }
 

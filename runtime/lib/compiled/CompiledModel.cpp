@@ -16,8 +16,8 @@ CompiledModel::CompiledModel(Communicator &comm, CompiledProgram program,
   state_.moeGradScale = 1.0f / static_cast<float>(comm.size());
   program.declare(this);
   if (sequence_ <= 0 || vocab_ <= 0)
-    fail(where(), "compiled program declared no model (vocabulary ",
-         vocab_, ", sequence length ", sequence_, ")");
+    fail(where(), "compiled program declared no model (vocabulary ", vocab_,
+         ", sequence length ", sequence_, ")");
   for (std::size_t i = 0; i < dense_.size(); ++i)
     if (dense_[i].shape.empty())
       fail(where(), "compiled program never declared dense parameter ", i);
@@ -113,17 +113,17 @@ void CompiledModel::declareDense(std::int64_t index,
   dense_[index].fanIn = fanIn;
 }
 
-void CompiledModel::declareMoE(std::int64_t layer,
-                               const MoELayerConfig &config, int ranks) {
+void CompiledModel::declareMoE(std::int64_t layer, const MoELayerConfig &config,
+                               int ranks) {
   if (layer < 0 || layer > 100000)
     fail(where(), "laerrt_declare_moe: bad layer index ", layer);
   if (config.numExperts <= 0 || config.topK <= 0 ||
       config.topK > config.numExperts || config.shape.hidden <= 0 ||
       config.shape.ffn <= 0)
-    fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ",
-         config.numExperts, " experts, top-", config.topK, ", hidden ",
-         config.shape.hidden, ", ffn ", config.shape.ffn,
-         " is not a MoE layer");
+    fail(where(static_cast<int>(layer)),
+         "laerrt_declare_moe: ", config.numExperts, " experts, top-",
+         config.topK, ", hidden ", config.shape.hidden, ", ffn ",
+         config.shape.ffn, " is not a MoE layer");
   if (ranks < 0 || config.slotsPerRank < 0)
     fail(where(static_cast<int>(layer)), "laerrt_declare_moe: ", ranks,
          " ranks and ", config.slotsPerRank, " slots per rank");
@@ -195,8 +195,7 @@ std::span<float> CompiledModel::denseGradient(std::int64_t index) {
   return denseSlice(state_.denseGrad, index);
 }
 
-std::span<float> CompiledModel::denseMoment(std::int64_t index,
-                                            bool second) {
+std::span<float> CompiledModel::denseMoment(std::int64_t index, bool second) {
   return denseSlice(second ? state_.denseV : state_.denseM, index);
 }
 
@@ -210,8 +209,10 @@ const MoELayerConfig &CompiledModel::moeConfig(std::int64_t layer) {
 FsepMoELayer &CompiledModel::moeLayer(std::int64_t layer) {
   moeConfig(layer); // validates the index
   if (options_.backend.device != "cpu")
-    fail(where(static_cast<int>(layer)), "an fsep op ran with the MoE "
-         "layers on ", moeBackend().describe(), "; fsep ops drive CPU layers");
+    fail(where(static_cast<int>(layer)),
+         "an fsep op ran with the MoE "
+         "layers on ",
+         moeBackend().describe(), "; fsep ops drive CPU layers");
   return *state_.moe[layer];
 }
 
@@ -239,9 +240,8 @@ CompiledModel::accumulateGradients(std::span<const std::int32_t> ids,
   hook_ = &hook;
   auto memref = [](std::span<const std::int32_t> data) {
     auto *pointer = const_cast<std::int32_t *>(data.data());
-    return MemRef<std::int32_t, 1>{pointer, pointer, 0,
-                                   {static_cast<std::int64_t>(data.size())},
-                                   {1}};
+    return MemRef<std::int32_t, 1>{
+        pointer, pointer, 0, {static_cast<std::int64_t>(data.size())}, {1}};
   };
   MemRef<std::int32_t, 1> idsRef = memref(ids), targetsRef = memref(targets);
   double loss = program_.step(this, &idsRef, &targetsRef);

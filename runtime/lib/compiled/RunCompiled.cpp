@@ -26,9 +26,10 @@ int laer::rt::runCompiledMain(int argc, char **argv, CompiledProgram program,
     MpiCommunicator comm(MPI_COMM_WORLD, collectiveTimeout(options));
     if (options.sharedFfn != 0)
       fail({comm.rank(), -1, -1}, "--shared-ffn is laer-train's: a compiled "
-           "model's shared experts come from its IR");
+                                  "model's shared experts come from its IR");
     if (options.tokenChunks != 1)
-      fail({comm.rank(), -1, -1}, "--token-chunks is laer-train's: a "
+      fail({comm.rank(), -1, -1},
+           "--token-chunks is laer-train's: a "
            "compiled model's MoE layers run in the chunks its pipeline "
            "chose (laer-compile --chunks)");
     TextData data = loadTrainingData(options);

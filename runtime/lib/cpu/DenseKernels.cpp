@@ -234,8 +234,7 @@ void addBiasGrad(const std::vector<T> &d, std::span<T> dBias,
 }
 
 template <typename T>
-void checkGrad(const char *param, std::span<const T> value,
-               std::span<T> grad) {
+void checkGrad(const char *param, std::span<const T> value, std::span<T> grad) {
   if (grad.size() != value.size())
     fail({}, "attention: the gradient of ", param, " has ", grad.size(),
          " elements, expected ", value.size(),
@@ -328,8 +327,8 @@ void attentionBackward(std::span<const T> input,
   auto checkSaved = [](const char *what, std::size_t size,
                        std::int64_t expected) {
     if (static_cast<std::int64_t>(size) != expected)
-      fail({}, "attention: saved.", what, " has ", size,
-           " elements, expected ", expected,
+      fail({}, "attention: saved.", what, " has ", size, " elements, expected ",
+           expected,
            "; backward needs what attentionForward saved for the same "
            "shape and parameters");
   };
@@ -357,10 +356,10 @@ void attentionBackward(std::span<const T> input,
   if (l.norm) {
     // dq, dk: of the normed q and k; make them of the pre-norm ones.
     std::vector<T> dqPre(T_ * qw), dkPre(T_ * kvw);
-    rmsNormBackward<T>(saved.qPreNorm, params.qNorm, saved.qInvRms, dq,
-                       l.qRows, l.qRow, dqPre, grads.qNorm);
-    rmsNormBackward<T>(saved.kPreNorm, params.kNorm, saved.kInvRms, dk,
-                       l.kRows, l.kRow, dkPre, grads.kNorm);
+    rmsNormBackward<T>(saved.qPreNorm, params.qNorm, saved.qInvRms, dq, l.qRows,
+                       l.qRow, dqPre, grads.qNorm);
+    rmsNormBackward<T>(saved.kPreNorm, params.kNorm, saved.kInvRms, dk, l.kRows,
+                       l.kRow, dkPre, grads.kNorm);
     dq.swap(dqPre);
     dk.swap(dkPre);
   }
@@ -425,34 +424,32 @@ void crossEntropyBackward(std::span<const T> probs,
 }
 
 #define LAER_INSTANTIATE(T)                                                    \
-  template void embeddingForward<T>(std::span<const T>,                       \
-                                    std::span<const std::int32_t>,            \
+  template void embeddingForward<T>(std::span<const T>,                        \
+                                    std::span<const std::int32_t>,             \
                                     std::int64_t, std::int64_t, std::span<T>); \
-  template void embeddingBackward<T>(std::span<const std::int32_t>,           \
-                                     std::span<const T>, std::int64_t,        \
-                                     std::int64_t, std::span<T>);             \
-  template void rmsNormForward<T>(std::span<const T>, std::span<const T>,     \
-                                  std::int64_t, std::int64_t, double,         \
-                                  std::span<T>, std::span<T>);                \
-  template void rmsNormBackward<T>(std::span<const T>, std::span<const T>,    \
-                                   std::span<const T>, std::span<const T>,    \
-                                   std::int64_t, std::int64_t, std::span<T>,  \
-                                   std::span<T>);                             \
-  template void attentionForward<T>(std::span<const T>,                       \
-                                    const AttentionParams<T> &,               \
-                                    const AttentionShape &, std::span<T>,     \
-                                    AttentionSaved<T> &);                     \
-  template void attentionBackward<T>(                                         \
-      std::span<const T>, const AttentionParams<T> &, const AttentionShape &, \
-      const AttentionSaved<T> &, std::span<const T>, std::span<T>,            \
-      const AttentionGrads<T> &);                                             \
-  template T crossEntropyForward<T>(std::span<const T>,                       \
-                                    std::span<const std::int32_t>,            \
+  template void embeddingBackward<T>(std::span<const std::int32_t>,            \
+                                     std::span<const T>, std::int64_t,         \
+                                     std::int64_t, std::span<T>);              \
+  template void rmsNormForward<T>(std::span<const T>, std::span<const T>,      \
+                                  std::int64_t, std::int64_t, double,          \
+                                  std::span<T>, std::span<T>);                 \
+  template void rmsNormBackward<T>(std::span<const T>, std::span<const T>,     \
+                                   std::span<const T>, std::span<const T>,     \
+                                   std::int64_t, std::int64_t, std::span<T>,   \
+                                   std::span<T>);                              \
+  template void attentionForward<T>(                                           \
+      std::span<const T>, const AttentionParams<T> &, const AttentionShape &,  \
+      std::span<T>, AttentionSaved<T> &);                                      \
+  template void attentionBackward<T>(                                          \
+      std::span<const T>, const AttentionParams<T> &, const AttentionShape &,  \
+      const AttentionSaved<T> &, std::span<const T>, std::span<T>,             \
+      const AttentionGrads<T> &);                                              \
+  template T crossEntropyForward<T>(std::span<const T>,                        \
+                                    std::span<const std::int32_t>,             \
                                     std::int64_t, std::int64_t, std::span<T>); \
-  template void crossEntropyBackward<T>(std::span<const T>,                   \
-                                        std::span<const std::int32_t>,        \
-                                        std::int64_t, std::int64_t, T,        \
-                                        std::span<T>);
+  template void crossEntropyBackward<T>(                                       \
+      std::span<const T>, std::span<const std::int32_t>, std::int64_t,         \
+      std::int64_t, T, std::span<T>);
 
 LAER_INSTANTIATE(float)
 LAER_INSTANTIATE(double)

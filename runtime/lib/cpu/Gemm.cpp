@@ -7,8 +7,7 @@
 
 void laer::rt::cpu::gemm(bool transA, bool transB, std::int64_t m,
                          std::int64_t n, std::int64_t k, float alpha,
-                         const float *a, const float *b, float beta,
-                         float *c) {
+                         const float *a, const float *b, float beta, float *c) {
   if (m == 0 || n == 0)
     return;
   if (k == 0) {

@@ -105,11 +105,10 @@ RouterOutput cpu::routerForward(std::span<const float> x,
       rank = choice.data();
     }
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + topK, order.end(),
-                      [&](int a, int b) {
-                        return rank[a] > rank[b] ||
-                               (rank[a] == rank[b] && a < b);
-                      });
+    std::partial_sort(
+        order.begin(), order.begin() + topK, order.end(), [&](int a, int b) {
+          return rank[a] > rank[b] || (rank[a] == rank[b] && a < b);
+        });
     float selected = 0.0f;
     for (int j = 0; j < topK; ++j)
       selected += row[order[j]];
@@ -231,8 +230,8 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
                          std::span<const float> dWeights, std::int64_t tokens,
                          std::int64_t hidden, int numExperts, int topK,
                          const RoutingConfig &routing,
-                         const RouterLossGradients &losses,
-                         std::span<float> dx, std::span<float> dGate) {
+                         const RouterLossGradients &losses, std::span<float> dx,
+                         std::span<float> dGate) {
   std::vector<float> dLogits(static_cast<std::size_t>(tokens * numExperts),
                              0.0f);
   std::vector<float> dScores(numExperts), p(numExperts);
@@ -315,6 +314,6 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
   // dx += dLogits * gate^T ; dGate += x^T * dLogits.
   gemm(false, true, tokens, hidden, numExperts, 1.0f, dLogits.data(),
        gate.data(), 1.0f, dx.data());
-  gemm(true, false, hidden, numExperts, tokens, 1.0f, x.data(),
-       dLogits.data(), 1.0f, dGate.data());
+  gemm(true, false, hidden, numExperts, tokens, 1.0f, x.data(), dLogits.data(),
+       1.0f, dGate.data());
 }

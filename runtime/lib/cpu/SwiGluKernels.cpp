@@ -116,23 +116,21 @@ void cpu::gatedFfnBackward(std::span<const T> x, const T *w1, const T *w3,
   for (std::size_t i = 0; i < inner; ++i)
     hiddenAct[i] = act[i] * saved.upProj[i];
   // dw2 = h^T dy ; dh = dy w2^T.
-  gemmT<T>(true, false, ffn, hidden, rows, 1, hiddenAct.data(), dy.data(),
-           beta, dw2);
-  gemmT<T>(false, true, rows, ffn, hidden, 1, dy.data(), w2, 0,
-           dHidden.data());
+  gemmT<T>(true, false, ffn, hidden, rows, 1, hiddenAct.data(), dy.data(), beta,
+           dw2);
+  gemmT<T>(false, true, rows, ffn, hidden, 1, dy.data(), w2, 0, dHidden.data());
   for (std::size_t i = 0; i < inner; ++i) {
     dUpProj[i] = dHidden[i] * act[i];
     dGateProj[i] = dHidden[i] * saved.upProj[i] * actDerivative[i];
   }
   // dw1 = x^T dg ; dw3 = x^T du ; dx = dg w1^T + du w3^T.
-  gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dGateProj.data(),
-           beta, dw1);
+  gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dGateProj.data(), beta,
+           dw1);
   gemmT<T>(true, false, hidden, ffn, rows, 1, x.data(), dUpProj.data(), beta,
            dw3);
   gemmT<T>(false, true, rows, hidden, ffn, 1, dGateProj.data(), w1, 0,
            dx.data());
-  gemmT<T>(false, true, rows, hidden, ffn, 1, dUpProj.data(), w3, 1,
-           dx.data());
+  gemmT<T>(false, true, rows, hidden, ffn, 1, dUpProj.data(), w3, 1, dx.data());
 }
 
 #define LAER_INSTANTIATE_GATED_FFN(T)                                          \
@@ -187,10 +185,9 @@ void cpu::sigmoidGateBackward(std::span<const T> x, std::span<const T> gate,
 }
 
 #define LAER_INSTANTIATE_SIGMOID_GATE(T)                                       \
-  template void cpu::sigmoidGateForward<T>(std::span<const T>,                 \
-                                           std::span<const T>, std::int64_t,   \
-                                           std::int64_t, std::span<T>,         \
-                                           std::span<T>);                      \
+  template void cpu::sigmoidGateForward<T>(                                    \
+      std::span<const T>, std::span<const T>, std::int64_t, std::int64_t,      \
+      std::span<T>, std::span<T>);                                             \
   template void cpu::sigmoidGateBackward<T>(                                   \
       std::span<const T>, std::span<const T>, std::span<const T>,              \
       std::span<const T>, std::span<const T>, std::int64_t, std::int64_t,      \

@@ -35,9 +35,8 @@ void cuda::Stream::synchronize() const {
 }
 
 cuda::Event::Event(bool timing) {
-  check(cudaEventCreateWithFlags(&event_,
-                                 timing ? cudaEventDefault
-                                        : cudaEventDisableTiming),
+  check(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault
+                                                 : cudaEventDisableTiming),
         "cudaEventCreateWithFlags");
 }
 

@@ -12,8 +12,8 @@ using namespace detail;
 namespace {
 
 #define LAER_GRID_STRIDE(i, n)                                                 \
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +  \
-                        threadIdx.x;                                           \
+  for (std::int64_t i =                                                        \
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;   \
        i < (n); i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 
 // The CPU kernels' formulas (cpu::activate, cpu::activateDerivative).
@@ -65,8 +65,7 @@ __global__ void gatedActivationBackwardKernel(const T *gate, const T *up,
 }
 
 __global__ void sumReplicasKernel(const float *shards, int replicas,
-                                  std::int64_t n, float *out,
-                                  bool accumulate) {
+                                  std::int64_t n, float *out, bool accumulate) {
   LAER_GRID_STRIDE(i, n) {
     float sum = accumulate ? out[i] : 0.0f;
     for (int r = 0; r < replicas; ++r)
@@ -78,8 +77,8 @@ __global__ void sumReplicasKernel(const float *shards, int replicas,
 __global__ void adamwKernel(float *params, const float *grads, float *m,
                             float *v, std::int64_t n, float learningRate,
                             float beta1, float beta2, float epsilon,
-                            float decay, float correction1,
-                            float correction2, __nv_bfloat16 *bf16) {
+                            float decay, float correction1, float correction2,
+                            __nv_bfloat16 *bf16) {
   LAER_GRID_STRIDE(i, n) {
     float g = grads[i];
     float mi = m[i] = beta1 * m[i] + (1.0f - beta1) * g;
@@ -130,9 +129,9 @@ std::size_t bytesOf(Precision precision) {
   return precision == Precision::Float32 ? 4 : 2;
 }
 
-void gatedActivation(const void *gateProj, const void *upProj,
-                           void *hidden, Precision precision, std::int64_t n,
-                           Activation activation, cudaStream_t stream) {
+void gatedActivation(const void *gateProj, const void *upProj, void *hidden,
+                     Precision precision, std::int64_t n, Activation activation,
+                     cudaStream_t stream) {
   if (n == 0)
     return;
   withStorage(precision, [&](auto *type) {
@@ -145,10 +144,9 @@ void gatedActivation(const void *gateProj, const void *upProj,
 }
 
 void gatedActivationBackward(const void *gateProj, const void *upProj,
-                                   const void *dHidden, void *dGateProj,
-                                   void *dUpProj, Precision precision,
-                                   std::int64_t n, Activation activation,
-                                   cudaStream_t stream) {
+                             const void *dHidden, void *dGateProj,
+                             void *dUpProj, Precision precision, std::int64_t n,
+                             Activation activation, cudaStream_t stream) {
   if (n == 0)
     return;
   withStorage(precision, [&](auto *type) {
@@ -162,8 +160,8 @@ void gatedActivationBackward(const void *gateProj, const void *upProj,
   check(cudaGetLastError(), "gatedActivationBackward launch");
 }
 
-void sumReplicas(const float *shards, int replicas, std::int64_t n,
-                       float *out, bool accumulate, cudaStream_t stream) {
+void sumReplicas(const float *shards, int replicas, std::int64_t n, float *out,
+                 bool accumulate, cudaStream_t stream) {
   if (n == 0)
     return;
   sumReplicasKernel<<<blocksFor(n, kThreads), kThreads, 0, stream>>>(
@@ -172,9 +170,8 @@ void sumReplicas(const float *shards, int replicas, std::int64_t n,
 }
 
 void adamw(float *params, const float *grads, float *firstMoment,
-                 float *secondMoment, std::int64_t n,
-                 const AdamWConfig &config, long step, void *bf16Weights,
-                 cudaStream_t stream) {
+           float *secondMoment, std::int64_t n, const AdamWConfig &config,
+           long step, void *bf16Weights, cudaStream_t stream) {
   if (step < 1)
     fail({}, "AdamW: step counts from 1, got ", step);
   if (n == 0)
@@ -203,7 +200,7 @@ void fillUniform(void *data, Precision precision, std::int64_t n,
 }
 
 void convert(const void *src, Precision from, void *dst, Precision to,
-                   std::int64_t n, cudaStream_t stream) {
+             std::int64_t n, cudaStream_t stream) {
   if (n == 0)
     return;
   withStorage(from, [&](auto *fromType) {
@@ -220,8 +217,7 @@ void convert(const void *src, Precision from, void *dst, Precision to,
 void scale(float *data, std::int64_t n, float factor, cudaStream_t stream) {
   if (n == 0)
     return;
-  scaleKernel<<<blocksFor(n, kThreads), kThreads, 0, stream>>>(data, n,
-                                                               factor);
+  scaleKernel<<<blocksFor(n, kThreads), kThreads, 0, stream>>>(data, n, factor);
   check(cudaGetLastError(), "scale launch");
 }
 

@@ -137,9 +137,10 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
   restoreRecv_ = DeviceBuffer<std::uint8_t>(exchange * bytes);
   gradSend_ = DeviceBuffer<float>(exchange);
   gradRecv_ = DeviceBuffer<float>(exchange);
-  slotWeights_ =
-      DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(slots * slotPitch_) * bytes);
-  slotGrads_ = DeviceBuffer<float>(static_cast<std::size_t>(slots * slotPitch_));
+  slotWeights_ = DeviceBuffer<std::uint8_t>(
+      static_cast<std::size_t>(slots * slotPitch_) * bytes);
+  slotGrads_ =
+      DeviceBuffer<float>(static_cast<std::size_t>(slots * slotPitch_));
   for (DeviceBuffer<float> *buffer :
        {&master_, &grads_, &firstMoment_, &secondMoment_, &gate_, &gateGrad_,
         &gateFirstMoment_, &gateSecondMoment_, &slotGrads_})
@@ -151,16 +152,15 @@ GpuFsepMoELayer::GpuFsepMoELayer(GpuContext &context,
   check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
 }
 
-ErrorContext GpuFsepMoELayer::context() const {
-  return {rank_, layer_, step_};
-}
+ErrorContext GpuFsepMoELayer::context() const { return {rank_, layer_, step_}; }
 
 void GpuFsepMoELayer::load(std::span<const float> shards,
                            std::span<const float> gate) {
   if (shards.size() != master_.size() || gate.size() != gate_.size())
     fail(context(), "GPU layer load: got ", shards.size(), " shard and ",
-         gate.size(), " gate elements, the layer holds E * shard = ",
-         master_.size(), " and H * E = ", gate_.size());
+         gate.size(),
+         " gate elements, the layer holds E * shard = ", master_.size(),
+         " and H * E = ", gate_.size());
   cudaStream_t compute = ctx_.compute();
   check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
   master_.upload(shards);
@@ -220,8 +220,9 @@ void GpuFsepMoELayer::loadMoments(std::span<const float> shardFirst,
       gateFirst.size() != gate_.size() || gateSecond.size() != gate_.size())
     fail(context(), "GPU layer moments: got ", shardFirst.size(), " and ",
          shardSecond.size(), " shard elements, ", gateFirst.size(), " and ",
-         gateSecond.size(), " gate elements; the layer holds E * shard = ",
-         master_.size(), " and H * E = ", gate_.size());
+         gateSecond.size(),
+         " gate elements; the layer holds E * shard = ", master_.size(),
+         " and H * E = ", gate_.size());
   check(cudaStreamSynchronize(ctx_.compute()), "cudaStreamSynchronize");
   firstMoment_.upload(shardFirst);
   secondMoment_.upload(shardSecond);
@@ -293,8 +294,8 @@ void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
   cudaStream_t compute = ctx_.compute();
   bool lowPrecision = ctx_.precision() != Precision::Float32;
   adamw(master_.data(), grads_.data(), firstMoment_.data(),
-        secondMoment_.data(), static_cast<std::int64_t>(master_.size()),
-        config, step, lowPrecision ? working_.data() : nullptr, compute);
+        secondMoment_.data(), static_cast<std::int64_t>(master_.size()), config,
+        step, lowPrecision ? working_.data() : nullptr, compute);
   adamw(gate_.data(), gateGrad_.data(), gateFirstMoment_.data(),
         gateSecondMoment_.data(), static_cast<std::int64_t>(gate_.size()),
         config, step, nullptr, compute);
@@ -410,8 +411,8 @@ void GpuFsepMoELayer::backward(const void *dOut, void *dx) {
 
 AllToAllSizes GpuFsepMoELayer::chunkSizes(int c, bool dispatch) const {
   const AllToAllSizes &elements = exchange_.chunks[c].sizes;
-  AllToAllSizes bytes = elements.scaled(
-      static_cast<std::int64_t>(bytesOf(ctx_.precision())));
+  AllToAllSizes bytes =
+      elements.scaled(static_cast<std::int64_t>(bytesOf(ctx_.precision())));
   return dispatch ? bytes : bytes.reversed();
 }
 
@@ -636,10 +637,10 @@ void GpuFsepMoELayer::startDispatch(int c, int chunks) {
       advanceChunk(chunks_, c, ChunkStage::DispatchStarted, context());
   NcclCommunicator &tokens = ctx_.tokens();
   tokens.after(ctx_.compute());
-  state.dispatch = tokens.startDeviceAllToAllV(
-      send_.row(exchange_.chunks[c].sendBegin),
-      recv_.row(gathers_.chunkRowBegin[c]), chunkSizes(c, true),
-      DataType::Byte);
+  state.dispatch =
+      tokens.startDeviceAllToAllV(send_.row(exchange_.chunks[c].sendBegin),
+                                  recv_.row(gathers_.chunkRowBegin[c]),
+                                  chunkSizes(c, true), DataType::Byte);
 }
 
 void GpuFsepMoELayer::finishDispatch(int c) {
@@ -673,8 +674,8 @@ void GpuFsepMoELayer::computeExperts(int c) {
   }
   ctx_.expertGemm().run(up, 1.0f, 0.0f, compute);
   std::int64_t begin = gathers_.chunkRowBegin[c];
-  gatedActivation(gateProj_.row(begin), upProj_.row(begin),
-                  hidden_.row(begin), ctx_.precision(),
+  gatedActivation(gateProj_.row(begin), upProj_.row(begin), hidden_.row(begin),
+                  ctx_.precision(),
                   (gathers_.chunkRowBegin[c + 1] - begin) * ffn,
                   config_.activation, compute);
   ctx_.expertGemm().run(down, 1.0f, 0.0f, compute);
@@ -696,8 +697,7 @@ void GpuFsepMoELayer::startCombine(int c) {
 }
 
 void GpuFsepMoELayer::finishCombine(int c, void *out) {
-  ChunkState &state =
-      advanceChunk(chunks_, c, ChunkStage::Combined, context());
+  ChunkState &state = advanceChunk(chunks_, c, ChunkStage::Combined, context());
   cudaStream_t compute = ctx_.compute();
   state.combine->waitOn(compute);
   if (!allChunksReached(chunks_, ChunkStage::Combined))
@@ -715,27 +715,25 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
 void GpuFsepMoELayer::startCombineBackward(int c, const void *dOut) {
   if (stage_ != LayerStage::ForwardDone)
     fail(context(), "backward called without a completed forward");
-  ChunkState &state =
-      advanceChunk(chunks_, c, ChunkStage::GradSent, context());
+  ChunkState &state = advanceChunk(chunks_, c, ChunkStage::GradSent, context());
   cudaStream_t compute = ctx_.compute();
-  bool first = std::count_if(chunks_.begin(), chunks_.end(),
-                             [](const ChunkState &k) {
-                               return k.stage >= ChunkStage::GradSent;
-                             }) == 1;
+  bool first =
+      std::count_if(chunks_.begin(), chunks_.end(), [](const ChunkState &k) {
+        return k.stage >= ChunkStage::GradSent;
+      }) == 1;
   if (first) {
     // Every pair's row gradient and d(weight), for all chunks at once.
     combineRowsBackward(pairOut_.data(), dOut, dSend_.data(), dWeights_.data(),
-                        ctx_.precision(), config_.shape.hidden,
-                        pairRow_.data(), routeWeights_.data(), tokens_,
-                        config_.topK, compute);
+                        ctx_.precision(), config_.shape.hidden, pairRow_.data(),
+                        routeWeights_.data(), tokens_, config_.topK, compute);
     zeroAsync(slotGrads_.data(), slotGrads_.bytes(), compute);
   }
   NcclCommunicator &tokens = ctx_.tokens();
   tokens.after(compute);
-  state.gradIn = tokens.startDeviceAllToAllV(
-      dSend_.row(exchange_.chunks[c].sendBegin),
-      dRecv_.row(gathers_.chunkRowBegin[c]), chunkSizes(c, true),
-      DataType::Byte);
+  state.gradIn =
+      tokens.startDeviceAllToAllV(dSend_.row(exchange_.chunks[c].sendBegin),
+                                  dRecv_.row(gathers_.chunkRowBegin[c]),
+                                  chunkSizes(c, true), DataType::Byte);
 }
 
 void GpuFsepMoELayer::finishCombineBackward(int c) {
@@ -819,8 +817,8 @@ void GpuFsepMoELayer::finishDispatchBackward(int c, void *dx) {
 }
 
 void GpuFsepMoELayer::startGradReduce() {
-  requireAllChunks(chunks_, ChunkStage::GradComputed,
-                   "the gradient all-to-all", context());
+  requireAllChunks(chunks_, ChunkStage::GradComputed, "the gradient all-to-all",
+                   context());
   if (gradReduceStarted_)
     fail(context(), "the gradient all-to-all was started twice");
   const Layout &layout = plan_.layout;
@@ -906,13 +904,13 @@ void GpuFsepMoELayer::routerBackward(void *dx) {
                        config_.numExperts, config_.topK, config_.routing,
                        losses, dLogits_.data(), compute);
   // dx += dLogits gate^T; dGate = x^T dLogits, all-reduced.
-  GemmProblem dInput{dLogits_.data(), gate_.data(), dxRouter_.data(), tokens_,
-                     hidden,          experts,      false,           true};
+  GemmProblem dInput{dLogits_.data(), gate_.data(), dxRouter_.data(),
+                     tokens_,         hidden,       experts,
+                     false,           true};
   GemmProblem dGate{xFloat_.data(), dLogits_.data(), dGate_.data(), hidden,
                     experts,        tokens_,         true,          false};
   ctx_.routerGemm().run({&dInput, 1}, 1.0f, 0.0f, compute);
-  accumulate(dxRouter_.data(), dx, ctx_.precision(), tokens_ * hidden,
-             compute);
+  accumulate(dxRouter_.data(), dx, ctx_.precision(), tokens_ * hidden, compute);
   ctx_.routerGemm().run({&dGate, 1}, 1.0f, 0.0f, compute);
   check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
   ctx_.tokens().allReduceSum(dGate_.data(), hidden * experts,

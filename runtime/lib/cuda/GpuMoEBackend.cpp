@@ -74,8 +74,7 @@ int chooseDevice(const TrainingState &state, const MoEBackendOptions &options) {
 }
 
 Precision precisionOf(const MoEBackendOptions &options) {
-  return options.precision == "fp32" ? Precision::Float32
-                                     : Precision::BFloat16;
+  return options.precision == "fp32" ? Precision::Float32 : Precision::BFloat16;
 }
 
 template <typename T> void growTo(DeviceBuffer<T> &buffer, std::size_t n) {
@@ -104,8 +103,7 @@ public:
           "cudaGetDeviceProperties");
     return std::string("cuda ") +
            (context_.precision() == Precision::Float32 ? "fp32" : "bf16") +
-           " on GPU " + std::to_string(device_) + " (" + properties.name +
-           ")";
+           " on GPU " + std::to_string(device_) + " (" + properties.name + ")";
   }
 
   std::vector<float> forward(int layer, std::span<const float> x, long step,
@@ -128,8 +126,7 @@ public:
     return out;
   }
 
-  std::vector<float> backward(int layer,
-                              std::span<const float> dOut) override {
+  std::vector<float> backward(int layer, std::span<const float> dOut) override {
     GpuFsepMoELayer &gpu = at(layer, -1);
     std::int64_t tokens = rowsOf(dOut.size(), gpu, -1, "output gradient");
     if (tokens != gpu.tokens())
@@ -224,16 +221,16 @@ private:
   }
   GpuFsepMoELayer &at(int layer, long step) {
     if (layer < 0 || layer >= static_cast<int>(layers_.size()))
-      fail({state_.comm.rank(), layer, step}, "the model has ",
-           layers_.size(), " MoE layers");
+      fail({state_.comm.rank(), layer, step}, "the model has ", layers_.size(),
+           " MoE layers");
     return *layers_[layer];
   }
   std::int64_t rowsOf(std::size_t elements, const GpuFsepMoELayer &gpu,
                       long step, const char *what) const {
     auto hidden = static_cast<std::size_t>(gpu.config().shape.hidden);
     if (elements % hidden != 0)
-      fail({state_.comm.rank(), gpu.layerIndex(), step}, "MoE ", what,
-           " has ", elements, " elements, not whole rows of H = ", hidden);
+      fail({state_.comm.rank(), gpu.layerIndex(), step}, "MoE ", what, " has ",
+           elements, " elements, not whole rows of H = ", hidden);
     return static_cast<std::int64_t>(elements / hidden);
   }
   static void copyInto(const std::vector<float> &from, std::span<float> to) {
@@ -243,9 +240,8 @@ private:
   void toDevice(std::span<const float> host, void *device) {
     growTo(staging_, host.size());
     staging_.upload(host);
-    convert(staging_.data(), Precision::Float32, device,
-            context_.precision(), static_cast<std::int64_t>(host.size()),
-            context_.compute());
+    convert(staging_.data(), Precision::Float32, device, context_.precision(),
+            static_cast<std::int64_t>(host.size()), context_.compute());
   }
   /// Device rows in the context's precision back to fp32 on the host,
   /// once the compute stream has written them.

@@ -129,8 +129,8 @@ const GroupedGemm::Plan &GroupedGemm::plan(const GemmProblem &p) {
           "cublasLtMatmulPreferenceCreate");
   std::size_t workspace = workspace_.size();
   checkLt(cublasLtMatmulPreferenceSetAttribute(
-              preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-              &workspace, sizeof workspace),
+              preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+              sizeof workspace),
           "set the workspace limit");
   // cuBLASLt's A is our B (left slot) and its B our A.
   std::pair<cublasLtMatmulPreferenceAttributes_t, unsigned> alignments[] = {
@@ -147,13 +147,13 @@ const GroupedGemm::Plan &GroupedGemm::plan(const GemmProblem &p) {
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      handle_, plan.desc, plan.left, plan.right, plan.out, plan.out,
-      preference, 1, &result, &found);
+      handle_, plan.desc, plan.left, plan.right, plan.out, plan.out, preference,
+      1, &result, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   if (status != CUBLAS_STATUS_SUCCESS || found == 0)
     fail({}, "cuBLASLt has no algorithm for the GEMM [", p.m, ", ", p.k,
-         "] x [", p.k, ", ", p.n, "] (transA ", p.transA, ", transB ",
-         p.transB, "): ", statusName(status));
+         "] x [", p.k, ", ", p.n, "] (transA ", p.transA, ", transB ", p.transB,
+         "): ", statusName(status));
   plan.algo = result.algo;
   return plans_.emplace(shape, plan).first->second;
 }

@@ -36,8 +36,7 @@ int selectDevice(int device) {
 } // namespace
 
 NcclHandle::NcclHandle(ncclComm_t comm, cudaStream_t stream,
-                       ErrorContext context,
-                       std::chrono::milliseconds timeout)
+                       ErrorContext context, std::chrono::milliseconds timeout)
     : comm_(comm), context_(context), timeout_(timeout) {
   done_.record(stream);
 }
@@ -67,8 +66,8 @@ void NcclHandle::wait() {
     }
     if (std::chrono::steady_clock::now() > deadline) {
       ncclCommAbort(comm_);
-      fail(context_, "NCCL transfer did not finish within ",
-           timeout_.count(), " ms (a peer rank died or never joined); the "
+      fail(context_, "NCCL transfer did not finish within ", timeout_.count(),
+           " ms (a peer rank died or never joined); the "
            "communicator is aborted");
     }
     std::this_thread::yield();
@@ -111,7 +110,9 @@ void NcclCommunicator::after(cudaStream_t producer) {
   ordering_.waitOn(stream_.get());
 }
 
-void NcclCommunicator::after(const Event &event) { event.waitOn(stream_.get()); }
+void NcclCommunicator::after(const Event &event) {
+  event.waitOn(stream_.get());
+}
 
 std::unique_ptr<CommHandle>
 NcclCommunicator::startAllToAllV(const void *send, void *recv,
@@ -119,16 +120,16 @@ NcclCommunicator::startAllToAllV(const void *send, void *recv,
   return startDeviceAllToAllV(send, recv, sizes, type);
 }
 
-std::unique_ptr<NcclHandle>
-NcclCommunicator::startDeviceAllToAllV(const void *send, void *recv,
-                                       const AllToAllSizes &sizes,
-                                       DataType type) {
+std::unique_ptr<NcclHandle> NcclCommunicator::startDeviceAllToAllV(
+    const void *send, void *recv, const AllToAllSizes &sizes, DataType type) {
   if (static_cast<int>(sizes.sendCounts.size()) != size_ ||
       static_cast<int>(sizes.recvCounts.size()) != size_ ||
       sizes.sendOffsets.size() != sizes.sendCounts.size() ||
       sizes.recvOffsets.size() != sizes.recvCounts.size())
-    fail(errorContext(), "NCCL all-to-all: counts and offsets need one "
-                         "entry per rank (", size_, ")");
+    fail(errorContext(),
+         "NCCL all-to-all: counts and offsets need one "
+         "entry per rank (",
+         size_, ")");
   std::size_t bytes = sizeOf(type);
   auto sendBytes = static_cast<const std::uint8_t *>(send);
   auto recvBytes = static_cast<std::uint8_t *>(recv);
@@ -167,8 +168,8 @@ void NcclCommunicator::allReduceSum(void *data, std::int64_t count,
   finishOnStream()->wait();
 }
 
-void NcclCommunicator::broadcast(void *data, std::int64_t count,
-                                 DataType type, int root) {
+void NcclCommunicator::broadcast(void *data, std::int64_t count, DataType type,
+                                 int root) {
   check(ncclBroadcast(data, data, static_cast<std::size_t>(count),
                       ncclType(type), root, comm_, stream_.get()),
         "ncclBroadcast");

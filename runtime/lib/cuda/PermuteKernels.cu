@@ -4,9 +4,9 @@
 
 #include "laer/runtime/Error.h"
 
+#include <cub/block/block_reduce.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
-#include <cub/block/block_reduce.cuh>
 
 #include <algorithm>
 
@@ -16,8 +16,8 @@ using namespace detail;
 namespace {
 
 __global__ void iotaKernel(std::int32_t *out, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +
-                        threadIdx.x;
+  for (std::int64_t i =
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     out[i] = static_cast<std::int32_t>(i);
 }
@@ -26,8 +26,8 @@ __global__ void iotaKernel(std::int32_t *out, std::int64_t n) {
 /// so the host can report them instead of reading out of bounds.
 __global__ void histogramKernel(const std::int32_t *keys, std::int64_t n,
                                 int buckets, unsigned long long *counts) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +
-                        threadIdx.x;
+  for (std::int64_t i =
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     int key = keys[i];
     atomicAdd(&counts[key >= 0 && key < buckets ? key : buckets], 1ull);
@@ -36,8 +36,8 @@ __global__ void histogramKernel(const std::int32_t *keys, std::int64_t n,
 
 __global__ void inverseKernel(const std::int32_t *order, std::int64_t n,
                               std::int32_t *position) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +
-                        threadIdx.x;
+  for (std::int64_t i =
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     position[order[i]] = static_cast<std::int32_t>(i);
 }
@@ -79,11 +79,10 @@ __global__ void combineKernel(const T *rows, T *out, std::int64_t width,
 }
 
 template <typename T, int Threads>
-__global__ void combineBackwardKernel(const T *rows, const T *dOut, T *dRows,
-                                      float *dWeights, std::int64_t width,
-                                      const std::int32_t *position,
-                                      const float *weights,
-                                      std::int64_t tokens, int topK) {
+__global__ void
+combineBackwardKernel(const T *rows, const T *dOut, T *dRows, float *dWeights,
+                      std::int64_t width, const std::int32_t *position,
+                      const float *weights, std::int64_t tokens, int topK) {
   using Reduce = cub::BlockReduce<float, Threads>;
   __shared__ typename Reduce::TempStorage scratch;
   for (std::int64_t t = blockIdx.x; t < tokens; t += gridDim.x)
@@ -144,17 +143,17 @@ void RowPermutation::compute(const std::int32_t *keys, std::int64_t rows,
         "cudaMemsetAsync");
   if (rows > 0) {
     std::size_t bytes = scratch_.size();
-    check(cub::DeviceRadixSort::SortPairs(
-              scratch_.data(), bytes, keys, sortedKeys_.data(), iota_.data(),
-              order_.data(), static_cast<int>(rows), 0, bitsFor(buckets),
-              stream),
+    check(cub::DeviceRadixSort::SortPairs(scratch_.data(), bytes, keys,
+                                          sortedKeys_.data(), iota_.data(),
+                                          order_.data(), static_cast<int>(rows),
+                                          0, bitsFor(buckets), stream),
           "cub::DeviceRadixSort::SortPairs");
     histogramKernel<<<blocksFor(rows, 256), 256, 0, stream>>>(
         keys, rows, buckets,
         reinterpret_cast<unsigned long long *>(counts_.data()));
     check(cudaGetLastError(), "histogram launch");
-    inverseKernel<<<blocksFor(rows, 256), 256, 0, stream>>>(
-        order_.data(), rows, position_.data());
+    inverseKernel<<<blocksFor(rows, 256), 256, 0, stream>>>(order_.data(), rows,
+                                                            position_.data());
     check(cudaGetLastError(), "inverse permutation launch");
   }
   std::size_t bytes = scratch_.size();
@@ -174,8 +173,8 @@ std::int64_t RowPermutation::invalidRows(int buckets,
 }
 
 void gatherRows(const void *src, void *dst, Precision precision,
-                      std::int64_t width, const std::int32_t *sourceRow,
-                      std::int64_t rows, int divisor, cudaStream_t stream) {
+                std::int64_t width, const std::int32_t *sourceRow,
+                std::int64_t rows, int divisor, cudaStream_t stream) {
   if (rows == 0 || width == 0)
     return;
   std::size_t rowBytes = width * bytesOf(precision);
@@ -192,9 +191,9 @@ void gatherRows(const void *src, void *dst, Precision precision,
 }
 
 void combineRows(const void *rows, void *out, Precision precision,
-                       std::int64_t width, const std::int32_t *position,
-                       const float *weights, std::int64_t tokens, int topK,
-                       bool accumulate, cudaStream_t stream) {
+                 std::int64_t width, const std::int32_t *position,
+                 const float *weights, std::int64_t tokens, int topK,
+                 bool accumulate, cudaStream_t stream) {
   if (tokens == 0 || width == 0)
     return;
   withStorage(precision, [&](auto *type) {
@@ -206,12 +205,11 @@ void combineRows(const void *rows, void *out, Precision precision,
   check(cudaGetLastError(), "combineRows launch");
 }
 
-void combineRowsBackward(const void *rows, const void *dOut,
-                               void *dRows, float *dWeights,
-                               Precision precision, std::int64_t width,
-                               const std::int32_t *position,
-                               const float *weights, std::int64_t tokens,
-                               int topK, cudaStream_t stream) {
+void combineRowsBackward(const void *rows, const void *dOut, void *dRows,
+                         float *dWeights, Precision precision,
+                         std::int64_t width, const std::int32_t *position,
+                         const float *weights, std::int64_t tokens, int topK,
+                         cudaStream_t stream) {
   if (tokens == 0)
     return;
   constexpr int kThreads = 128;
@@ -220,8 +218,8 @@ void combineRowsBackward(const void *rows, const void *dOut,
     combineBackwardKernel<T, kThreads>
         <<<blocksFor(tokens, 1), kThreads, 0, stream>>>(
             static_cast<const T *>(rows), static_cast<const T *>(dOut),
-            static_cast<T *>(dRows), dWeights, width, position, weights,
-            tokens, topK);
+            static_cast<T *>(dRows), dWeights, width, position, weights, tokens,
+            topK);
   });
   check(cudaGetLastError(), "combineRowsBackward launch");
 }

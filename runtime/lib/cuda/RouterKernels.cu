@@ -43,8 +43,8 @@ __global__ void routerTopKKernel(const float *logits, std::int64_t tokens,
                                  const float *bias, float *scores,
                                  float *logSumExp, std::int32_t *indices,
                                  float *weights) {
-  std::int64_t t = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +
-                   threadIdx.x;
+  std::int64_t t =
+      blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (t >= tokens)
     return;
   const float *in = logits + t * experts;
@@ -123,8 +123,8 @@ __global__ void routerBackwardKernel(
     const float *scores, const std::int32_t *indices, const float *weights,
     const float *dWeights, std::int64_t tokens, int experts, int topK,
     RoutingConfig routing, RouterLossGradientsOnDevice losses, float *dLogits) {
-  std::int64_t t = blockIdx.x * static_cast<std::int64_t>(blockDim.x) +
-                   threadIdx.x;
+  std::int64_t t =
+      blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (t >= tokens)
     return;
   const float *s = scores + t * experts;

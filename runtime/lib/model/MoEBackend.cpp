@@ -19,8 +19,7 @@ public:
                              RelayoutHook &hook) override {
     return state_.moe.at(layer)->forward(x, step, hook);
   }
-  std::vector<float> backward(int layer,
-                              std::span<const float> dOut) override {
+  std::vector<float> backward(int layer, std::span<const float> dOut) override {
     return state_.moe.at(layer)->backward(dOut);
   }
   void zeroGrads() override {
@@ -69,8 +68,8 @@ laer::rt::makeMoEBackend(TrainingState &state,
   if (options.device == "cuda") {
     if (!options.precision.empty() && options.precision != "fp32" &&
         options.precision != "bf16")
-      fail(where, "--precision must be fp32 or bf16, got '",
-           options.precision, "'");
+      fail(where, "--precision must be fp32 or bf16, got '", options.precision,
+           "'");
     return makeGpuMoEBackend(state, options);
   }
   fail(where, "--device must be cpu or cuda, got '", options.device, "'");

@@ -12,12 +12,12 @@ namespace {
 /// What a checkpoint of this model must match to be loaded.
 Metadata identity(const LanguageModelConfig &config) {
   Metadata metadata = {{"vocab", std::to_string(config.vocab)},
-          {"hidden", std::to_string(config.hidden)},
-          {"ffn", std::to_string(config.ffn)},
-          {"experts", std::to_string(config.experts)},
-          {"layers", std::to_string(config.layers)},
-          {"heads", std::to_string(config.heads)},
-          {"kv_heads", std::to_string(config.kvHeads)}};
+                       {"hidden", std::to_string(config.hidden)},
+                       {"ffn", std::to_string(config.ffn)},
+                       {"experts", std::to_string(config.experts)},
+                       {"layers", std::to_string(config.layers)},
+                       {"heads", std::to_string(config.heads)},
+                       {"kv_heads", std::to_string(config.kvHeads)}};
   if (config.sharedFfn)
     metadata["shared_ffn"] = std::to_string(config.sharedFfn);
   return metadata;
@@ -94,8 +94,10 @@ MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
   std::int64_t kv = attention_.kvWidth();
   if (targets.size() != ids.size() || T % config_.sequence != 0)
     fail({comm_.rank(), -1, step}, "training batch has ", ids.size(),
-         " ids and ", targets.size(), " targets; both must be whole "
-         "sequences of ", config_.sequence);
+         " ids and ", targets.size(),
+         " targets; both must be whole "
+         "sequences of ",
+         config_.sequence);
   attention_.tokens = T;
   // This batch's dense gradients, summed over ranks into the state's after
   // the backward (the state's may hold earlier micro-batches').
@@ -117,8 +119,7 @@ MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
     s.x = x;
     s.n1.resize(T * H);
     s.invRms1.resize(T);
-    rmsNormForward<float>(s.x, param(o.norm1, H), T, H, 1e-5, s.n1,
-                          s.invRms1);
+    rmsNormForward<float>(s.x, param(o.norm1, H), T, H, 1e-5, s.n1, s.invRms1);
     std::vector<float> a(T * H);
     AttentionParams<float> ap{.wq = param(o.wq, H * H),
                               .wk = param(o.wk, H * kv),
@@ -130,8 +131,7 @@ MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
       s.r[i] = s.x[i] + a[i];
     s.n2.resize(T * H);
     s.invRms2.resize(T);
-    rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2,
-                          s.invRms2);
+    rmsNormForward<float>(s.r, param(o.norm2, H), T, H, 1e-5, s.n2, s.invRms2);
     std::vector<float> m = state_.moeBackend().forward(l, s.n2, step, hook);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> shared(T * H);
@@ -160,8 +160,7 @@ MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
   // with weight 1/N, so summed gradients need no further scaling.
   std::vector<float> dLogits(T * V), dnf(T * H), dx(T * H);
   crossEntropyBackward<float>(probs, targets, T, V,
-                              1.0f / static_cast<float>(comm_.size()),
-                              dLogits);
+                              1.0f / static_cast<float>(comm_.size()), dLogits);
   gemmT<float>(true, false, H, V, T, 1, nf.data(), dLogits.data(), 1,
                grad(head_, H * V).data());
   gemmT<float>(false, true, T, H, V, 1, dLogits.data(),
@@ -174,14 +173,12 @@ MoELanguageModel::accumulateGradients(std::span<const std::int32_t> ids,
     std::vector<float> dn2 = state_.moeBackend().backward(l, dx);
     if (std::int64_t S = config_.sharedFfn) {
       std::vector<float> dShared(T * H);
-      gatedFfnBackward<float>(s.n2, param(o.shared1, H * S).data(),
-                              param(o.shared3, H * S).data(),
-                              param(o.shared2, S * H).data(), s.shared, dx,
-                              T, H, S, Activation::Silu, dShared,
-                              grad(o.shared1, H * S).data(),
-                              grad(o.shared3, H * S).data(),
-                              grad(o.shared2, S * H).data(),
-                              /*accumulate=*/true);
+      gatedFfnBackward<float>(
+          s.n2, param(o.shared1, H * S).data(), param(o.shared3, H * S).data(),
+          param(o.shared2, S * H).data(), s.shared, dx, T, H, S,
+          Activation::Silu, dShared, grad(o.shared1, H * S).data(),
+          grad(o.shared3, H * S).data(), grad(o.shared2, S * H).data(),
+          /*accumulate=*/true);
       for (std::int64_t i = 0; i < T * H; ++i)
         dn2[i] += dShared[i];
     }

@@ -13,16 +13,14 @@
 using namespace laer::rt;
 
 TextData TextData::fromPaths(const std::vector<std::string> &paths,
-                             const std::string &suffix,
-                             std::int64_t maxBytes) {
+                             const std::string &suffix, std::int64_t maxBytes) {
   std::vector<std::filesystem::path> files;
   for (const std::string &path : paths) {
     std::error_code error;
     if (std::filesystem::is_directory(path, error)) {
       for (const auto &entry :
            std::filesystem::recursive_directory_iterator(path, error))
-        if (entry.is_regular_file() &&
-            entry.path().string().ends_with(suffix))
+        if (entry.is_regular_file() && entry.path().string().ends_with(suffix))
           files.push_back(entry.path());
     } else if (std::filesystem::is_regular_file(path, error)) {
       files.push_back(path);
@@ -51,8 +49,7 @@ TextData TextData::fromPaths(const std::vector<std::string> &paths,
 TextData TextData::fromTokenFile(const std::string &path, int bits,
                                  std::int64_t vocab, std::int64_t maxTokens) {
   if (bits != 16 && bits != 32)
-    fail({}, "token file '", path, "': ids must be 16 or 32 bits, got ",
-         bits);
+    fail({}, "token file '", path, "': ids must be 16 or 32 bits, got ", bits);
   // Ids are int32 in the batches.
   if (vocab < 2 || vocab > std::numeric_limits<std::int32_t>::max())
     fail({}, "token file '", path, "': vocabulary of ", vocab,
@@ -70,8 +67,8 @@ TextData TextData::fromTokenFile(const std::string &path, int bits,
     for (int i = 0; i < width; ++i)
       id |= static_cast<std::uint32_t>(bytes[i]) << (8 * i);
     if (id >= static_cast<std::uint64_t>(vocab))
-      fail({}, "token file '", path, "': token ", data.tokens_.size(),
-           " is ", id, ", outside the vocabulary [0, ", vocab, ")");
+      fail({}, "token file '", path, "': token ", data.tokens_.size(), " is ",
+           id, ", outside the vocabulary [0, ", vocab, ")");
     data.tokens_.push_back(static_cast<std::int32_t>(id));
   }
   if (in.gcount() != 0 && in.gcount() != width)

@@ -201,8 +201,7 @@ void copyInto(const TensorMap &tensors, const std::string &name,
 
 } // namespace
 
-void TrainingState::save(const std::string &directory,
-                                      long step) {
+void TrainingState::save(const std::string &directory, long step) {
   namespace fs = std::filesystem;
   std::string staging = directory + ".tmp";
   ErrorContext where{comm.rank(), -1, step};
@@ -218,8 +217,7 @@ void TrainingState::save(const std::string &directory,
   TensorMap tensors;
   for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
     ExpertShards &shards = moe[l]->experts();
-    std::vector<std::int64_t> shape = {shards.numExperts(),
-                                       shards.shardSize()};
+    std::vector<std::int64_t> shape = {shards.numExperts(), shards.shardSize()};
     std::string prefix = "layer" + std::to_string(l) + ".experts";
     tensors[prefix] = tensorOf(shards.allParams(), shape);
     tensors[prefix + ".adam_m"] = tensorOf(shards.firstMoments(), shape);
@@ -239,12 +237,10 @@ void TrainingState::save(const std::string &directory,
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       std::string prefix = "layer" + std::to_string(l) + ".gate";
       std::vector<std::int64_t> shape = {moe[l]->config().shape.hidden,
-                                        moe[l]->config().numExperts};
+                                         moe[l]->config().numExperts};
       tensors[prefix] = tensorOf(moe[l]->gate(), shape);
-      tensors[prefix + ".adam_m"] =
-          tensorOf(moe[l]->gateFirstMoment(), shape);
-      tensors[prefix + ".adam_v"] =
-          tensorOf(moe[l]->gateSecondMoment(), shape);
+      tensors[prefix + ".adam_m"] = tensorOf(moe[l]->gateFirstMoment(), shape);
+      tensors[prefix + ".adam_v"] = tensorOf(moe[l]->gateSecondMoment(), shape);
       if (std::span<float> bias = moe[l]->selectionBias(); !bias.empty())
         tensors["layer" + std::to_string(l) + ".selection_bias"] =
             tensorOf(bias, {static_cast<std::int64_t>(bias.size())});
@@ -312,8 +308,9 @@ long TrainingState::load(const std::string &directory) {
            runSetting ? " (--allow-changed-run resumes anyway)" : "");
   }
   if (!index.contains("ranks"))
-    fail(where, "checkpoint '", directory, "' does not say how many ranks "
-                "wrote it");
+    fail(where, "checkpoint '", directory,
+         "' does not say how many ranks "
+         "wrote it");
   long step = static_cast<long>(wholeNumber(
       index.value("step", "-1"), -1, std::numeric_limits<long>::max() - 1,
       where, directory, "step"));
@@ -332,8 +329,8 @@ long TrainingState::load(const std::string &directory) {
     shards = readSafetensors(mine, &metadata);
     for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
       std::deque<std::vector<std::int64_t>> history;
-      std::stringstream steps(metadata["layer" + std::to_string(l) +
-                                       ".load_history"]);
+      std::stringstream steps(
+          metadata["layer" + std::to_string(l) + ".load_history"]);
       std::string entry;
       while (std::getline(steps, entry, ';'))
         history.push_back(splitNumbers(
@@ -413,10 +410,8 @@ long TrainingState::load(const std::string &directory) {
   for (int l = 0; l < static_cast<int>(moe.size()); ++l) {
     std::string prefix = "layer" + std::to_string(l) + ".gate";
     copyInto(replicated, prefix, moe[l]->gate(), first);
-    copyInto(replicated, prefix + ".adam_m", moe[l]->gateFirstMoment(),
-             first);
-    copyInto(replicated, prefix + ".adam_v", moe[l]->gateSecondMoment(),
-             first);
+    copyInto(replicated, prefix + ".adam_m", moe[l]->gateFirstMoment(), first);
+    copyInto(replicated, prefix + ".adam_v", moe[l]->gateSecondMoment(), first);
     if (std::span<float> bias = moe[l]->selectionBias(); !bias.empty())
       copyInto(replicated, "layer" + std::to_string(l) + ".selection_bias",
                bias, first);

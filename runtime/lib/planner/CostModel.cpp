@@ -105,10 +105,10 @@ StepCost planner::evaluate(const RankTraffic &traffic,
   cost.tokenCommSeconds.resize(N);
   for (int rank = 0; rank < N; ++rank) {
     // Links are full duplex and NVLink and the network run side by side.
-    double intra = std::max(sendIntra[rank], recvIntra[rank]) /
-                   cluster.intraNodeBandwidth;
-    double inter = std::max(sendInter[rank], recvInter[rank]) /
-                   cluster.interNodeBandwidth;
+    double intra =
+        std::max(sendIntra[rank], recvIntra[rank]) / cluster.intraNodeBandwidth;
+    double inter =
+        std::max(sendInter[rank], recvInter[rank]) / cluster.interNodeBandwidth;
     cost.tokenCommSeconds[rank] = std::max(intra, inter);
   }
 

@@ -58,8 +58,7 @@ double planner::optimalRoutingCost(const rt::Layout &layout,
   int inNode = std::min(cluster.gpusPerNode, N) - 1;
   double param = 1e3 * std::max(layer.slotsPerRank * shard * inNode /
                                     cluster.intraNodeBandwidth,
-                                layer.slotsPerRank * shard *
-                                    (N - 1 - inNode) /
+                                layer.slotsPerRank * shard * (N - 1 - inNode) /
                                     cluster.interNodeBandwidth);
 
   Problem problem(glp_create_prob());
@@ -102,15 +101,14 @@ double planner::optimalRoutingCost(const rt::Layout &layout,
           matrix.add(r, x(source, replica), msPerToken);
     for (int direction = 0; direction < 2; ++direction)
       for (int link = 0; link < 2; ++link) {
-        double bandwidth = link == 0 ? cluster.intraNodeBandwidth
-                                     : cluster.interNodeBandwidth;
+        double bandwidth =
+            link == 0 ? cluster.intraNodeBandwidth : cluster.interNodeBandwidth;
         int r2 = newRow(GLP_UP, 0.0, 0.0);
         matrix.add(r2, a2a, -1.0);
         for (int source = 0; source < N; ++source)
           for (int replica = 0; replica < R; ++replica) {
             int target = replicas[replica].rank;
-            if (source == target ||
-                (direction == 0 ? source : target) != rank)
+            if (source == target || (direction == 0 ? source : target) != rank)
               continue;
             bool sameNode = cluster.nodeOf(source) == cluster.nodeOf(target);
             if (sameNode == (link == 0))
@@ -127,8 +125,7 @@ double planner::optimalRoutingCost(const rt::Layout &layout,
   matrix.add(r, compute, passes - 1.0);
 
   glp_load_matrix(problem.get(), static_cast<int>(matrix.rows.size()) - 1,
-                  matrix.rows.data(), matrix.cols.data(),
-                  matrix.values.data());
+                  matrix.rows.data(), matrix.cols.data(), matrix.values.data());
   glp_smcp options;
   glp_init_smcp(&options);
   options.msg_lev = GLP_MSG_OFF;
@@ -166,9 +163,9 @@ rt::Routing roundRouting(const rt::Layout &layout,
       std::int64_t assigned = 0;
       for (int replica : copies) {
         double value = std::max(0.0, fractional[source * R + replica]);
-        std::int64_t whole = std::min(
-            static_cast<std::int64_t>(std::floor(value + 1e-9)),
-            count - assigned);
+        std::int64_t whole =
+            std::min(static_cast<std::int64_t>(std::floor(value + 1e-9)),
+                     count - assigned);
         triplets.push_back({source, replica, whole});
         assigned += whole;
         remainders.push_back({value - whole, replica});
@@ -189,8 +186,9 @@ ExactSolution planner::solveExact(const PlannerInput &input) {
   int N = input.cluster.numRanks, C = input.layer.slotsPerRank,
       E = input.layer.numExperts;
   if (N > 4 || E > 8 || C > 2)
-    rt::fail({}, "exact planner is for tiny instances (N <= 4, E <= 8, "
-                 "C <= 2), got N = ",
+    rt::fail({},
+             "exact planner is for tiny instances (N <= 4, E <= 8, "
+             "C <= 2), got N = ",
              N, ", E = ", E, ", C = ", C);
   // Every set of min(C, E) distinct experts, per rank.
   int k = std::min(C, E);
@@ -241,8 +239,7 @@ ExactSolution planner::solveExact(const PlannerInput &input) {
        {roundRouting(bestLayout, input.counts, bestFractional),
         detail::routeBalanced(bestLayout, input.counts, input.cluster)}) {
     rt::Plan plan{bestLayout, std::move(routing)};
-    double cost =
-        evaluate(plan, input.cluster, input.layer).criticalPath;
+    double cost = evaluate(plan, input.cluster, input.layer).criticalPath;
     if (cost < best.planCost) {
       best.planCost = cost;
       best.plan = std::move(plan);

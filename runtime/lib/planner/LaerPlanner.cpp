@@ -34,8 +34,9 @@ rt::Layout placeLpt(const std::vector<int> &replicaCounts,
   for (int e = 0; e < E; ++e)
     for (int r = 0; r < replicaCounts[e]; ++r)
       items.push_back({double(loads[e]) / replicaCounts[e], e});
-  std::stable_sort(items.begin(), items.end(),
-                   [](const Item &a, const Item &b) { return a.load > b.load; });
+  std::stable_sort(
+      items.begin(), items.end(),
+      [](const Item &a, const Item &b) { return a.load > b.load; });
   std::vector<double> rankLoad(N, 0.0);
   std::vector<std::vector<int>> perRank(N);
   std::vector<int> nodeCopies(static_cast<std::size_t>(cluster.numNodes()) * E,
@@ -44,8 +45,8 @@ rt::Layout placeLpt(const std::vector<int> &replicaCounts,
     int best = -1;
     for (int rank = 0; rank < N; ++rank) {
       if (static_cast<int>(perRank[rank].size()) >= slotsPerRank ||
-          std::find(perRank[rank].begin(), perRank[rank].end(),
-                    item.expert) != perRank[rank].end())
+          std::find(perRank[rank].begin(), perRank[rank].end(), item.expert) !=
+              perRank[rank].end())
         continue;
       if (best < 0)
         best = rank;
@@ -92,8 +93,7 @@ rt::Plan LaerPlanner::plan(const PlannerInput &input) {
     // layout from past steps.
     rt::Plan plan{std::move(layout), std::move(routing),
                   !input.layoutLoad.empty()};
-    double cost = evaluate(plan, cluster, input.layer)
-                      .laerObjective;
+    double cost = evaluate(plan, cluster, input.layer).laerObjective;
     if (cost < bestCost) {
       bestCost = cost;
       best = std::move(plan);

@@ -148,10 +148,9 @@ rt::Layout placeNodeAware(const std::vector<int> &replicaCounts,
     for (int e = 0; e < E; ++e)
       for (int c = 0; c < copies[e * M + node]; ++c)
         items.push_back({double(loads[e]) / replicaCounts[e], e});
-    std::stable_sort(items.begin(), items.end(),
-                     [](const Item &a, const Item &b) {
-                       return a.load > b.load;
-                     });
+    std::stable_sort(
+        items.begin(), items.end(),
+        [](const Item &a, const Item &b) { return a.load > b.load; });
     int first = node * G, last = first + nodeSize(node);
     for (const Item &item : items) {
       int best = -1;

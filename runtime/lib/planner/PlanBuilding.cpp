@@ -22,8 +22,7 @@ planner::expertLoads(std::span<const std::int64_t> counts, int numRanks,
 }
 
 std::vector<std::int64_t> detail::layoutLoads(const PlannerInput &input) {
-  return expertLoads(input.layoutLoad.empty() ? input.counts
-                                              : input.layoutLoad,
+  return expertLoads(input.layoutLoad.empty() ? input.counts : input.layoutLoad,
                      input.cluster.numRanks, input.layer.numExperts);
 }
 
@@ -41,10 +40,11 @@ void detail::requireEnoughSlots(const PlannerInput &input,
   const LayerSpec &layer = input.layer;
   if (static_cast<long>(cluster.numRanks) * layer.slotsPerRank <
       layer.numExperts)
-    rt::fail({}, planner, " planner needs N * C >= E to give every expert a "
-                          "slot, got N = ",
-             cluster.numRanks, ", C = ", layer.slotsPerRank, ", E = ",
-             layer.numExperts);
+    rt::fail({}, planner,
+             " planner needs N * C >= E to give every expert a "
+             "slot, got N = ",
+             cluster.numRanks, ", C = ", layer.slotsPerRank,
+             ", E = ", layer.numExperts);
   auto expected = static_cast<std::size_t>(cluster.numRanks) *
                   static_cast<std::size_t>(layer.numExperts);
   if (input.counts.size() != expected)
@@ -70,8 +70,8 @@ std::vector<int> detail::evenReplicaCounts(std::span<const std::int64_t> loads,
                                            int numRanks, int slotsPerRank) {
   int E = static_cast<int>(loads.size());
   long slots = static_cast<long>(numRanks) * slotsPerRank;
-  std::vector<int> counts(E, static_cast<int>(std::min<long>(slots / E,
-                                                             numRanks)));
+  std::vector<int> counts(
+      E, static_cast<int>(std::min<long>(slots / E, numRanks)));
   long extra = slots - static_cast<long>(counts[0]) * E;
   for (int e : byLoad(loads)) {
     if (extra == 0)
@@ -85,8 +85,8 @@ std::vector<int> detail::evenReplicaCounts(std::span<const std::int64_t> loads,
 }
 
 std::vector<int>
-detail::priorityReplicaCounts(std::span<const std::int64_t> loads,
-                              int numRanks, int slotsPerRank, int step) {
+detail::priorityReplicaCounts(std::span<const std::int64_t> loads, int numRanks,
+                              int slotsPerRank, int step) {
   int E = static_cast<int>(loads.size());
   long slots = static_cast<long>(numRanks) * slotsPerRank;
   std::vector<int> counts(E, 0);
@@ -157,15 +157,14 @@ rt::Layout detail::placeLongestFirst(const std::vector<int> &replicaCounts,
   return layoutFromRanks(perRank, slotsPerRank, E);
 }
 
-rt::Layout
-detail::layoutFromRanks(const std::vector<std::vector<int>> &perRank,
-                        int slotsPerRank, int numExperts) {
+rt::Layout detail::layoutFromRanks(const std::vector<std::vector<int>> &perRank,
+                                   int slotsPerRank, int numExperts) {
   std::vector<int> slots(perRank.size() * slotsPerRank, rt::Layout::kEmpty);
   for (std::size_t rank = 0; rank < perRank.size(); ++rank)
     for (std::size_t c = 0; c < perRank[rank].size(); ++c)
       slots[rank * slotsPerRank + c] = perRank[rank][c];
-  return rt::Layout(static_cast<int>(perRank.size()), slotsPerRank,
-                    numExperts, std::move(slots));
+  return rt::Layout(static_cast<int>(perRank.size()), slotsPerRank, numExperts,
+                    std::move(slots));
 }
 
 /// Each source splits an expert's tokens evenly over the replicas in its
@@ -194,8 +193,7 @@ rt::Routing detail::routeEvenPreferNode(const rt::Layout &layout,
           inNode.empty() ? replicas : std::span<const int>(inNode);
       auto n = static_cast<std::int64_t>(targets.size());
       for (std::int64_t i = 0; i < n; ++i) {
-        std::int64_t share =
-            count / n + ((i - source % n + n) % n < count % n);
+        std::int64_t share = count / n + ((i - source % n + n) % n < count % n);
         if (share > 0)
           triplets.push_back({source, targets[i], share});
       }

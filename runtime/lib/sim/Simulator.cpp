@@ -28,8 +28,7 @@ ModelShape ModelShape::fromJsonFile(const std::string &path) {
   try {
     config = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception &error) {
-    rt::fail({}, "model config '", path, "' is not valid JSON: ",
-             error.what());
+    rt::fail({}, "model config '", path, "' is not valid JSON: ", error.what());
   }
   ModelShape shape;
   shape.name = std::filesystem::path(path).stem().string();
@@ -47,8 +46,7 @@ ModelShape ModelShape::fromJsonFile(const std::string &path) {
   read("num_key_value_heads", shape.kvHeads);
   read("vocab_size", shape.vocab);
   if (shape.topK < 1 || shape.topK > shape.numExperts || shape.hidden < 1 ||
-      shape.ffn < 1 || shape.layers < 1 || shape.heads < 1 ||
-      shape.kvHeads < 1)
+      shape.ffn < 1 || shape.layers < 1 || shape.heads < 1 || shape.kvHeads < 1)
     rt::fail({}, "model config '", path, "' has inconsistent sizes");
   return shape;
 }
@@ -111,9 +109,8 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
 
   double flops = cluster.flopsPerSecond * cluster.computeEfficiency;
   double passes = layer.computePasses();
-  double dense =
-      passes * tokensPerRank * denseFlopsPerToken(model, options.sequenceLength) /
-      flops;
+  double dense = passes * tokensPerRank *
+                 denseFlopsPerToken(model, options.sequenceLength) / flops;
   // FSDP for the dense weights: gather before forward and backward, reduce
   // the gradient after, hidden behind the dense compute when it can be.
   double denseParams =
@@ -201,10 +198,9 @@ std::vector<MethodResult> sim::simulate(const ModelShape &model,
         // Data-parallel all-reduce of the expert gradients among each
         // expert's replicas, overlapped with backward except for the last
         // layer's share.
-        double replicas =
-            double(N) * layer.slotsPerRank / model.numExperts;
-        double bytes = 2.0 * (replicas - 1.0) / replicas *
-                       layer.slotsPerRank * layer.parameterBytesPerExpert();
+        double replicas = double(N) * layer.slotsPerRank / model.numExperts;
+        double bytes = 2.0 * (replicas - 1.0) / replicas * layer.slotsPerRank *
+                       layer.parameterBytesPerExpert();
         moe += bytes / cluster.interNodeBandwidth;
       }
       if (iteration < options.warmup)

@@ -188,8 +188,8 @@ void drawProgress(long step, long steps, double loss, double tokensPerSecond) {
   constexpr int kWidth = 30;
   int filled = static_cast<int>(kWidth * (step + 1) / steps);
   std::fprintf(stderr, "\r[%.*s%*s] %ld/%ld loss %.4f %.0f tok/s", filled,
-               "##############################", kWidth - filled, "",
-               step + 1, steps, loss, tokensPerSecond);
+               "##############################", kWidth - filled, "", step + 1,
+               steps, loss, tokensPerSecond);
   std::fflush(stderr);
 }
 
@@ -529,22 +529,19 @@ TrainOptions laer::rt::parseTrainOptions(int argc, char **argv,
 
 TextData laer::rt::loadTrainingData(const TrainOptions &options) {
   if (options.tokens.empty())
-    return TextData::fromPaths(options.data, options.suffix,
-                               options.maxBytes);
+    return TextData::fromPaths(options.data, options.suffix, options.maxBytes);
   int bits = options.tokens.ends_with(".u16")   ? 16
              : options.tokens.ends_with(".u32") ? 32
                                                 : 0;
   if (bits == 0)
-    fail({}, "--tokens file must end in .u16 or .u32: '", options.tokens,
-         "'");
+    fail({}, "--tokens file must end in .u16 or .u32: '", options.tokens, "'");
   return TextData::fromTokenFile(options.tokens, bits, options.vocab,
                                  options.maxBytes);
 }
 
 int laer::rt::slotsPerRank(const TrainOptions &options, int experts,
                            int ranks) {
-  return options.slots > 0 ? options.slots
-                           : (experts + ranks - 1) / ranks + 1;
+  return options.slots > 0 ? options.slots : (experts + ranks - 1) / ranks + 1;
 }
 
 MoEBackendOptions laer::rt::moeBackendOptions(const TrainOptions &options,
@@ -595,10 +592,10 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     cluster.gpusPerNode = std::min(comm.size(), 8);
     layer.bytesPerElement = options.precision == "fp32" ? 4 : 2;
   }
-  ReplanningHook hook(std::make_unique<planner::PlannerHook>(
-                          planner::makePlanner(options.planner), cluster,
-                          layer),
-                      options.replanEvery);
+  ReplanningHook hook(
+      std::make_unique<planner::PlannerHook>(
+          planner::makePlanner(options.planner), cluster, layer),
+      options.replanEvery);
   AdamWConfig adamw;
   adamw.learningRate = options.lr;
   adamw.weightDecay = 0.01f;
@@ -636,8 +633,10 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
     // checkpoint had them.
     for (const auto &[l, slots] : state.keptLayouts) {
       if (l < 0 || l >= static_cast<int>(state.moe.size()))
-        fail({comm.rank(), l, first}, "the checkpoint keeps a layout for "
-             "MoE layer ", l, "; the model has ", state.moe.size());
+        fail({comm.rank(), l, first},
+             "the checkpoint keeps a layout for "
+             "MoE layer ",
+             l, "; the model has ", state.moe.size());
       const MoELayerConfig &config = state.moe[l]->config();
       hook.keep(l, Layout(comm.size(), config.slotsPerRank, config.numExperts,
                           slots, {comm.rank(), l, first}));
@@ -802,8 +801,7 @@ void laer::rt::runTraining(Communicator &comm, const TrainOptions &options,
         std::chrono::duration<double>(Clock::now() - stepStart).count();
     double planSeconds = hook.takeSeconds();
     if (!options.trace.empty())
-      tracer.record("step " + std::to_string(step), "train", stepStart,
-                    step);
+      tracer.record("step " + std::to_string(step), "train", stepStart, step);
     tokens += static_cast<long>(options.batch) * options.sequence;
     double tokensPerSecond =
         tokens / std::chrono::duration<double>(Clock::now() - start).count();

@@ -256,9 +256,9 @@ TEST(CudaKernels, PermutationIsAStableSortByDestination) {
   auto download = [](const auto *device, std::size_t n) {
     using T = std::remove_cv_t<std::remove_pointer_t<decltype(device)>>;
     std::vector<T> host(n);
-    check(cudaMemcpy(host.data(), device, n * sizeof(T),
-                     cudaMemcpyDeviceToHost),
-          "download");
+    check(
+        cudaMemcpy(host.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost),
+        "download");
     return host;
   };
   EXPECT_EQ(download(permutation.order(), rows), order);
@@ -310,13 +310,12 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
         dRows(T * k * H, precision);
     std::vector<float> hx = x.rounded(random.uniform(T * H));
     rows.poison();
-    gatherRows(x.data(), rows.data(), precision, H, permutation.order(),
-               T * k, k, nullptr);
+    gatherRows(x.data(), rows.data(), precision, H, permutation.order(), T * k,
+               k, nullptr);
     synchronize();
     std::vector<float> wantRows(T * k * H);
     for (std::int64_t i = 0; i < T * k; ++i)
-      std::copy_n(hx.begin() + (order[i] / k) * H, H,
-                  wantRows.begin() + i * H);
+      std::copy_n(hx.begin() + (order[i] / k) * H, H, wantRows.begin() + i * H);
     EXPECT_EQ(rows.download(), wantRows); // a copy: exact
 
     // Expert outputs (any rows), combined with the router weights.
@@ -338,9 +337,9 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
     std::vector<float> g = dOut.rounded(random.uniform(T * H));
     dRows.poison();
     dWeights.poison();
-    combineRowsBackward(rows.data(), dOut.data(), dRows.data(),
-                        dWeights.data(), precision, H, permutation.position(),
-                        dw.data(), T, k, nullptr);
+    combineRowsBackward(rows.data(), dOut.data(), dRows.data(), dWeights.data(),
+                        precision, H, permutation.position(), dw.data(), T, k,
+                        nullptr);
     synchronize();
     std::vector<float> wantDRows(T * k * H), wantDWeights(T * k, 0.0f);
     for (std::int64_t t = 0; t < T; ++t)
@@ -351,8 +350,7 @@ TEST(CudaKernels, DispatchGatherCombineAndBackwardMatchCpu) {
           wantDWeights[t * k + j] += g[t * H + c] * y[r * H + c];
         }
       }
-    EXPECT_LT(relativeError(dRows.download(), wantDRows),
-              tolerance(precision));
+    EXPECT_LT(relativeError(dRows.download(), wantDRows), tolerance(precision));
     EXPECT_LT(relativeError(dWeights.download(), wantDWeights), 1e-5);
   }
 }
@@ -432,8 +430,8 @@ TEST(CudaKernels, ReplicaSumScaleAndAdamWMatchCpu) {
     std::vector<float> grads = random.uniform(n);
     dGrads.upload(grads);
     bf16.poison();
-    adamw(dParams.data(), dGrads.data(), dM.data(), dV.data(), n, config,
-          step, bf16.data(), nullptr);
+    adamw(dParams.data(), dGrads.data(), dM.data(), dV.data(), n, config, step,
+          bf16.data(), nullptr);
     adamwStep(params, grads, m, v, config, step);
   }
   synchronize();

@@ -47,10 +47,9 @@ Trained train(const std::string &device, std::uint64_t seed, int steps) {
     options.seed = seed;
     options.backend.device = device;
     options.backend.precision = device == "cuda" ? "fp32" : "";
-    CompiledModel model(comm,
-                        {&_mlir_ciface_laer_model_declare,
-                         &_mlir_ciface_laer_train_step},
-                        options);
+    CompiledModel model(
+        comm, {&_mlir_ciface_laer_model_declare, &_mlir_ciface_laer_train_step},
+        options);
     const MoELayerConfig &moe = model.state().moe.front()->config();
     ReplanningHook hook =
         test::laerPlusHook(moe.shape.hidden, moe.shape.ffn, 1);

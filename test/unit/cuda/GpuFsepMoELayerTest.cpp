@@ -131,10 +131,10 @@ void compareSteps(Precision precision) {
                               std::vector<float>(grads.begin(), grads.end())),
                 tol);
       std::span<const float> gateGrad = cpu.gateGrad();
-      EXPECT_LT(relativeError(gpu.gateGrad(), std::vector<float>(
-                                                  gateGrad.begin(),
-                                                  gateGrad.end())),
-                tol);
+      EXPECT_LT(
+          relativeError(gpu.gateGrad(),
+                        std::vector<float>(gateGrad.begin(), gateGrad.end())),
+          tol);
 
       cpu.applyAdamW(adamw, step);
       gpu.applyAdamW(adamw, step);
@@ -316,9 +316,9 @@ TEST(GpuFsepMoELayer, RefusesMoreGroupsThanTheRouterMasks) {
 
 /// Runs `body` with an fp32 GPU layer (index `layerIndex`, zero weights)
 /// on one rank and 8 random tokens `x` on the device.
-void withGpuLayer(int layerIndex,
-                  const std::function<void(GpuFsepMoELayer &, const float *)>
-                      &body) {
+void withGpuLayer(
+    int layerIndex,
+    const std::function<void(GpuFsepMoELayer &, const float *)> &body) {
   MoELayerConfig config = layerConfig();
   InProcessGroup::run(1, [&](Communicator &host) {
     NcclCommunicator tokens(host, 0), params(host, 0);
@@ -353,7 +353,7 @@ TEST(GpuFsepMoELayer, PhasesOutOfOrderNameRankLayerAndStep) {
     gpu.startDispatch(0, 2);
     EXPECT_THROW(gpu.computeExperts(0), RuntimeError); // not restored
     gpu.finishRestore();
-    EXPECT_THROW(gpu.computeExperts(1), RuntimeError); // not dispatched
+    EXPECT_THROW(gpu.computeExperts(1), RuntimeError);   // not dispatched
     EXPECT_THROW(gpu.startDispatch(1, 3), RuntimeError); // chunk count
     EXPECT_THROW(gpu.finishDispatch(2), RuntimeError);   // no chunk 2
   });
@@ -371,8 +371,7 @@ TEST(GpuFsepMoELayer, PrefetchForAnotherLayoutIsRefused) {
       gpu.relayout(hook);
       FAIL() << "the plan's layout differs from the prefetched one";
     } catch (const RuntimeError &error) {
-      EXPECT_NE(std::string(error.what()).find("prefetched"),
-                std::string::npos)
+      EXPECT_NE(std::string(error.what()).find("prefetched"), std::string::npos)
           << error.what();
     }
   });

@@ -77,8 +77,8 @@ void compareWithCpu(const std::string &precision, double tolerance,
   SCOPED_TRACE(random.seed);
   TrainingResult cpu =
       train(onDevice("cpu", ""), random.seed, 0, 4, "", "", replanEvery);
-  TrainingResult gpu = train(onDevice("cuda", precision), random.seed, 0, 4,
-                             "", "", replanEvery);
+  TrainingResult gpu = train(onDevice("cuda", precision), random.seed, 0, 4, "",
+                             "", replanEvery);
   // Between re-plans (steps 1 and 3 of 0-3 when re-planning every 2
   // steps) both layers' restores start before their routers.
   EXPECT_EQ(gpu.restoresAhead, replanEvery == 2 ? 4 : 0);
@@ -109,9 +109,8 @@ TEST(GpuMoEBackend, CheckpointsCarryTheDeviceState) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
-  std::string directory =
-      ::testing::TempDir() + "/laer-gpu-checkpoint-" +
-      std::to_string(random.seed);
+  std::string directory = ::testing::TempDir() + "/laer-gpu-checkpoint-" +
+                          std::to_string(random.seed);
   MoEBackendOptions gpu = onDevice("cuda", "fp32");
   TrainingResult straight = train(gpu, random.seed, 0, 5);
   TrainingResult first = train(gpu, random.seed, 0, 3, "", directory);
@@ -153,8 +152,8 @@ TEST(GpuMoEBackend, EveryRankOfAMachineNeedsAGpuOfItsOwn) {
       MoELanguageModel model(comm, gpuConfig(), 1, options);
       ADD_FAILURE() << "no error";
     } catch (const RuntimeError &error) {
-      EXPECT_NE(std::string(error.what()).find(
-                    "NCCL needs a GPU of its own for every rank"),
+      EXPECT_NE(std::string(error.what())
+                    .find("NCCL needs a GPU of its own for every rank"),
                 std::string::npos)
           << error.what();
     }
@@ -177,8 +176,7 @@ TEST(GpuMoEBackend, RanksSharingAGpuAreNamed) {
     }
   });
   for (int rank = 0; rank < 2; ++rank)
-    EXPECT_NE(errors[rank].find("ranks 0 and 1 share GPU 0"),
-              std::string::npos)
+    EXPECT_NE(errors[rank].find("ranks 0 and 1 share GPU 0"), std::string::npos)
         << "rank " << rank << ": " << errors[rank];
 }
 
@@ -199,9 +197,8 @@ TEST(GpuMoEBackend, TracesEachLayersForwardAndBackward) {
       EXPECT_GT(event.durationMicros, 0.0) << event.name;
       names.push_back(event.name);
     }
-    EXPECT_EQ(names, (std::vector<std::string>{"GPU forward L0",
-                                               "GPU forward L1",
-                                               "GPU backward L1",
-                                               "GPU backward L0"}));
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"GPU forward L0", "GPU forward L1",
+                                        "GPU backward L1", "GPU backward L0"}));
   });
 }

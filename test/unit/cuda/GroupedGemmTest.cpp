@@ -36,8 +36,8 @@ TEST(GroupedGemm, EveryTransposeAndEmptyExpertsMatchCpu) {
           ha.push_back(as[e].rounded(random.uniform(m * K)));
           hb.push_back(bs[e].rounded(random.uniform(K * N)));
           cs[e].poison();
-          problems.push_back({as[e].data(), bs[e].data(), cs[e].data(), m, N,
-                              K, transA, transB});
+          problems.push_back({as[e].data(), bs[e].data(), cs[e].data(), m, N, K,
+                              transA, transB});
         }
         gemm.run(problems, 1.0f, 0.0f, nullptr);
         synchronize();
@@ -46,12 +46,10 @@ TEST(GroupedGemm, EveryTransposeAndEmptyExpertsMatchCpu) {
           if (m == 0)
             continue;
           std::vector<float> want(m * N);
-          cpu::gemm(transA, transB, m, N, K, 1.0f, ha[e].data(),
-                    hb[e].data(), 0.0f, want.data());
-          EXPECT_LT(relativeError(cs[e].download(), want),
-                    tolerance(precision))
-              << "expert " << e << " transA " << transA << " transB "
-              << transB;
+          cpu::gemm(transA, transB, m, N, K, 1.0f, ha[e].data(), hb[e].data(),
+                    0.0f, want.data());
+          EXPECT_LT(relativeError(cs[e].download(), want), tolerance(precision))
+              << "expert " << e << " transA " << transA << " transB " << transB;
         }
       }
     // Three shapes per transpose pair (an empty expert needs none), each
@@ -132,8 +130,8 @@ TEST(GroupedGemm, ExpertFfnForwardAndBackwardMatchCpu) {
     std::vector<float> h3 = w3.rounded(random.uniform(H * F, 0.2f));
     std::vector<float> h2 = w2.rounded(random.uniform(F * H, 0.2f));
     std::vector<float> hdy = dy.rounded(random.uniform(n * H));
-    for (DeviceTensor *out : {&g, &u, &h, &y, &dh, &dg, &du, &dx, &dw1, &dw3,
-                              &dw2})
+    for (DeviceTensor *out :
+         {&g, &u, &h, &y, &dh, &dg, &du, &dx, &dw1, &dw3, &dw2})
       out->poison();
     GemmProblem up[] = {{x.data(), w1.data(), g.data(), n, F, H},
                         {x.data(), w3.data(), u.data(), n, F, H}};
@@ -144,17 +142,16 @@ TEST(GroupedGemm, ExpertFfnForwardAndBackwardMatchCpu) {
     gemm.run({&down, 1}, 1.0f, 0.0f, nullptr);
     // Backward: dw2 = h^T dy, dh = dy w2^T, then the activation, then
     // dw1 = x^T dg, dw3 = x^T du, dx = dg w1^T + du w3^T.
-    GemmProblem back1[] = {{h.data(), dy.data(), dw2.data(), F, H, n, true},
-                           {dy.data(), w2.data(), dh.data(), n, F, H, false,
-                            true}};
+    GemmProblem back1[] = {
+        {h.data(), dy.data(), dw2.data(), F, H, n, true},
+        {dy.data(), w2.data(), dh.data(), n, F, H, false, true}};
     gemm.run(back1, 1.0f, 0.0f, nullptr);
-    gatedActivationBackward(g.data(), u.data(), dh.data(), dg.data(),
-                            du.data(), precision, n * F, Activation::Silu,
-                            nullptr);
-    GemmProblem back2[] = {{x.data(), dg.data(), dw1.data(), H, F, n, true},
-                           {x.data(), du.data(), dw3.data(), H, F, n, true},
-                           {dg.data(), w1.data(), dx.data(), n, H, F, false,
-                            true}};
+    gatedActivationBackward(g.data(), u.data(), dh.data(), dg.data(), du.data(),
+                            precision, n * F, Activation::Silu, nullptr);
+    GemmProblem back2[] = {
+        {x.data(), dg.data(), dw1.data(), H, F, n, true},
+        {x.data(), du.data(), dw3.data(), H, F, n, true},
+        {dg.data(), w1.data(), dx.data(), n, H, F, false, true}};
     gemm.run(back2, 1.0f, 0.0f, nullptr);
     GemmProblem back3{du.data(), w3.data(), dx.data(), n, H, F, false, true};
     gemm.run({&back3, 1}, 1.0f, 1.0f, nullptr);

@@ -42,8 +42,7 @@ TEST(NcclCommunicator, CollectivesOnOneGpu) {
     std::vector<float> shard = random.uniform(6);
     DeviceBuffer<float> dShard(6), dGathered(6);
     dShard.upload(shard);
-    parameters.allGather(dShard.data(), dGathered.data(), 6,
-                         DataType::Float32);
+    parameters.allGather(dShard.data(), dGathered.data(), 6, DataType::Float32);
     handle->wait();
     std::vector<float> received = dRecv.download();
     for (int i = 0; i < 5; ++i)

@@ -16,8 +16,7 @@ namespace laer::test {
 /// experts drawn from a Zipf(skew) popularity over a random permutation;
 /// each source perturbs the popularity a little (sources differ).
 inline std::vector<std::int64_t> skewedCounts(std::mt19937_64 &rng, int N,
-                                              int E,
-                                              std::int64_t tokensPerRank,
+                                              int E, std::int64_t tokensPerRank,
                                               double skew) {
   std::vector<int> perm(E);
   std::iota(perm.begin(), perm.end(), 0);

@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "LoadGenerator.h"
 #include "PlanBuilding.h"
+#include "LoadGenerator.h"
 
 #include "laer/planner/TokenSplit.h"
 
@@ -56,9 +56,9 @@ TEST(RouteShares, PricedTrafficIsTheRoutedTraffic) {
     ClusterSpec cluster;
     cluster.numRanks = N;
     cluster.gpusPerNode = std::uniform_int_distribution<int>(1, 8)(rng);
-    std::vector<std::int64_t> counts = skewedCounts(
-        rng, N, E, std::uniform_int_distribution<int>(0, 300)(rng),
-        std::uniform_real_distribution<double>(0, 2)(rng));
+    std::vector<std::int64_t> counts =
+        skewedCounts(rng, N, E, std::uniform_int_distribution<int>(0, 300)(rng),
+                     std::uniform_real_distribution<double>(0, 2)(rng));
     rt::Layout layout = randomLayout(rng, N, C, E);
     std::vector<std::int64_t> loads = expertLoads(counts, N, E);
     std::vector<std::int64_t> sourceTokens(N, 0);
@@ -69,12 +69,12 @@ TEST(RouteShares, PricedTrafficIsTheRoutedTraffic) {
       std::vector<std::int64_t> shares =
           optimal ? optimalTokenSplit(layout, loads).shares
                   : detail::equalShares(layout, loads);
-      SCOPED_TRACE("trial " + std::to_string(trial) + " N " +
-                   std::to_string(N) + " G " +
-                   std::to_string(cluster.gpusPerNode) + " C " +
-                   std::to_string(C) + " E " + std::to_string(E) +
-                   (optimal ? " optimal" : " equal"));
-      detail::LocalFill fill = detail::fillLocal(layout, counts, cluster, shares);
+      SCOPED_TRACE(
+          "trial " + std::to_string(trial) + " N " + std::to_string(N) + " G " +
+          std::to_string(cluster.gpusPerNode) + " C " + std::to_string(C) +
+          " E " + std::to_string(E) + (optimal ? " optimal" : " equal"));
+      detail::LocalFill fill =
+          detail::fillLocal(layout, counts, cluster, shares);
       RankTraffic priced =
           detail::trafficOfShares(layout, shares, fill, sourceTokens, loads);
       rt::Plan plan{layout,
@@ -98,8 +98,7 @@ TEST(RouteShares, PricedTrafficIsTheRoutedTraffic) {
       for (int s = 0; s < N; ++s)
         for (const rt::Routing::Entry &entry : plan.routing.row(s)) {
           int expert = replicas[entry.replica].expert;
-          if (cluster.nodeOf(replicas[entry.replica].rank) ==
-              cluster.nodeOf(s))
+          if (cluster.nodeOf(replicas[entry.replica].rank) == cluster.nodeOf(s))
             continue;
           for (int r : layout.replicasOf(expert))
             if (cluster.nodeOf(replicas[r].rank) == cluster.nodeOf(s)) {

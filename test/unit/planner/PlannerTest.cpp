@@ -64,8 +64,8 @@ TEST(Planners, TenThousandRandomCasesGiveValidPlans) {
     for (const char *name : kHeuristics) {
       rt::Plan plan = makePlanner(name)->plan(input);
       std::string failure = checkPlan(plan, input);
-      ASSERT_EQ(failure, "") << name << " N=" << N << " G=" << G
-                             << " E=" << E << " C=" << C;
+      ASSERT_EQ(failure, "")
+          << name << " N=" << N << " G=" << G << " E=" << E << " C=" << C;
     }
     ++cases;
   }
@@ -79,8 +79,7 @@ TEST(Planners, DegenerateInputsGiveValidPlans) {
   for (Case c : {Case{4, 2, 8, 2, "all tokens to one expert"},
                  Case{3, 1, 8, 3, "E not divisible by N"},
                  Case{5, 4, 7, 2, "partial last node"},
-                 Case{1, 1, 4, 4, "single rank"},
-                 Case{4, 4, 2, 3, "C > E"}}) {
+                 Case{1, 1, 4, 4, "single rank"}, Case{4, 4, 2, 3, "C > E"}}) {
     std::vector<std::int64_t> oneHot(c.N * c.E, 0), zero(c.N * c.E, 0);
     for (int source = 0; source < c.N; ++source)
       oneHot[source * c.E + (c.E - 1)] = 100;
@@ -101,8 +100,8 @@ TEST(Planners, HotExpertGetsReplicasFromTheAdaptivePlanners) {
   for (int source = 0; source < N; ++source)
     counts[source * E + 7] = 1000;
   PlannerInput input = makeInput(N, G, E, C, counts);
-  auto stat = evaluate(makePlanner("static")->plan(input),
-                       input.cluster, input.layer);
+  auto stat =
+      evaluate(makePlanner("static")->plan(input), input.cluster, input.layer);
   for (const char *name : {"flexmoe", "laer", "laer+"}) {
     rt::Plan plan = makePlanner(name)->plan(input);
     EXPECT_GT(plan.layout.replicasOf(7).size(), 2u) << name;
@@ -144,11 +143,11 @@ TEST(Planners, LaerPlusBeatsLaerOnTheCriticalPath) {
           skewedCounts(rng, N, E, 2 * 4096, skew);
       PlannerInput input = makeInput(N, 8, E, C, counts);
       input.layer.topK = E == 8 ? 2 : 4;
-      double laer = evaluate(makePlanner("laer")->plan(input),
-                             input.cluster, input.layer)
-                        .criticalPath;
-      double plus = evaluate(makePlanner("laer+")->plan(input),
-                             input.cluster, input.layer)
+      double laer =
+          evaluate(makePlanner("laer")->plan(input), input.cluster, input.layer)
+              .criticalPath;
+      double plus = evaluate(makePlanner("laer+")->plan(input), input.cluster,
+                             input.layer)
                         .criticalPath;
       sumRatio += plus / laer;
       worse += plus > laer * (1 + 1e-12);

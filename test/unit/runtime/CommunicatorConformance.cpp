@@ -64,16 +64,15 @@ void checkOverlappedAllToAlls(Communicator &comm, Failures &failures) {
     sendB[2 * peer] = -(me * 10 + peer);
     sendB[2 * peer + 1] = me;
   }
-  auto first = comm.startAllToAllV(sendA.data(), recvA.data(), a,
-                                   DataType::Int64);
-  auto second = comm.startAllToAllV(sendB.data(), recvB.data(), b,
-                                    DataType::Int64);
+  auto first =
+      comm.startAllToAllV(sendA.data(), recvA.data(), a, DataType::Int64);
+  auto second =
+      comm.startAllToAllV(sendB.data(), recvB.data(), b, DataType::Int64);
   second->wait();
   first->wait();
   for (int peer = 0; peer < n; ++peer) {
     if (recvA[peer] != peer * 10 + me)
-      failures.add("overlapped all-to-all A from ", peer, " got ",
-                   recvA[peer]);
+      failures.add("overlapped all-to-all A from ", peer, " got ", recvA[peer]);
     if (recvB[2 * peer] != -(peer * 10 + me) || recvB[2 * peer + 1] != peer)
       failures.add("overlapped all-to-all B from ", peer, " got ",
                    recvB[2 * peer], ", ", recvB[2 * peer + 1]);
@@ -134,8 +133,7 @@ void checkLocalErrors(Communicator &comm, Failures &failures) {
   AllToAllSizes sizes = AllToAllSizes::packed(counts, counts);
   std::vector<float> send(2), recv(4 * n);
   try {
-    comm.allToAllV(std::span<const float>(send), std::span<float>(recv),
-                   sizes);
+    comm.allToAllV(std::span<const float>(send), std::span<float>(recv), sizes);
     failures.add("all-to-all with a too-small send buffer did not throw");
   } catch (const RuntimeError &error) {
     std::string message = error.what();

@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/Error.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/Error.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <gtest/gtest.h>
@@ -49,8 +49,7 @@ double gradientError(std::vector<double> &x,
       return loss();
     };
     double numeric =
-        fivePoint ? (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) /
-                        (12 * h)
+        fivePoint ? (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
                   : (at(h) - at(-h)) / (2 * h);
     x[i] = saved;
     worst = std::max(worst, std::abs(numeric - analytic[i]) /
@@ -142,17 +141,16 @@ void checkAttentionGradients(const AttentionShape &shape, bool bias,
   auto zeros = [](const std::vector<double> &v) {
     return std::vector<double>(v.size(), 0.0);
   };
-  std::vector<double> dx(T * H, 42.0), dwq = zeros(p.wq), dwk = zeros(p.wk),
-                      dwv = zeros(p.wv), dwo = zeros(p.wo),
-                      dbq = zeros(p.bq), dbk = zeros(p.bk),
-                      dbv = zeros(p.bv), dqNorm = zeros(p.qNorm),
-                      dkNorm = zeros(p.kNorm);
-  AttentionGrads<double> grads{dwq, dwk, dwv, dwo, dbq,
+  std::vector<double> dx(T * H, 42.0),
+      dwq = zeros(p.wq), dwk = zeros(p.wk), dwv = zeros(p.wv),
+      dwo = zeros(p.wo), dbq = zeros(p.bq), dbk = zeros(p.bk),
+      dbv = zeros(p.bv), dqNorm = zeros(p.qNorm), dkNorm = zeros(p.kNorm);
+  AttentionGrads<double> grads{dwq, dwk, dwv,    dwo,   dbq,
                                dbk, dbv, dqNorm, dkNorm};
   attentionBackward<double>(x, p.params(), shape, saved, g, dx, grads);
 
   // A second backward adds the same weight gradients again.
-  std::vector<std::vector<double> *> all = {&dwq, &dwk, &dwv, &dwo, &dbq,
+  std::vector<std::vector<double> *> all = {&dwq, &dwk, &dwv,    &dwo,   &dbq,
                                             &dbk, &dbv, &dqNorm, &dkNorm};
   std::vector<std::vector<double>> once;
   for (auto *v : all)
@@ -214,7 +212,13 @@ TEST(DenseKernels, AttentionWholeQkNormGradients) {
 TEST(DenseKernels, AttentionAllFeaturesGradients) {
   for (QkNorm norm : {QkNorm::PerHead, QkNorm::Whole}) {
     SCOPED_TRACE(static_cast<int>(norm));
-    AttentionShape shape{6, 8, 4, 2, 3, 10000.0, /*headDim=*/6,
+    AttentionShape shape{6,
+                         8,
+                         4,
+                         2,
+                         3,
+                         10000.0,
+                         /*headDim=*/6,
                          /*qkNormEpsilon=*/1e-5};
     checkAttentionGradients(shape, true, norm, 15);
   }
@@ -252,8 +256,8 @@ TEST(DenseKernels, GatedFfnGradients) {
     };
     loss();
     std::vector<double> dx(T * H), dw1(H * F), dw3(H * F), dw2(F * H);
-    gatedFfnBackward<double>(x, w1.data(), w3.data(), w2.data(), saved, g, T,
-                             H, F, activation, dx, dw1.data(), dw3.data(),
+    gatedFfnBackward<double>(x, w1.data(), w3.data(), w2.data(), saved, g, T, H,
+                             F, activation, dx, dw1.data(), dw3.data(),
                              dw2.data(), /*accumulate=*/false);
     // ReLU's kink makes central differences exact only away from zero;
     // random inputs land there with probability zero.
@@ -265,9 +269,9 @@ TEST(DenseKernels, GatedFfnGradients) {
 
     // accumulate adds to the weight gradients, and dx is still overwritten.
     std::vector<double> again = dw1, dxAgain(T * H, 42.0);
-    gatedFfnBackward<double>(x, w1.data(), w3.data(), w2.data(), saved, g, T,
-                             H, F, activation, dxAgain, again.data(),
-                             dw3.data(), dw2.data(), /*accumulate=*/true);
+    gatedFfnBackward<double>(x, w1.data(), w3.data(), w2.data(), saved, g, T, H,
+                             F, activation, dxAgain, again.data(), dw3.data(),
+                             dw2.data(), /*accumulate=*/true);
     for (std::size_t i = 0; i < again.size(); ++i)
       EXPECT_NEAR(again[i], 2 * dw1[i], 1e-12);
     for (std::size_t i = 0; i < dx.size(); ++i)
@@ -303,8 +307,8 @@ TEST(DenseKernels, AttentionIsCausalPerSequence) {
 TEST(DenseKernels, CrossEntropyAndEmbeddingGradients) {
   std::mt19937_64 rng(4);
   std::int64_t T = 6, V = 7, H = 3;
-  std::vector<std::int32_t> ids = {0, 3, 3, 6, 1, 2}, targets = {1, 2, 0, 6,
-                                                                 6, 3};
+  std::vector<std::int32_t> ids = {0, 3, 3, 6, 1, 2},
+                            targets = {1, 2, 0, 6, 6, 3};
   auto table = random(V * H, rng), proj = random(H * V, rng);
   std::vector<double> h(T * H), logits(T * V), probs(T * V);
   auto loss = [&] {
@@ -328,15 +332,14 @@ TEST(DenseKernels, CrossEntropyAndEmbeddingGradients) {
 }
 
 /// Relative RMS difference of the float32 and float64 attention forward.
-double attentionFloatError(const AttentionShape &shape, bool bias,
-                           QkNorm norm, std::uint64_t seed) {
+double attentionFloatError(const AttentionShape &shape, bool bias, QkNorm norm,
+                           std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::int64_t T = shape.tokens, H = shape.hidden;
   auto xd = random(T * H, rng);
   AttentionData d(shape, bias, norm, rng, 0.3);
-  std::vector<float> xf = toFloat(xd), wq = toFloat(d.wq),
-                     wk = toFloat(d.wk), wv = toFloat(d.wv),
-                     wo = toFloat(d.wo), bq = toFloat(d.bq),
+  std::vector<float> xf = toFloat(xd), wq = toFloat(d.wq), wk = toFloat(d.wk),
+                     wv = toFloat(d.wv), wo = toFloat(d.wo), bq = toFloat(d.bq),
                      bk = toFloat(d.bk), bv = toFloat(d.bv),
                      qNorm = toFloat(d.qNorm), kNorm = toFloat(d.kNorm);
   AttentionParams<float> pf{wq, wk, wv, wo, bq, bk, bv, qNorm, kNorm};
@@ -437,8 +440,7 @@ TEST(DenseKernels, AttentionBadOperandsAreClearErrors) {
   attentionForward<double>(x, d.params(), shape, y, saved);
   std::vector<double> dwq(d.wq.size()), dwk(d.wk.size()), dwv(d.wv.size()),
       dwo(d.wo.size()), dbq(12), dbk(6), dbv(6), dqNorm(6), dkNorm(6);
-  AttentionGrads<double> grads{dwq, dwk, dwv, dwo, dbq,
-                               dbk, dbv, dqNorm, {}};
+  AttentionGrads<double> grads{dwq, dwk, dwv, dwo, dbq, dbk, dbv, dqNorm, {}};
   try {
     attentionBackward<double>(x, d.params(), shape, saved, y, dx, grads);
     FAIL() << "no error";
@@ -466,8 +468,8 @@ TEST(DenseKernels, BadIdsAreClearErrors) {
 TEST(DenseKernels, SigmoidGateGradients) {
   std::mt19937_64 rng(11);
   std::int64_t T = 5, H = 6;
-  auto x = random(T * H, rng), g = random(H, rng),
-       ungated = random(T * H, rng), dy = random(T * H, rng);
+  auto x = random(T * H, rng), g = random(H, rng), ungated = random(T * H, rng),
+       dy = random(T * H, rng);
   std::vector<double> y(T * H), values(T);
   auto loss = [&] {
     y = ungated;

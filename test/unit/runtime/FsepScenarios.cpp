@@ -36,10 +36,8 @@ public:
   std::string name() const override { return "test-random"; }
 
   Plan plan(const PlanRequest &request) override {
-    int N = request.numRanks, C = request.slotsPerRank,
-        E = request.numExperts;
-    std::mt19937_64 rng(seed_ * 1000003 + request.layer * 7919 +
-                        request.step);
+    int N = request.numRanks, C = request.slotsPerRank, E = request.numExperts;
+    std::mt19937_64 rng(seed_ * 1000003 + request.layer * 7919 + request.step);
     std::vector<std::int64_t> load(E, 0);
     for (int source = 0; source < N; ++source)
       for (int e = 0; e < E; ++e)
@@ -64,9 +62,8 @@ public:
       return std::count(slots.begin(), slots.end(), e);
     };
     auto onRank = [&](int rank, int e) {
-      return std::find(slots.begin() + rank * C,
-                       slots.begin() + (rank + 1) * C, e) !=
-             slots.begin() + (rank + 1) * C;
+      return std::find(slots.begin() + rank * C, slots.begin() + (rank + 1) * C,
+                       e) != slots.begin() + (rank + 1) * C;
     };
     for (int e = 0; e < E; ++e) {
       if (load[e] == 0 || copies(e) > 0)
@@ -91,9 +88,8 @@ public:
           continue;
         std::vector<std::int64_t> cuts = {0, count};
         for (std::size_t i = 1; i < replicas.size(); ++i)
-          cuts.push_back(count == 0 ? 0
-                                    : static_cast<std::int64_t>(
-                                          rng() % (count + 1)));
+          cuts.push_back(
+              count == 0 ? 0 : static_cast<std::int64_t>(rng() % (count + 1)));
         std::sort(cuts.begin(), cuts.end());
         for (std::size_t i = 0; i < replicas.size(); ++i)
           routing.set(source, replicas[i], cuts[i + 1] - cuts[i]);
@@ -113,8 +109,7 @@ class HotExpertHook : public RelayoutHook {
 public:
   std::string name() const override { return "test-hot"; }
   Plan plan(const PlanRequest &request) override {
-    int N = request.numRanks, C = request.slotsPerRank,
-        E = request.numExperts;
+    int N = request.numRanks, C = request.slotsPerRank, E = request.numExperts;
     std::vector<int> slots(static_cast<std::size_t>(N) * C);
     int next = 0;
     for (int rank = 0; rank < N; ++rank) {
@@ -148,8 +143,8 @@ RankData initialWeights(const Scenario &scenario) {
   if (scenario.starveLastExpert)
     data.gate[config.numExperts - 1] = -20.0f;
   if (config.routing.selectionBias)
-    data.bias = globalTensor(scenario.seed, 4ull << 50, config.numExperts,
-                             0.1f);
+    data.bias =
+        globalTensor(scenario.seed, 4ull << 50, config.numExperts, 0.1f);
   return data;
 }
 
@@ -256,8 +251,8 @@ std::vector<StepCheck> laer::test::runScenario(Communicator &comm,
       check.aux = relativeScalarError(losses.aux, ref.aux[comm.rank()]);
     if (config.losses.z)
       check.z = relativeScalarError(losses.z, ref.z[comm.rank()]);
-    check.output = relativeError(comm.allGather(std::span<const float>(out)),
-                                 ref.output);
+    check.output =
+        relativeError(comm.allGather(std::span<const float>(out)), ref.output);
     check.dInput =
         relativeError(comm.allGather(std::span<const float>(dx)), ref.dInput);
     check.dGate = relativeError(layer.gateGrad(), ref.dGate);
@@ -312,10 +307,14 @@ std::vector<Scenario> laer::test::standardScenarios() {
                        PlannerKind::Static});
   scenarios.push_back({"random_layouts_new_each_step", config(16, 24, 8, 2, 3),
                        48, 3, PlannerKind::Random, 11});
-  scenarios.push_back({"hot_expert_replicated", config(16, 24, 8, 2, 3), 48,
-                       1, PlannerKind::HotExpert});
-  Scenario sigmoid{"sigmoid_no_renormalize_gelu", config(10, 13, 6, 3, 2), 48,
-                   2, PlannerKind::Random, 5};
+  scenarios.push_back({"hot_expert_replicated", config(16, 24, 8, 2, 3), 48, 1,
+                       PlannerKind::HotExpert});
+  Scenario sigmoid{"sigmoid_no_renormalize_gelu",
+                   config(10, 13, 6, 3, 2),
+                   48,
+                   2,
+                   PlannerKind::Random,
+                   5};
   sigmoid.config.routing.score = ScoreFunction::Sigmoid;
   sigmoid.config.routing.renormalize = false;
   sigmoid.config.activation = Activation::Gelu;
@@ -323,41 +322,61 @@ std::vector<Scenario> laer::test::standardScenarios() {
   // DeepSeek-V3 routing: sigmoid scores, selection bias, groups ranked by
   // their two best, renormalised and scaled weights; global-batch aux loss
   // and z-loss entering the gradients.
-  Scenario v3{"deepseek_v3_routing_with_losses", config(10, 13, 8, 3, 2), 48,
-              2, PlannerKind::Random, 19};
+  Scenario v3{"deepseek_v3_routing_with_losses",
+              config(10, 13, 8, 3, 2),
+              48,
+              2,
+              PlannerKind::Random,
+              19};
   v3.config.routing = {ScoreFunction::Sigmoid, true, 2.5, 4, 2,
-                       GroupScore::TopTwoSum, true};
+                       GroupScore::TopTwoSum,  true};
   v3.config.losses = {AuxLoss::GlobalBatch, true};
   v3.dAux = 0.7f;
   v3.dZ = 0.3f;
   scenarios.push_back(v3);
   // DeepSeek-V2 routing: softmax, groups ranked by their best, scaled
   // weights without renormalisation; micro-batch aux loss.
-  Scenario v2{"deepseek_v2_routing_with_aux_loss", config(10, 13, 8, 2, 2),
-              48, 2, PlannerKind::LaerPlus, 23};
+  Scenario v2{"deepseek_v2_routing_with_aux_loss",
+              config(10, 13, 8, 2, 2),
+              48,
+              2,
+              PlannerKind::LaerPlus,
+              23};
   v2.config.routing = {ScoreFunction::Softmax, false, 1.5, 4, 2,
-                       GroupScore::Max, false};
+                       GroupScore::Max,        false};
   v2.config.losses = {AuxLoss::MicroBatch, true};
   v2.dAux = 1.3f;
   v2.dZ = 0.2f;
   scenarios.push_back(v2);
-  Scenario planned{"laer_plus_planner_with_history", config(16, 24, 8, 2, 3),
-                   48, 3, PlannerKind::LaerPlus, 13};
+  Scenario planned{"laer_plus_planner_with_history",
+                   config(16, 24, 8, 2, 3),
+                   48,
+                   3,
+                   PlannerKind::LaerPlus,
+                   13};
   planned.config.historyWindow = 2;
   scenarios.push_back(planned);
-  Scenario starved{"expert_with_zero_tokens", config(10, 13, 8, 2, 2), 48, 2,
-                   PlannerKind::Random, 3};
+  Scenario starved{"expert_with_zero_tokens",
+                   config(10, 13, 8, 2, 2),
+                   48,
+                   2,
+                   PlannerKind::Random,
+                   3};
   starved.starveLastExpert = true;
   starved.dropUnloaded = true;
   scenarios.push_back(starved);
   // Token exchanges in chunks: uneven blocks, and more chunks than some
   // blocks have rows (empty sub-blocks).
-  Scenario chunked{"random_layouts_three_chunks", config(16, 24, 8, 2, 3), 48,
-                   2, PlannerKind::Random, 17};
+  Scenario chunked{"random_layouts_three_chunks",
+                   config(16, 24, 8, 2, 3),
+                   48,
+                   2,
+                   PlannerKind::Random,
+                   17};
   chunked.config.tokenChunks = 3;
   scenarios.push_back(chunked);
-  Scenario manyChunks{"hot_expert_eight_chunks", config(10, 13, 8, 2, 3), 48,
-                      1, PlannerKind::HotExpert};
+  Scenario manyChunks{"hot_expert_eight_chunks", config(10, 13, 8, 2, 3), 48, 1,
+                      PlannerKind::HotExpert};
   manyChunks.config.tokenChunks = 8;
   scenarios.push_back(manyChunks);
   return scenarios;

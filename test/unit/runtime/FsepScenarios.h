@@ -1,4 +1,5 @@
-//===- FsepScenarios.h - FSEP-vs-reference scenarios, any backend -*- C++ -*-===//
+//===- FsepScenarios.h - FSEP-vs-reference scenarios, any backend -*- C++
+//-*-===//
 //
 // Test bodies shared by the in-process tests and the MPI integration tests:
 // each runs on one rank with whatever communicator it is given, so the same
@@ -18,10 +19,10 @@
 namespace laer::test {
 
 enum class PlannerKind {
-  Static,     // round-robin layout, even split
-  Random,     // random layout and random uneven split, new every step
-  HotExpert,  // expert 0 replicated on every rank, the rest round-robin
-  LaerPlus,   // the laer+ planner at the relayout hook
+  Static,    // round-robin layout, even split
+  Random,    // random layout and random uneven split, new every step
+  HotExpert, // expert 0 replicated on every rank, the rest round-robin
+  LaerPlus,  // the laer+ planner at the relayout hook
 };
 
 struct Scenario {

@@ -24,9 +24,8 @@ template <typename Result>
 std::vector<Result> onRanks(int ranks,
                             const std::function<Result(Communicator &)> &body) {
   std::vector<Result> results(ranks);
-  InProcessGroup::run(ranks, [&](Communicator &comm) {
-    results[comm.rank()] = body(comm);
-  });
+  InProcessGroup::run(
+      ranks, [&](Communicator &comm) { results[comm.rank()] = body(comm); });
   return results;
 }
 
@@ -50,10 +49,14 @@ TEST_P(InProcessRanks, FsepMatchesReference) {
       ASSERT_EQ(checks[rank].size(), static_cast<std::size_t>(scenario.steps));
       for (std::size_t step = 0; step < checks[rank].size(); ++step) {
         const StepCheck &check = checks[rank][step];
-        EXPECT_LT(check.output, kTolerance) << "rank " << rank << " step " << step;
-        EXPECT_LT(check.dInput, kTolerance) << "rank " << rank << " step " << step;
-        EXPECT_LT(check.dGate, kTolerance) << "rank " << rank << " step " << step;
-        EXPECT_LT(check.dExperts, kTolerance) << "rank " << rank << " step " << step;
+        EXPECT_LT(check.output, kTolerance)
+            << "rank " << rank << " step " << step;
+        EXPECT_LT(check.dInput, kTolerance)
+            << "rank " << rank << " step " << step;
+        EXPECT_LT(check.dGate, kTolerance)
+            << "rank " << rank << " step " << step;
+        EXPECT_LT(check.dExperts, kTolerance)
+            << "rank " << rank << " step " << step;
         EXPECT_LT(check.aux, kTolerance) << "rank " << rank << " step " << step;
         EXPECT_LT(check.z, kTolerance) << "rank " << rank << " step " << step;
       }
@@ -135,11 +138,13 @@ TEST(InProcessFsep, PhasesOutOfOrderAreClearErrors) {
   });
   for (int rank = 0; rank < 2; ++rank) {
     EXPECT_NE(errors[rank].find("rank " + std::to_string(rank)),
-              std::string::npos) << errors[rank];
+              std::string::npos)
+        << errors[rank];
     EXPECT_NE(errors[rank].find("layer 5"), std::string::npos) << errors[rank];
     EXPECT_NE(errors[rank].find("step 9"), std::string::npos) << errors[rank];
     EXPECT_NE(errors[rank].find("before its dispatch completed"),
-              std::string::npos) << errors[rank];
+              std::string::npos)
+        << errors[rank];
   }
 }
 

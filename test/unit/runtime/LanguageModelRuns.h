@@ -1,4 +1,5 @@
-//===- LanguageModelRuns.h - training the LM in tests ------------*- C++ -*-===//
+//===- LanguageModelRuns.h - training the LM in tests ------------*- C++
+//-*-===//
 //
 // One helper for the tests that train the runtime's language model: on N
 // in-process ranks, on the tests' fixed text (TrainingText.h), with laer+
@@ -22,10 +23,10 @@ struct TrainingRun {
   rt::LanguageModelConfig config;
   rt::MoEBackendOptions backend;
   int ranks = 1;
-  std::uint64_t seed = 5;     // the model's
+  std::uint64_t seed = 5; // the model's
   std::uint64_t dataSeed = 11;
-  int batch = 8;              // sequences per global batch
-  long from = 0, to = 1;      // steps [from, to)
+  int batch = 8;         // sequences per global batch
+  long from = 0, to = 1; // steps [from, to)
   float learningRate = 1e-3f;
   long replanEvery = 1;
   /// A checkpoint to load first (written after step from - 1), and one to

@@ -68,8 +68,8 @@ TEST(LanguageModel, LossFallsOnRealText) {
   }
   // A byte-level model starts near log(256) = 5.5.
   EXPECT_NEAR(losses[0], std::log(256.0), 0.5);
-  EXPECT_LT(last, first * 0.8) << "first 10 steps " << first << ", last 10 "
-                               << last;
+  EXPECT_LT(last, first * 0.8)
+      << "first 10 steps " << first << ", last 10 " << last;
 }
 
 TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
@@ -86,8 +86,8 @@ TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
                               planner::ClusterSpec{}, layer);
     std::vector<std::int32_t> ids, targets;
     for (long step = from; step < to; ++step) {
-      data.batch(step, 11, 8, model.config().sequence, comm.rank(),
-                 comm.size(), ids, targets);
+      data.batch(step, 11, 8, model.config().sequence, comm.rank(), comm.size(),
+                 ids, targets);
       losses[step] =
           model.trainStep(ids, targets, step, hook, AdamWConfig{}).loss;
     }
@@ -156,9 +156,9 @@ TEST(LanguageModel, ResumingFromACheckpointLosesNothing) {
       model.loadCheckpoint(directory);
       ADD_FAILURE() << "no error";
     } catch (const RuntimeError &error) {
-      EXPECT_NE(std::string(error.what())
-                    .find("has layers = 2 but this model has 3"),
-                std::string::npos)
+      EXPECT_NE(
+          std::string(error.what()).find("has layers = 2 but this model has 3"),
+          std::string::npos)
           << error.what();
     }
   });
@@ -261,14 +261,14 @@ TEST(TextData, ReadsPreTokenizedFiles) {
     }
     return std::string();
   };
-  EXPECT_NE(errorOf([&] { TextData::fromTokenFile(u16, 16, 500, 1 << 20); })
-                .find("token 167 is 501, outside the vocabulary [0, 500)"),
+  EXPECT_NE(errorOf([&] {
+              TextData::fromTokenFile(u16, 16, 500, 1 << 20);
+            }).find("token 167 is 501, outside the vocabulary [0, 500)"),
             std::string::npos);
-  {
-    std::ofstream(u16, std::ios::binary | std::ios::app) << 'x';
-  }
-  EXPECT_NE(errorOf([&] { TextData::fromTokenFile(u16, 16, 1000, 1 << 20); })
-                .find("ends in the middle of a 16-bit id"),
+  { std::ofstream(u16, std::ios::binary | std::ios::app) << 'x'; }
+  EXPECT_NE(errorOf([&] {
+              TextData::fromTokenFile(u16, 16, 1000, 1 << 20);
+            }).find("ends in the middle of a 16-bit id"),
             std::string::npos);
 }
 

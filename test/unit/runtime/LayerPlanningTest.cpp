@@ -110,11 +110,10 @@ TEST(LayerPlanning, ChunkPhasesOutOfOrderNameTheChunkAndWhatItWaitsFor) {
   std::vector<Chunk> chunks(3);
   advanceChunk(chunks, 2, ChunkStage::DispatchStarted, where);
   // Computing on rows still in flight.
-  EXPECT_EQ(failureOf([&] {
-              advanceChunk(chunks, 2, ChunkStage::Computed, where);
-            }),
-            "rank 2, layer 3, step 9: expert compute of chunk 2 ran before "
-            "its dispatch completed");
+  EXPECT_EQ(
+      failureOf([&] { advanceChunk(chunks, 2, ChunkStage::Computed, where); }),
+      "rank 2, layer 3, step 9: expert compute of chunk 2 ran before "
+      "its dispatch completed");
   EXPECT_EQ(chunks[2].stage, ChunkStage::DispatchStarted); // unchanged
   EXPECT_EQ(failureOf([&] {
               advanceChunk(chunks, 2, ChunkStage::DispatchStarted, where);
@@ -123,23 +122,20 @@ TEST(LayerPlanning, ChunkPhasesOutOfOrderNameTheChunkAndWhatItWaitsFor) {
   for (ChunkStage next : {ChunkStage::Dispatched, ChunkStage::Computed,
                           ChunkStage::CombineStarted})
     advanceChunk(chunks, 2, next, where);
-  EXPECT_EQ(failureOf([&] {
-              advanceChunk(chunks, 2, ChunkStage::Computed, where);
-            }),
-            "rank 2, layer 3, step 9: expert compute of chunk 2 ran after "
-            "its combine started");
+  EXPECT_EQ(
+      failureOf([&] { advanceChunk(chunks, 2, ChunkStage::Computed, where); }),
+      "rank 2, layer 3, step 9: expert compute of chunk 2 ran after "
+      "its combine started");
   // A backward before the chunk's combine completed.
-  EXPECT_EQ(failureOf([&] {
-              advanceChunk(chunks, 2, ChunkStage::GradSent, where);
-            }),
-            "rank 2, layer 3, step 9: combine backward of chunk 2 ran "
-            "before its combine completed");
+  EXPECT_EQ(
+      failureOf([&] { advanceChunk(chunks, 2, ChunkStage::GradSent, where); }),
+      "rank 2, layer 3, step 9: combine backward of chunk 2 ran "
+      "before its combine completed");
   // No such chunk.
-  EXPECT_EQ(failureOf([&] {
-              advanceChunk(chunks, 3, ChunkStage::Combined, where);
-            }),
-            "rank 2, layer 3, step 9: the combine's wait of chunk 3: the "
-            "step's token exchange has 3 chunks");
+  EXPECT_EQ(
+      failureOf([&] { advanceChunk(chunks, 3, ChunkStage::Combined, where); }),
+      "rank 2, layer 3, step 9: the combine's wait of chunk 3: the "
+      "step's token exchange has 3 chunks");
   EXPECT_NE(failureOf([&] {
               advanceChunk(chunks, -1, ChunkStage::DispatchStarted, where);
             }).find("chunk -1: the step's token exchange has 3 chunks"),

@@ -27,18 +27,25 @@ TEST(Layout, ReplicasAreOrderedByExpertThenRank) {
 }
 
 TEST(Layout, RejectsOutOfRangeAndDuplicateExperts) {
-  EXPECT_EQ(errorOf([] { Layout(2, 2, 4, {0, 1, 2, 4}, {1, 2, 3}); }),
+  EXPECT_EQ(errorOf([] {
+              Layout(2, 2, 4, {0, 1, 2, 4}, {1, 2, 3});
+            }),
             "rank 1, layer 2, step 3: layout slot 1 of rank 1 holds expert "
             "4, outside [0, 4)");
-  EXPECT_EQ(errorOf([] { Layout(2, 2, 4, {0, 0, 2, 3}); }),
+  EXPECT_EQ(errorOf([] {
+              Layout(2, 2, 4, {0, 0, 2, 3});
+            }),
             "layout puts expert 0 twice on rank 0 (slots 0 and 1)");
-  EXPECT_EQ(errorOf([] { Layout(2, 2, 4, {0, 1, 2}); }),
+  EXPECT_EQ(errorOf([] {
+              Layout(2, 2, 4, {0, 1, 2});
+            }),
             "layout has 3 slots but N * C = 4");
 }
 
 TEST(Layout, RoundRobinNeedsEnoughSlots) {
-  EXPECT_NE(errorOf([] { Layout::roundRobin(2, 1, 3); })
-                .find("needs N * C >= E, got N = 2, C = 1, E = 3"),
+  EXPECT_NE(errorOf([] {
+              Layout::roundRobin(2, 1, 3);
+            }).find("needs N * C >= E, got N = 2, C = 1, E = 3"),
             std::string::npos);
   Layout layout = Layout::roundRobin(4, 3, 8);
   for (int e = 0; e < 8; ++e)
@@ -63,8 +70,8 @@ TEST(Routing, EvenSplitConservesTokensAndBalances) {
 
 TEST(Routing, RowsPerRankAndImbalance) {
   // Expert 0 on ranks 0 and 1, expert 1 on rank 1; rank 2 computes nothing.
-  Layout layout(3, 2, 2, {0, Layout::kEmpty, 0, 1, Layout::kEmpty,
-                          Layout::kEmpty});
+  Layout layout(3, 2, 2,
+                {0, Layout::kEmpty, 0, 1, Layout::kEmpty, Layout::kEmpty});
   std::vector<std::int64_t> counts = {4, 0, 2, 3, 0, 3};
   Plan plan{layout, Routing::evenSplit(layout, counts)};
   std::vector<std::int64_t> rows = rowsPerRank(plan);
@@ -78,7 +85,9 @@ TEST(ValidatePlan, NamesTheExpertWithoutReplica) {
   Layout layout(2, 1, 3, {0, 1});
   std::vector<std::int64_t> counts = {1, 0, 0, 0, 0, 5};
   Plan plan{layout, Routing::evenSplit(layout, counts)};
-  EXPECT_EQ(errorOf([&] { validatePlan(plan, counts, {0, 4, 9}); }),
+  EXPECT_EQ(errorOf([&] {
+              validatePlan(plan, counts, {0, 4, 9});
+            }),
             "rank 0, layer 4, step 9: expert 2 receives 5 tokens but the "
             "layout gives it no replica");
 }
@@ -88,7 +97,9 @@ TEST(ValidatePlan, NamesTheRoutingThatDoesNotAddUp) {
   std::vector<std::int64_t> counts = {3, 1, 2, 4};
   Plan plan{layout, Routing::evenSplit(layout, counts)};
   plan.routing.set(1, layout.replicasOf(1)[0], 5);
-  EXPECT_EQ(errorOf([&] { validatePlan(plan, counts, {1, 0, -1}); }),
+  EXPECT_EQ(errorOf([&] {
+              validatePlan(plan, counts, {1, 0, -1});
+            }),
             "rank 1, layer 0: routing sends 5 tokens of source rank 1 to the "
             "replicas of expert 1 but rank 1 routes 4 tokens to it");
 }
@@ -98,8 +109,9 @@ TEST(ValidatePlan, RejectsNegativeShares) {
   std::vector<std::int64_t> counts = {0};
   Plan plan{layout, Routing(1, 1)};
   plan.routing.set(0, 0, -1);
-  EXPECT_NE(errorOf([&] { validatePlan(plan, counts, {}); })
-                .find("routing sends -1 tokens"),
+  EXPECT_NE(errorOf([&] {
+              validatePlan(plan, counts, {});
+            }).find("routing sends -1 tokens"),
             std::string::npos);
 }
 

@@ -107,9 +107,8 @@ TokenRoute routeToken(const rt::MoELayerConfig &config, const float *x,
   for (int e : route.chosen)
     route.selected += route.s[e];
   for (int e : route.chosen)
-    route.w.push_back((r.renormalize ? route.s[e] / route.selected
-                                     : route.s[e]) *
-                      r.scale);
+    route.w.push_back(
+        (r.renormalize ? route.s[e] / route.selected : route.s[e]) * r.scale);
   return route;
 }
 
@@ -147,7 +146,9 @@ ReferenceResult laer::test::referenceMoE(const rt::MoELayerConfig &config,
   r.dExperts.assign(P * E, 0.0);
   r.expertCounts.assign(E, 0);
 
-  auto W1 = [&](int e, int h, int f) { return double(experts[e * P + h * F + f]); };
+  auto W1 = [&](int e, int h, int f) {
+    return double(experts[e * P + h * F + f]);
+  };
   auto W3 = [&](int e, int h, int f) {
     return double(experts[e * P + H * F + h * F + f]);
   };
@@ -159,8 +160,8 @@ ReferenceResult laer::test::referenceMoE(const rt::MoELayerConfig &config,
   std::vector<TokenRoute> routes;
   std::vector<std::vector<double>> rankLoad(R, std::vector<double>(E, 0));
   for (int t = 0; t < T; ++t) {
-    routes.push_back(routeToken(config, input.data() + t * H, gate,
-                                router.bias));
+    routes.push_back(
+        routeToken(config, input.data() + t * H, gate, router.bias));
     for (int e : routes.back().chosen) {
       ++r.expertCounts[e];
       rankLoad[t / perRank][e] += 1;
@@ -236,12 +237,12 @@ ReferenceResult laer::test::referenceMoE(const rt::MoELayerConfig &config,
     for (int j = 0; j < K; ++j) {
       // w_j = c s_j / S (renormalised) or c s_j.
       int e = route.chosen[j];
-      ds[e] += routing.scale * dw[j] /
-               (routing.renormalize ? route.selected : 1.0);
+      ds[e] +=
+          routing.scale * dw[j] / (routing.renormalize ? route.selected : 1.0);
       if (routing.renormalize)
         for (int i = 0; i < K; ++i)
-          ds[route.chosen[i]] -= routing.scale * dw[j] * s[e] /
-                                 (route.selected * route.selected);
+          ds[route.chosen[i]] -=
+              routing.scale * dw[j] * s[e] / (route.selected * route.selected);
     }
     int rank = t / perRank;
     if (config.losses.aux != rt::AuxLoss::None && router.dAux != 0) {

@@ -18,12 +18,12 @@
 namespace laer::test {
 
 struct ReferenceResult {
-  std::vector<double> output;      // [T, H]
-  std::vector<double> dInput;      // [T, H]
-  std::vector<double> dGate;       // [H, E]
-  std::vector<double> dExperts;    // [E, 3 * H * F]
-  std::vector<int> expertCounts;   // pairs per expert
-  std::vector<double> aux, z;      // router losses per rank
+  std::vector<double> output;    // [T, H]
+  std::vector<double> dInput;    // [T, H]
+  std::vector<double> dGate;     // [H, E]
+  std::vector<double> dExperts;  // [E, 3 * H * F]
+  std::vector<int> expertCounts; // pairs per expert
+  std::vector<double> aux, z;    // router losses per rank
 };
 
 /// What the router variants and losses need beside the layer's tensors.

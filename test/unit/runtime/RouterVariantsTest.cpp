@@ -113,8 +113,8 @@ INSTANTIATE_TEST_SUITE_P(
                 {AuxLoss::MicroBatch, false},
                 2},
         Variant{"deepseek_v3_groups_bias",
-                {ScoreFunction::Sigmoid, true, 2.5, 4, 2,
-                 GroupScore::TopTwoSum, true},
+                {ScoreFunction::Sigmoid, true, 2.5, 4, 2, GroupScore::TopTwoSum,
+                 true},
                 {AuxLoss::GlobalBatch, true},
                 3}),
     [](const auto &info) { return std::string(info.param.name); });
@@ -164,8 +164,8 @@ TEST(RouterLosses, BalancedRoutingHasAuxLossOne) {
   // Equal logits (p_e = 1/E) and loads spread evenly over E = 4, k = 1.
   const int E = 4;
   std::vector<std::int64_t> loads = {1, 1, 1, 1};
-  cpu::RouterOutput out = routeLogits(std::vector<float>(4 * E, 0.0f), E, 1,
-                                      {});
+  cpu::RouterOutput out =
+      routeLogits(std::vector<float>(4 * E, 0.0f), E, 1, {});
   cpu::RouterLosses losses =
       cpu::routerLosses(out, loads, 4, 4, E, 1, ScoreFunction::Softmax);
   EXPECT_NEAR(losses.aux, 1.0, 1e-6);
@@ -177,10 +177,9 @@ TEST(RouterLosses, BalancedRoutingHasAuxLossOne) {
     skewed[t * E] = 3.0f;
   cpu::RouterOutput hot = routeLogits(skewed, E, 1, {});
   std::vector<std::int64_t> hotLoads = {4, 0, 0, 0};
-  EXPECT_GT(cpu::routerLosses(hot, hotLoads, 4, 4, E, 1,
-                              ScoreFunction::Softmax)
-                .aux,
-            3.0);
+  EXPECT_GT(
+      cpu::routerLosses(hot, hotLoads, 4, 4, E, 1, ScoreFunction::Softmax).aux,
+      3.0);
 }
 
 // DeepSeek's seq_aux: each sequence's loss from its own loads and mean
@@ -302,8 +301,7 @@ TEST(SelectionBias, ConfigurationErrorsNameTheSetting) {
       << message(c);
   c = biasedLayer(0.0);
   c.routing.scale = std::nan("");
-  EXPECT_NE(message(c).find("scaling factor must be finite"),
-            std::string::npos)
+  EXPECT_NE(message(c).find("scaling factor must be finite"), std::string::npos)
       << message(c);
 }
 
@@ -368,9 +366,9 @@ double skewedLoadAfter(int steps, double rate) {
         load[i % E] += layer.lastCounts()[i];
       // The mean over the last 10 steps (one step's counts are noisy).
       if (step >= steps - 10)
-        ratio += static_cast<double>(
-                     *std::max_element(load.begin(), load.end())) /
-                 (2.0 * perRank * k / E) / 10.0;
+        ratio +=
+            static_cast<double>(*std::max_element(load.begin(), load.end())) /
+            (2.0 * perRank * k / E) / 10.0;
     }
     ratios[comm.rank()] = ratio;
   });
@@ -385,7 +383,8 @@ TEST(SelectionBias, UpdateAloneBalancesASkewedRouter) {
   double without = skewedLoadAfter(100, 0.0);
   double with = skewedLoadAfter(100, 0.01);
   std::printf("max/mean load over steps 90-99: %.3f without the bias "
-              "update, %.3f with it\n", without, with);
+              "update, %.3f with it\n",
+              without, with);
   EXPECT_GT(without, 2.0);
   EXPECT_LT(with, 1.3);
 }

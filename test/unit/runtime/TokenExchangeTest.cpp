@@ -137,16 +137,18 @@ void exchangeChunk(const std::vector<TokenExchange> &x, int c, bool dispatch,
                    const std::vector<ExchangeGathers> &g) {
   for (int p = 0; p < ranks; ++p)
     for (int q = 0; q < ranks; ++q) {
-      const AllToAllSizes &ps = x[p].chunks[c].sizes, &qs = x[q].chunks[c].sizes;
+      const AllToAllSizes &ps = x[p].chunks[c].sizes,
+                          &qs = x[q].chunks[c].sizes;
       // The dispatch direction sends from p's send layout to q's receive
       // layout; the combine from p's receive layout back to q's send layout.
-      std::int64_t fromRow = dispatch
-          ? x[p].chunks[c].sendBegin + ps.sendOffsets[q] / hidden
-          : g[p].chunkRowBegin[c] + ps.recvOffsets[q] / hidden;
-      std::int64_t toRow = dispatch
-          ? g[q].chunkRowBegin[c] + qs.recvOffsets[p] / hidden
-          : x[q].chunks[c].sendBegin + qs.sendOffsets[p] / hidden;
-      std::int64_t rows = (dispatch ? ps.sendCounts[q] : ps.recvCounts[q]) / hidden;
+      std::int64_t fromRow =
+          dispatch ? x[p].chunks[c].sendBegin + ps.sendOffsets[q] / hidden
+                   : g[p].chunkRowBegin[c] + ps.recvOffsets[q] / hidden;
+      std::int64_t toRow =
+          dispatch ? g[q].chunkRowBegin[c] + qs.recvOffsets[p] / hidden
+                   : x[q].chunks[c].sendBegin + qs.sendOffsets[p] / hidden;
+      std::int64_t rows =
+          (dispatch ? ps.sendCounts[q] : ps.recvCounts[q]) / hidden;
       for (std::int64_t i = 0; i < rows; ++i)
         to[q].at(toRow + i) = from[p].at(fromRow + i);
     }
@@ -192,7 +194,8 @@ TEST(TokenExchange, GathersCarryEveryPairToItsSlotAndBack) {
           }
           viaGathers.insert(viaGathers.end(),
                             expert.begin() + g[r].blockBegin[c * slots + slot],
-                            expert.begin() + g[r].blockBegin[c * slots + slot + 1]);
+                            expert.begin() +
+                                g[r].blockBegin[c * slots + slot + 1]);
         }
         EXPECT_EQ(viaGathers, viaBlocks) << "rank " << r << ", slot " << slot;
         // Every row is a pair its source routed to this slot's expert, and
@@ -215,7 +218,8 @@ TEST(TokenExchange, GathersCarryEveryPairToItsSlotAndBack) {
     // returned; every pair's row comes home to its pairRow.
     std::vector<std::vector<Tag>> back(ranks), home(ranks);
     for (int r = 0; r < ranks; ++r) {
-      back[r] = gather(gather(recv[r], g[r].expertFromRecv), g[r].recvFromExpert);
+      back[r] =
+          gather(gather(recv[r], g[r].expertFromRecv), g[r].recvFromExpert);
       home[r].assign(send[r].size(), {});
     }
     for (int c = 0; c < chunks; ++c)

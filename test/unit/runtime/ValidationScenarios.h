@@ -1,4 +1,5 @@
-//===- ValidationScenarios.h - bad plans and shards, any backend -*- C++ -*-===//
+//===- ValidationScenarios.h - bad plans and shards, any backend -*- C++
+//-*-===//
 //
 // Each case feeds the FSEP layer one kind of bad input and returns the
 // error message this rank got (empty if none was raised). Every rank must

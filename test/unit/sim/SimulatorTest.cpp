@@ -2,11 +2,11 @@
 
 #include "ErrorOf.h"
 
-#include "laer/sim/Simulator.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
 #include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/LayerPlanning.h"
+#include "laer/sim/Simulator.h"
 
 #include <gtest/gtest.h>
 
@@ -44,8 +44,9 @@ TEST(Simulator, ReadsModelConfigs) {
   EXPECT_EQ(model.kvHeads, 2);
   std::string path = ::testing::TempDir() + "/broken.json";
   std::ofstream(path) << R"({"hidden_size": 4})";
-  EXPECT_NE(errorOf([&] { ModelShape::fromJsonFile(path); })
-                .find("lacks 'intermediate_size'"),
+  EXPECT_NE(errorOf([&] {
+              ModelShape::fromJsonFile(path);
+            }).find("lacks 'intermediate_size'"),
             std::string::npos);
 }
 
@@ -91,20 +92,22 @@ TEST(Simulator, ReplaysCountsFromCsv) {
   EXPECT_EQ(trace.steps(), 1);
   EXPECT_EQ(trace.at(5, 2)[3 * 8 + 3], 4096); // replayed cyclically
   ModelShape model = ModelShape::fromJsonFile(kFixtures + "/tiny-e8k2.json");
-  auto results = simulate(model, smallCluster(1.0), {"static", "laer+"},
-                          &trace);
+  auto results =
+      simulate(model, smallCluster(1.0), {"static", "laer+"}, &trace);
   // Static, C = 2 on 8 ranks: expert 3 has 2 replicas, so 2 of 8 ranks
   // compute every token.
   EXPECT_NEAR(results[0].maxOverMeanTokens, 4.0, 1e-9);
   EXPECT_LT(results[1].maxOverMeanTokens, 1.05);
 
   std::ofstream(path) << "0,0,9,1,1,1,1,1,1,1,1\n";
-  EXPECT_NE(errorOf([&] { CountsTrace::fromCsv(path, 8, 8); })
-                .find(":1: step 0, layer 0, rank 9 out of range (8 ranks)"),
+  EXPECT_NE(errorOf([&] {
+              CountsTrace::fromCsv(path, 8, 8);
+            }).find(":1: step 0, layer 0, rank 9 out of range (8 ranks)"),
             std::string::npos);
   std::ofstream(path) << "0,0,1,1,1\n";
-  EXPECT_NE(errorOf([&] { CountsTrace::fromCsv(path, 8, 8); })
-                .find("expected step,layer,rank and 8 counts, got 5 fields"),
+  EXPECT_NE(errorOf([&] {
+              CountsTrace::fromCsv(path, 8, 8);
+            }).find("expected step,layer,rank and 8 counts, got 5 fields"),
             std::string::npos);
 }
 

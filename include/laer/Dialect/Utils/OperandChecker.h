@@ -49,12 +49,11 @@ public:
                               unsigned aDim, mlir::Value b,
                               llvm::StringRef bName, unsigned bDim,
                               llvm::StringRef symbol) {
-    return sameDim(a.getType(), aName, aDim, b.getType(), bName, bDim,
-                   symbol);
+    return sameDim(a.getType(), aName, aDim, b.getType(), bName, bDim, symbol);
   }
-  mlir::LogicalResult dimIs(mlir::Value value, llvm::StringRef name,
-                            unsigned d, int64_t expected,
-                            llvm::StringRef what, bool requireStatic = false) {
+  mlir::LogicalResult dimIs(mlir::Value value, llvm::StringRef name, unsigned d,
+                            int64_t expected, llvm::StringRef what,
+                            bool requireStatic = false) {
     return dimIs(value.getType(), name, d, expected, what, requireStatic);
   }
   mlir::LogicalResult sameElementType(mlir::Value a, llvm::StringRef aName,

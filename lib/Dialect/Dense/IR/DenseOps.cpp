@@ -17,7 +17,8 @@ LogicalResult EmbeddingOp::verify() {
   if (failed(check.tensor(getTable(), "table", 2, ElementKind::Float)) ||
       failed(check.tensor(getIds(), "ids", 1, ElementKind::Integer)) ||
       failed(check.tensor(getOutput(), "output", 2, ElementKind::Float)) ||
-      failed(check.sameDim(getIds(), "ids", 0, getOutput(), "output", 0, "T")) ||
+      failed(
+          check.sameDim(getIds(), "ids", 0, getOutput(), "output", 0, "T")) ||
       failed(check.sameDim(getTable(), "table", 1, getOutput(), "output", 1,
                            "H")) ||
       failed(check.sameElementType(getTable(), "table", getOutput(), "output")))
@@ -34,13 +35,11 @@ LogicalResult RMSNormOp::verify() {
       failed(check.tensor(getWeight(), "weight", 1, ElementKind::Float)) ||
       failed(check.sameDim(getInput(), "input", 1, getWeight(), "weight", 0,
                            "H")) ||
-      failed(check.sameElementType(getInput(), "input", getWeight(),
-                                   "weight")))
+      failed(check.sameElementType(getInput(), "input", getWeight(), "weight")))
     return failure();
   if (getOutput().getType() != getInput().getType())
     return emitOpError() << "output type " << getOutput().getType()
-                         << " differs from input type "
-                         << getInput().getType();
+                         << " differs from input type " << getInput().getType();
   return success();
 }
 
@@ -89,15 +88,14 @@ LogicalResult AttentionOp::verify() {
     int64_t rows, columns;
     const char *rowsAre, *columnsAre;
   };
-  for (Weight w :
-       {Weight{getWq(), "wq", hidden, qWidth, "the hidden size",
-               "heads * head size"},
-        Weight{getWk(), "wk", hidden, kvWidth, "the hidden size",
-               "kv_heads * head size"},
-        Weight{getWv(), "wv", hidden, kvWidth, "the hidden size",
-               "kv_heads * head size"},
-        Weight{getWo(), "wo", qWidth, hidden, "heads * head size",
-               "the hidden size"}})
+  for (Weight w : {Weight{getWq(), "wq", hidden, qWidth, "the hidden size",
+                          "heads * head size"},
+                   Weight{getWk(), "wk", hidden, kvWidth, "the hidden size",
+                          "kv_heads * head size"},
+                   Weight{getWv(), "wv", hidden, kvWidth, "the hidden size",
+                          "kv_heads * head size"},
+                   Weight{getWo(), "wo", qWidth, hidden, "heads * head size",
+                          "the hidden size"}})
     if (failed(check.tensor(w.value, w.name, 2, ElementKind::Float)) ||
         failed(check.dimIs(w.value, w.name, 0, w.rows, w.rowsAre)) ||
         failed(check.dimIs(w.value, w.name, 1, w.columns, w.columnsAre)) ||
@@ -351,8 +349,8 @@ LogicalResult SwiGluOp::verify() {
       failed(check.sameDim(w1, "w1", 1, w3, "w3", 1, "S")) ||
       failed(check.sameDim(w1, "w1", 1, w2, "w2", 0, "S")))
     return failure();
-  for (auto [value, name] : {std::pair{w1, "w1"}, std::pair{w3, "w3"},
-                             std::pair{w2, "w2"}})
+  for (auto [value, name] :
+       {std::pair{w1, "w1"}, std::pair{w3, "w3"}, std::pair{w2, "w2"}})
     if (failed(check.sameElementType(input, "input", value, name)))
       return failure();
   if (Value gate = getGate())
@@ -371,8 +369,8 @@ LogicalResult CrossEntropyOp::verify() {
   OperandChecker check(*this);
   if (failed(check.tensor(getLogits(), "logits", 2, ElementKind::Float)) ||
       failed(check.tensor(getTargets(), "targets", 1, ElementKind::Integer)) ||
-      failed(check.sameDim(getLogits(), "logits", 0, getTargets(), "targets",
-                           0, "T")) ||
+      failed(check.sameDim(getLogits(), "logits", 0, getTargets(), "targets", 0,
+                           "T")) ||
       failed(check.tensor(getLoss(), "loss", 0, ElementKind::Float)) ||
       failed(check.sameElementType(getLogits(), "logits", getLoss(), "loss")))
     return failure();
@@ -405,8 +403,8 @@ LogicalResult EmbeddingGradOp::verify() {
       failed(check.tensor(getDTable(), "d_table", 2, ElementKind::Float)) ||
       failed(check.sameDim(getIds(), "ids", 0, getDOutput(), "d_output", 0,
                            "T")) ||
-      failed(check.sameDim(getDOutput(), "d_output", 1, getDTable(),
-                           "d_table", 1, "H")) ||
+      failed(check.sameDim(getDOutput(), "d_output", 1, getDTable(), "d_table",
+                           1, "H")) ||
       failed(check.dimIs(getDTable(), "d_table", 0, ShapedType::kDynamic,
                          "the vocabulary", /*requireStatic=*/true)))
     return failure();
@@ -417,8 +415,8 @@ LogicalResult RMSNormGradOp::verify() {
   if (getDOutput().getType() != getInput().getType())
     return emitOpError() << "'d_output' must have the input's type "
                          << getInput().getType();
-  return verifyGradients(*this, {{getInput(), getDInput()},
-                                 {getWeight(), getDWeight()}});
+  return verifyGradients(
+      *this, {{getInput(), getDInput()}, {getWeight(), getDWeight()}});
 }
 
 LogicalResult AttentionGradOp::verify() {
@@ -461,8 +459,8 @@ LogicalResult LatentAttentionGradOp::verify() {
 }
 
 LogicalResult LinearGradOp::verify() {
-  return verifyGradients(*this, {{getInput(), getDInput()},
-                                 {getWeight(), getDWeight()}});
+  return verifyGradients(
+      *this, {{getInput(), getDInput()}, {getWeight(), getDWeight()}});
 }
 
 LogicalResult SwiGluGradOp::verify() {
@@ -497,9 +495,9 @@ LogicalResult EmbeddingOp::buildGradients(OpBuilder &b, ValueRange grads,
 
 LogicalResult RMSNormOp::buildGradients(OpBuilder &b, ValueRange grads,
                                         SmallVectorImpl<Value> &out) {
-  auto grad = RMSNormGradOp::create(
-      b, getLoc(), getInput().getType(), getWeight().getType(), getInput(),
-      getWeight(), grads[0], getEpsilonAttr());
+  auto grad = RMSNormGradOp::create(b, getLoc(), getInput().getType(),
+                                    getWeight().getType(), getInput(),
+                                    getWeight(), grads[0], getEpsilonAttr());
   out.assign({grad.getDInput(), grad.getDWeight()});
   return success();
 }

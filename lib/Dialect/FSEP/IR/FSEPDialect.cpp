@@ -34,25 +34,25 @@ void FSEPDialect::initialize() {
 LogicalResult FSEPDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attribute) {
   if (attribute.getName() != "fsep.stream")
-    return op->emitError() << "unknown fsep attribute '"
-                           << attribute.getName() << "'";
+    return op->emitError() << "unknown fsep attribute '" << attribute.getName()
+                           << "'";
   auto stream = dyn_cast<StringAttr>(attribute.getValue());
-  if (!stream || (stream.getValue() != "params" &&
-                  stream.getValue() != "tokens"))
+  if (!stream ||
+      (stream.getValue() != "params" && stream.getValue() != "tokens"))
     return op->emitError()
            << "'fsep.stream' must be \"params\" or \"tokens\", got "
            << attribute.getValue();
   if (!isa<RestoreOp, DispatchOp, CombineOp, CombineBackwardOp,
            DispatchBackwardOp, GradReduceOp>(op))
-    return op->emitError() << "'fsep.stream' belongs on fsep transfers, not on '"
-                           << op->getName() << "'";
+    return op->emitError()
+           << "'fsep.stream' belongs on fsep transfers, not on '"
+           << op->getName() << "'";
   return success();
 }
 
-LogicalResult
-ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
-                    int64_t experts, int64_t hidden, int64_t ffn,
-                    Type element, int64_t shards, int64_t shard) {
+LogicalResult ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
+                                  int64_t experts, int64_t hidden, int64_t ffn,
+                                  Type element, int64_t shards, int64_t shard) {
   if (experts < 1 || hidden < 1 || ffn < 1 || shards < 1)
     return emitError() << "experts, hidden, ffn and shards must be >= 1, got "
                        << experts << ", " << hidden << ", " << ffn << ", "
@@ -73,15 +73,14 @@ ExpertsType::verify(function_ref<InFlightDiagnostic()> emitError,
   int64_t expected = total / shards + (total % shards != 0 ? 1 : 0);
   if (shard != expected)
     return emitError() << "shard of " << shard
-                       << " elements does not cut 3 * hidden * ffn = "
-                       << total << " into " << shards
-                       << " equal pieces; expected " << expected;
+                       << " elements does not cut 3 * hidden * ffn = " << total
+                       << " into " << shards << " equal pieces; expected "
+                       << expected;
   return success();
 }
 
 LogicalResult PlanType::verify(function_ref<InFlightDiagnostic()> emitError,
-                               int64_t experts, int64_t ranks,
-                               int64_t slots) {
+                               int64_t experts, int64_t ranks, int64_t slots) {
   if (experts < 1 || ranks < 1 || slots < 1)
     return emitError() << "experts, ranks and slots must be >= 1, got "
                        << experts << ", " << ranks << ", " << slots;

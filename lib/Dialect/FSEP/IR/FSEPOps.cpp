@@ -40,9 +40,9 @@ LogicalResult verifyTransfer(Operation *op) {
     for (Operation *user : result.getUsers()) {
       if (!isa<WaitOp>(user)) {
         InFlightDiagnostic diag = op->emitOpError()
-                                  << "async result #" << result.getResultNumber()
-                                  << " is used by '" << user->getName()
-                                  << "' before an fsep.wait";
+                                  << "async result #"
+                                  << result.getResultNumber() << " is used by '"
+                                  << user->getName() << "' before an fsep.wait";
         diag.attachNote(user->getLoc()) << "used here";
         return diag;
       }
@@ -65,8 +65,7 @@ LogicalResult verifyTransfer(Operation *op) {
         continue;
       InFlightDiagnostic diag =
           op->emitOpError() << "operand #" << operand.getOperandNumber()
-                            << " is still being sent, but '"
-                            << user->getName()
+                            << " is still being sent, but '" << user->getName()
                             << "' updates it in place before the fsep.wait";
       diag.attachNote(user->getLoc()) << "updated here";
       return diag;
@@ -101,8 +100,8 @@ LogicalResult verifyChunk(Operation *op, std::optional<int64_t> chunk,
   if (!chunk || !chunks)
     return op->emitOpError() << "'chunk' and 'chunks' go together";
   if (*chunks < 1 || *chunk < 0 || *chunk >= *chunks)
-    return op->emitOpError() << "chunk " << *chunk << " is not in [0, "
-                             << *chunks << ")";
+    return op->emitOpError()
+           << "chunk " << *chunk << " is not in [0, " << *chunks << ")";
   return success();
 }
 
@@ -127,8 +126,8 @@ LogicalResult verifyRouting(OperandChecker &check, Type tokens,
     return failure();
   if (weights &&
       (failed(check.tensor(weights, "weights", 2, ElementKind::Float)) ||
-       failed(check.sameDim(indices, "indices", 0, weights, "weights", 0,
-                            "T")) ||
+       failed(
+           check.sameDim(indices, "indices", 0, weights, "weights", 0, "T")) ||
        failed(check.sameDim(indices, "indices", 1, weights, "weights", 1,
                             "top_k"))))
     return failure();
@@ -190,8 +189,7 @@ LogicalResult DispatchOp::verify() {
   Type input = getInput().getType(), rows = awaited(getRows().getType());
   if (failed(check.tensor(input, "input", 2, ElementKind::Float)) ||
       failed(verifyRouting(check, input, "input", getIndices().getType())) ||
-      failed(verifyRows(check, rows, "rows",
-                        awaited(getSlotCounts().getType()),
+      failed(verifyRows(check, rows, "rows", awaited(getSlotCounts().getType()),
                         getPlan().getType().getSlots())) ||
       failed(check.sameElementType(input, "input", rows, "rows")) ||
       failed(check.sameDim(input, "input", 1, rows, "rows", 1, "H")) ||
@@ -204,16 +202,16 @@ LogicalResult ExpertComputeOp::verify() {
   OperandChecker check(*this);
   Type rows = getRows().getType(), w1 = getW1().getType();
   if (failed(verifyRows(check, rows, "rows", getSlotCounts().getType())) ||
-      failed(verifySlotWeights(check, w1, getW3().getType(),
-                               getW2().getType())) ||
-      failed(check.sameDim(getSlotCounts(), "slot_counts", 0, getW1(), "w1",
-                           0, "C")) ||
+      failed(
+          verifySlotWeights(check, w1, getW3().getType(), getW2().getType())) ||
+      failed(check.sameDim(getSlotCounts(), "slot_counts", 0, getW1(), "w1", 0,
+                           "C")) ||
       failed(check.sameDim(rows, "rows", 1, w1, "w1", 1, "H")) ||
       failed(check.sameElementType(rows, "rows", w1, "w1")) ||
       failed(check.sameDim(getRows(), "rows", 0, getOutput(), "output", 0,
                            "rows")) ||
-      failed(check.sameDim(getRows(), "rows", 1, getOutput(), "output", 1,
-                           "H")) ||
+      failed(
+          check.sameDim(getRows(), "rows", 1, getOutput(), "output", 1, "H")) ||
       failed(verifyChunk(*this, getChunk(), getChunks())))
     return failure();
   return success();
@@ -259,8 +257,8 @@ LogicalResult ExpertComputeBackwardOp::verify() {
   Type dw1 = getDW1().getType(), dw3 = getDW3().getType(),
        dw2 = getDW2().getType();
   if (failed(verifyRows(check, rows, "rows", getSlotCounts().getType())) ||
-      failed(verifySlotWeights(check, w1, getW3().getType(),
-                               getW2().getType())) ||
+      failed(
+          verifySlotWeights(check, w1, getW3().getType(), getW2().getType())) ||
       failed(check.sameDim(rows, "rows", 1, w1, "w1", 1, "H")) ||
       failed(check.sameDim(getRows(), "rows", 0, getDRows(), "d_rows", 0,
                            "rows")) ||
@@ -298,8 +296,8 @@ LogicalResult GradReduceOp::verify() {
     return emitOpError() << "the expert bank (" << bank.getExperts()
                          << " experts over " << bank.getShards()
                          << " ranks) does not match the plan ("
-                         << plan.getExperts() << " experts, "
-                         << plan.getRanks() << " ranks)";
+                         << plan.getExperts() << " experts, " << plan.getRanks()
+                         << " ranks)";
   OperandChecker check(*this);
   Type dw1 = getDW1().getType();
   if (failed(verifySlotWeights(check, dw1, getDW3().getType(),

@@ -53,8 +53,7 @@ template <typename OpTy> OpTy firstUser(Value value, Block *block) {
   OpTy first;
   for (Operation *user : value.getUsers())
     if (auto op = dyn_cast<OpTy>(user);
-        op && op->getBlock() == block &&
-        (!first || op->isBeforeInBlock(first)))
+        op && op->getBlock() == block && (!first || op->isBeforeInBlock(first)))
       first = op;
   return first;
 }
@@ -96,8 +95,7 @@ struct FSEPSchedulePass : laer::fsep::impl::FSEPScheduleBase<FSEPSchedulePass> {
     // The first dispatch of each layer, taken before anything moves.
     SmallVector<DispatchOp> firstDispatch;
     for (RestoreOp restore : restores)
-      firstDispatch.push_back(
-          firstUser<DispatchOp>(restore.getPlan(), &body));
+      firstDispatch.push_back(firstUser<DispatchOp>(restore.getPlan(), &body));
     // Restores hoisted to the top keep their layer order.
     Operation *lastAtTop = nullptr;
     for (auto [layer, restore] : llvm::enumerate(restores)) {
@@ -144,14 +142,14 @@ struct FSEPSchedulePass : laer::fsep::impl::FSEPScheduleBase<FSEPSchedulePass> {
         window = dyn_cast<WaitOp>(op);
       if (!window)
         continue;
-      Operation *end = index + 1 < plans.size() ? plans[index + 1].getOperation()
-                                                : body.getTerminator();
+      Operation *end = index + 1 < plans.size()
+                           ? plans[index + 1].getOperation()
+                           : body.getTerminator();
       if (end->isBeforeInBlock(window))
         continue;
       auto availableAtWindow = [&](Value operand) {
         Operation *def = operand.getDefiningOp();
-        return !def || def->getBlock() != &body ||
-               def->isBeforeInBlock(window);
+        return !def || def->getBlock() != &body || def->isBeforeInBlock(window);
       };
       SmallVector<Operation *> candidates;
       for (Operation *op = window->getNextNode(); op && op != end;

@@ -12,8 +12,8 @@
 using namespace mlir;
 using namespace laer::moe;
 
-#include "laer/Dialect/MoE/IR/MoEOpsDialect.cpp.inc"
 #include "laer/Dialect/MoE/IR/MoEEnums.cpp.inc"
+#include "laer/Dialect/MoE/IR/MoEOpsDialect.cpp.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "laer/Dialect/MoE/IR/MoEAttrs.cpp.inc"

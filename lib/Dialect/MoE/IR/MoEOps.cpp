@@ -42,9 +42,8 @@ LogicalResult verifyFfnWeights(OperandChecker &check, Value w1, Value w3,
       failed(check.sameElementType(w1, n1, w3, n3)) ||
       failed(check.sameElementType(w1, n1, w2, n2)))
     return failure();
-  if (expertDims == 1 &&
-      (failed(check.sameDim(w1, n1, 0, w3, n3, 0, "E")) ||
-       failed(check.sameDim(w1, n1, 0, w2, n2, 0, "E"))))
+  if (expertDims == 1 && (failed(check.sameDim(w1, n1, 0, w3, n3, 0, "E")) ||
+                          failed(check.sameDim(w1, n1, 0, w2, n2, 0, "E"))))
     return failure();
   if (failed(check.sameDim(w1, n1, h, w3, n3, h, "H")) ||
       failed(check.sameDim(w1, n1, f, w3, n3, f, "F")) ||
@@ -72,9 +71,9 @@ LogicalResult verifyRouterLosses(Operation *op, ValueRange losses,
   for (auto [i, loss] : llvm::enumerate(losses)) {
     auto type = dyn_cast<RankedTensorType>(loss.getType());
     if (!type || type.getRank() != 0 || !isa<FloatType>(type.getElementType()))
-      return op->emitOpError() << what << " #" << i
-                               << " must be a scalar float tensor, got "
-                               << loss.getType();
+      return op->emitOpError()
+             << what << " #" << i << " must be a scalar float tensor, got "
+             << loss.getType();
   }
   return success();
 }
@@ -94,24 +93,22 @@ LogicalResult verifyRoutingVariant(Op op, OperandChecker &check,
   if (std::optional<APFloat> scale = op.getScale()) {
     double c = scale->convertToDouble();
     if (!std::isfinite(c) || c <= 0)
-      return op.emitOpError() << "scale must be finite and positive, got "
-                              << c;
+      return op.emitOpError() << "scale must be finite and positive, got " << c;
   }
   std::optional<uint64_t> groups = op.getGroups();
   if (groups.has_value() != op.getTopGroups().has_value() ||
       groups.has_value() != static_cast<bool>(op.getGroupScoreAttr()))
-    return op.emitOpError()
-           << "groups, top_groups and group_score go together";
+    return op.emitOpError() << "groups, top_groups and group_score go together";
   if (groups) {
     int64_t g = static_cast<int64_t>(*groups);
     int64_t m = static_cast<int64_t>(*op.getTopGroups());
     if (g < 1 || numExperts % g != 0)
-      return op.emitOpError() << "groups = " << g
-                              << " must be positive and divide E = "
-                              << numExperts;
+      return op.emitOpError()
+             << "groups = " << g
+             << " must be positive and divide E = " << numExperts;
     if (m < 1 || m > g)
-      return op.emitOpError() << "top_groups = " << m
-                              << " must be in [1, groups = " << g << "]";
+      return op.emitOpError()
+             << "top_groups = " << m << " must be in [1, groups = " << g << "]";
     if (topK > m * (numExperts / g))
       return op.emitOpError()
              << "top_k = " << topK << " exceeds the " << m << " x "
@@ -122,10 +119,10 @@ LogicalResult verifyRoutingVariant(Op op, OperandChecker &check,
                               << numExperts / g;
   }
   Value bias = op.getSelectionBias();
-  if (bias && (failed(check.tensor(bias, "selection_bias", 1,
-                                   ElementKind::Float)) ||
-               failed(check.dimIs(bias, "selection_bias", 0, numExperts,
-                                  "the number of experts E"))))
+  if (bias &&
+      (failed(check.tensor(bias, "selection_bias", 1, ElementKind::Float)) ||
+       failed(check.dimIs(bias, "selection_bias", 0, numExperts,
+                          "the number of experts E"))))
     return failure();
   if (std::optional<APFloat> rate = op.getBiasUpdateRate()) {
     double u = rate->convertToDouble();
@@ -144,9 +141,7 @@ LogicalResult verifyRoutingVariant(Op op, OperandChecker &check,
 // RouterOp
 //===----------------------------------------------------------------------===//
 
-int64_t RouterOp::getNumExperts() {
-  return OperandChecker::dim(getGate(), 1);
-}
+int64_t RouterOp::getNumExperts() { return OperandChecker::dim(getGate(), 1); }
 
 LogicalResult RouterOp::verify() {
   OperandChecker check(*this);
@@ -267,8 +262,8 @@ LogicalResult CombineOp::verify() {
   if (failed(check.tensor(rows, "rows", 2, ElementKind::Float)) ||
       failed(check.tensor(indices, "indices", 2, ElementKind::Integer)) ||
       failed(check.tensor(weights, "weights", 2, ElementKind::Float)) ||
-      failed(check.sameDim(indices, "indices", 0, weights, "weights", 0,
-                           "T")) ||
+      failed(
+          check.sameDim(indices, "indices", 0, weights, "weights", 0, "T")) ||
       failed(check.sameDim(indices, "indices", 1, weights, "weights", 1,
                            "top_k")) ||
       failed(check.dimIs(rows, "rows", 0,
@@ -328,14 +323,14 @@ LogicalResult LayerOp::verify() {
       failed(check.sameElementType(input, "input", s1, "shared_w1")))
     return failure();
   if (Value sharedGate = getSharedGate())
-    if (failed(check.tensor(sharedGate, "shared_gate", 2,
-                            ElementKind::Float)) ||
+    if (failed(
+            check.tensor(sharedGate, "shared_gate", 2, ElementKind::Float)) ||
         failed(check.sameDim(input, "input", 1, sharedGate, "shared_gate", 0,
                              "H")) ||
         failed(check.dimIs(sharedGate, "shared_gate", 1, 1,
                            "one gate per token")) ||
-        failed(check.sameElementType(input, "input", sharedGate,
-                                     "shared_gate")))
+        failed(
+            check.sameElementType(input, "input", sharedGate, "shared_gate")))
       return failure();
   return success();
 }
@@ -369,9 +364,8 @@ LogicalResult LayerOp::buildGradients(OpBuilder &b, ValueRange grads,
 
 LogicalResult LayerGradOp::verify() {
   OperandChecker check(*this);
-  if (failed(verifyRoutingVariant(*this, check,
-                                  OperandChecker::dim(getGate(), 1),
-                                  getTopK())) ||
+  if (failed(verifyRoutingVariant(
+          *this, check, OperandChecker::dim(getGate(), 1), getTopK())) ||
       failed(verifyRouterLosses(*this, getDLosses(), routerLossCount(*this),
                                 "loss gradients")))
     return failure();

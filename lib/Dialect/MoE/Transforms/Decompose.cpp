@@ -64,16 +64,16 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     int64_t rows =
         ShapedType::isDynamic(tokens) ? ShapedType::kDynamic : tokens * topK;
 
-    auto indicesType = RankedTensorType::get({tokens, topK},
-                                             rewriter.getI32Type());
+    auto indicesType =
+        RankedTensorType::get({tokens, topK}, rewriter.getI32Type());
     auto weightsType = RankedTensorType::get({tokens, topK}, element);
     SmallVector<Type> routerTypes{indicesType, weightsType};
     llvm::append_range(routerTypes, layer.getLosses().getTypes());
-    auto router = RouterOp::create(
-        rewriter, loc, routerTypes, input, layer.getGate(),
-        layer.getSelectionBias(), layer.getTopKAttr(), layer.getScoreAttr(),
-        layer.getRenormalizeAttr(), nullptr, nullptr, nullptr, nullptr,
-        nullptr, nullptr, nullptr);
+    auto router = RouterOp::create(rewriter, loc, routerTypes, input,
+                                   layer.getGate(), layer.getSelectionBias(),
+                                   layer.getTopKAttr(), layer.getScoreAttr(),
+                                   layer.getRenormalizeAttr(), nullptr, nullptr,
+                                   nullptr, nullptr, nullptr, nullptr, nullptr);
     copyRoutingAttributes(layer, router, /*variants=*/true, /*losses=*/true);
 
     auto rowsType = RankedTensorType::get({rows, hidden}, element);
@@ -83,9 +83,9 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     auto expertsOp = ExpertsOp::create(
         rewriter, loc, rowsType, dispatch.getRows(), dispatch.getCounts(),
         layer.getW1(), layer.getW3(), layer.getW2(), layer.getActivation());
-    Value output = CombineOp::create(rewriter, loc, inputType,
-                                     expertsOp.getOutput(),
-                                     router.getIndices(), router.getWeights());
+    Value output =
+        CombineOp::create(rewriter, loc, inputType, expertsOp.getOutput(),
+                          router.getIndices(), router.getWeights());
 
     if (layer.getSharedGate()) {
       // A gated shared expert is a dense.swiglu with its gate.
@@ -109,8 +109,7 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
   }
 };
 
-struct MoEDecomposePass
-    : laer::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
+struct MoEDecomposePass : laer::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     populateDecomposeLayerPatterns(patterns);

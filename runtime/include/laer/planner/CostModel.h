@@ -74,7 +74,7 @@ struct StepCost {
   std::vector<double> tokenCommSeconds; // per rank, one token all-to-all
   std::vector<std::int64_t> rankTokens; // expert rows per rank
   double maxCompute = 0, maxTokenComm = 0, sumTokenComm = 0;
-  double paramCommSeconds = 0;   // one restore (= one gradient) all-to-all
+  double paramCommSeconds = 0; // one restore (= one gradient) all-to-all
   double exposedParamSeconds = 0;
   /// Step time of the layer: 4 * max comm + passes * max compute + exposed
   /// parameter traffic.

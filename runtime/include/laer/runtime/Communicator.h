@@ -84,16 +84,16 @@ public:
   virtual std::string backend() const = 0;
 
   /// Variable-size all-to-all (MPI_Alltoallv semantics).
-  virtual std::unique_ptr<CommHandle>
-  startAllToAllV(const void *send, void *recv, const AllToAllSizes &sizes,
-                 DataType type) = 0;
+  virtual std::unique_ptr<CommHandle> startAllToAllV(const void *send,
+                                                     void *recv,
+                                                     const AllToAllSizes &sizes,
+                                                     DataType type) = 0;
   /// Every rank contributes `count` elements; `recv` holds size()*count,
   /// rank-major.
   virtual void allGather(const void *send, void *recv, std::int64_t count,
                          DataType type) = 0;
   /// In-place element-wise sum over all ranks.
-  virtual void allReduceSum(void *data, std::int64_t count,
-                            DataType type) = 0;
+  virtual void allReduceSum(void *data, std::int64_t count, DataType type) = 0;
   virtual void broadcast(void *data, std::int64_t count, DataType type,
                          int root) = 0;
   virtual void barrier() = 0;
@@ -114,11 +114,10 @@ public:
     checkSpan(recv.size(), sizes.recvCounts, sizes.recvOffsets, "receive");
     startAllToAllV(send.data(), recv.data(), sizes, dataTypeOf<T>())->wait();
   }
-  template <typename T>
-  std::vector<T> allGather(std::span<const T> send) {
+  template <typename T> std::vector<T> allGather(std::span<const T> send) {
     std::vector<T> recv(send.size() * static_cast<std::size_t>(size()));
-    allGather(send.data(), recv.data(),
-              static_cast<std::int64_t>(send.size()), dataTypeOf<T>());
+    allGather(send.data(), recv.data(), static_cast<std::int64_t>(send.size()),
+              dataTypeOf<T>());
     return recv;
   }
   template <typename T> void allReduceSum(std::span<T> data) {

@@ -165,11 +165,11 @@ private:
     /// What the expert compute reads: `weights`, or on one rank the
     /// expert's own state (its one shard is the whole expert).
     std::span<const float> restored;
-    std::vector<float> input, output;     // [rows, H], chunk-major
-    std::vector<float> dOutput, dInput;   // [rows, H], chunk-major
-    std::vector<float> weightGrad;        // padded like weights
-    bool gradWritten = false; // a chunk's backward has set weightGrad
-    std::vector<cpu::SwiGluSaved> saved;  // per chunk
+    std::vector<float> input, output;   // [rows, H], chunk-major
+    std::vector<float> dOutput, dInput; // [rows, H], chunk-major
+    std::vector<float> weightGrad;      // padded like weights
+    bool gradWritten = false;           // a chunk's backward has set weightGrad
+    std::vector<cpu::SwiGluSaved> saved; // per chunk
   };
   /// The token exchange of one chunk (from the plan) and its progress.
   struct TokenChunk : ExchangeChunk {
@@ -225,7 +225,7 @@ private:
   std::vector<float> pairOutput_; // expert output per pair, send layout
   /// Token transfers of past chunks: their buffers serve the next step's.
   std::vector<Transfer> spareTransfers_;
-  std::vector<float> dWeights_;   // [T, k], summed over chunks
+  std::vector<float> dWeights_; // [T, k], summed over chunks
   Transfer gradReduce_;
   bool gradReduceStarted_ = false;
   std::vector<SlotState> slots_;

@@ -1,4 +1,5 @@
-//===- InProcessCommunicator.h - ranks as threads of one process -*- C++ -*-===//
+//===- InProcessCommunicator.h - ranks as threads of one process -*- C++
+//-*-===//
 //
 // N ranks that share an address space: collectives copy between the ranks'
 // buffers directly. Used by unit tests (no mpirun, no process start-up) and
@@ -22,8 +23,8 @@ class InProcessGroup {
 public:
   /// A group of `size` ranks. A collective that waits longer than
   /// `timeout` for its peers aborts the whole group.
-  explicit InProcessGroup(int size, std::chrono::milliseconds timeout =
-                                        std::chrono::seconds(60));
+  explicit InProcessGroup(
+      int size, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~InProcessGroup();
   InProcessGroup(const InProcessGroup &) = delete;
   InProcessGroup &operator=(const InProcessGroup &) = delete;

@@ -76,8 +76,7 @@ bool startsTokenChunks(LayerStage stage, int chunk, int chunks,
 /// `shard`-element shards: to each peer the shards of the experts in its
 /// used slots (in slot order), from each owner the shards of this rank's
 /// used slots. The gradient all-to-all is its reverse.
-AllToAllSizes restoreSizes(const Layout &layout, int rank,
-                           std::int64_t shard);
+AllToAllSizes restoreSizes(const Layout &layout, int rank, std::int64_t shard);
 
 /// How far one token chunk of a step has come. Each chunk phase of an
 /// executor (FsepMoELayer's phases, on CPU or GPU buffers) moves its chunk
@@ -148,8 +147,7 @@ void requireAllChunks(const std::vector<Chunk> &chunks, ChunkStage stage,
 /// Fails unless `layout` is for `ranks` ranks and the config's slots and
 /// experts; `source` says where the layout came from.
 void requireLayoutShape(const Layout &layout, int ranks,
-                        const MoELayerConfig &config,
-                        const std::string &source,
+                        const MoELayerConfig &config, const std::string &source,
                         const ErrorContext &context);
 
 /// One layer's relayout once every rank's counts are known (`counts`

@@ -35,9 +35,9 @@ public:
 class MpiCommunicator : public Communicator {
 public:
   /// Duplicates `parent` so laer's traffic never matches a user's messages.
-  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD,
-                           std::chrono::milliseconds timeout =
-                               std::chrono::seconds(300));
+  explicit MpiCommunicator(
+      MPI_Comm parent = MPI_COMM_WORLD,
+      std::chrono::milliseconds timeout = std::chrono::seconds(300));
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator &) = delete;
   MpiCommunicator &operator=(const MpiCommunicator &) = delete;

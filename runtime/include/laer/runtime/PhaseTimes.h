@@ -36,9 +36,7 @@ public:
   int layer() const { return layer_; }
   long step = -1;
 
-  double &operator[](Phase phase) {
-    return seconds_[static_cast<int>(phase)];
-  }
+  double &operator[](Phase phase) { return seconds_[static_cast<int>(phase)]; }
   double operator[](Phase phase) const {
     return seconds_[static_cast<int>(phase)];
   }
@@ -55,8 +53,8 @@ private:
 class ScopedPhase {
 public:
   ScopedPhase(PhaseTimes &times, Phase phase)
-      : times_(times), phase_(phase),
-        start_(std::chrono::steady_clock::now()) {}
+      : times_(times), phase_(phase), start_(std::chrono::steady_clock::now()) {
+  }
   ~ScopedPhase();
   ScopedPhase(const ScopedPhase &) = delete;
   ScopedPhase &operator=(const ScopedPhase &) = delete;

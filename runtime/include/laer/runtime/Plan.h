@@ -1,4 +1,5 @@
-//===- Plan.h - expert layout and token routing of one MoE layer -*- C++ -*-===//
+//===- Plan.h - expert layout and token routing of one MoE layer -*- C++
+//-*-===//
 //
 // A plan says, for one MoE layer and one step, which experts each rank
 // computes (the layout: C slots per rank, an expert may sit in several
@@ -36,8 +37,8 @@ public:
   /// `slots[rank * slotsPerRank + slot]` is an expert id or kEmpty. Throws
   /// RuntimeError (with `context`) when an id is out of range or an expert
   /// sits twice on one rank.
-  Layout(int numRanks, int slotsPerRank, int numExperts,
-         std::vector<int> slots, const ErrorContext &context = {});
+  Layout(int numRanks, int slotsPerRank, int numExperts, std::vector<int> slots,
+         const ErrorContext &context = {});
 
   /// Slot (r, c) holds expert (r * C + c) mod E: every expert gets
   /// floor or ceil(N*C/E) replicas spread over the ranks. Needs N*C >= E.
@@ -68,8 +69,8 @@ private:
   std::vector<int> slots_;
   std::vector<Replica> replicas_;
   std::vector<int> replicaOfSlot_;
-  std::vector<int> replicaOrder_;  // replicas_ indices grouped by expert
-  std::vector<int> expertBegin_;   // E + 1 offsets into replicaOrder_
+  std::vector<int> replicaOrder_; // replicas_ indices grouped by expert
+  std::vector<int> expertBegin_;  // E + 1 offsets into replicaOrder_
 };
 
 /// Token counts per (source rank, replica): how many of the source's

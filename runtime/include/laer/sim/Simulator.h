@@ -1,4 +1,5 @@
-//===- Simulator.h - training iterations of MoE models on a cluster -*- C++ -*-===//
+//===- Simulator.h - training iterations of MoE models on a cluster -*- C++
+//-*-===//
 //
 // Estimates the iteration time of a MoE transformer on a cluster for each
 // expert-placement method, from the planner cost model plus the dense part
@@ -108,8 +109,8 @@ double fitSkewToStaticImbalance(const ModelShape &model,
 /// Published iteration times (ms) from the artifact's
 /// e2e_analysis_backup.csv, keyed by (dataset, method, model) with
 /// aux_loss 0; methods are named as we name them.
-std::map<std::string, double>
-readPublishedTimes(const std::string &csvPath, const std::string &dataset);
+std::map<std::string, double> readPublishedTimes(const std::string &csvPath,
+                                                 const std::string &dataset);
 
 } // namespace laer::sim
 

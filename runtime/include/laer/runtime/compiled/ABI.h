@@ -58,10 +58,9 @@ void _mlir_ciface_laerrt_declare_moe(
     void *ctx, std::int64_t layer, std::int64_t experts, std::int64_t hidden,
     std::int64_t ffn, std::int64_t topK, std::int64_t score,
     std::int64_t renormalize, double scale, std::int64_t groups,
-    std::int64_t topGroups, std::int64_t groupScore,
-    std::int64_t selectionBias, double biasUpdateRate, std::int64_t auxLoss,
-    std::int64_t zLoss, std::int64_t activation, std::int64_t ranks,
-    std::int64_t slots);
+    std::int64_t topGroups, std::int64_t groupScore, std::int64_t selectionBias,
+    double biasUpdateRate, std::int64_t auxLoss, std::int64_t zLoss,
+    std::int64_t activation, std::int64_t ranks, std::int64_t slots);
 
 // Parameters: a flat view of dense parameter `index`.
 void _mlir_ciface_laerrt_dense_parameter(F32x1 *result, void *ctx,
@@ -75,25 +74,24 @@ void _mlir_ciface_laerrt_embedding_grad(void *ctx, I32x1 *ids, F32x2 *dOut,
 void _mlir_ciface_laerrt_rms_norm(void *ctx, F32x2 *x, F32x1 *weight,
                                   double epsilon, F32x2 *out);
 void _mlir_ciface_laerrt_rms_norm_grad(void *ctx, F32x2 *x, F32x1 *weight,
-                                       F32x2 *dOut, double epsilon,
-                                       F32x2 *dX, F32x1 *dWeight);
+                                       F32x2 *dOut, double epsilon, F32x2 *dX,
+                                       F32x1 *dWeight);
 // Attention: `bq`, `bk`, `bv` (biases) and `qNorm`, `kNorm` (QK-norm
 // weights, with `qkNormEpsilon`) are optional: absent ones, and their
 // gradients, are empty memrefs (size 0).
-void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq,
-                                   F32x2 *wk, F32x2 *wv, F32x2 *wo,
-                                   F32x1 *bq, F32x1 *bk, F32x1 *bv,
-                                   F32x1 *qNorm, F32x1 *kNorm,
+void _mlir_ciface_laerrt_attention(void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk,
+                                   F32x2 *wv, F32x2 *wo, F32x1 *bq, F32x1 *bk,
+                                   F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm,
                                    std::int64_t heads, std::int64_t kvHeads,
                                    std::int64_t sequence, double ropeTheta,
                                    double qkNormEpsilon, F32x2 *out);
 void _mlir_ciface_laerrt_attention_grad(
-    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo,
-    F32x1 *bq, F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
+    void *ctx, F32x2 *x, F32x2 *wq, F32x2 *wk, F32x2 *wv, F32x2 *wo, F32x1 *bq,
+    F32x1 *bk, F32x1 *bv, F32x1 *qNorm, F32x1 *kNorm, F32x2 *dOut,
     std::int64_t heads, std::int64_t kvHeads, std::int64_t sequence,
-    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq,
-    F32x2 *dWk, F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv,
-    F32x1 *dQNorm, F32x1 *dKNorm);
+    double ropeTheta, double qkNormEpsilon, F32x2 *dX, F32x2 *dWq, F32x2 *dWk,
+    F32x2 *dWv, F32x2 *dWo, F32x1 *dBq, F32x1 *dBk, F32x1 *dBv, F32x1 *dQNorm,
+    F32x1 *dKNorm);
 // Multi-head latent attention (DeepSeek MLA): the queries come from `wq`,
 // or from `wqA`, `qANorm`, `wqB` (query LoRA); the absent form, and its
 // gradients, are empty memrefs. `yarnFactor` 0: no YaRN (then the other
@@ -126,12 +124,12 @@ void _mlir_ciface_laerrt_linear_grad(void *ctx, F32x2 *x, F32x2 *weight,
 // [H, 1] is not empty (then `dGate` [H, 1] is its gradient).
 void _mlir_ciface_laerrt_swiglu(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
                                 F32x2 *w2, F32x2 *gate, F32x2 *out);
-void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1,
-                                     F32x2 *w3, F32x2 *w2, F32x2 *gate,
-                                     F32x2 *dOut, F32x2 *dX, F32x2 *dW1,
-                                     F32x2 *dW3, F32x2 *dW2, F32x2 *dGate);
-void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits,
-                                       I32x1 *targets, F32x0 *loss);
+void _mlir_ciface_laerrt_swiglu_grad(void *ctx, F32x2 *x, F32x2 *w1, F32x2 *w3,
+                                     F32x2 *w2, F32x2 *gate, F32x2 *dOut,
+                                     F32x2 *dX, F32x2 *dW1, F32x2 *dW3,
+                                     F32x2 *dW2, F32x2 *dGate);
+void _mlir_ciface_laerrt_cross_entropy(void *ctx, F32x2 *logits, I32x1 *targets,
+                                       F32x0 *loss);
 void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,
                                             I32x1 *targets, F32x0 *dLoss,
                                             F32x2 *dLogits);
@@ -140,8 +138,8 @@ void _mlir_ciface_laerrt_cross_entropy_grad(void *ctx, F32x2 *logits,
 // parameter restore, dispatch, experts, combine; backward in reverse with
 // the gradient all-to-all). Backward uses the state of the layer's last
 // forward in this step.
-void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer,
-                                     F32x2 *x, F32x2 *out);
+void _mlir_ciface_laerrt_moe_forward(void *ctx, std::int64_t layer, F32x2 *x,
+                                     F32x2 *out);
 void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
                                       F32x2 *dOut, F32x2 *dX);
 
@@ -151,8 +149,7 @@ void _mlir_ciface_laerrt_moe_backward(void *ctx, std::int64_t layer,
 // router's, in an FSEP program).
 void _mlir_ciface_laerrt_moe_aux_loss(void *ctx, std::int64_t layer,
                                       F32x0 *out);
-void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer,
-                                    F32x0 *out);
+void _mlir_ciface_laerrt_moe_z_loss(void *ctx, std::int64_t layer, F32x0 *out);
 void _mlir_ciface_laerrt_moe_aux_loss_grad(void *ctx, std::int64_t layer,
                                            F32x0 *dAux);
 void _mlir_ciface_laerrt_moe_z_loss_grad(void *ctx, std::int64_t layer,
@@ -172,8 +169,7 @@ void _mlir_ciface_laerrt_fsep_relayout(void *ctx, std::int64_t layer);
 void _mlir_ciface_laerrt_fsep_restore(void *ctx, std::int64_t layer);
 void _mlir_ciface_laerrt_fsep_restore_wait(void *ctx, std::int64_t layer);
 void _mlir_ciface_laerrt_fsep_dispatch(void *ctx, std::int64_t layer,
-                                       std::int64_t chunk,
-                                       std::int64_t chunks);
+                                       std::int64_t chunk, std::int64_t chunks);
 void _mlir_ciface_laerrt_fsep_dispatch_wait(void *ctx, std::int64_t layer,
                                             std::int64_t chunk);
 void _mlir_ciface_laerrt_fsep_expert_compute(void *ctx, std::int64_t layer,
@@ -183,8 +179,7 @@ void _mlir_ciface_laerrt_fsep_combine(void *ctx, std::int64_t layer,
 void _mlir_ciface_laerrt_fsep_combine_wait(void *ctx, std::int64_t layer,
                                            std::int64_t chunk, F32x2 *out);
 void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
-                                               std::int64_t chunk,
-                                               F32x2 *dOut);
+                                               std::int64_t chunk, F32x2 *dOut);
 void _mlir_ciface_laerrt_fsep_combine_backward_wait(void *ctx,
                                                     std::int64_t layer,
                                                     std::int64_t chunk);

@@ -1,4 +1,5 @@
-//===- CompiledModel.h - a training program built by laer-compile -*- C++ -*-===//
+//===- CompiledModel.h - a training program built by laer-compile -*- C++
+//-*-===//
 //
 // The runtime side of a compiled training program. laer-compile lowers a
 // model IR to two entry points:
@@ -65,8 +66,7 @@ public:
                     std::int64_t fanIn);
   /// `ranks` > 0: the program was scheduled for that many ranks (and
   /// `config.slotsPerRank` slots); 0: any (slots from the options).
-  void declareMoE(std::int64_t layer, const MoELayerConfig &config,
-                  int ranks);
+  void declareMoE(std::int64_t layer, const MoELayerConfig &config, int ranks);
   /// The names of a dense parameter and of MoE layer `layer`'s tensors
   /// (`part`: 0 gate, 1 w1, 2 w3, 3 w2, 4 selection bias), from the IR's
   /// #moe.parameter.

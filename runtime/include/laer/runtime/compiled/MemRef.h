@@ -1,4 +1,5 @@
-//===- MemRef.h - MLIR's ranked memref descriptor, seen from C++ -*- C++ -*-===//
+//===- MemRef.h - MLIR's ranked memref descriptor, seen from C++ -*- C++
+//-*-===//
 //
 // The struct that MLIR's LLVM lowering passes for a ranked memref to a
 // function declared with `llvm.emit_c_interface` (a pointer to it): the

@@ -1,4 +1,5 @@
-//===- DenseKernels.h - CPU kernels of the dense transformer ops -*- C++ -*-===//
+//===- DenseKernels.h - CPU kernels of the dense transformer ops -*- C++
+//-*-===//
 //
 // Forward and backward of the `dense` dialect's ops on one rank, row-major,
 // for float (training) and double (gradient checks). Plain loops plus BLAS
@@ -32,9 +33,9 @@ void gemmStrided(bool transA, bool transB, std::int64_t m, std::int64_t n,
 
 // Embedding: output[t] = table[ids[t]]; table [V, H].
 template <typename T>
-void embeddingForward(std::span<const T> table, std::span<const std::int32_t> ids,
-                      std::int64_t vocab, std::int64_t hidden,
-                      std::span<T> output);
+void embeddingForward(std::span<const T> table,
+                      std::span<const std::int32_t> ids, std::int64_t vocab,
+                      std::int64_t hidden, std::span<T> output);
 template <typename T>
 void embeddingBackward(std::span<const std::int32_t> ids,
                        std::span<const T> dOutput, std::int64_t vocab,
@@ -93,9 +94,9 @@ template <typename T> struct AttentionGrads {
 };
 
 template <typename T> struct AttentionSaved {
-  std::vector<T> q, k, v;   // after the projections, q and k normed, rotated
-  std::vector<T> probs;     // [heads][T][S]: softmax within each sequence
-  std::vector<T> context;   // [T, qW] before the output projection
+  std::vector<T> q, k, v; // after the projections, q and k normed, rotated
+  std::vector<T> probs;   // [heads][T][S]: softmax within each sequence
+  std::vector<T> context; // [T, qW] before the output projection
   // With QK-norm only (else empty): q [T, qW] and k [T, kvW] before the
   // norm (after the biases), and the inverse RMS of each normed row.
   std::vector<T> qPreNorm, kPreNorm, qInvRms, kInvRms;

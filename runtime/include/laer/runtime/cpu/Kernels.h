@@ -108,10 +108,9 @@ struct RouterLossGradients {
 /// gradients): accumulates into `dx` [T, H] and `dGate` [H, E]. The
 /// selection (bias, groups) has no gradient.
 void routerBackward(std::span<const float> x, std::span<const float> gate,
-                    const RouterOutput &saved,
-                    std::span<const float> dWeights, std::int64_t tokens,
-                    std::int64_t hidden, int numExperts, int topK,
-                    const RoutingConfig &routing,
+                    const RouterOutput &saved, std::span<const float> dWeights,
+                    std::int64_t tokens, std::int64_t hidden, int numExperts,
+                    int topK, const RoutingConfig &routing,
                     const RouterLossGradients &losses, std::span<float> dx,
                     std::span<float> dGate);
 

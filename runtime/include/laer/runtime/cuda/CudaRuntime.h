@@ -114,9 +114,7 @@ public:
   std::vector<T> download() const { return download(size_); }
   /// Fills every byte with 0xFF (NaN for floats, -1 for integers), so a
   /// kernel that leaves an output element unwritten is caught.
-  void poison() {
-    check(cudaMemset(data_, 0xFF, bytes()), "cudaMemset");
-  }
+  void poison() { check(cudaMemset(data_, 0xFF, bytes()), "cudaMemset"); }
 
 private:
   T *data_ = nullptr;

@@ -244,10 +244,10 @@ private:
   DeviceBuffer<float> biasDevice_; // [E] with a selection bias
   std::vector<float> bias_;        // its host copy, the state of record
   DeviceBuffer<double> squares_;   // sumOfSquares' partials and result
-  Event weightsReady_;   // the working shards are written
-  Event restoreRead_;    // the last restore's receive buffer is consumed
-  Event slotsFree_;      // the compute stream's reads of the slots so far
-  Event restored_;       // the slots hold the restored experts
+  Event weightsReady_;             // the working shards are written
+  Event restoreRead_; // the last restore's receive buffer is consumed
+  Event slotsFree_;   // the compute stream's reads of the slots so far
+  Event restored_;    // the slots hold the restored experts
 
   // Restore and gradient all-to-all buffers, sized for C slots per rank.
   DeviceBuffer<std::uint8_t> restoreSend_, restoreRecv_, slotWeights_;
@@ -274,11 +274,11 @@ private:
       dWeights_, dLogits_, dxRouter_, dGate_, ones_, divisors_, auxGradient_;
   DeviceBuffer<double> probabilitySums_;
   std::vector<float> auxGradientHost_; // the source of auxGradient_
-  std::vector<float> onesHost_; // the source of ones_ (async upload)
+  std::vector<float> onesHost_;        // the source of ones_ (async upload)
   DeviceBuffer<std::int32_t> indicesDevice_, sendPair_, pairRow_,
       expertFromRecv_, recvFromExpert_;
-  DeviceRows send_, recv_, expertIn_, gateProj_, upProj_, hidden_,
-      expertOut_, combineSend_, pairOut_;
+  DeviceRows send_, recv_, expertIn_, gateProj_, upProj_, hidden_, expertOut_,
+      combineSend_, pairOut_;
   DeviceRows dSend_, dRecv_, dExpertOut_, dHidden_, dGateProj_, dUpProj_,
       dExpertIn_, dReturn_, dPair_;
 };

@@ -49,7 +49,8 @@ public:
   void run(std::span<const GemmProblem> problems, float alpha, float beta,
            cudaStream_t stream);
 
-  /// Distinct (shape, operand alignment) pairs planned so far (each costs one heuristic query).
+  /// Distinct (shape, operand alignment) pairs planned so far (each costs one
+  /// heuristic query).
   std::size_t plannedShapes() const { return plans_.size(); }
 
 private:
@@ -61,8 +62,8 @@ private:
   // (m, n, k, transA, transB, alignments of A, B and C in bytes): the
   // heuristic assumes 256-byte aligned operands unless told otherwise, and
   // expert rows start wherever a chunk's block does.
-  using Shape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool,
-                           bool, unsigned, unsigned, unsigned>;
+  using Shape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, bool,
+                           unsigned, unsigned, unsigned>;
   const Plan &plan(const GemmProblem &problem);
   void dropPlans();
   /// Plans kept at most (a full cache is dropped and refilled).

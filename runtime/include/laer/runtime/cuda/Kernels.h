@@ -128,20 +128,19 @@ void combineRowsBackward(const void *rows, const void *dOut, void *dRows,
 
 /// hidden = act(gateProj) * upProj, element-wise over n elements.
 void gatedActivation(const void *gateProj, const void *upProj, void *hidden,
-                     Precision precision, std::int64_t n,
-                     Activation activation, cudaStream_t stream);
+                     Precision precision, std::int64_t n, Activation activation,
+                     cudaStream_t stream);
 /// dGateProj = dHidden * upProj * act'(gateProj), dUpProj = dHidden *
 /// act(gateProj).
 void gatedActivationBackward(const void *gateProj, const void *upProj,
                              const void *dHidden, void *dGateProj,
-                             void *dUpProj, Precision precision,
-                             std::int64_t n, Activation activation,
-                             cudaStream_t stream);
+                             void *dUpProj, Precision precision, std::int64_t n,
+                             Activation activation, cudaStream_t stream);
 
 /// out[i] = sum_r shards[r * n + i] over `replicas` gradient shards of
 /// one expert (added to out when `accumulate`).
-void sumReplicas(const float *shards, int replicas, std::int64_t n,
-                 float *out, bool accumulate, cudaStream_t stream);
+void sumReplicas(const float *shards, int replicas, std::int64_t n, float *out,
+                 bool accumulate, cudaStream_t stream);
 
 /// dst[i] += src[i] for n elements, dst in `precision` (a float32 partial
 /// result added to an activation gradient).

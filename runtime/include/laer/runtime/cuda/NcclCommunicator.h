@@ -1,4 +1,5 @@
-//===- NcclCommunicator.h - collectives between GPUs through NCCL -*- C++ -*-===//
+//===- NcclCommunicator.h - collectives between GPUs through NCCL -*- C++
+//-*-===//
 //
 // The GPU backend of Communicator: buffers are device pointers and every
 // operation is queued on the communicator's stream. One rank per GPU. The
@@ -49,9 +50,9 @@ private:
 class NcclCommunicator : public Communicator {
 public:
   /// Collective over `bootstrap`'s ranks; this rank uses GPU `device`.
-  NcclCommunicator(Communicator &bootstrap, int device,
-                   std::chrono::milliseconds timeout =
-                       std::chrono::seconds(300));
+  NcclCommunicator(
+      Communicator &bootstrap, int device,
+      std::chrono::milliseconds timeout = std::chrono::seconds(300));
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator &) = delete;
   NcclCommunicator &operator=(const NcclCommunicator &) = delete;
@@ -71,8 +72,7 @@ public:
                                              const AllToAllSizes &sizes,
                                              DataType type) override;
   /// The same, typed for device-side waits (NcclHandle::waitOn).
-  std::unique_ptr<NcclHandle> startDeviceAllToAllV(const void *send,
-                                                   void *recv,
+  std::unique_ptr<NcclHandle> startDeviceAllToAllV(const void *send, void *recv,
                                                    const AllToAllSizes &sizes,
                                                    DataType type);
   /// Orders this communicator's next operations after the work queued so
@@ -96,7 +96,7 @@ private:
   int rank_ = 0, size_ = 1, device_ = 0;
   std::chrono::milliseconds timeout_;
   Stream stream_;
-  Event ordering_;                       // what after(stream) records
+  Event ordering_;                      // what after(stream) records
   DeviceBuffer<float> barrierToken_{1}; // what barrier() all-reduces
   ncclComm_t comm_ = nullptr;
 };

@@ -72,8 +72,8 @@ public:
 /// Where and how the MoE layers run (training options --device and
 /// --precision).
 struct MoEBackendOptions {
-  std::string device = "cpu";   // cpu | cuda
-  std::string precision = "";   // fp32 | bf16; "" picks the device's
+  std::string device = "cpu"; // cpu | cuda
+  std::string precision = ""; // fp32 | bf16; "" picks the device's
   /// This rank's index among the ranks of its machine, and their count:
   /// rank i of a machine uses its GPU i.
   int localRank = 0, localRanks = 1;

@@ -6,8 +6,9 @@
 // RMSNorm, LM head,
 // cross-entropy. Dense parameters are replicated (gradients all-reduced),
 // expert parameters FSEP-sharded. The dense part runs on the host; the MoE
-// layers on the backend the options name (CPU ranks, or a GPU per rank). It is the reference the compiled training
-// binary is checked against, and the runtime's own end-to-end training run.
+// layers on the backend the options name (CPU ranks, or a GPU per rank). It is
+// the reference the compiled training binary is checked against, and the
+// runtime's own end-to-end training run.
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,7 +45,6 @@ struct LanguageModelConfig {
   /// Width of the shared expert of every layer; 0: none.
   std::int64_t sharedFfn = 0;
 };
-
 
 class MoELanguageModel : public Trainable {
 public:

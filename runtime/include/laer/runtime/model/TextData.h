@@ -24,8 +24,7 @@ public:
   /// ending in `suffix`), concatenated in sorted path order, up to
   /// `maxBytes`. Throws RuntimeError if nothing could be read.
   static TextData fromPaths(const std::vector<std::string> &paths,
-                            const std::string &suffix,
-                            std::int64_t maxBytes);
+                            const std::string &suffix, std::int64_t maxBytes);
 
   /// Reads a pre-tokenized file of `bits` (16 or 32) little-endian ids,
   /// every one below `vocab`, up to `maxTokens`. Throws RuntimeError

@@ -65,8 +65,8 @@ struct TrainingState {
   /// Initialises dense[offset, offset + size): to one for a norm weight
   /// (`fanIn` 0), else uniform in +-1/sqrt(fanIn) from the seed by buffer
   /// index, so every rank and every model with the same layout agrees.
-  void initializeDense(std::size_t offset, std::size_t size,
-                       std::int64_t fanIn, std::uint64_t seed);
+  void initializeDense(std::size_t offset, std::size_t size, std::int64_t fanIn,
+                       std::uint64_t seed);
   /// Appends MoE layer `moe.size()`, its weights initialised from the seed.
   FsepMoELayer &addMoELayer(const MoELayerConfig &config, std::uint64_t seed);
   /// Makes the MoE layers (all added by now) compute where `options` say.
