@@ -10,7 +10,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "laer/planner/Bounds.h"
 #include "laer/planner/Planner.h"
+#include "laer/planner/Workloads.h"
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/MpiCommunicator.h"
 
@@ -19,6 +21,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace py = pybind11;
@@ -95,6 +98,77 @@ py::array_t<float> view(py::object self, float *data, std::int64_t rows,
       self);
 }
 
+/// `counts` as the planner's [N, E] int64 rows: anything else is a
+/// ValueError naming `what`.
+std::span<const std::int64_t> countsOf(const py::array &counts,
+                                       const char *what, py::ssize_t &ranks,
+                                       py::ssize_t &experts) {
+  if (!counts.dtype().is(py::dtype::of<std::int64_t>()) || counts.ndim() != 2 ||
+      !(counts.flags() & py::array::c_style))
+    throw py::value_error(std::string(what) +
+                          " must be a C-contiguous int64 array [ranks, "
+                          "experts], got " +
+                          py::str(counts.dtype()).cast<std::string>() + " of " +
+                          std::to_string(counts.ndim()) + " dimensions");
+  ranks = counts.shape(0);
+  experts = counts.shape(1);
+  std::span<const std::int64_t> values(
+      static_cast<const std::int64_t *>(counts.data()),
+      static_cast<std::size_t>(counts.size()));
+  for (std::int64_t v : values)
+    if (v < 0)
+      throw py::value_error(std::string(what) + " holds a negative count (" +
+                            std::to_string(v) + ")");
+  return values;
+}
+
+/// A plan as numpy arrays and its cost in the planner's model.
+py::dict describePlan(const rt::Plan &plan, const planner::ClusterSpec &cluster,
+                      const planner::LayerSpec &layer,
+                      std::span<const std::int64_t> counts) {
+  const rt::Layout &layout = plan.layout;
+  int N = layout.numRanks(), C = layout.slotsPerRank();
+  py::array_t<std::int32_t> slots({N, C});
+  auto slotView = slots.mutable_unchecked<2>();
+  for (int r = 0; r < N; ++r)
+    for (int c = 0; c < C; ++c)
+      slotView(r, c) = layout.expertAt(r, c);
+  const auto &replicas = layout.replicas();
+  auto R = static_cast<py::ssize_t>(replicas.size());
+  py::array_t<std::int32_t> replicaRank(R), replicaExpert(R);
+  for (py::ssize_t i = 0; i < R; ++i) {
+    replicaRank.mutable_at(i) = replicas[i].rank;
+    replicaExpert.mutable_at(i) = replicas[i].expert;
+  }
+  auto entries = static_cast<py::ssize_t>(plan.routing.entries());
+  py::array_t<std::int32_t> source(entries), replica(entries);
+  py::array_t<std::int64_t> tokens(entries);
+  py::ssize_t i = 0;
+  for (int r = 0; r < plan.routing.numRanks(); ++r)
+    for (const rt::Routing::Entry &entry : plan.routing.row(r)) {
+      source.mutable_at(i) = r;
+      replica.mutable_at(i) = entry.replica;
+      tokens.mutable_at(i) = entry.tokens;
+      ++i;
+    }
+  planner::StepCost cost = planner::evaluate(plan, cluster, layer);
+  std::vector<std::int64_t> loads =
+      planner::expertLoads(counts, N, layout.numExperts());
+  py::dict result;
+  result["slots"] = slots;
+  result["replica_rank"] = replicaRank;
+  result["replica_expert"] = replicaExpert;
+  result["route_source"] = source;
+  result["route_replica"] = replica;
+  result["route_tokens"] = tokens;
+  result["rank_rows"] = cost.rankTokens;
+  result["critical_path"] = cost.criticalPath;
+  result["max_over_mean_rows"] = cost.maxOverMeanTokens;
+  result["busiest_rows_lower_bound"] =
+      planner::maxRankRowsLowerBound(loads, N, C);
+  return result;
+}
+
 rt::ScoreFunction scoreOf(const std::string &name) {
   if (name == "softmax")
     return rt::ScoreFunction::Softmax;
@@ -110,6 +184,98 @@ PYBIND11_MODULE(_runtime, m) {
   m.doc() = "laer's FSEP MoE layer on MPI ranks (no compiler loaded)";
   py::register_exception<rt::RuntimeError>(m, "RuntimeError",
                                            PyExc_RuntimeError);
+
+  m.def("planner_names", [] {
+    auto names = planner::plannerNames();
+    return std::vector<std::string>(names.begin(), names.end());
+  });
+  m.def("workload_names", [] {
+    auto names = planner::workloadNames();
+    return std::vector<std::string>(names.begin(), names.end());
+  });
+  m.def(
+      "plan",
+      [](const py::array &counts, int slots, const std::string &name,
+         std::int64_t hidden, std::int64_t ffn, int topK, int gpusPerNode,
+         std::optional<py::array> layoutLoad) {
+        py::ssize_t N = 0, E = 0;
+        std::span<const std::int64_t> values = countsOf(counts, "counts", N, E);
+        planner::PlannerInput input;
+        input.cluster = planner::ClusterSpec{};
+        input.cluster.numRanks = static_cast<int>(N);
+        input.cluster.gpusPerNode = gpusPerNode;
+        input.layer.hidden = hidden;
+        input.layer.ffn = ffn;
+        input.layer.numExperts = static_cast<int>(E);
+        input.layer.topK = topK;
+        input.layer.slotsPerRank = slots;
+        input.counts = values;
+        if (layoutLoad) {
+          py::ssize_t n = 0, e = 0;
+          input.layoutLoad = countsOf(*layoutLoad, "layout_load", n, e);
+          if (n != N || e != E)
+            throw py::value_error("layout_load must have the counts' shape");
+        }
+        if (N < 1 || E < 1 || slots < 1 || topK < 1 || gpusPerNode < 1 ||
+            hidden < 1 || ffn < 1)
+          throw py::value_error(
+              "plan needs ranks, experts, slots_per_rank, top_k, "
+              "gpus_per_node, hidden and ffn >= 1");
+        std::unique_ptr<planner::Planner> chosen;
+        try {
+          chosen = planner::makePlanner(name);
+        } catch (const std::exception &error) {
+          throw py::value_error(error.what());
+        }
+        rt::Plan plan;
+        {
+          py::gil_scoped_release release;
+          plan = chosen->plan(input);
+        }
+        return describePlan(plan, input.cluster, input.layer, values);
+      },
+      py::arg("counts"), py::arg("slots_per_rank"), py::arg("planner"),
+      py::arg("hidden"), py::arg("ffn"), py::arg("top_k"),
+      py::arg("gpus_per_node"), py::arg("layout_load") = py::none(),
+      "A plan for `counts` [N, E] (tokens each rank routes to each expert)");
+  m.def(
+      "workload",
+      [](const std::string &name, int steps, int ranks, int experts, int topK,
+         std::int64_t tokensPerRank, double skew, std::uint64_t seed,
+         int layer) {
+        planner::WorkloadOptions options;
+        options.numRanks = ranks;
+        options.numExperts = experts;
+        options.topK = topK;
+        options.tokensPerRank = tokensPerRank;
+        options.skew = skew;
+        options.seed = seed;
+        if (steps < 0)
+          throw py::value_error("steps must be >= 0");
+        planner::WorkloadKind kind;
+        try {
+          kind = planner::parseWorkload(name);
+          planner::checkWorkloadOptions(kind, options);
+        } catch (const std::exception &error) {
+          throw py::value_error(error.what());
+        }
+        if (kind == planner::WorkloadKind::Replay)
+          throw py::value_error("replay needs a recorded trace: use "
+                                "laer-sim --workload replay");
+        planner::Workload workload(kind, options, layer);
+        py::array_t<std::int64_t> counts({steps, ranks, experts});
+        auto *out = counts.mutable_data();
+        for (int step = 0; step < steps; ++step) {
+          std::vector<std::int64_t> next = workload.next();
+          std::copy(next.begin(), next.end(),
+                    out + static_cast<std::size_t>(step) * ranks * experts);
+        }
+        return counts;
+      },
+      py::arg("name"), py::arg("steps"), py::arg("ranks"), py::arg("experts"),
+      py::arg("top_k"), py::arg("tokens_per_rank"), py::arg("skew"),
+      py::arg("seed"), py::arg("layer"),
+      "Routed counts [steps, N, E] of a workload of the planner's library");
 
   py::class_<PyFsepLayer>(m, "FsepLayer")
       .def(py::init([](std::int64_t fortranComm, std::int64_t hidden,
