@@ -15,6 +15,7 @@
 #include "laer/planner/Workloads.h"
 #include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/Safetensors.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -185,6 +186,31 @@ PYBIND11_MODULE(_runtime, m) {
   py::register_exception<rt::RuntimeError>(m, "RuntimeError",
                                            PyExc_RuntimeError);
 
+  m.def(
+      "read_safetensors",
+      [](const std::string &path) {
+        rt::Metadata metadata;
+        rt::TensorMap tensors;
+        {
+          py::gil_scoped_release release;
+          tensors = rt::readSafetensors(path, &metadata);
+        }
+        py::dict arrays;
+        for (auto &[name, tensor] : tensors) {
+          auto *owned = new std::vector<float>(std::move(tensor.data));
+          py::capsule free(owned, [](void *p) {
+            delete static_cast<std::vector<float> *>(p);
+          });
+          std::vector<py::ssize_t> shape(tensor.shape.begin(),
+                                         tensor.shape.end());
+          arrays[py::str(name)] =
+              py::array_t<float>(shape, owned->data(), free);
+        }
+        return py::make_tuple(arrays, metadata);
+      },
+      py::arg("path"),
+      "The float32 tensors and metadata of a laer safetensors file, every "
+      "tensor checked against its CRC-32");
   m.def("planner_names", [] {
     auto names = planner::plannerNames();
     return std::vector<std::string>(names.begin(), names.end());
