@@ -52,6 +52,15 @@ class Plan:
         return out
 
 
+def _integers(array, what):
+    """`array` as C-contiguous int64, refusing what is not integral
+    (float counts would be truncated)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} must hold integers, got {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
 def plan(counts, slots_per_rank, planner="laer+", *, hidden=4096,
          ffn=14336, top_k=2, gpus_per_node=8, layout_load=None):
     """A plan for ``counts`` [N, E] (integers >= 0) on N ranks of
@@ -60,9 +69,9 @@ def plan(counts, slots_per_rank, planner="laer+", *, hidden=4096,
     and the cluster to the cost model; ``layout_load`` [N, E], when given,
     is the load to lay experts out for (e.g. past steps), ``counts`` the
     tokens routed now."""
-    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    counts = _integers(counts, "counts")
     if layout_load is not None:
-        layout_load = np.ascontiguousarray(layout_load, dtype=np.int64)
+        layout_load = _integers(layout_load, "layout_load")
     return Plan(**_runtime.plan(counts, slots_per_rank, planner, hidden, ffn,
                                 top_k, gpus_per_node, layout_load))
 

@@ -34,13 +34,22 @@ class _FsepFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate, module, *shards):
         ctx.module = module
-        out = module._layer.forward(x.detach().numpy(), module._next_step())
+        ctx.step = module._next_step()
+        out = module._layer.forward(x.detach().numpy(), ctx.step)
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, d_out):
         module = ctx.module
         layer = module._layer
+        # The layer keeps one step's routing and exchanges: the backward of
+        # an older forward would use the newer one's.
+        if ctx.step != module._step - 1:
+            raise RuntimeError(
+                f"laer.torch.MoE layer {module.layer_index}: backward of "
+                f"the forward of step {ctx.step}, but the layer has run "
+                f"forward since (step {module._step - 1}); one forward per "
+                f"backward")
         layer.zero_grads()
         dx = layer.backward(np.ascontiguousarray(d_out.detach().numpy()))
         scale = 1.0 / layer.size if module.average_gradients else 1.0
@@ -64,7 +73,11 @@ class MoE(torch.nn.Module):
     ``MPI.COMM_WORLD``).
 
     Inputs are float32 CPU tensors [..., H]; the layer sees them as rows
-    [T, H], T may differ between ranks.
+    [T, H], T may differ between ranks. Forward and backward are
+    collective: every rank runs each (a rank whose loss does not use the
+    output still backpropagates zeros). Each forward is a step of the
+    planner's load history, evaluation ones too; a backward must follow
+    the layer's latest forward.
     """
 
     def __init__(self, hidden, ffn, experts, top_k, *, score="softmax",
@@ -77,6 +90,7 @@ class MoE(torch.nn.Module):
         if slots_per_rank is None:
             slots_per_rank = -(-experts // comm.Get_size()) + 1
         self.hidden = hidden
+        self.layer_index = layer_index
         self.average_gradients = average_gradients
         self._layer = _runtime.FsepLayer(
             comm.py2f(), hidden, ffn, experts, top_k, slots_per_rank,
@@ -107,15 +121,15 @@ class MoE(torch.nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"laer.torch.MoE takes a torch.Tensor, got "
                             f"{type(x).__name__}")
+        where = f"laer.torch.MoE layer {self.layer_index}"
         if x.device.type != "cpu":
-            raise ValueError(f"laer.torch.MoE runs on CPU ranks in this "
-                             f"build: the input is on {x.device}")
+            raise ValueError(f"{where} runs on CPU ranks in this build: the "
+                             f"input is on {x.device}")
         if x.dtype != torch.float32:
-            raise ValueError(f"laer.torch.MoE takes float32 inputs, got "
-                             f"{x.dtype}")
+            raise ValueError(f"{where} takes float32 inputs, got {x.dtype}")
         if x.dim() < 1 or x.shape[-1] != self.hidden:
-            raise ValueError(f"laer.torch.MoE takes [..., {self.hidden}] "
-                             f"inputs, got {list(x.shape)}")
+            raise ValueError(f"{where} takes [..., {self.hidden}] inputs, "
+                             f"got {list(x.shape)}")
         if (self.expert_shards[0].data_ptr() !=
                 self._layer.expert_shards().ctypes.data or
                 self.gate.data_ptr() != self._layer.gate().ctypes.data):

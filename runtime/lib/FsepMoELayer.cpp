@@ -87,26 +87,16 @@ void FsepMoELayer::updateSelectionBias() {
 }
 
 std::vector<std::int64_t> FsepMoELayer::globalLoads() const {
-  int E = config_.numExperts;
-  std::vector<std::int64_t> load(E, 0);
-  for (std::size_t i = 0; i < counts_.size(); ++i)
-    load[i % E] += counts_[i];
-  return load;
+  return expertLoadsOf(counts_, config_.numExperts);
 }
 
 std::int64_t FsepMoELayer::auxSequence() const {
-  return config_.losses.aux == AuxLoss::Sequence ? config_.losses.sequenceLength
-                                                 : 0;
+  return auxLossSequence(config_);
 }
 
 std::pair<std::vector<std::int64_t>, std::int64_t>
 FsepMoELayer::auxLoads() const {
-  if (config_.losses.aux != AuxLoss::GlobalBatch)
-    return {localLoads_, tokens_};
-  std::vector<std::int64_t> load = globalLoads();
-  std::int64_t pairs =
-      std::accumulate(load.begin(), load.end(), std::int64_t{0});
-  return {std::move(load), pairs / config_.topK};
+  return auxLossLoads(config_, counts_, localLoads_, tokens_);
 }
 
 cpu::RouterLosses FsepMoELayer::routerLosses() const {

@@ -4,6 +4,7 @@
 #include "laer/runtime/Limits.h"
 
 #include <cmath>
+#include <numeric>
 
 using namespace laer::rt;
 
@@ -42,6 +43,30 @@ laer::rt::describeMoELayers(std::span<const MoELayerConfig> layers) {
     first = last + 1;
   }
   return text;
+}
+
+std::vector<std::int64_t>
+laer::rt::expertLoadsOf(std::span<const std::int64_t> counts, int numExperts) {
+  std::vector<std::int64_t> load(numExperts, 0);
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    load[i % numExperts] += counts[i];
+  return load;
+}
+
+std::int64_t laer::rt::auxLossSequence(const MoELayerConfig &config) {
+  return config.losses.aux == AuxLoss::Sequence ? config.losses.sequenceLength
+                                                : 0;
+}
+
+std::pair<std::vector<std::int64_t>, std::int64_t> laer::rt::auxLossLoads(
+    const MoELayerConfig &config, std::span<const std::int64_t> counts,
+    std::vector<std::int64_t> localLoads, std::int64_t tokens) {
+  if (config.losses.aux != AuxLoss::GlobalBatch)
+    return {std::move(localLoads), tokens};
+  std::vector<std::int64_t> load = expertLoadsOf(counts, config.numExperts);
+  std::int64_t pairs =
+      std::accumulate(load.begin(), load.end(), std::int64_t{0});
+  return {std::move(load), pairs / config.topK};
 }
 
 void laer::rt::checkLayerConfig(const MoELayerConfig &config,

@@ -202,6 +202,11 @@ def main():
         (lambda: moe(np.zeros((4, H), dtype=np.float32)), TypeError,
          "torch.Tensor"),
     ]
+    # The layer keeps one step: the backward of an older forward is refused.
+    x = torch.randn(4, H, requires_grad=True)
+    first, second = moe(x), moe(x)
+    bad.append((lambda: first.sum().backward(), RuntimeError,
+                "one forward per backward"))
     for call, kind, words in bad:
         try:
             call()

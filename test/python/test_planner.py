@@ -59,6 +59,8 @@ def test_laer_plus_balances_what_static_cannot():
 def test_bad_input_is_a_value_error():
     with pytest.raises(ValueError, match="negative count"):
         lp.plan(-np.ones((4, 4), dtype=np.int64), 2)
+    with pytest.raises(ValueError, match="integers"):
+        lp.plan(np.ones((4, 4)) * 1.5, 2)
     with pytest.raises(ValueError, match=r"\[ranks, experts\]"):
         lp.plan(np.ones(4, dtype=np.int64), 2)
     with pytest.raises(ValueError, match="unknown|planner"):

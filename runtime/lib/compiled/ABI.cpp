@@ -729,10 +729,13 @@ std::span<float> tokenOutput(CompiledModel &m, const char *function,
   return out;
 }
 
-/// A chunk index or count of an fsep op: in range before the narrowing
-/// (the layer then checks it against its own chunks).
-int chunkOf(std::int64_t chunk) {
-  return checkedInt(chunk, 0, kMaxTokenChunks, {}, "an fsep op's chunk");
+/// A chunk index or count of an fsep op of layer `layer`: in range before
+/// the narrowing (the layer then checks it against its own chunks).
+int chunkOf(void *ctx, std::int64_t layer, std::int64_t chunk) {
+  return checkedInt(chunk, 0, kMaxTokenChunks,
+                    model(ctx).where(static_cast<int>(std::clamp<std::int64_t>(
+                        layer, -1, std::numeric_limits<int>::max()))),
+                    "an fsep op's chunk");
 }
 
 } // namespace
@@ -761,29 +764,30 @@ void _mlir_ciface_laerrt_fsep_restore_wait(void *ctx, std::int64_t layer) {
 void _mlir_ciface_laerrt_fsep_dispatch(void *ctx, std::int64_t layer,
                                        std::int64_t chunk,
                                        std::int64_t chunks) {
-  model(ctx).moeLayer(layer).startDispatch(chunkOf(chunk), chunkOf(chunks));
+  model(ctx).moeLayer(layer).startDispatch(chunkOf(ctx, layer, chunk),
+                                           chunkOf(ctx, layer, chunks));
 }
 
 void _mlir_ciface_laerrt_fsep_dispatch_wait(void *ctx, std::int64_t layer,
                                             std::int64_t chunk) {
-  model(ctx).moeLayer(layer).finishDispatch(chunkOf(chunk));
+  model(ctx).moeLayer(layer).finishDispatch(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_expert_compute(void *ctx, std::int64_t layer,
                                              std::int64_t chunk) {
-  model(ctx).moeLayer(layer).computeExperts(chunkOf(chunk));
+  model(ctx).moeLayer(layer).computeExperts(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_combine(void *ctx, std::int64_t layer,
                                       std::int64_t chunk) {
-  model(ctx).moeLayer(layer).startCombine(chunkOf(chunk));
+  model(ctx).moeLayer(layer).startCombine(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_combine_wait(void *ctx, std::int64_t layer,
                                            std::int64_t chunk, F32x2 *out) {
   CompiledModel &m = model(ctx);
   std::span<float> o = tokenOutput(m, "laerrt_fsep_combine_wait", layer, out);
-  m.moeLayer(layer).finishCombine(chunkOf(chunk), o);
+  m.moeLayer(layer).finishCombine(chunkOf(ctx, layer, chunk), o);
 }
 
 void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
@@ -794,24 +798,24 @@ void _mlir_ciface_laerrt_fsep_combine_backward(void *ctx, std::int64_t layer,
   auto d =
       check(m, "laerrt_fsep_combine_backward", "d_output", dOut,
             {moe.tokens(), moe.config().shape.hidden}, static_cast<int>(layer));
-  moe.startCombineBackward(chunkOf(chunk), in(d));
+  moe.startCombineBackward(chunkOf(ctx, layer, chunk), in(d));
 }
 
 void _mlir_ciface_laerrt_fsep_combine_backward_wait(void *ctx,
                                                     std::int64_t layer,
                                                     std::int64_t chunk) {
-  model(ctx).moeLayer(layer).finishCombineBackward(chunkOf(chunk));
+  model(ctx).moeLayer(layer).finishCombineBackward(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_expert_compute_backward(void *ctx,
                                                       std::int64_t layer,
                                                       std::int64_t chunk) {
-  model(ctx).moeLayer(layer).computeExpertsBackward(chunkOf(chunk));
+  model(ctx).moeLayer(layer).computeExpertsBackward(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_dispatch_backward(void *ctx, std::int64_t layer,
                                                 std::int64_t chunk) {
-  model(ctx).moeLayer(layer).startDispatchBackward(chunkOf(chunk));
+  model(ctx).moeLayer(layer).startDispatchBackward(chunkOf(ctx, layer, chunk));
 }
 
 void _mlir_ciface_laerrt_fsep_dispatch_backward_wait(void *ctx,
@@ -821,7 +825,7 @@ void _mlir_ciface_laerrt_fsep_dispatch_backward_wait(void *ctx,
   CompiledModel &m = model(ctx);
   std::span<float> dx =
       tokenOutput(m, "laerrt_fsep_dispatch_backward_wait", layer, dX);
-  m.moeLayer(layer).finishDispatchBackward(chunkOf(chunk), dx);
+  m.moeLayer(layer).finishDispatchBackward(chunkOf(ctx, layer, chunk), dx);
 }
 
 void _mlir_ciface_laerrt_fsep_grad_reduce(void *ctx, std::int64_t layer) {

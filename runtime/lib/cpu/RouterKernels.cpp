@@ -213,6 +213,28 @@ void cpu::auxProbabilityGradient(float dAux,
                                (static_cast<double>(loads[e]) / loadTokens));
 }
 
+std::vector<float>
+cpu::auxProbabilityGradients(float dAux, std::span<const std::int32_t> indices,
+                             std::span<const std::int64_t> loads,
+                             std::int64_t loadTokens, std::int64_t tokens,
+                             int numExperts, int topK,
+                             std::int64_t sequenceLength) {
+  const std::int64_t span = auxSpan(tokens, sequenceLength);
+  std::vector<float> dP(static_cast<std::size_t>(tokens / span) * numExperts);
+  for (std::int64_t first = 0; first < tokens; first += span) {
+    std::span<float> group =
+        std::span<float>(dP).subspan((first / span) * numExperts, numExperts);
+    if (sequenceLength > 0)
+      auxProbabilityGradient(
+          dAux, choiceCounts(indices, first, span, numExperts, topK), span,
+          tokens, numExperts, topK, group);
+    else
+      auxProbabilityGradient(dAux, loads, loadTokens, tokens, numExperts, topK,
+                             group);
+  }
+  return dP;
+}
+
 void cpu::updateSelectionBias(std::span<float> bias,
                               std::span<const std::int64_t> loads, float rate) {
   auto E = static_cast<std::int64_t>(bias.size());
@@ -238,30 +260,20 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
   // d(aux)/d(p_te) = dAux * E / (k T) * f_e, with f_e the share of the
   // loads of t's group (its sequence, or the batch): the same for every
   // token of a group.
-  std::vector<float> dP(numExperts, 0.0f);
   const bool perSequence = losses.sequenceLength > 0;
-  const bool aux =
-      losses.dAux != 0.0f && (perSequence || losses.loadTokens > 0);
+  const bool aux = losses.dAux != 0.0f && tokens > 0 &&
+                   (perSequence || losses.loadTokens > 0);
   const std::int64_t span =
       tokens > 0 ? auxSpan(tokens, losses.sequenceLength) : 1;
-  std::vector<std::int64_t> own;
-  auto groupGradient = [&](std::int64_t first) {
-    std::span<const std::int64_t> loads = losses.loads;
-    std::int64_t loadTokens = losses.loadTokens;
-    if (perSequence) {
-      own = choiceCounts(saved.indices, first, span, numExperts, topK);
-      loads = own;
-      loadTokens = span;
-    }
-    auxProbabilityGradient(losses.dAux, loads, loadTokens, tokens, numExperts,
-                           topK, dP);
-  };
+  std::vector<float> groupDP;
+  if (aux)
+    groupDP = auxProbabilityGradients(losses.dAux, saved.indices, losses.loads,
+                                      losses.loadTokens, tokens, numExperts,
+                                      topK, losses.sequenceLength);
   const float dZ =
       tokens > 0 ? 2.0f * losses.dZ / static_cast<float>(tokens) : 0.0f;
   const auto scale = static_cast<float>(routing.scale);
   for (std::int64_t t = 0; t < tokens; ++t) {
-    if (aux && t % span == 0)
-      groupGradient(t);
     const float *s = saved.scores.data() + t * numExperts;
     const std::int32_t *idx = saved.indices.data() + t * topK;
     const float *w = saved.weights.data() + t * topK;
@@ -283,6 +295,7 @@ void cpu::routerBackward(std::span<const float> x, std::span<const float> gate,
     if (aux) {
       // p = s (softmax): ds = dp; p = s / S (sigmoid):
       // ds_e = (dp_e - sum_i dp_i p_i) / S.
+      const float *dP = groupDP.data() + (t / span) * numExperts;
       float sum;
       routingProbabilities(s, numExperts, routing.score, p.data(), sum);
       float dot = 0.0f;

@@ -314,28 +314,19 @@ void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
 //===----------------------------------------------------------------------===//
 
 std::vector<std::int64_t> GpuFsepMoELayer::globalLoads() const {
-  int E = config_.numExperts;
-  std::vector<std::int64_t> load(E, 0);
-  for (std::size_t i = 0; i < counts_.size(); ++i)
-    load[i % E] += counts_[i];
-  return load;
+  return expertLoadsOf(counts_, config_.numExperts);
 }
 
 std::int64_t GpuFsepMoELayer::auxSequence() const {
-  return config_.losses.aux == AuxLoss::Sequence ? config_.losses.sequenceLength
-                                                 : 0;
+  return auxLossSequence(config_);
 }
 
 std::pair<std::vector<std::int64_t>, std::int64_t>
 GpuFsepMoELayer::auxLoads() const {
-  if (config_.losses.aux != AuxLoss::GlobalBatch)
-    return {cpu::choiceCounts(indices_, 0, tokens_, config_.numExperts,
-                              config_.topK),
-            tokens_};
-  std::vector<std::int64_t> load = globalLoads();
-  std::int64_t pairs =
-      std::accumulate(load.begin(), load.end(), std::int64_t{0});
-  return {std::move(load), pairs / config_.topK};
+  return auxLossLoads(
+      config_, counts_,
+      cpu::choiceCounts(indices_, 0, tokens_, config_.numExperts, config_.topK),
+      tokens_);
 }
 
 cpu::RouterLosses GpuFsepMoELayer::routerLosses() {
@@ -552,8 +543,23 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
       restoreSend_.data(), restoreRecv_.data(), sizes, DataType::Byte);
   // The unpack into the slots, on the parameter stream as well, once what
   // the compute stream holds so far (the slots' earlier readers) is done.
+  // A prefetch between a forward and its backward leaves it to
+  // finishRestore on the compute stream: the backward still reads the
+  // slots and is not queued yet.
+  if (stage_ == LayerStage::ForwardDone && !backwardDone_) {
+    unpackPending_ = true;
+    return;
+  }
   slotsFree_.record(ctx_.compute());
   params.after(slotsFree_);
+  unpackRestore(layout, stream);
+  restoreRead_.record(stream);
+  restored_.record(stream);
+}
+
+void GpuFsepMoELayer::unpackRestore(const Layout &layout, cudaStream_t stream) {
+  int slots = config_.slotsPerRank;
+  std::size_t bytes = bytesOf(ctx_.precision());
   std::int64_t used = layout.usedSlots(rank_);
   for (int slot = 0, index = 0; slot < slots; ++slot) {
     int expert = layout.expertAt(rank_, slot);
@@ -579,8 +585,6 @@ void GpuFsepMoELayer::startRestoreFor(const Layout &layout) {
     copyOwners(rank_ + 1, ranks_ - rank_ - 1);
     ++index;
   }
-  restoreRead_.record(stream);
-  restored_.record(stream);
 }
 
 void GpuFsepMoELayer::finishRestore() {
@@ -589,7 +593,13 @@ void GpuFsepMoELayer::finishRestore() {
     fail(context(), "the restore's wait ran before the restore started");
   cudaStream_t compute = ctx_.compute();
   restore_->waitOn(compute);
-  restored_.waitOn(compute);
+  if (unpackPending_) {
+    unpackRestore(plan_.layout, compute);
+    restoreRead_.record(compute);
+    unpackPending_ = false;
+  } else {
+    restored_.waitOn(compute);
+  }
   prefetchedSlots_.reset();
   stage_ = LayerStage::Restored;
 }
@@ -706,6 +716,7 @@ void GpuFsepMoELayer::finishCombine(int c, void *out) {
               pairRow_.data(), routeWeights_.data(), tokens_, config_.topK,
               /*accumulate=*/false, compute);
   stage_ = LayerStage::ForwardDone;
+  backwardDone_ = false;
 }
 
 //===----------------------------------------------------------------------===//
@@ -873,26 +884,16 @@ void GpuFsepMoELayer::routerBackward(void *dx) {
   auto [loads, loadTokens] = auxLoads();
   const std::int64_t sequence = auxSequence();
   if (dAux_ != 0.0f && tokens_ > 0 && (sequence > 0 || loadTokens > 0)) {
-    std::int64_t span = sequence > 0 ? sequence : tokens_;
-    if (tokens_ % span != 0)
-      fail(context(),
-           "the sequence-wise aux loss needs whole sequences: ", tokens_,
-           " tokens are not sequences of ", span);
-    auxGradientHost_.resize(static_cast<std::size_t>(tokens_ / span * experts));
-    for (std::int64_t first = 0; first < tokens_; first += span) {
-      std::vector<std::int64_t> own;
-      if (sequence > 0)
-        own = cpu::choiceCounts(indices_, first, span, config_.numExperts,
-                                config_.topK);
-      cpu::auxProbabilityGradient(
-          dAux_, sequence > 0 ? own : loads, sequence > 0 ? span : loadTokens,
-          tokens_, config_.numExperts, config_.topK,
-          std::span<float>(auxGradientHost_)
-              .subspan(first / span * experts, experts));
+    try {
+      auxGradientHost_ = cpu::auxProbabilityGradients(
+          dAux_, indices_, loads, loadTokens, tokens_, config_.numExperts,
+          config_.topK, sequence);
+    } catch (const RuntimeError &error) {
+      fail(context(), error.message());
     }
     uploadAsync(auxGradient_, auxGradientHost_, compute);
     losses.auxGradient = auxGradient_.data();
-    losses.span = span;
+    losses.span = sequence > 0 ? sequence : tokens_;
   }
   if (dZ_ != 0.0f && tokens_ > 0) {
     losses.dZ = 2.0f * dZ_ / static_cast<float>(tokens_);
@@ -917,4 +918,5 @@ void GpuFsepMoELayer::routerBackward(void *dx) {
                              DataType::Float32);
   sumReplicas(dGate_.data(), 1, hidden * experts, gateGrad_.data(),
               /*accumulate=*/true, compute);
+  backwardDone_ = true;
 }

@@ -81,6 +81,10 @@ __global__ void routerTopKKernel(const float *logits, std::int64_t tokens,
           bestRank = r;
         }
       }
+      // NaN scores rank nothing: keep the indices in range (the loss is
+      // NaN and the divergence guard stops the run).
+      if (best < 0)
+        best = j;
       allowed |= std::uint64_t{1} << best;
       previous = bestRank;
       previousGroup = best;
@@ -101,6 +105,8 @@ __global__ void routerTopKKernel(const float *logits, std::int64_t tokens,
         bestValue = c;
       }
     }
+    if (best < 0)
+      best = j; // NaN scores (see the groups above)
     indices[t * topK + j] = best;
     weights[t * topK + j] = row[best];
     selected += row[best];

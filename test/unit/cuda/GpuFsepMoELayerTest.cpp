@@ -292,6 +292,52 @@ TEST(GpuFsepMoELayer, QwenRoutingAndGlobalLossesMatchCpuLayer) {
   compareVariantSteps(/*deepseekV3=*/false);
 }
 
+TEST(GpuFsepMoELayer, APrefetchBeforeTheBackwardLeavesTheSlotsToIt) {
+  // Layer A prefetches its next restore between a forward and its
+  // backward (the backward still reads the slots); layer B, the same
+  // weights, does not prefetch. Both give the same gradients, then the
+  // same next forward, which A runs on its prefetched restore.
+  LAER_REQUIRE_GPU();
+  FreshRandom random;
+  SCOPED_TRACE(random.seed);
+  MoELayerConfig config = layerConfig();
+  std::int64_t hidden = config.shape.hidden;
+  InProcessGroup::run(1, [&](Communicator &host) {
+    NcclCommunicator tokens(host, 0), params(host, 0);
+    GpuContext context(host, tokens, params, Precision::Float32);
+    FsepMoELayer cpu(host, config, 0);
+    cpu.initialize(random.seed, 0.1f, 0.5f);
+    GpuFsepMoELayer a(context, config, 0), b(context, config, 0);
+    a.load(cpu.experts().allParams(), cpu.gate());
+    b.load(cpu.experts().allParams(), cpu.gate());
+    Layout layout(1, 5, 4, {2, 0, Layout::kEmpty, 3, 1});
+    FixedLayoutHook hook(layout);
+    const std::int64_t count = 29;
+    auto n = static_cast<std::size_t>(count * hidden);
+    DeviceTensor x(n, Precision::Float32), dOut(n, Precision::Float32);
+    x.rounded(random.uniform(n));
+    dOut.rounded(random.uniform(n));
+    std::vector<std::vector<float>> outs, dxs;
+    for (GpuFsepMoELayer *layer : {&a, &b}) {
+      DeviceTensor out(n, Precision::Float32), dx(n, Precision::Float32);
+      layer->zeroGrads();
+      layer->forward(x.data(), out.data(), count, /*step=*/1, hook);
+      if (layer == &a)
+        layer->prefetchRestore(layout);
+      layer->backward(dOut.data(), dx.data());
+      synchronize();
+      dxs.push_back(dx.download());
+      DeviceTensor next(n, Precision::Float32);
+      layer->forward(x.data(), next.data(), count, /*step=*/2, hook);
+      synchronize();
+      outs.push_back(next.download());
+    }
+    EXPECT_LT(relativeError(dxs[0], dxs[1]), 1e-6);
+    EXPECT_LT(relativeError(a.shardGrads(), b.shardGrads()), 1e-6);
+    EXPECT_LT(relativeError(outs[0], outs[1]), 1e-6);
+  });
+}
+
 TEST(GpuFsepMoELayer, RefusesMoreGroupsThanTheRouterMasks) {
   LAER_REQUIRE_GPU();
   MoELayerConfig config = variantConfig(/*deepseekV3=*/true);

@@ -3,8 +3,10 @@
 #ifndef LAER_RUNTIME_ERROR_H
 #define LAER_RUNTIME_ERROR_H
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -85,6 +87,8 @@ inline std::size_t checkedMultiply(std::size_t size, std::int64_t factor,
 /// 4294967298 is refused rather than read as 2.
 inline int checkedInt(std::int64_t value, std::int64_t low, std::int64_t high,
                       const ErrorContext &context, const std::string &what) {
+  low = std::max<std::int64_t>(low, std::numeric_limits<int>::min());
+  high = std::min<std::int64_t>(high, std::numeric_limits<int>::max());
   if (value < low || value > high)
     fail(context, what, " must be in [", low, ", ", high, "], got ", value);
   return static_cast<int>(value);

@@ -51,6 +51,20 @@ struct MoELayerConfig {
 /// ("MoE layers 0-1: 8 experts (top-2, F 16); 2: 16 experts (top-4, F 32)").
 std::string describeMoELayers(std::span<const MoELayerConfig> layers);
 
+/// Tokens per expert over every rank from a relayout's counts
+/// `[rank * E + e]`.
+std::vector<std::int64_t> expertLoadsOf(std::span<const std::int64_t> counts,
+                                        int numExperts);
+/// The sequence length the aux loss of `config` spans (0: not the
+/// sequence-wise loss).
+std::int64_t auxLossSequence(const MoELayerConfig &config);
+/// The expert loads and token count the aux loss of `config` weighs this
+/// rank's probabilities with: the global batch's (from the relayout's
+/// `counts`), or this rank's (`localLoads`, `tokens`).
+std::pair<std::vector<std::int64_t>, std::int64_t>
+auxLossLoads(const MoELayerConfig &config, std::span<const std::int64_t> counts,
+             std::vector<std::int64_t> localLoads, std::int64_t tokens);
+
 /// Fails naming the first setting of `config` out of range (top-k, slots,
 /// the routing groups, the bias update), with `where` as the context.
 void checkLayerConfig(const MoELayerConfig &config, const ErrorContext &where);

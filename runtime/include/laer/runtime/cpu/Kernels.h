@@ -88,6 +88,15 @@ void auxProbabilityGradient(float dAux, std::span<const std::int64_t> loads,
                             std::int64_t loadTokens, std::int64_t tokens,
                             int numExperts, int topK, std::span<float> dP);
 
+/// auxProbabilityGradient of every aux group of `tokens` (a sequence of
+/// `sequenceLength` > 0, its loads from `indices`; or all of them, with
+/// `loads` and `loadTokens`): [groups][E].
+std::vector<float>
+auxProbabilityGradients(float dAux, std::span<const std::int32_t> indices,
+                        std::span<const std::int64_t> loads,
+                        std::int64_t loadTokens, std::int64_t tokens,
+                        int numExperts, int topK, std::int64_t sequenceLength);
+
 /// DeepSeek-V3's aux-loss-free balancing after a step: bias[e] += rate *
 /// sign(mean load - load[e]), from the step's expert loads over every rank.
 void updateSelectionBias(std::span<float> bias,

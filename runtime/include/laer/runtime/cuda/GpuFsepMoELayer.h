@@ -167,7 +167,11 @@ public:
   /// it travels beside the previous layer's compute: for relayout hooks
   /// whose layout is known ahead (a static placement, or one planned from
   /// past load). The relayout then fails unless the plan keeps `layout`;
-  /// forward() skips its own restore.
+  /// forward() skips its own restore. Between a training forward and its
+  /// backward the slots are still read: the transfer starts, the copy into
+  /// the slots waits for the next finishRestore (and the shards sent are
+  /// those before the coming optimizer step, so train with prefetches
+  /// after it).
   void prefetchRestore(const Layout &layout);
   void startDispatch(int chunk, int chunks);
   void finishDispatch(int chunk);
@@ -230,6 +234,8 @@ private:
   float *slotGrad(int s, std::int64_t offset);
   const void *workingShards() const;
   void startRestoreFor(const Layout &layout);
+  /// The restored shards of `layout` into this rank's slots, on `stream`.
+  void unpackRestore(const Layout &layout, cudaStream_t stream);
 
   GpuContext &ctx_;
   MoELayerConfig config_;
@@ -255,6 +261,10 @@ private:
   std::unique_ptr<NcclHandle> restore_, gradReduce_;
   bool gradReduceStarted_ = false;
   std::optional<std::vector<int>> prefetchedSlots_; // layout of a prefetch
+  /// The last forward's backward ran (its slot reads are queued); a
+  /// prefetch before it leaves the unpack to finishRestore.
+  bool backwardDone_ = true;
+  bool unpackPending_ = false;
 
   // Step state.
   LayerStage stage_ = LayerStage::Idle;
