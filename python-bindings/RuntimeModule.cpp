@@ -13,9 +13,10 @@
 #include "laer/planner/Bounds.h"
 #include "laer/planner/Planner.h"
 #include "laer/planner/Workloads.h"
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/MpiCommunicator.h"
-#include "laer/runtime/Safetensors.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
+#include "laer/runtime/io/Safetensors.h"
+#include "laer/sim/Simulator.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -211,6 +212,74 @@ PYBIND11_MODULE(_runtime, m) {
       py::arg("path"),
       "The float32 tensors and metadata of a laer safetensors file, every "
       "tensor checked against its CRC-32");
+  m.def(
+      "simulate",
+      [](const std::string &name, std::int64_t hidden, std::int64_t ffn,
+         int experts, int topK, int layers, int heads, int kvHeads,
+         std::int64_t vocab, const std::vector<std::string> &methods, int ranks,
+         int gpusPerNode, double nvlinkGbps, double networkGbps, double tflops,
+         double efficiency, int slots, int simulatedLayers, int iterations,
+         int warmup, const std::string &workload, double skew, int history,
+         bool prefetch, std::uint64_t seed) {
+        sim::ModelShape model;
+        model.name = name;
+        model.hidden = hidden;
+        model.ffn = ffn;
+        model.numExperts = experts;
+        model.topK = topK;
+        model.layers = layers;
+        model.heads = heads;
+        model.kvHeads = kvHeads;
+        model.vocab = vocab;
+        sim::SimOptions options;
+        options.cluster.numRanks = ranks;
+        options.cluster.gpusPerNode = gpusPerNode;
+        options.cluster.intraNodeBandwidth = nvlinkGbps * 1e9;
+        options.cluster.interNodeBandwidth = networkGbps * 1e9;
+        options.cluster.flopsPerSecond = tflops * 1e12;
+        options.cluster.computeEfficiency = efficiency;
+        options.slotsPerRank = slots;
+        options.layers = simulatedLayers;
+        options.iterations = iterations;
+        options.warmup = warmup;
+        options.history = history;
+        options.prefetch = prefetch;
+        options.trace.skew = skew;
+        options.trace.seed = seed;
+        std::vector<sim::MethodResult> results;
+        try {
+          options.workload = planner::parseWorkload(workload);
+          planner::checkWorkloadOptions(options.workload, options.trace);
+          sim::checkSimulation(model, options, methods);
+        } catch (const std::exception &error) {
+          throw py::value_error(error.what());
+        }
+        {
+          py::gil_scoped_release release;
+          results = sim::simulate(model, options, methods);
+        }
+        py::list out;
+        for (const sim::MethodResult &r : results) {
+          py::dict d;
+          d["method"] = r.method;
+          d["iteration_seconds"] = r.iterationSeconds;
+          d["moe_seconds"] = r.moeSeconds;
+          d["dense_seconds"] = r.denseSeconds;
+          d["max_over_mean_rows"] = r.maxOverMeanTokens;
+          d["rows_over_bound"] = r.rowsOverBound;
+          d["path_over_bound"] = r.pathOverBound;
+          d["layouts_ahead"] = r.layoutsAhead;
+          d["planner_seconds"] = r.plannerSeconds;
+          out.append(d);
+        }
+        return out;
+      },
+      "Iteration times of a MoE model per placement method on a simulated "
+      "cluster (laer-sim's simulation)");
+  m.def("method_names", [] {
+    auto names = sim::methodNames();
+    return std::vector<std::string>(names.begin(), names.end());
+  });
   m.def("planner_names", [] {
     auto names = planner::plannerNames();
     return std::vector<std::string>(names.begin(), names.end());

@@ -22,7 +22,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "laer/runtime/DeviceInfo.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
 #include "laer/runtime/cuda/GroupedGemm.h"
 #include "laer/runtime/cuda/Kernels.h"

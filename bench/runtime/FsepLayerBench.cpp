@@ -18,9 +18,9 @@
 
 #include "laer/planner/Planner.h"
 #include "laer/planner/Workloads.h"
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <sys/resource.h>
 

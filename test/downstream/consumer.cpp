@@ -7,8 +7,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "laer/planner/Planner.h"
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <cmath>
 #include <cstdio>

@@ -11,8 +11,8 @@
 #include "ReferenceMoE.h"
 #include "ValidationScenarios.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
 
 #include <gtest/gtest.h>
 

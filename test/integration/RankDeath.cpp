@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -105,9 +105,6 @@ int paperLayers(const std::string &model) {
   return model.find("e16k4") != std::string::npos ? 24 : 32;
 }
 
-constexpr const char *kMethods[] = {"megatron", "static", "greedy", "flexmoe",
-                                    "laer",     "laer+",  "oracle"};
-
 struct Args {
   std::string dataDir, published, dataset = "wikitext", countsCsv;
   std::vector<std::string> models;
@@ -253,8 +250,8 @@ Args parse(int argc, char **argv) {
     rt::fail({}, "--efficiency is a fraction of peak in (0, 1], got ",
              args.options.cluster.computeEfficiency);
   for (const std::string &method : args.methods)
-    if (std::find(std::begin(kMethods), std::end(kMethods), method) ==
-        std::end(kMethods))
+    if (std::ranges::find(sim::methodNames(), method) ==
+        sim::methodNames().end())
       rt::fail({}, "unknown method '", method, "' in --methods (see --help)");
   if (static_cast<long long>(args.nodes) * args.options.cluster.gpusPerNode >
       65536)

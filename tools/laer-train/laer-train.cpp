@@ -11,7 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
 #include "laer/runtime/model/MoELanguageModel.h"
 #include "laer/runtime/train/TrainingLoop.h"
 

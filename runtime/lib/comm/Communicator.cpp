@@ -1,6 +1,6 @@
 //===- Communicator.cpp - backend-independent communicator helpers --------===//
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <numeric>
 

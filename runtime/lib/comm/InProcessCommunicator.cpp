@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 
 #include <condition_variable>
 #include <cstring>

@@ -1,6 +1,6 @@
 //===- MpiCommunicator.cpp - collectives between MPI processes ------------===//
 
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
 
 #include <algorithm>
 #include <chrono>

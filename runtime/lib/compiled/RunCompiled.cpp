@@ -1,7 +1,7 @@
 //===- RunCompiled.cpp - main of a binary laer-compile links --------------===//
 
 #include "laer/runtime/compiled/RunCompiled.h"
-#include "laer/runtime/MpiCommunicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
 #include "laer/runtime/train/TrainingLoop.h"
 
 #include <cstdio>

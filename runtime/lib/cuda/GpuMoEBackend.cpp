@@ -17,8 +17,8 @@
 
 #include "laer/runtime/DeviceInfo.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/Trace.h"
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
+#include "laer/runtime/io/Trace.h"
 #include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TrainingState.h"
 

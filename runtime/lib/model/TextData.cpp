@@ -2,7 +2,7 @@
 
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/ExpertShards.h"
+#include "laer/runtime/fsep/ExpertShards.h"
 
 #include <algorithm>
 #include <filesystem>

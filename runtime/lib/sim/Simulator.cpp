@@ -1,11 +1,12 @@
 //===- Simulator.cpp - training iterations of MoE models on a cluster -----===//
 
 #include "laer/sim/Simulator.h"
+#include "laer/runtime/Limits.h"
 
 #include "laer/planner/Bounds.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/LayerPlanning.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
 
 #include <nlohmann/json.hpp>
 
@@ -84,10 +85,64 @@ double collectiveSeconds(double bytes, const ClusterSpec &cluster) {
 
 } // namespace
 
+namespace {
+constexpr const char *kMethods[] = {"megatron", "static", "greedy", "flexmoe",
+                                    "laer",     "laer+",  "oracle"};
+} // namespace
+
+std::span<const char *const> sim::methodNames() { return kMethods; }
+
+void sim::checkSimulation(const ModelShape &model, const SimOptions &options,
+                          const std::vector<std::string> &methods) {
+  if (model.topK < 1 || model.topK > model.numExperts || model.hidden < 1 ||
+      model.ffn < 1 || model.layers < 1 || model.heads < 1 ||
+      model.kvHeads < 1 || model.vocab < 1)
+    rt::fail({}, "model '", model.name, "': sizes out of range (hidden ",
+             model.hidden, ", ffn ", model.ffn, ", experts ", model.numExperts,
+             ", top_k ", model.topK, ", layers ", model.layers, ", heads ",
+             model.heads, "/", model.kvHeads, ", vocab ", model.vocab, ")");
+  const ClusterSpec &c = options.cluster;
+  if (c.numRanks < 1 || c.numRanks > rt::kMaxRanks || c.gpusPerNode < 1)
+    rt::fail({}, "the cluster needs 1 to ", rt::kMaxRanks,
+             " ranks in nodes of >= 1 GPU, got ", c.numRanks, " ranks, ",
+             c.gpusPerNode, " per node");
+  for (auto [name, value] :
+       {std::pair{"NVLink bandwidth", c.intraNodeBandwidth},
+        std::pair{"network bandwidth", c.interNodeBandwidth},
+        std::pair{"peak FLOP/s", c.flopsPerSecond}})
+    if (!(value > 0) || !std::isfinite(value))
+      rt::fail({}, "the cluster's ", name, " must be finite and > 0, got ",
+               value);
+  if (!(c.computeEfficiency > 0) || c.computeEfficiency > 1)
+    rt::fail({},
+             "the compute efficiency is a fraction of peak in (0, 1], "
+             "got ",
+             c.computeEfficiency);
+  if (options.slotsPerRank < 0 || options.slotsPerRank > rt::kMaxSlotsPerRank)
+    rt::fail({}, "slots per rank must be in [0, ", rt::kMaxSlotsPerRank,
+             "], got ", options.slotsPerRank);
+  if (options.iterations < 1 || options.iterations > 100000 ||
+      options.warmup < 0 || options.warmup > 100000 || options.layers < 0 ||
+      options.layers > 10000 || options.history < 0 || options.history > 1000)
+    rt::fail({}, "iterations (", options.iterations, ", 1 to 100000), warm-up ",
+             "(", options.warmup, ", 0 to 100000), layers (", options.layers,
+             ", 0 to 10000) or history (", options.history,
+             ", 0 to 1000) out of range");
+  if (options.sequenceLength < 1 || options.sequencesPerIteration < 1 ||
+      options.microBatches < 1 || !(options.bytesPerElement > 0))
+    rt::fail({}, "sequence length, sequences per iteration, micro-batches and "
+                 "bytes per element must be > 0");
+  for (const std::string &method : methods)
+    if (std::find(std::begin(kMethods), std::end(kMethods), method) ==
+        std::end(kMethods))
+      rt::fail({}, "unknown method '", method, "'");
+}
+
 std::vector<MethodResult> sim::simulate(const ModelShape &model,
                                         const SimOptions &options,
                                         const std::vector<std::string> &methods,
                                         const CountsTrace *replay) {
+  checkSimulation(model, options, methods);
   const ClusterSpec &cluster = options.cluster;
   int N = cluster.numRanks;
   int layers = options.layers > 0 ? options.layers : model.layers;

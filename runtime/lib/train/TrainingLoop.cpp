@@ -3,10 +3,10 @@
 #include "laer/runtime/train/TrainingLoop.h"
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/Limits.h"
-#include "laer/runtime/RelayoutHook.h"
-#include "laer/runtime/Trace.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
+#include "laer/runtime/io/Trace.h"
 #include "laer/runtime/model/NamedWeights.h"
 
 #include <unistd.h>

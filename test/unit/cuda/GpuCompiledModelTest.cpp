@@ -15,7 +15,7 @@
 #include "TrainingText.h"
 
 #include "laer/runtime/DeviceInfo.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/compiled/CompiledModel.h"
 #include "laer/runtime/model/TextData.h"
 

@@ -15,9 +15,9 @@
 
 #include "CudaTestSupport.h"
 
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/cuda/GpuFsepMoELayer.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <functional>
 

@@ -16,8 +16,8 @@
 
 #include "LanguageModelRuns.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
-#include "laer/runtime/Trace.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
+#include "laer/runtime/io/Trace.h"
 
 #include <filesystem>
 #include <optional>

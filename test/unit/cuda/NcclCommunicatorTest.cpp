@@ -8,7 +8,7 @@
 
 #include "CudaTestSupport.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/cuda/NcclCommunicator.h"
 
 using namespace laer::rt;

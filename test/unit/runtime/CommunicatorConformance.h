@@ -9,7 +9,7 @@
 #ifndef LAER_TEST_COMMUNICATORCONFORMANCE_H
 #define LAER_TEST_COMMUNICATORCONFORMANCE_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <string>
 #include <vector>

@@ -12,8 +12,8 @@
 #include "ErrorOf.h"
 
 #include "laer/Conversion/FSEPLimits.h"
-#include "laer/runtime/InProcessCommunicator.h"
 #include "laer/runtime/Limits.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/compiled/ABI.h"
 #include "laer/runtime/compiled/CompiledModel.h"
 

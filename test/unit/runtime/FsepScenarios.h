@@ -10,7 +10,7 @@
 #ifndef LAER_TEST_FSEPSCENARIOS_H
 #define LAER_TEST_FSEPSCENARIOS_H
 
-#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <memory>
 #include <string>

@@ -5,7 +5,7 @@
 #include "ReferenceMoE.h"
 #include "ValidationScenarios.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 #define LAER_TEST_LAERPLUSHOOK_H
 
 #include "laer/planner/Planner.h"
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <cstdint>
 #include <memory>

@@ -4,7 +4,7 @@
 #include "LaerPlusHook.h"
 #include "TrainingText.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 
 #include <gtest/gtest.h>
 

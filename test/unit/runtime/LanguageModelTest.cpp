@@ -6,8 +6,8 @@
 #include "TrainingText.h"
 
 #include "laer/planner/Planner.h"
-#include "laer/runtime/InProcessCommunicator.h"
-#include "laer/runtime/Safetensors.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
+#include "laer/runtime/io/Safetensors.h"
 #include "laer/runtime/model/MoELanguageModel.h"
 #include "laer/runtime/model/TextData.h"
 

@@ -1,6 +1,6 @@
 //===- LayerPlanningTest.cpp - the phase checks both layers share ---------===//
 
-#include "laer/runtime/LayerPlanning.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
 
 #include <gtest/gtest.h>
 

@@ -11,7 +11,7 @@
 #include "RelativeError.h"
 
 #include "laer/runtime/DeviceInfo.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/model/MoELanguageModel.h"
 
 #include <gtest/gtest.h>

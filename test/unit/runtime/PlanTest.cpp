@@ -2,8 +2,8 @@
 
 #include "ErrorOf.h"
 
-#include "laer/runtime/Plan.h"
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/fsep/Plan.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 #ifndef LAER_TEST_REFERENCEMOE_H
 #define LAER_TEST_REFERENCEMOE_H
 
-#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <span>
 #include <vector>

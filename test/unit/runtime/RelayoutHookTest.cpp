@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,7 @@
 
 #include "ReferenceMoE.h"
 
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 #include "laer/runtime/cpu/Kernels.h"
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 //===- SafetensorsFilesTest.cpp - safetensors by range, element types -----===//
 
-#include "laer/runtime/SafetensorsFiles.h"
-#include "laer/runtime/Safetensors.h"
+#include "laer/runtime/io/SafetensorsFiles.h"
+#include "laer/runtime/io/Safetensors.h"
 
 #include <gtest/gtest.h>
 

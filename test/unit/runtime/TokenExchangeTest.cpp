@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/TokenExchange.h"
+#include "laer/runtime/fsep/TokenExchange.h"
 
 #include <gtest/gtest.h>
 

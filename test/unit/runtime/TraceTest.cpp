@@ -1,7 +1,7 @@
 //===- TraceTest.cpp - every rank's trace on one time origin --------------===//
 
-#include "laer/runtime/Trace.h"
-#include "laer/runtime/InProcessCommunicator.h"
+#include "laer/runtime/io/Trace.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 #include "ValidationScenarios.h"
 #include "FsepScenarios.h"
 
-#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <algorithm>
 

@@ -10,7 +10,7 @@
 #ifndef LAER_TEST_VALIDATIONSCENARIOS_H
 #define LAER_TEST_VALIDATIONSCENARIOS_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <string>
 

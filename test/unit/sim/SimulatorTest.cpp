@@ -4,8 +4,8 @@
 
 #include "laer/planner/Planner.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/InProcessCommunicator.h"
-#include "laer/runtime/LayerPlanning.h"
+#include "laer/runtime/comm/InProcessCommunicator.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
 #include "laer/sim/Simulator.h"
 
 #include <gtest/gtest.h>

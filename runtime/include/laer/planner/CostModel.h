@@ -12,7 +12,7 @@
 #ifndef LAER_PLANNER_COSTMODEL_H
 #define LAER_PLANNER_COSTMODEL_H
 
-#include "laer/runtime/Plan.h"
+#include "laer/runtime/fsep/Plan.h"
 
 #include <cstdint>
 #include <span>

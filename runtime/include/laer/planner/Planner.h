@@ -12,7 +12,7 @@
 #define LAER_PLANNER_PLANNER_H
 
 #include "laer/planner/CostModel.h"
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <memory>
 #include <span>

@@ -15,7 +15,7 @@
 #ifndef LAER_PLANNER_TOKENSPLIT_H
 #define LAER_PLANNER_TOKENSPLIT_H
 
-#include "laer/runtime/Plan.h"
+#include "laer/runtime/fsep/Plan.h"
 
 #include <cstdint>
 #include <optional>

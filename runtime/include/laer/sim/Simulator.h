@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,15 @@ struct MethodResult {
   double layoutsAhead = 0;      // fraction of plans restorable ahead
   double plannerSeconds = 0;    // planner wall time per layer and step
 };
+
+/// The methods simulate() knows (see below).
+std::span<const char *const> methodNames();
+
+/// Fails naming the first setting of `model`, `options` or `methods` that
+/// no simulation can run (sizes, rates and counts out of range, an unknown
+/// method); simulate() checks it first.
+void checkSimulation(const ModelShape &model, const SimOptions &options,
+                     const std::vector<std::string> &methods);
 
 /// Methods: "megatron" (static expert parallelism, whole experts per rank,
 /// no sharding), "static" (FSEP, round-robin layout: the paper's FSDP+EP),

@@ -31,13 +31,13 @@
 #define LAER_RUNTIME_CUDA_GPUFSEPMOELAYER_H
 
 #include "laer/runtime/AdamW.h"
-#include "laer/runtime/LayerPlanning.h"
-#include "laer/runtime/TokenExchange.h"
 #include "laer/runtime/cpu/Kernels.h"
 #include "laer/runtime/cuda/CudaRuntime.h"
 #include "laer/runtime/cuda/GroupedGemm.h"
 #include "laer/runtime/cuda/Kernels.h"
 #include "laer/runtime/cuda/NcclCommunicator.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
+#include "laer/runtime/fsep/TokenExchange.h"
 
 #include <cstdint>
 #include <deque>

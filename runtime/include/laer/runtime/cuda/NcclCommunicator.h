@@ -15,7 +15,7 @@
 #ifndef LAER_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
 #define LAER_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 #include "laer/runtime/cuda/CudaRuntime.h"
 
 #include <nccl.h>

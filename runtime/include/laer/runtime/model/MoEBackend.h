@@ -15,9 +15,9 @@
 #define LAER_RUNTIME_MODEL_MOEBACKEND_H
 
 #include "laer/runtime/AdamW.h"
-#include "laer/runtime/Plan.h"
-#include "laer/runtime/RelayoutHook.h"
 #include "laer/runtime/cpu/Kernels.h"
+#include "laer/runtime/fsep/Plan.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <memory>
 #include <span>

@@ -15,8 +15,8 @@
 #ifndef LAER_RUNTIME_MODEL_MOELANGUAGEMODEL_H
 #define LAER_RUNTIME_MODEL_MOELANGUAGEMODEL_H
 
-#include "laer/runtime/FsepMoELayer.h"
 #include "laer/runtime/cpu/DenseKernels.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 #include "laer/runtime/model/TrainingState.h"
 
 #include <memory>

@@ -15,7 +15,7 @@
 #ifndef LAER_RUNTIME_MODEL_NAMEDWEIGHTS_H
 #define LAER_RUNTIME_MODEL_NAMEDWEIGHTS_H
 
-#include "laer/runtime/SafetensorsFiles.h"
+#include "laer/runtime/io/SafetensorsFiles.h"
 #include "laer/runtime/model/TrainingState.h"
 
 namespace laer::rt {

@@ -14,8 +14,8 @@
 #ifndef LAER_RUNTIME_MODEL_TRAININGSTATE_H
 #define LAER_RUNTIME_MODEL_TRAININGSTATE_H
 
-#include "laer/runtime/FsepMoELayer.h"
-#include "laer/runtime/Safetensors.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
+#include "laer/runtime/io/Safetensors.h"
 #include "laer/runtime/model/MoEBackend.h"
 
 #include <map>

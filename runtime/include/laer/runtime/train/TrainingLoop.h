@@ -10,9 +10,9 @@
 #ifndef LAER_RUNTIME_TRAIN_TRAININGLOOP_H
 #define LAER_RUNTIME_TRAIN_TRAININGLOOP_H
 
-#include "laer/runtime/Communicator.h"
-#include "laer/runtime/MpiCommunicator.h"
-#include "laer/runtime/SafetensorsFiles.h"
+#include "laer/runtime/comm/Communicator.h"
+#include "laer/runtime/comm/MpiCommunicator.h"
+#include "laer/runtime/io/SafetensorsFiles.h"
 #include "laer/runtime/model/MoEBackend.h"
 #include "laer/runtime/model/TextData.h"
 #include "laer/runtime/model/TrainingState.h"

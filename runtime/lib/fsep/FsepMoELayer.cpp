@@ -9,7 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "laer/runtime/FsepMoELayer.h"
+#include "laer/runtime/fsep/FsepMoELayer.h"
 
 #include <algorithm>
 #include <numeric>

@@ -1,7 +1,7 @@
 //===- PhaseTimes.h - wall time per phase of a layer step -------*- C++ -*-===//
 
-#ifndef LAER_RUNTIME_PHASETIMES_H
-#define LAER_RUNTIME_PHASETIMES_H
+#ifndef LAER_RUNTIME_FSEP_PHASETIMES_H
+#define LAER_RUNTIME_FSEP_PHASETIMES_H
 
 #include <array>
 #include <chrono>
@@ -67,4 +67,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_PHASETIMES_H
+#endif // LAER_RUNTIME_FSEP_PHASETIMES_H

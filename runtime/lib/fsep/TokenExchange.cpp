@@ -1,6 +1,6 @@
 //===- TokenExchange.cpp - one rank's token all-to-alls of a step ---------===//
 
-#include "laer/runtime/TokenExchange.h"
+#include "laer/runtime/fsep/TokenExchange.h"
 
 #include <algorithm>
 #include <limits>

@@ -7,14 +7,14 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_LAYERPLANNING_H
-#define LAER_RUNTIME_LAYERPLANNING_H
+#ifndef LAER_RUNTIME_FSEP_LAYERPLANNING_H
+#define LAER_RUNTIME_FSEP_LAYERPLANNING_H
 
-#include "laer/runtime/Communicator.h"
-#include "laer/runtime/ExpertShards.h"
 #include "laer/runtime/MoEFunctions.h"
-#include "laer/runtime/Plan.h"
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/comm/Communicator.h"
+#include "laer/runtime/fsep/ExpertShards.h"
+#include "laer/runtime/fsep/Plan.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <cstdint>
 #include <deque>
@@ -230,4 +230,4 @@ void runBackwardSchedule(Layer &layer, int chunks, In dOut, Out dx) {
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_LAYERPLANNING_H
+#endif // LAER_RUNTIME_FSEP_LAYERPLANNING_H

@@ -1,7 +1,7 @@
 //===- PhaseTimes.cpp -----------------------------------------------------===//
 
-#include "laer/runtime/PhaseTimes.h"
-#include "laer/runtime/Trace.h"
+#include "laer/runtime/fsep/PhaseTimes.h"
+#include "laer/runtime/io/Trace.h"
 
 #include <numeric>
 

@@ -10,8 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_PLAN_H
-#define LAER_RUNTIME_PLAN_H
+#ifndef LAER_RUNTIME_FSEP_PLAN_H
+#define LAER_RUNTIME_FSEP_PLAN_H
 
 #include "laer/runtime/Error.h"
 
@@ -164,4 +164,4 @@ std::uint64_t fingerprint(const Plan &plan);
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_PLAN_H
+#endif // LAER_RUNTIME_FSEP_PLAN_H

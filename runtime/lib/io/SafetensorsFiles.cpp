@@ -1,6 +1,6 @@
 //===- SafetensorsFiles.cpp - tensors of safetensors files by range -------===//
 
-#include "laer/runtime/SafetensorsFiles.h"
+#include "laer/runtime/io/SafetensorsFiles.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 //===- RelayoutHook.cpp - the static and the re-planning hooks ------------===//
 
-#include "laer/runtime/RelayoutHook.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
 
 #include <chrono>
 #include <utility>

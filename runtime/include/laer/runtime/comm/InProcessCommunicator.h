@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_INPROCESSCOMMUNICATOR_H
-#define LAER_RUNTIME_INPROCESSCOMMUNICATOR_H
+#ifndef LAER_RUNTIME_COMM_INPROCESSCOMMUNICATOR_H
+#define LAER_RUNTIME_COMM_INPROCESSCOMMUNICATOR_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <chrono>
 #include <functional>
@@ -50,4 +50,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_INPROCESSCOMMUNICATOR_H
+#endif // LAER_RUNTIME_COMM_INPROCESSCOMMUNICATOR_H

@@ -9,10 +9,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_EXPERTSHARDS_H
-#define LAER_RUNTIME_EXPERTSHARDS_H
+#ifndef LAER_RUNTIME_FSEP_EXPERTSHARDS_H
+#define LAER_RUNTIME_FSEP_EXPERTSHARDS_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <cstdint>
 #include <span>
@@ -113,4 +113,4 @@ float uniformAt(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_EXPERTSHARDS_H
+#endif // LAER_RUNTIME_FSEP_EXPERTSHARDS_H

@@ -9,8 +9,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_COMMUNICATOR_H
-#define LAER_RUNTIME_COMMUNICATOR_H
+#ifndef LAER_RUNTIME_COMM_COMMUNICATOR_H
+#define LAER_RUNTIME_COMM_COMMUNICATOR_H
 
 #include "laer/runtime/Error.h"
 
@@ -143,4 +143,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_COMMUNICATOR_H
+#endif // LAER_RUNTIME_COMM_COMMUNICATOR_H

@@ -1,6 +1,6 @@
 //===- Plan.cpp - expert layout and token routing -------------------------===//
 
-#include "laer/runtime/Plan.h"
+#include "laer/runtime/fsep/Plan.h"
 
 #include <algorithm>
 #include <numeric>

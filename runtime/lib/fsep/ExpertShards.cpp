@@ -1,6 +1,6 @@
 //===- ExpertShards.cpp - FSEP storage of one layer's experts -------------===//
 
-#include "laer/runtime/ExpertShards.h"
+#include "laer/runtime/fsep/ExpertShards.h"
 #include "laer/runtime/Limits.h"
 
 #include <algorithm>

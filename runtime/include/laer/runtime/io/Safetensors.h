@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_SAFETENSORS_H
-#define LAER_RUNTIME_SAFETENSORS_H
+#ifndef LAER_RUNTIME_IO_SAFETENSORS_H
+#define LAER_RUNTIME_IO_SAFETENSORS_H
 
 #include <cstdint>
 #include <map>
@@ -36,4 +36,4 @@ TensorMap readSafetensors(const std::string &path, Metadata *metadata);
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_SAFETENSORS_H
+#endif // LAER_RUNTIME_IO_SAFETENSORS_H

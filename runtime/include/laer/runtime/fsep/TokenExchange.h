@@ -15,11 +15,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_TOKENEXCHANGE_H
-#define LAER_RUNTIME_TOKENEXCHANGE_H
+#ifndef LAER_RUNTIME_FSEP_TOKENEXCHANGE_H
+#define LAER_RUNTIME_FSEP_TOKENEXCHANGE_H
 
-#include "laer/runtime/Communicator.h"
-#include "laer/runtime/Plan.h"
+#include "laer/runtime/comm/Communicator.h"
+#include "laer/runtime/fsep/Plan.h"
 
 #include <cstdint>
 #include <span>
@@ -91,4 +91,4 @@ struct TokenExchange {
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_TOKENEXCHANGE_H
+#endif // LAER_RUNTIME_FSEP_TOKENEXCHANGE_H

@@ -10,8 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_SAFETENSORSFILES_H
-#define LAER_RUNTIME_SAFETENSORSFILES_H
+#ifndef LAER_RUNTIME_IO_SAFETENSORSFILES_H
+#define LAER_RUNTIME_IO_SAFETENSORSFILES_H
 
 #include "laer/runtime/Error.h"
 
@@ -162,4 +162,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_SAFETENSORSFILES_H
+#endif // LAER_RUNTIME_IO_SAFETENSORSFILES_H

@@ -1,6 +1,6 @@
 //===- LayerPlanning.cpp - an MoE layer's relayout step -------------------===//
 
-#include "laer/runtime/LayerPlanning.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
 #include "laer/runtime/Limits.h"
 
 #include <cmath>

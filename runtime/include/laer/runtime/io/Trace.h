@@ -7,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_TRACE_H
-#define LAER_RUNTIME_TRACE_H
+#ifndef LAER_RUNTIME_IO_TRACE_H
+#define LAER_RUNTIME_IO_TRACE_H
 
 #include <chrono>
 #include <cstdint>
@@ -55,4 +55,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_TRACE_H
+#endif // LAER_RUNTIME_IO_TRACE_H

@@ -23,18 +23,18 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_FSEPMOELAYER_H
-#define LAER_RUNTIME_FSEPMOELAYER_H
+#ifndef LAER_RUNTIME_FSEP_FSEPMOELAYER_H
+#define LAER_RUNTIME_FSEP_FSEPMOELAYER_H
 
 #include "laer/runtime/AdamW.h"
-#include "laer/runtime/Communicator.h"
-#include "laer/runtime/ExpertShards.h"
-#include "laer/runtime/LayerPlanning.h"
-#include "laer/runtime/PhaseTimes.h"
-#include "laer/runtime/Plan.h"
-#include "laer/runtime/RelayoutHook.h"
-#include "laer/runtime/TokenExchange.h"
+#include "laer/runtime/comm/Communicator.h"
 #include "laer/runtime/cpu/Kernels.h"
+#include "laer/runtime/fsep/ExpertShards.h"
+#include "laer/runtime/fsep/LayerPlanning.h"
+#include "laer/runtime/fsep/PhaseTimes.h"
+#include "laer/runtime/fsep/Plan.h"
+#include "laer/runtime/fsep/RelayoutHook.h"
+#include "laer/runtime/fsep/TokenExchange.h"
 
 #include <cstdint>
 #include <deque>
@@ -235,4 +235,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_FSEPMOELAYER_H
+#endif // LAER_RUNTIME_FSEP_FSEPMOELAYER_H

@@ -1,8 +1,8 @@
 //===- Safetensors.cpp - read and write .safetensors files ----------------===//
 
-#include "laer/runtime/Safetensors.h"
+#include "laer/runtime/io/Safetensors.h"
 #include "laer/runtime/Error.h"
-#include "laer/runtime/SafetensorsFiles.h"
+#include "laer/runtime/io/SafetensorsFiles.h"
 
 #include <zlib.h>
 

@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_MPICOMMUNICATOR_H
-#define LAER_RUNTIME_MPICOMMUNICATOR_H
+#ifndef LAER_RUNTIME_COMM_MPICOMMUNICATOR_H
+#define LAER_RUNTIME_COMM_MPICOMMUNICATOR_H
 
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <chrono>
 #include <mpi.h>
@@ -94,4 +94,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_MPICOMMUNICATOR_H
+#endif // LAER_RUNTIME_COMM_MPICOMMUNICATOR_H

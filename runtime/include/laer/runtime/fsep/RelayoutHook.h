@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef LAER_RUNTIME_RELAYOUTHOOK_H
-#define LAER_RUNTIME_RELAYOUTHOOK_H
+#ifndef LAER_RUNTIME_FSEP_RELAYOUTHOOK_H
+#define LAER_RUNTIME_FSEP_RELAYOUTHOOK_H
 
-#include "laer/runtime/Plan.h"
+#include "laer/runtime/fsep/Plan.h"
 
 #include <map>
 #include <memory>
@@ -98,4 +98,4 @@ private:
 
 } // namespace laer::rt
 
-#endif // LAER_RUNTIME_RELAYOUTHOOK_H
+#endif // LAER_RUNTIME_FSEP_RELAYOUTHOOK_H

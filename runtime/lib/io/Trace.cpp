@@ -1,7 +1,7 @@
 //===- Trace.cpp - per-rank timelines in Chrome trace format --------------===//
 
-#include "laer/runtime/Trace.h"
-#include "laer/runtime/Communicator.h"
+#include "laer/runtime/io/Trace.h"
+#include "laer/runtime/comm/Communicator.h"
 
 #include <nlohmann/json.hpp>
 
