@@ -304,8 +304,9 @@ void GpuFsepMoELayer::applyAdamW(const AdamWConfig &config, long step) {
     // The loads over every rank: the same bias on every rank.
     cpu::updateSelectionBias(bias_, globalLoads(),
                              static_cast<float>(config_.biasUpdateRate));
-    check(cudaStreamSynchronize(compute), "cudaStreamSynchronize");
-    biasDevice_.upload(bias_);
+    // Ordered before the next router on the compute stream; a copy from
+    // pageable memory has read bias_ when the call returns.
+    uploadAsync(biasDevice_, bias_, compute);
   }
 }
 

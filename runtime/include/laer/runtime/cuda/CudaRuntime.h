@@ -66,8 +66,12 @@ template <typename T> class DeviceBuffer {
 public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(std::size_t size) : size_(size) {
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(size, sizeof(T), &bytes))
+      check(cudaErrorMemoryAllocation,
+            "cudaMalloc (the byte count overflows)");
     if (size)
-      check(cudaMalloc(reinterpret_cast<void **>(&data_), size * sizeof(T)),
+      check(cudaMalloc(reinterpret_cast<void **>(&data_), bytes),
             "cudaMalloc");
   }
   ~DeviceBuffer() {
