@@ -22,6 +22,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -378,7 +379,10 @@ PYBIND11_MODULE(_runtime, m) {
                        int tokenChunks, int history, const std::string &planner,
                        const std::string &score, bool renormalize, double scale,
                        int layerIndex, std::uint64_t seed, float expertScale,
-                       float gateScale) {
+                       float gateScale, int groups, int topGroups,
+                       const std::string &groupScore, bool selectionBias,
+                       double biasUpdateRate, const std::string &auxLoss,
+                       bool zLoss, std::int64_t sequenceLength) {
              int initialized = 0;
              MPI_Initialized(&initialized);
              if (!initialized)
@@ -394,6 +398,28 @@ PYBIND11_MODULE(_runtime, m) {
              config.routing.score = scoreOf(score);
              config.routing.renormalize = renormalize;
              config.routing.scale = scale;
+             config.routing.groups = groups;
+             config.routing.topGroups = topGroups;
+             if (groupScore != "max" && groupScore != "top2sum")
+               throw py::value_error("group_score must be 'max' or "
+                                     "'top2sum', got '" +
+                                     groupScore + "'");
+             config.routing.groupScore = groupScore == "max"
+                                             ? rt::GroupScore::Max
+                                             : rt::GroupScore::TopTwoSum;
+             config.routing.selectionBias = selectionBias;
+             config.biasUpdateRate = biasUpdateRate;
+             const char *auxNames[] = {"none", "micro", "global", "sequence"};
+             auto aux =
+                 std::find(std::begin(auxNames), std::end(auxNames), auxLoss);
+             if (aux == std::end(auxNames))
+               throw py::value_error("aux_loss must be 'none', 'micro', "
+                                     "'global' or 'sequence', got '" +
+                                     auxLoss + "'");
+             config.losses.aux =
+                 static_cast<rt::AuxLoss>(aux - std::begin(auxNames));
+             config.losses.z = zLoss;
+             config.losses.sequenceLength = sequenceLength;
              MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fortranComm));
              return std::make_unique<PyFsepLayer>(comm, config, layerIndex,
                                                   planner, seed, expertScale,
@@ -404,7 +430,11 @@ PYBIND11_MODULE(_runtime, m) {
            py::arg("token_chunks"), py::arg("history"), py::arg("planner"),
            py::arg("score"), py::arg("renormalize"), py::arg("scale"),
            py::arg("layer_index"), py::arg("seed"), py::arg("expert_scale"),
-           py::arg("gate_scale"),
+           py::arg("gate_scale"), py::arg("groups") = 1,
+           py::arg("top_groups") = 1, py::arg("group_score") = "max",
+           py::arg("selection_bias") = false, py::arg("bias_update_rate") = 0.0,
+           py::arg("aux_loss") = "none", py::arg("z_loss") = false,
+           py::arg("sequence_length") = 0,
            "An FSEP layer on the MPI communicator whose Fortran handle is "
            "`comm` (mpi4py: comm.py2f()), initialised from `seed` the same "
            "on every rank count")
@@ -446,6 +476,24 @@ PYBIND11_MODULE(_runtime, m) {
           "d(x) of the last forward; adds to the shards' and gate's "
           "gradients (collective)")
       .def("zero_grads", [](PyFsepLayer &l) { l.layer().zeroGrads(); })
+      .def(
+          "router_losses",
+          [](PyFsepLayer &l) {
+            rt::cpu::RouterLosses losses = l.layer().routerLosses();
+            return py::make_tuple(losses.aux, losses.z);
+          },
+          "(aux, z) of the last forward")
+      .def(
+          "set_loss_gradients",
+          [](PyFsepLayer &l, float dAux, float dZ) {
+            const rt::MoELayerConfig &c = l.layer().config();
+            if (c.losses.aux != rt::AuxLoss::None)
+              l.layer().setAuxLossGradient(dAux);
+            if (c.losses.z)
+              l.layer().setZLossGradient(dZ);
+          },
+          py::arg("d_aux"), py::arg("d_z"),
+          "d(loss)/d(aux) and d(loss)/d(z) for the next backward")
       .def(
           "expert_shards",
           [](py::object self) {

@@ -36,10 +36,12 @@ class _FsepFunction(torch.autograd.Function):
         ctx.module = module
         ctx.step = module._next_step()
         out = module._layer.forward(x.detach().numpy(), ctx.step)
-        return torch.from_numpy(out)
+        aux, z = module._layer.router_losses()
+        return (torch.from_numpy(out), torch.tensor(aux, dtype=torch.float32),
+                torch.tensor(z, dtype=torch.float32))
 
     @staticmethod
-    def backward(ctx, d_out):
+    def backward(ctx, d_out, d_aux, d_z):
         module = ctx.module
         layer = module._layer
         # The layer keeps one step's routing and exchanges: the backward of
@@ -51,6 +53,7 @@ class _FsepFunction(torch.autograd.Function):
                 f"forward since (step {module._step - 1}); one forward per "
                 f"backward")
         layer.zero_grads()
+        layer.set_loss_gradients(float(d_aux), float(d_z))
         dx = layer.backward(np.ascontiguousarray(d_out.detach().numpy()))
         scale = 1.0 / layer.size if module.average_gradients else 1.0
         d_shards = torch.from_numpy(layer.expert_shard_grads() * scale)
@@ -63,7 +66,14 @@ class MoE(torch.nn.Module):
 
     ``hidden``, ``ffn``, ``experts``, ``top_k``: H, F, E, k. ``score``
     ``'softmax'`` or ``'sigmoid'``, ``renormalize`` the k weights,
-    ``scale`` them after (routed scaling factor). ``slots_per_rank``:
+    ``scale`` them after (routed scaling factor); ``groups``,
+    ``top_groups``, ``group_score`` (``'max'`` or ``'top2sum'``):
+    group-limited routing (DeepSeek); ``selection_bias`` with
+    ``bias_update_rate``: DeepSeek-V3's aux-loss-free balancing;
+    ``aux_loss`` (``'none'``, ``'micro'``, ``'global'``, ``'sequence'`` of
+    ``sequence_length`` tokens) and ``z_loss``: after each forward
+    ``module.aux_loss`` and ``module.z_loss`` are scalar tensors to add to
+    the loss with their coefficients (their gradients reach the router). ``slots_per_rank``:
     experts each rank computes per step (default ceil(E / N) + 1, room for
     replicas of hot experts). ``planner``: ``'laer+'``, ``'laer'``,
     ``'flexmoe'`` or ``'static'``. ``token_chunks``: the token exchange in
@@ -81,10 +91,13 @@ class MoE(torch.nn.Module):
     """
 
     def __init__(self, hidden, ffn, experts, top_k, *, score="softmax",
-                 renormalize=True, scale=1.0, slots_per_rank=None,
-                 planner="laer+", token_chunks=1, history=2, seed=0,
-                 expert_scale=0.1, gate_scale=0.5, layer_index=0,
-                 average_gradients=True, comm=None):
+                 renormalize=True, scale=1.0, groups=1, top_groups=1,
+                 group_score="max", selection_bias=False,
+                 bias_update_rate=0.0, aux_loss="none", z_loss=False,
+                 sequence_length=0, slots_per_rank=None, planner="laer+",
+                 token_chunks=1, history=2, seed=0, expert_scale=0.1,
+                 gate_scale=0.5, layer_index=0, average_gradients=True,
+                 comm=None):
         super().__init__()
         comm = MPI.COMM_WORLD if comm is None else comm
         if slots_per_rank is None:
@@ -95,7 +108,9 @@ class MoE(torch.nn.Module):
         self._layer = _runtime.FsepLayer(
             comm.py2f(), hidden, ffn, experts, top_k, slots_per_rank,
             token_chunks, history, planner, score, renormalize, scale,
-            layer_index, seed, expert_scale, gate_scale)
+            layer_index, seed, expert_scale, gate_scale, groups, top_groups,
+            group_score, selection_bias, bias_update_rate, aux_loss, z_loss,
+            sequence_length)
         # One parameter per expert (views of the layer's [E, shard]): an
         # optimizer's temporaries then stay small.
         shards = torch.from_numpy(self._layer.expert_shards())
@@ -137,7 +152,8 @@ class MoE(torch.nn.Module):
                                "the layer's memory (moved or converted?): "
                                "keep them float32 on the CPU")
         rows = x.reshape(-1, self.hidden).contiguous()
-        out = _FsepFunction.apply(rows, self.gate, self, *self.expert_shards)
+        out, self.aux_loss, self.z_loss = _FsepFunction.apply(
+            rows, self.gate, self, *self.expert_shards)
         return out.reshape(x.shape)
 
     def load_experts(self, w1, w3, w2):

@@ -9,7 +9,8 @@ sparse block (softmax router, top-k renormalised, SwiGLU experts). Each
 rank trains on its own batches; the dense gradients of both models are
 averaged over the ranks with mpi4py, as DistributedDataParallel would.
 Three AdamW steps: every rank's loss and every gradient (the experts'
-gathered from their shards) agree within 1e-5 relative. Then bad inputs
+gathered from their shards) agree within 1e-5 relative; then the same with
+the layers' load-balancing and z losses in the training loss. Then bad inputs
 are clear Python errors, and importing laer.torch did not load the
 compiler (LLVM).
 """
@@ -47,8 +48,14 @@ class PlainMoE(torch.nn.Module):
 
     def forward(self, x):
         rows = x.reshape(-1, H)
-        probs = F.softmax(self.gate(rows), dim=-1)
+        logits = self.gate(rows)
+        probs = F.softmax(logits, dim=-1)
         weights, chosen = torch.topk(probs, K, dim=-1)
+        # The Switch/Mixtral load-balancing loss E / k * sum_e f_e P_e (f_e:
+        # the share of (token, choice) pairs on e) and the router z-loss.
+        share = F.one_hot(chosen, E).sum((0, 1)).float() / rows.shape[0]
+        self.aux_loss = E / K * (share * probs.mean(0)).sum()
+        self.z_loss = (torch.logsumexp(logits, -1) ** 2).mean()
         weights = weights / weights.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(rows)
         for e in range(E):
@@ -115,9 +122,13 @@ def relative_error(got, want):
     return float((got - want).norm() / max(float(want.norm()), 1e-30))
 
 
-def main():
+def main(with_losses):
+    """`with_losses`: the layers' aux and z losses enter the training
+    loss."""
     torch.manual_seed(1234)
-    laer_layers = [laer.torch.MoE(H, FFN, E, K, seed=7 + l, layer_index=l)
+    router_losses = dict(aux_loss="micro", z_loss=True) if with_losses else {}
+    laer_layers = [laer.torch.MoE(H, FFN, E, K, seed=7 + l, layer_index=l,
+                                  **router_losses)
                    for l in range(LAYERS)]
     ours = Model(laer_layers)
     plain = Model([PlainMoE() for _ in range(LAYERS)])
@@ -134,8 +145,12 @@ def main():
     if "laer._laer" in sys.modules:
         fail("import laer.torch loaded the compiler extension (LLVM)")
 
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-2)
-    opt_plain = torch.optim.AdamW(plain.parameters(), lr=1e-2)
+    # eps 1e-5 rather than 1e-8: AdamW's g / (|g| + eps) turns last-bit
+    # differences of near-zero gradients into weight differences the next
+    # steps' gradients carry (1e-5 of w3's gradient at step 2 on 4 ranks
+    # with the router losses at eps 1e-8; 4e-7 at 1e-5).
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-2, eps=1e-5)
+    opt_plain = torch.optim.AdamW(plain.parameters(), lr=1e-2, eps=1e-5)
     data = torch.Generator().manual_seed(100 + rank)
     worst = 0.0
     for step in range(STEPS):
@@ -149,6 +164,9 @@ def main():
             logits = model(ids[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, V),
                                    ids[:, 1:].reshape(-1))
+            if with_losses:
+                loss = loss + sum(0.01 * m.aux_loss + 0.001 * m.z_loss
+                                  for m in model.moe)
             loss.backward()
             for _, p in dense_parameters(model):
                 average(p.grad)
@@ -214,11 +232,14 @@ def main():
         except kind as error:
             if words not in str(error):
                 fail(f"unclear error: {error}")
-    comm.Barrier()
-    if rank == 0:
-        print(f"torch_moe: PASS on {size} ranks, worst relative error "
-              f"{worst:.1e}", flush=True)
+    return worst
 
 
 if __name__ == "__main__":
-    main()
+    plain_worst = main(with_losses=False)
+    losses_worst = main(with_losses=True)
+    comm.Barrier()
+    if rank == 0:
+        print(f"torch_moe: PASS on {size} ranks, worst relative error "
+              f"{plain_worst:.1e}, with the aux and z losses "
+              f"{losses_worst:.1e}", flush=True)
