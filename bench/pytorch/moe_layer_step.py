@@ -161,9 +161,9 @@ def run(rank, args):
         dist.destroy_process_group()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=1)
+def add_layer_arguments(parser):
+    """The layer's shape and the step counts, shared with the benches that
+    time this layer beside laer's."""
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--ffn", type=int, default=896)
@@ -171,15 +171,27 @@ def main():
     parser.add_argument("--topk", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--port", type=int, default=29517)
-    args = parser.parse_args()
-    for name in ("processes", "tokens", "hidden", "ffn", "experts", "topk",
-                 "steps", "threads"):
+
+
+def check_layer_arguments(parser, args):
+    for name in ("tokens", "hidden", "ffn", "experts", "topk", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.warmup < 0 or args.topk > args.experts:
         parser.error("--warmup must be >= 0 and --topk <= --experts")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=1)
+    add_layer_arguments(parser)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--port", type=int, default=29517)
+    args = parser.parse_args()
+    check_layer_arguments(parser, args)
+    for name in ("processes", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     if args.experts % args.processes:
         parser.error("--experts must be a multiple of --processes")
     if not 1024 <= args.port <= 65535:

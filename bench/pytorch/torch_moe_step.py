@@ -30,7 +30,8 @@ import torch
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moe_layer_step import SparseMoE  # noqa: E402
+from moe_layer_step import (SparseMoE, add_layer_arguments,  # noqa: E402
+                            check_layer_arguments)
 
 import laer.torch  # noqa: E402
 
@@ -49,15 +50,10 @@ def averaged(module, comm):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=512)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--ffn", type=int, default=896)
-    parser.add_argument("--experts", type=int, default=8)
-    parser.add_argument("--topk", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_layer_arguments(parser)
     args = parser.parse_args()
+    check_layer_arguments(parser, args)
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

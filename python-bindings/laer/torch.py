@@ -36,7 +36,9 @@ class _FsepFunction(torch.autograd.Function):
         ctx.module = module
         ctx.step = module._next_step()
         out = module._layer.forward(x.detach().numpy(), ctx.step)
-        aux, z = module._layer.router_losses()
+        # Reduced over the router's scores only where the layer has a loss.
+        aux, z = (module._layer.router_losses() if module._router_losses
+                  else (0.0, 0.0))
         return (torch.from_numpy(out), torch.tensor(aux, dtype=torch.float32),
                 torch.tensor(z, dtype=torch.float32))
 
@@ -104,6 +106,7 @@ class MoE(torch.nn.Module):
             slots_per_rank = -(-experts // comm.Get_size()) + 1
         self.hidden = hidden
         self.layer_index = layer_index
+        self._router_losses = aux_loss != "none" or z_loss
         self.average_gradients = average_gradients
         self._layer = _runtime.FsepLayer(
             comm.py2f(), hidden, ffn, experts, top_k, slots_per_rank,

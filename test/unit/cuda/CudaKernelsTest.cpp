@@ -55,21 +55,34 @@ std::string describe(const RoutingConfig &r) {
          std::to_string(r.selectionBias);
 }
 
+/// Random logits [T, E] (uniform in +-scale) and, where the routing has
+/// one, a selection bias, routed on the CPU (the reference).
+struct RoutedLogits {
+  std::vector<float> logits, bias;
+  cpu::RouterOutput saved;
+};
+RoutedLogits routeRandomLogits(FreshRandom &random,
+                               const RoutingConfig &routing, std::int64_t T,
+                               int E, int k, float scale) {
+  RoutedLogits r;
+  r.logits = random.uniform(T * E, scale);
+  if (routing.selectionBias)
+    r.bias = random.uniform(E, 0.3f);
+  r.saved = cpu::routerForward(r.logits, identityGate(E), r.bias, T, E, E, k,
+                               routing);
+  return r;
+}
+
 TEST(CudaKernels, RouterTopKMatchesCpu) {
   LAER_REQUIRE_GPU();
   FreshRandom random;
   SCOPED_TRACE(random.seed);
   const std::int64_t T = 257;
   const int E = 16, k = 3;
-  std::vector<float> identity = identityGate(E);
   for (const RoutingConfig &routing : routingVariants()) {
     SCOPED_TRACE(describe(routing));
-    std::vector<float> logits = random.uniform(T * E, 4.0f);
-    std::vector<float> bias;
-    if (routing.selectionBias)
-      bias = random.uniform(E, 0.3f);
-    cpu::RouterOutput want =
-        cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
+    auto [logits, bias, want] =
+        routeRandomLogits(random, routing, T, E, k, 4.0f);
     DeviceBuffer<float> dLogits(T * E), scores(T * E), lse(T), weights(T * k),
         dBias(E);
     DeviceBuffer<std::int32_t> indices(T * k);
@@ -117,13 +130,9 @@ TEST(CudaKernels, RouterBackwardMatchesCpu) {
       for (bool withLosses : {false, true}) {
         SCOPED_TRACE(describe(routing) + " span " + std::to_string(span) +
                      " losses " + std::to_string(withLosses));
-        std::vector<float> logits = random.uniform(T * E, 3.0f);
+        auto [logits, bias, saved] =
+            routeRandomLogits(random, routing, T, E, k, 3.0f);
         std::vector<float> dWeights = random.uniform(T * k);
-        std::vector<float> bias;
-        if (routing.selectionBias)
-          bias = random.uniform(E, 0.3f);
-        cpu::RouterOutput saved =
-            cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
         // Loads of another batch for the batch-wide aux loss.
         std::vector<std::int64_t> loads(E);
         for (std::int64_t &load : loads)
@@ -180,16 +189,11 @@ TEST(CudaKernels, RouterLossesMatchCpu) {
   SCOPED_TRACE(random.seed);
   const std::int64_t T = 192, sequence = 48;
   const int E = 16, k = 2;
-  std::vector<float> identity = identityGate(E);
   for (const RoutingConfig &routing : routingVariants())
     for (std::int64_t span : {std::int64_t{0}, sequence}) {
       SCOPED_TRACE(describe(routing) + " span " + std::to_string(span));
-      std::vector<float> logits = random.uniform(T * E, 3.0f);
-      std::vector<float> bias;
-      if (routing.selectionBias)
-        bias = random.uniform(E, 0.3f);
       cpu::RouterOutput saved =
-          cpu::routerForward(logits, identity, bias, T, E, E, k, routing);
+          routeRandomLogits(random, routing, T, E, k, 3.0f).saved;
       std::vector<std::int64_t> loads =
           cpu::choiceCounts(saved.indices, 0, T, E, k);
       cpu::RouterLosses want =

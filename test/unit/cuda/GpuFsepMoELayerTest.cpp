@@ -63,6 +63,19 @@ void copyInto(const std::vector<float> &from, std::span<float> to) {
   std::copy(from.begin(), from.end(), to.begin());
 }
 
+std::vector<float> copyOf(std::span<const float> values) {
+  return {values.begin(), values.end()};
+}
+
+/// The expert-shard and gate gradients of the two layers agree within
+/// `tol`.
+void expectGradientsMatch(const GpuFsepMoELayer &gpu, FsepMoELayer &cpu,
+                          double tol) {
+  EXPECT_LT(relativeError(gpu.shardGrads(), copyOf(cpu.experts().allGrads())),
+            tol);
+  EXPECT_LT(relativeError(gpu.gateGrad(), copyOf(cpu.gateGrad())), tol);
+}
+
 /// The CPU layer takes the GPU layer's parameters and AdamW moments.
 void takeGpuState(FsepMoELayer &cpu, const GpuFsepMoELayer &gpu) {
   copyInto(gpu.shardParams(), cpu.experts().allParams());
@@ -126,22 +139,12 @@ void compareSteps(Precision precision) {
       EXPECT_EQ(gpu.lastCounts(), cpu.lastCounts());
       EXPECT_LT(relativeError(out.download(), expectedOut), tol);
       EXPECT_LT(relativeError(dx.download(), expectedDx), tol);
-      std::span<const float> grads = cpu.experts().allGrads();
-      EXPECT_LT(relativeError(gpu.shardGrads(),
-                              std::vector<float>(grads.begin(), grads.end())),
-                tol);
-      std::span<const float> gateGrad = cpu.gateGrad();
-      EXPECT_LT(
-          relativeError(gpu.gateGrad(),
-                        std::vector<float>(gateGrad.begin(), gateGrad.end())),
-          tol);
+      expectGradientsMatch(gpu, cpu, tol);
 
       cpu.applyAdamW(adamw, step);
       gpu.applyAdamW(adamw, step);
-      std::span<const float> weights = cpu.experts().allParams();
       EXPECT_LT(
-          relativeError(gpu.shardParams(),
-                        std::vector<float>(weights.begin(), weights.end())),
+          relativeError(gpu.shardParams(), copyOf(cpu.experts().allParams())),
           paramTol);
       if (precision != Precision::Float32) {
         // The next step starts both layers from the GPU's state, so it
@@ -255,24 +258,14 @@ void compareVariantSteps(bool deepseekV3) {
       synchronize();
       EXPECT_LT(relativeError(out.download(), expectedOut), tol);
       EXPECT_LT(relativeError(dx.download(), expectedDx), tol);
-      std::span<const float> grads = cpu.experts().allGrads();
-      EXPECT_LT(relativeError(gpu.shardGrads(),
-                              std::vector<float>(grads.begin(), grads.end())),
-                tol);
-      std::span<const float> gateGrad = cpu.gateGrad();
-      EXPECT_LT(
-          relativeError(gpu.gateGrad(),
-                        std::vector<float>(gateGrad.begin(), gateGrad.end())),
-          tol);
+      expectGradientsMatch(gpu, cpu, tol);
       EXPECT_NEAR(gpu.gradSquaredNorm(), cpu.gradSquaredNorm(),
                   tol * cpu.gradSquaredNorm());
 
       cpu.applyAdamW(adamw, step);
       gpu.applyAdamW(adamw, step);
-      std::span<const float> weights = cpu.experts().allParams();
       EXPECT_LT(
-          relativeError(gpu.shardParams(),
-                        std::vector<float>(weights.begin(), weights.end())),
+          relativeError(gpu.shardParams(), copyOf(cpu.experts().allParams())),
           tol);
       std::span<const float> bias = cpu.selectionBias();
       EXPECT_EQ(gpu.selectionBias(),
